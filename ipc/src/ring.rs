@@ -173,6 +173,10 @@ struct Endpoint {
     wait: WaitStrategy,
     watch: Option<Box<dyn PeerWatch>>,
     broken: Option<FrameError>,
+    /// Pending bytes that trigger a publication on their own: a quarter of
+    /// the ring. (Measured: publishing every 16 KiB instead was slower for
+    /// both 64 B and 64 KiB frames.)
+    publish_batch: u64,
 }
 
 impl Endpoint {
@@ -186,6 +190,7 @@ impl Endpoint {
             wait: WaitStrategy::DEFAULT,
             watch: None,
             broken: None,
+            publish_batch: ptrs.capacity / 4,
         }
     }
 
@@ -562,7 +567,7 @@ impl Producer {
     fn commit(&mut self, offset: u64, len: usize, tag: u16) {
         self.write_header(offset, header_words(len as u32, tag, KIND_DATA));
         self.head += frame_size(len as u64);
-        if self.head - self.published >= self.end.capacity / 4 {
+        if self.head - self.published >= self.end.publish_batch {
             self.flush();
         }
     }
@@ -689,7 +694,6 @@ impl FrameWriter<'_> {
     }
 }
 
-#[cfg(any())] // TEMP
 impl crate::codec::ByteSink for FrameWriter<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) -> Result<(), crate::codec::EncodeError> {
@@ -997,7 +1001,7 @@ impl Consumer {
         // Hand space back in batches of a quarter ring, or at once when we
         // have caught up with everything published (the producer may be
         // about to need it, and we are not busy).
-        if self.tail == self.head || self.tail - self.published >= self.end.capacity / 4 {
+        if self.tail == self.head || self.tail - self.published >= self.end.publish_batch {
             self.flush();
         }
     }
@@ -1077,12 +1081,49 @@ impl Frame<'_> {
         Ok(())
     }
 
-    /// Appends the whole payload to `out`.
+    /// Appends the whole payload to `out`, without zero-filling it first.
     pub fn copy_into(&self, out: &mut Vec<u8>) {
-        let at = out.len();
-        out.resize(at + self.len, 0);
-        self.read_at(0, &mut out[at..])
+        self.append_range(0, self.len, out)
             .expect("the whole payload is in bounds");
+    }
+
+    /// Appends the `len` payload bytes starting at `offset` to `out`,
+    /// without zero-filling them first.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameBoundsError`] if the range is not inside the payload; `out` is
+    /// then unchanged.
+    pub fn append_range(
+        &self,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FrameBoundsError> {
+        if offset > self.len || len > self.len - offset {
+            return Err(FrameBoundsError {
+                offset,
+                len,
+                frame_len: self.len,
+            });
+        }
+        out.reserve(len);
+        let start = self.offset as usize + FRAME_HEADER_LEN + offset;
+        debug_assert!(start + len <= self.consumer.end.capacity as usize);
+        // SAFETY: `offset + len <= self.len` (checked above), so the source
+        // lies inside the payload, which `check_header` proved lies inside
+        // the data area and the committed bytes (as in `read_at`). The
+        // destination is the vector's spare capacity, at least `len` bytes
+        // after `reserve`, and `set_len` covers exactly the bytes copied.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.consumer.end.data.add(start),
+                out.as_mut_ptr().add(out.len()),
+                len,
+            );
+            out.set_len(out.len() + len);
+        }
+        Ok(())
     }
 
     /// The payload as a new vector.
@@ -1102,7 +1143,6 @@ impl Drop for Frame<'_> {
     }
 }
 
-#[cfg(any())] // TEMP
 impl crate::codec::ByteSource for Frame<'_> {
     #[inline]
     fn len(&self) -> usize {
@@ -1111,8 +1151,21 @@ impl crate::codec::ByteSource for Frame<'_> {
 
     #[inline]
     fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), crate::codec::DecodeError> {
-        Frame::read_at(self, offset, dst)
-            .map_err(|_| crate::codec::DecodeError::truncated(offset, dst.len(), self.len))
+        Frame::read_at(self, offset, dst).map_err(|_| {
+            crate::codec::DecodeError::truncated(offset, dst.len(), self.len.saturating_sub(offset))
+        })
+    }
+
+    #[inline]
+    fn append_to(
+        &self,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), crate::codec::DecodeError> {
+        self.append_range(offset, len, out).map_err(|_| {
+            crate::codec::DecodeError::truncated(offset, len, self.len.saturating_sub(offset))
+        })
     }
 }
 
