@@ -9,7 +9,7 @@
 //!   +0          +4          +6          +8
 //! ```
 //!
-//! `kind` is [`KIND_DATA`] for a frame the user wrote and [`KIND_PAD`] for
+//! `kind` is `KIND_DATA` (0) for a frame the user wrote and `KIND_PAD` (1) for
 //! filler the producer writes when a frame does not fit before the end of the
 //! data area; a pad always runs exactly to the end, and the consumer skips it.
 //! `tag` is the user's (for example: batch, control, error). A frame occupies

@@ -13,7 +13,7 @@
 //! │   24   4  ready            creator      last, Release (opener: Acquire)
 //! │   28   4  creator_pid      creator      before `ready`               │
 //! │   32  32  (zero)                                                     │
-//! │   64 16×8 ring table: { offset: u64, capacity: u64 } per ring        │
+//! │   64 128 ring table: 8 × { offset: u64, capacity: u64 }              │
 //! ├──────────────────────────────────────────────────────────────────────┤
 //! │ ring 0 control block, 128 bytes (at ring_table[0].offset)            │
 //! │  line 0, written by the producer only                                │

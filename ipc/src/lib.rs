@@ -71,7 +71,7 @@
 //! # Ok(()) }
 //! // Child:
 //! # fn child(fd: i32) -> Result<(), Box<dyn std::error::Error>> {
-//! // SAFETY: the parent passed this descriptor down; nothing else owns it.
+//! // Sound: the parent passed this descriptor down and nothing else owns it.
 //! let region = unsafe { Region::from_inherited_fd(fd)? };
 //! let mut rx = region.consumer(0)?;
 //! rx.set_peer_watch(coil_ipc::ParentWatch::new());
@@ -98,14 +98,14 @@
 //! None. `--cfg loom` swaps the atomics and futexes for loom's model-checked
 //! versions (see `ipc/tests/loom.rs`).
 
-mod codec;
-mod frame;
-mod header;
-mod peer;
-mod region;
-mod ring;
+pub mod codec;
+pub mod frame;
+pub mod header;
+pub mod peer;
+pub mod region;
+pub mod ring;
 mod sync;
-mod wake;
+pub mod wake;
 
 pub use codec::*;
 pub use frame::{max_frame_len, FrameError, FRAME_HEADER_LEN};

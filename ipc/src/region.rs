@@ -86,7 +86,7 @@ pub enum RegionOpenError {
         /// Bytes found.
         size: usize,
     },
-    /// The first eight bytes are not [`REGION_MAGIC`](crate::REGION_MAGIC).
+    /// The first eight bytes are not [`REGION_MAGIC`].
     #[error("region magic is {found:#018x}, expected {REGION_MAGIC:#018x}")]
     BadMagic {
         /// The value found.
@@ -112,7 +112,7 @@ pub enum RegionOpenError {
         /// The ready word found.
         found: u32,
     },
-    /// The ring count is 0 or above [`MAX_RINGS`](crate::MAX_RINGS).
+    /// The ring count is 0 or above [`MAX_RINGS`].
     #[error("region claims {count} rings, expected 1 to {MAX_RINGS}")]
     BadRingCount {
         /// The count found.
@@ -424,8 +424,7 @@ fn validate(backing: &dyn Backing) -> Result<Vec<RingEntry>, RegionOpenError> {
     // SAFETY: the mapping is at least HEADER_SIZE bytes (checked above) and
     // page aligned; `ready` is an atomic, read atomically.
     let ready = unsafe { (*h).ready.load(Ordering::Acquire) };
-    // SAFETY (this block and the reads below): each field lies inside the
-    // first HEADER_SIZE bytes; the values are plain integers, read once with
+    // SAFETY: each field lies inside the first HEADER_SIZE bytes; the values are plain integers, read once with
     // volatile reads into locals and never re-read.
     let (magic, version, count, region_size) = unsafe {
         (

@@ -6,7 +6,7 @@
 //! this project's machines: a spin-then-park round trip with a ready peer
 //! costs about 0.12 µs, a futex wait/wake round trip about 11 µs (see
 //! `docs/benchmarks.md`). If the condition still does not hold, the waiter
-//! parks on the ring's doorbell word (see [`futex`]) in slices of
+//! parks on the ring's doorbell word (see `wake/futex.rs`) in slices of
 //! [`WaitStrategy::park_slice`], and between slices it checks its deadline,
 //! whether the peer closed, and whether the peer is still alive.
 //!
