@@ -17,5 +17,6 @@
 //! assert!(stream::check(17, 4096, &frame).is_err());
 //! ```
 
+pub mod json;
 pub mod peer;
 pub mod stream;

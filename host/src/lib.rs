@@ -1,27 +1,45 @@
 //! `coil-host`: the side of coil that a host engine embeds. It turns a
-//! Flink-style configuration (`python.execution-mode` and friends) into a
-//! runner, feeds it batches of rows and returns results in order, whichever
-//! execution mode runs the Python: pooled `coil-worker` processes behind
-//! shared-memory rings, or executor threads in the host process.
+//! Flink-style [`Config`] (`python.execution-mode` and friends) into a
+//! [`Runner`], feeds it rows and returns results in order, whichever
+//! execution mode runs the Python.
 //!
-//! This crate is at its start: configuration and the runner land with
-//! process mode. Today it re-exports the transport it is built on, [`ipc`].
+//! In `process` mode (the default) the runner keeps a pool of `coil-worker`
+//! processes, each behind its own pair of shared-memory rings and driven by
+//! one host thread. A worker that dies, hangs past its timeout or writes
+//! garbage is replaced; the batch it held is reported as failed (or retried
+//! once, by configuration), never dropped or duplicated. Workers' stdout and
+//! stderr go to `tracing` (target `coil::worker`), never to the host's
+//! stdout.
 //!
 //! # Examples
 //!
-//! The region a host creates for one worker process: a request ring and a
-//! reply ring in one sealed `memfd`, inherited by the child as a descriptor.
-//!
-//! ```
-//! use coil_host::ipc::Region;
+//! ```no_run
+//! use coil_host::{Config, Runner, UdfSpec, UdfKind};
+//! use coil_host::ipc::Value;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let region = Region::create_shared(&[1 << 20, 1 << 20])?;
-//! assert_eq!(region.ring_count(), 2);
-//! let requests = region.producer(0)?;
-//! let replies = region.consumer(1)?;
-//! assert_eq!(requests.capacity(), 1 << 20);
-//! # drop((requests, replies));
+//! let mut config = Config::default();
+//! config.set_pair("python.execution-mode=process")?;
+//! config.set_pair("python.fn-execution.bundle.size=500")?;
+//! let runner = Runner::new(&config, UdfSpec::new("udfs/words.py:split").kind(UdfKind::Table))?;
+//! let mut stream = runner.stream();
+//! stream.push(vec![Value::Str("a b".into())])?;
+//! stream.flush()?;
+//! let rows = stream.pull().expect("one result")?;
 //! # Ok(()) }
 //! ```
 
+mod config;
+mod error;
+mod pool;
+mod runner;
+
 pub use coil_ipc as ipc;
+pub use coil_worker::{PyErrorInfo, UdfKind, UdfSpec};
+pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, KEYS};
+pub use config::{
+    BUNDLE_SIZE, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES, RETRIES, RING_SIZE,
+    START_TIMEOUT, TIMEOUT, WORKER_COUNT,
+};
+pub use error::{RunError, StartError};
+pub use pool::WorkerCommand;
+pub use runner::{RowStream, Runner};

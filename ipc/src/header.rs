@@ -12,7 +12,7 @@
 //! │   16   8  region_size      creator      before `ready`               │
 //! │   24   4  ready            creator      last, Release (opener: Acquire)
 //! │   28   4  creator_pid      creator      before `ready`               │
-//! │   32  32  (zero)                                                     │
+//! │   32  32  user words: 4 × u64, either side, any time (untrusted)     │
 //! │   64 128 ring table: 8 × { offset: u64, capacity: u64 }              │
 //! ├──────────────────────────────────────────────────────────────────────┤
 //! │ ring 0 control block, 128 bytes (at ring_table[0].offset)            │
@@ -77,6 +77,10 @@ pub(crate) struct RingEntry {
     pub capacity: u64,
 }
 
+/// Number of application words in the header (see
+/// [`Region::user_word`](crate::Region::user_word)).
+pub const USER_WORDS: usize = 4;
+
 /// The region header. `ready` is the only field read or written atomically;
 /// the others are written once before `ready` is published and read (with
 /// volatile reads, once each) after it has been observed.
@@ -88,7 +92,9 @@ pub(crate) struct Header {
     pub region_size: u64,
     pub ready: AtomicU32,
     pub creator_pid: u32,
-    pub _reserved: [u64; 4],
+    /// Words either side may write at any time, for the application's own
+    /// signals (coil's worker publishes the row it is running). Untrusted.
+    pub user: [AtomicU64; USER_WORDS],
     pub rings: [RingEntry; MAX_RINGS],
 }
 

@@ -111,10 +111,10 @@ pub use codec::*;
 pub use frame::{max_frame_len, FrameError, FRAME_HEADER_LEN};
 pub use header::{
     required_size, CONTROL_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAX_CAPACITY, MAX_RINGS,
-    MIN_CAPACITY, REGION_MAGIC,
+    MIN_CAPACITY, REGION_MAGIC, USER_WORDS,
 };
 pub use peer::{ParentWatch, PeerWatch, PidWatch};
-pub use region::{EndpointError, Region, RegionCreateError, RegionOpenError};
+pub use region::{EndpointError, Region, RegionCreateError, RegionOpenError, UserWord};
 pub use ring::{
     Consumer, Frame, FrameBoundsError, FrameWriter, Producer, RingPushError, RingRecvError,
 };

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::header::{
     check_table, plan, required_size, Control, Header, RingEntry, HEADER_SIZE, LAYOUT_VERSION,
-    MAX_RINGS, READY, REGION_MAGIC,
+    MAX_RINGS, READY, REGION_MAGIC, USER_WORDS,
 };
 use crate::ring::{Consumer, Producer, RingPtrs};
 use crate::sync::Ordering;
@@ -245,7 +245,7 @@ impl Region {
             region_size: backing.len() as u64,
             ready: crate::sync::AtomicU32::new(0),
             creator_pid: std::process::id(),
-            _reserved: [0; 4],
+            user: std::array::from_fn(|_| crate::sync::AtomicU64::new(0)),
             rings: table,
         };
         // SAFETY: the backing is at least `size` ≥ HEADER_SIZE bytes, 64-byte
@@ -346,6 +346,18 @@ impl Region {
     /// Bytes of memory the region occupies.
     pub fn size(&self) -> usize {
         self.inner.backing.len()
+    }
+
+    /// Application word `index` (below [`USER_WORDS`]) of the header: a
+    /// `u64` that either side may read or write at any time, for signals
+    /// beside the rings (coil's worker stores the row it is running, so the
+    /// host can name it when the worker hangs). Memory the peer can write:
+    /// treat what you load as untrusted.
+    pub fn user_word(&self, index: usize) -> Option<UserWord> {
+        (index < USER_WORDS).then(|| UserWord {
+            region: self.clone(),
+            index,
+        })
     }
 
     /// Number of rings in the region.
@@ -466,6 +478,41 @@ fn validate(backing: &dyn Backing) -> Result<Vec<RingEntry>, RegionOpenError> {
     Ok(rings)
 }
 
+/// One application word of a region's header; see [`Region::user_word`].
+#[derive(Debug, Clone)]
+pub struct UserWord {
+    region: Region,
+    index: usize,
+}
+
+impl UserWord {
+    fn atomic(&self) -> &crate::sync::AtomicU64 {
+        let h = self
+            .region
+            .inner
+            .backing
+            .base()
+            .cast::<Header>()
+            .cast_const();
+        // SAFETY: the region's mapping starts with a header (validated when
+        // it was created or opened) and lives as long as `self.region`;
+        // `index < USER_WORDS` (checked in `user_word`); the field is an
+        // atomic, so a shared reference to it is sound even while another
+        // process writes it.
+        unsafe { &(*h).user[self.index] }
+    }
+
+    /// Loads the word.
+    pub fn load(&self) -> u64 {
+        self.atomic().load(Ordering::Relaxed)
+    }
+
+    /// Stores `value`.
+    pub fn store(&self, value: u64) {
+        self.atomic().store(value, Ordering::Relaxed)
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -500,6 +547,24 @@ mod tests {
         let other = reopen(&region).unwrap();
         assert_eq!(other.ring_count(), 2);
         assert_eq!(other.capacity(1), Some(1 << 16));
+    }
+
+    #[test]
+    fn user_words_are_shared_between_mappings_and_bounded() {
+        let region = Region::create_shared(&[4096]).unwrap();
+        let other = reopen(&region).unwrap();
+        for i in 0..USER_WORDS {
+            region.user_word(i).unwrap().store(1000 + i as u64);
+        }
+        for i in 0..USER_WORDS {
+            assert_eq!(other.user_word(i).unwrap().load(), 1000 + i as u64);
+        }
+        assert!(region.user_word(USER_WORDS).is_none());
+        // The rings are untouched by the words next to them.
+        let (mut tx, mut rx) = (region.producer(0).unwrap(), other.consumer(0).unwrap());
+        tx.push(3, b"ok").unwrap();
+        tx.flush();
+        assert_eq!(rx.try_recv().unwrap().unwrap().to_vec(), b"ok");
     }
 
     #[test]

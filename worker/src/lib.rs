@@ -1,29 +1,110 @@
 //! `coil-worker`: the executor side of coil. It takes frames off a ring,
-//! decodes the batch of rows in place, calls the Python UDF on them and
-//! encodes the answers into the reply frame. The same executor code runs in
-//! every execution mode: in a separate `coil-worker` process (`process`
-//! mode) or on a host thread (`multi-thread`, `sub-interpreter`).
+//! decodes the batch of rows in place into Python objects, calls the Python
+//! UDF on them and encodes the answers into the reply frame. The same
+//! [`Executor`] runs in every execution mode: in a separate `coil-worker`
+//! process (`process` mode, [`serve`]) or on a host thread (the in-process
+//! modes).
 //!
-//! This crate is at its start: the Python side lands with process mode.
-//! Today it re-exports the transport it is built on, [`ipc`].
+//! coil embeds CPython ≥ 3.12 with a shared libpython (the build picks the
+//! newest one it finds, see `tools/python`; `PYO3_PYTHON` overrides), and
+//! links an rpath to it so binaries run without `LD_LIBRARY_PATH`.
 //!
 //! # Examples
 //!
-//! A batch as the executor receives it, from a ring over private memory:
+//! Run a batch through a UDF in this process:
 //!
 //! ```
-//! use coil_worker::ipc::{decode_batch, encode_batch, encoded_len, Region, Value};
+//! use coil_worker::{Executor, UdfSpec};
+//! use coil_worker::ipc::{decode_batch, encode_batch, Value};
+//! use pyo3::Python;
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let region = Region::create_private(&[64 * 1024])?;
-//! let (mut tx, mut rx) = (region.producer(0)?, region.consumer(0)?);
-//! let rows = vec![vec![Value::Int(41)], vec![Value::Str("hi".into())]];
-//! let mut frame = tx.try_reserve(encoded_len(&rows))?;
-//! encode_batch(&rows, &mut frame)?;
-//! frame.commit(0);
-//! tx.flush();
-//! let frame = rx.try_recv()?.expect("a committed frame");
-//! assert_eq!(decode_batch(&frame)?, rows);
+//! let dir = std::env::temp_dir().join(format!("coil-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! std::fs::write(dir.join("inc.py"), "def inc(x):\n    return x + 1\n")?;
+//! let spec = UdfSpec::new(format!("{}:inc", dir.join("inc.py").display()));
+//!
+//! let mut input = Vec::new();
+//! encode_batch(&[vec![Value::Int(1)], vec![Value::Int(41)]], &mut input)?;
+//! Python::initialize();
+//! let out = Python::attach(|py| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+//!     let mut exec = Executor::load(py, &spec)?;
+//!     let mut out = Vec::new();
+//!     exec.run_batch(py, &input[..], &mut out)?;
+//!     Ok(out)
+//! })?;
+//! assert_eq!(decode_batch(&out[..])?, vec![vec![Value::Int(2)], vec![Value::Int(42)]]);
 //! # Ok(()) }
 //! ```
 
+mod executor;
+pub mod protocol;
+mod serve;
+
 pub use coil_ipc as ipc;
+pub use executor::{BatchError, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
+pub use serve::{serve, watch_parent, ServeError};
+
+/// The usage of the `coil-worker` program.
+pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]...";
+
+/// The `coil-worker` program: parses `args` (without the program name),
+/// opens the inherited region and serves it. Returns the exit code.
+///
+/// The host spawns workers with this; the `coil` CLI runs it as
+/// `coil worker ...` so that it needs no second binary.
+pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let mut fd = None;
+    let mut spec = UdfSpec::new("");
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        let parsed: Result<(), String> = (|| {
+            match arg.as_str() {
+                "--fd" => {
+                    fd = Some(
+                        value("--fd")?
+                            .parse::<i32>()
+                            .map_err(|e| format!("--fd: {e}"))?,
+                    )
+                }
+                "--udf" => spec.target = value("--udf")?,
+                "--kind" => {
+                    spec.kind = value("--kind")?
+                        .parse()
+                        .map_err(|e: UnknownKind| e.to_string())?
+                }
+                "--path" => spec.paths.push(value("--path")?.into()),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+            Ok(())
+        })();
+        if let Err(e) = parsed {
+            eprintln!("coil-worker: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(fd) = fd.filter(|_| !spec.target.is_empty()) else {
+        eprintln!("coil-worker: --fd and --udf are required\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    watch_parent();
+    // SAFETY: the host passed this descriptor down with
+    // `Region::inherit_into`, and nothing else in this process owns it.
+    let region = match unsafe { coil_ipc::Region::from_inherited_fd(fd) } {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("coil-worker: opening the region on fd {fd}: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match serve(&region, &spec) {
+        Ok(()) => ExitCode::SUCCESS,
+        // Already reported to the host, with its traceback.
+        Err(ServeError::Load(_)) => ExitCode::from(4),
+        Err(e) => {
+            eprintln!("coil-worker: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! Configuration: Flink-style string keys with typed accessors.
+//!
+//! Every key coil understands is in [`KEYS`], with its default and meaning;
+//! setting an unknown key or a bad value is an error that names what is
+//! valid.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the Python code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutionMode {
+    /// Pooled `coil-worker` processes behind shared-memory rings.
+    #[default]
+    Process,
+    /// Executor threads on the host's embedded interpreter (one GIL).
+    MultiThread,
+    /// One own-GIL sub-interpreter per executor thread.
+    SubInterpreter,
+}
+
+impl ExecutionMode {
+    /// The value as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Process => "process",
+            ExecutionMode::MultiThread => "multi-thread",
+            ExecutionMode::SubInterpreter => "sub-interpreter",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecutionMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "process" => Ok(ExecutionMode::Process),
+            "multi-thread" | "thread" => Ok(ExecutionMode::MultiThread),
+            "sub-interpreter" => Ok(ExecutionMode::SubInterpreter),
+            _ => Err("process, multi-thread (or thread), sub-interpreter".into()),
+        }
+    }
+}
+
+/// A configuration key: its name, default and meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The key.
+    pub name: &'static str,
+    /// Its default, as a string (`"cores"`: the number of cores).
+    pub default: &'static str,
+    /// What it means and what values it takes.
+    pub doc: &'static str,
+    check: fn(&str) -> Result<(), String>,
+}
+
+/// `python.execution-mode`.
+pub const EXECUTION_MODE: &str = "python.execution-mode";
+/// `python.execution-mode.strict`.
+pub const EXECUTION_MODE_STRICT: &str = "python.execution-mode.strict";
+/// `python.worker-count`.
+pub const WORKER_COUNT: &str = "python.worker-count";
+/// `python.fn-execution.bundle.size`.
+pub const BUNDLE_SIZE: &str = "python.fn-execution.bundle.size";
+/// `python.fn-execution.bundle.time`.
+pub const BUNDLE_TIME: &str = "python.fn-execution.bundle.time";
+/// `python.files`.
+pub const FILES: &str = "python.files";
+/// `python.fn-execution.ring.size`.
+pub const RING_SIZE: &str = "python.fn-execution.ring.size";
+/// `python.fn-execution.timeout`.
+pub const TIMEOUT: &str = "python.fn-execution.timeout";
+/// `python.fn-execution.retries`.
+pub const RETRIES: &str = "python.fn-execution.retries";
+/// `python.worker.start-timeout`.
+pub const START_TIMEOUT: &str = "python.worker.start-timeout";
+
+fn check_mode(v: &str) -> Result<(), String> {
+    v.parse::<ExecutionMode>().map(|_| ())
+}
+fn check_bool(v: &str) -> Result<(), String> {
+    parse_bool(v).map(|_| ())
+}
+fn check_count(v: &str) -> Result<(), String> {
+    parse_count(v).map(|_| ())
+}
+fn check_millis(v: &str) -> Result<(), String> {
+    parse_millis(v).map(|_| ())
+}
+fn check_ring(v: &str) -> Result<(), String> {
+    parse_ring_size(v).map(|_| ())
+}
+fn check_retries(v: &str) -> Result<(), String> {
+    match v.trim() {
+        "0" | "1" => Ok(()),
+        _ => Err("0 (report a failed batch) or 1 (retry it once on a fresh worker)".into()),
+    }
+}
+fn check_any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+/// Every key coil understands.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: EXECUTION_MODE,
+        default: "process",
+        doc: "where UDFs run: process (pooled worker processes), multi-thread (host threads, one GIL) or sub-interpreter (one own-GIL interpreter per thread); case-insensitive, `thread` is accepted for multi-thread",
+        check: check_mode,
+    },
+    Key {
+        name: EXECUTION_MODE_STRICT,
+        default: "false",
+        doc: "true: a UDF that cannot run in the chosen mode is an error; false: it falls back to process mode with a warning",
+        check: check_bool,
+    },
+    Key {
+        name: WORKER_COUNT,
+        default: "cores",
+        doc: "worker processes (or executor threads); a positive integer, default the number of cores",
+        check: check_count,
+    },
+    Key {
+        name: BUNDLE_SIZE,
+        default: "1000",
+        doc: "rows per batch sent to a worker; a positive integer",
+        check: check_count,
+    },
+    Key {
+        name: BUNDLE_TIME,
+        default: "1000",
+        doc: "milliseconds a streaming runner waits before it sends a partial batch; a positive integer",
+        check: check_millis,
+    },
+    Key {
+        name: FILES,
+        default: "",
+        doc: "comma-separated directories put on the UDF's sys.path, in order",
+        check: check_any,
+    },
+    Key {
+        name: RING_SIZE,
+        default: "4m",
+        doc: "bytes of each ring between host and worker (one each way): a power of two from 4k to 1g, with an optional k/m/g suffix; a batch and its results must fit",
+        check: check_ring,
+    },
+    Key {
+        name: TIMEOUT,
+        default: "300000",
+        doc: "milliseconds a batch may run before its worker is killed and replaced and the caller gets a timeout error; 0 disables",
+        check: check_millis,
+    },
+    Key {
+        name: RETRIES,
+        default: "0",
+        doc: "batches whose worker died: 0 reports them as failed, 1 retries each once on a fresh worker",
+        check: check_retries,
+    },
+    Key {
+        name: START_TIMEOUT,
+        default: "60000",
+        doc: "milliseconds a worker may take to start and load the UDF",
+        check: check_millis,
+    },
+];
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err("true or false".into()),
+    }
+}
+
+fn parse_count(v: &str) -> Result<usize, String> {
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("a positive integer".into()),
+    }
+}
+
+fn parse_millis(v: &str) -> Result<u64, String> {
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| "a whole number of milliseconds".into())
+}
+
+fn parse_ring_size(v: &str) -> Result<usize, String> {
+    let v = v.trim().to_ascii_lowercase();
+    let (digits, shift) = match v.strip_suffix(['k', 'm', 'g']) {
+        Some(d) if v.ends_with('k') => (d, 10),
+        Some(d) if v.ends_with('m') => (d, 20),
+        Some(d) => (d, 30),
+        None => (v.as_str(), 0),
+    };
+    let err = || "a power of two from 4k to 1g, e.g. 4194304 or 4m".to_string();
+    let n = digits
+        .parse::<usize>()
+        .map_err(|_| err())?
+        .checked_shl(shift)
+        .ok_or_else(err)?;
+    if n.is_power_of_two() && (4096..=1 << 30).contains(&n) {
+        Ok(n)
+    } else {
+        Err(err())
+    }
+}
+
+/// A configuration key or value that coil does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The key is not one coil knows.
+    #[error("unknown configuration key {key:?}; valid keys: {}", valid_keys())]
+    UnknownKey {
+        /// The key given.
+        key: String,
+    },
+    /// The value is not valid for the key.
+    #[error("bad value {value:?} for {key}: expected {expected}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What the key accepts.
+        expected: String,
+    },
+    /// A `KEY=VALUE` pair without `=`.
+    #[error("expected KEY=VALUE, got {0:?}")]
+    NotAPair(String),
+}
+
+fn valid_keys() -> String {
+    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// A validated configuration. Build it with [`Config::builder`] or
+/// [`Config::set`]; read it with the typed accessors.
+///
+/// # Examples
+///
+/// ```
+/// use coil_host::{Config, ExecutionMode};
+/// # fn main() -> Result<(), coil_host::ConfigError> {
+/// let config = Config::builder()
+///     .set("python.execution-mode", "PROCESS")?
+///     .set("python.worker-count", "2")?
+///     .build();
+/// assert_eq!(config.execution_mode(), ExecutionMode::Process);
+/// assert_eq!(config.worker_count(), 2);
+/// assert!(Config::builder().set("python.worker-count", "none").is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    values: BTreeMap<String, String>,
+}
+
+/// Builds a [`Config`], checking each key and value as it is set.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the valid keys or values.
+    pub fn set(mut self, key: &str, value: &str) -> Result<Self, ConfigError> {
+        self.config.set(key, value)?;
+        Ok(self)
+    }
+
+    /// The configuration.
+    pub fn build(self) -> Config {
+        self.config
+    }
+}
+
+impl Config {
+    /// An empty builder: every key at its default.
+    pub fn builder() -> ConfigBuilder {
+        ConfigBuilder::default()
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the valid keys or values.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let k = KEYS
+            .iter()
+            .find(|k| k.name == key)
+            .ok_or_else(|| ConfigError::UnknownKey {
+                key: key.to_string(),
+            })?;
+        (k.check)(value).map_err(|expected| ConfigError::BadValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            expected,
+        })?;
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Sets a `KEY=VALUE` pair, as `--conf` takes it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`].
+    pub fn set_pair(&mut self, pair: &str) -> Result<(), ConfigError> {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| ConfigError::NotAPair(pair.to_string()))?;
+        self.set(k.trim(), v)
+    }
+
+    /// The value set for `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    fn typed<T>(&self, key: &str, parse: fn(&str) -> Result<T, String>) -> T {
+        let default = KEYS
+            .iter()
+            .find(|k| k.name == key)
+            .expect("a known key")
+            .default;
+        let v = self.get(key).unwrap_or(default);
+        parse(v).expect("values are checked when set, defaults are valid")
+    }
+
+    /// `python.execution-mode`.
+    pub fn execution_mode(&self) -> ExecutionMode {
+        self.typed(EXECUTION_MODE, str::parse)
+    }
+
+    /// `python.execution-mode.strict`.
+    pub fn strict(&self) -> bool {
+        self.typed(EXECUTION_MODE_STRICT, parse_bool)
+    }
+
+    /// `python.worker-count`, default the number of cores.
+    pub fn worker_count(&self) -> usize {
+        match self.get(WORKER_COUNT) {
+            Some(v) => parse_count(v).expect("checked when set"),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// `python.fn-execution.bundle.size`.
+    pub fn bundle_size(&self) -> usize {
+        self.typed(BUNDLE_SIZE, parse_count)
+    }
+
+    /// `python.fn-execution.bundle.time`.
+    pub fn bundle_time(&self) -> Duration {
+        Duration::from_millis(self.typed(BUNDLE_TIME, parse_millis))
+    }
+
+    /// `python.files`.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.get(FILES)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    /// `python.fn-execution.ring.size`, in bytes.
+    pub fn ring_size(&self) -> usize {
+        self.typed(RING_SIZE, parse_ring_size)
+    }
+
+    /// `python.fn-execution.timeout`; `None` when disabled.
+    pub fn timeout(&self) -> Option<Duration> {
+        Some(self.typed(TIMEOUT, parse_millis))
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    }
+
+    /// `python.fn-execution.retries`.
+    pub fn retries(&self) -> u32 {
+        self.typed(RETRIES, |v| {
+            v.trim().parse::<u32>().map_err(|e| e.to_string())
+        })
+    }
+
+    /// `python.worker.start-timeout`.
+    pub fn start_timeout(&self) -> Duration {
+        Duration::from_millis(self.typed(START_TIMEOUT, parse_millis))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_typed() {
+        for k in KEYS {
+            if k.default != "cores" {
+                (k.check)(k.default).unwrap_or_else(|e| panic!("{}: {e}", k.name));
+            }
+        }
+        let c = Config::default();
+        assert_eq!(c.execution_mode(), ExecutionMode::Process);
+        assert_eq!(c.bundle_size(), 1000);
+        assert_eq!(c.ring_size(), 4 << 20);
+        assert_eq!(c.timeout(), Some(Duration::from_secs(300)));
+        assert!(c.worker_count() >= 1);
+        assert!(c.files().is_empty());
+    }
+
+    #[test]
+    fn modes_parse_case_insensitively_with_the_thread_alias() {
+        for (v, m) in [
+            ("process", ExecutionMode::Process),
+            ("PROCESS", ExecutionMode::Process),
+            ("Multi-Thread", ExecutionMode::MultiThread),
+            ("thread", ExecutionMode::MultiThread),
+            ("sub-interpreter", ExecutionMode::SubInterpreter),
+        ] {
+            let c = Config::builder().set(EXECUTION_MODE, v).unwrap().build();
+            assert_eq!(c.execution_mode(), m, "{v}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_what_is_valid() {
+        let e = Config::builder()
+            .set("python.worker-cnt", "2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("python.worker-cnt") && e.contains("python.worker-count"),
+            "{e}"
+        );
+        let e = Config::builder()
+            .set(EXECUTION_MODE, "threads")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("threads") && e.contains("sub-interpreter"),
+            "{e}"
+        );
+        for (k, v) in [
+            (WORKER_COUNT, "0"),
+            (BUNDLE_SIZE, "-1"),
+            (RING_SIZE, "3000"),
+            (RING_SIZE, "2g"),
+            (TIMEOUT, "1.5"),
+            (RETRIES, "2"),
+            (EXECUTION_MODE_STRICT, "yes"),
+        ] {
+            assert!(Config::builder().set(k, v).is_err(), "{k}={v} accepted");
+        }
+        let mut c = Config::default();
+        assert!(matches!(
+            c.set_pair("python.files"),
+            Err(ConfigError::NotAPair(_))
+        ));
+    }
+
+    #[test]
+    fn values_parse() {
+        let mut c = Config::default();
+        c.set_pair("python.fn-execution.ring.size=64k").unwrap();
+        c.set_pair("python.files= a/b , c ").unwrap();
+        c.set_pair("python.fn-execution.timeout=0").unwrap();
+        assert_eq!(c.ring_size(), 65536);
+        assert_eq!(c.files(), vec![PathBuf::from("a/b"), PathBuf::from("c")]);
+        assert_eq!(c.timeout(), None);
+    }
+}

@@ -1,0 +1,198 @@
+//! The `coil` command line: run a Python UDF over JSON Lines.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use coil::json;
+use coil_host::{Config, RunError, Runner, UdfKind, UdfSpec, WorkerCommand};
+
+/// Run Python user-defined functions from Rust, in process, thread or
+/// sub-interpreter mode.
+#[derive(Parser)]
+#[command(name = "coil", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a UDF over JSON Lines: each input line a JSON array of the UDF's
+    /// arguments; one JSON result per line, in order.
+    Run(RunArgs),
+    /// (internal) Serve as a worker process; spawned by `coil run`.
+    #[command(hide = true, disable_help_flag = true)]
+    Worker {
+        #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The UDF: path/to/file.py:NAME or package.module:NAME.
+    #[arg(long)]
+    udf: String,
+    /// scalar (one value per row), table (rows per row), vectorized (columns in, a column out).
+    #[arg(long, default_value = "scalar")]
+    kind: String,
+    /// Execution mode; short for --conf python.execution-mode=MODE.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Worker processes; short for --conf python.worker-count=N.
+    #[arg(long)]
+    workers: Option<String>,
+    /// A configuration key, KEY=VALUE; repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+    /// Input file (default: standard input).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Output file (default: standard output).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Worker { args } => coil_worker::worker_main(args),
+        Cmd::Run(args) => {
+            init_logging();
+            match run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("coil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    for pair in &args.conf {
+        config.set_pair(pair)?;
+    }
+    if let Some(m) = &args.mode {
+        config.set(coil_host::EXECUTION_MODE, m)?;
+    }
+    if let Some(n) = &args.workers {
+        config.set(coil_host::WORKER_COUNT, n)?;
+    }
+    let kind: UdfKind = args.kind.parse()?;
+    let spec = UdfSpec::new(&args.udf).kind(kind);
+    let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
+        .arg("worker");
+    let runner = Runner::with_worker_command(&config, spec, command)?;
+
+    let (input, size): (Box<dyn Read>, Option<u64>) = match &args.input {
+        Some(p) => {
+            let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            let size = f.metadata().ok().map(|m| m.len());
+            (Box::new(f), size)
+        }
+        None => (Box::new(std::io::stdin().lock()), None),
+    };
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let progress = match size {
+        Some(n) if std::io::stderr().is_terminal() => indicatif::ProgressBar::new(n).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        ),
+        _ => indicatif::ProgressBar::hidden(),
+    };
+
+    // Row i of the stream came from input line lines[i] (1-based).
+    let mut lines: Vec<u64> = Vec::new();
+    let mut written = 0usize;
+    let mut stream = runner.stream();
+    let mut emit = |result: Result<coil_ipc::Value, RunError>,
+                    written: &mut usize,
+                    lines: &[u64]|
+     -> anyhow::Result<()> {
+        match result {
+            Ok(v) => {
+                serde_json::to_writer(&mut out, &json::to_json(&v))?;
+                out.write_all(b"\n")?;
+                *written += 1;
+                Ok(())
+            }
+            Err(e) => Err(describe(e, lines)),
+        }
+    };
+    let reader = BufReader::new(input);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.context("reading input")?;
+        progress.inc(line.len() as u64 + 1);
+        let number = i as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row = json::parse_args(&line).map_err(|e| anyhow::anyhow!("line {number}: {e}"))?;
+        lines.push(number);
+        stream.push(row)?;
+        while let Some(r) = stream.try_pull() {
+            emit(r, &mut written, &lines)?;
+        }
+    }
+    while let Some(r) = stream.pull() {
+        emit(r, &mut written, &lines)?;
+    }
+    progress.finish_and_clear();
+    if written != lines.len() {
+        bail!("{} results for {} input rows", written, lines.len());
+    }
+    Ok(())
+}
+
+/// Turns a run error into a message that names the input line.
+fn describe(e: RunError, lines: &[u64]) -> anyhow::Error {
+    let line = |row: u64| lines.get(row as usize).copied().unwrap_or(row + 1);
+    match &e {
+        RunError::Udf { row, error } => anyhow::anyhow!(
+            "line {}: the UDF raised {}: {}\n{}",
+            line(*row),
+            error.type_name,
+            error.message,
+            error.traceback.trim_end()
+        ),
+        RunError::BadRow {
+            row: Some(row),
+            message,
+        } => anyhow::anyhow!("line {}: {message}", line(*row)),
+        RunError::Timeout { row: Some(row), .. } => anyhow::anyhow!("line {}: {e}", line(*row)),
+        RunError::WorkerDied { rows, .. }
+        | RunError::Protocol { rows, .. }
+        | RunError::TooLarge { rows, .. } => {
+            anyhow::anyhow!(
+                "lines {}..={}: {e}",
+                line(rows.start),
+                line(rows.end.saturating_sub(1))
+            )
+        }
+        _ => anyhow::Error::new(e),
+    }
+}

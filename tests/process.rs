@@ -1,0 +1,514 @@
+//! Process mode end to end: `coil-host` runners over `coil worker`
+//! processes, against plain Python and under faults.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coil::json::to_json;
+use coil_host::{Config, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerCommand};
+use coil_ipc::{Row, Value};
+
+fn udfs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/udfs")
+}
+
+fn worker() -> WorkerCommand {
+    WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker")
+}
+
+fn config(pairs: &[&str]) -> Config {
+    let mut c = Config::default();
+    for p in pairs {
+        c.set_pair(p).unwrap();
+    }
+    c
+}
+
+fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Runner {
+    let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display())).kind(kind);
+    Runner::with_worker_command(&config(pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
+    xs.into_iter().map(|x| vec![Value::Int(x)]).collect()
+}
+
+/// What plain Python (the interpreter coil embeds) returns for `rows`.
+fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json::Value {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python");
+    let input: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::Value::Array(r.iter().map(to_json).collect()))
+        .collect();
+    let mut child = Command::new(python)
+        .arg(udfs().join("reference.py"))
+        .arg(udfs().join(file))
+        .arg(name)
+        .arg(kind.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "reference run failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn assert_same_as_python(file: &str, name: &str, kind: UdfKind, rows: Vec<Row>, pairs: &[&str]) {
+    let runner = start(file, name, kind, pairs);
+    let got = runner.call(&rows).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let got = serde_json::Value::Array(got.iter().map(to_json).collect());
+    assert_eq!(got, reference(file, name, kind, &rows), "{name}");
+}
+
+#[test]
+fn scalar_udfs_match_plain_python() {
+    let s = |x: &str| Value::Str(x.into());
+    let cases: Vec<(&str, Vec<Row>)> = vec![
+        ("inc", ints([-5, 0, 1, i64::MAX - 1, i64::MIN])),
+        (
+            "scale",
+            vec![
+                vec![Value::Float(1.5), Value::Float(-2.0)],
+                vec![Value::Float(1e300), Value::Int(3)],
+                vec![Value::Int(7), Value::Float(0.1)],
+            ],
+        ),
+        (
+            "shout",
+            vec![
+                vec![s("grüße")],
+                vec![s("日本語")],
+                vec![s("")],
+                vec![Value::Null],
+                vec![s("emoji 🎉")],
+            ],
+        ),
+        (
+            "reverse_bytes",
+            vec![
+                vec![Value::Bytes(vec![0, 1, 255])],
+                vec![Value::Bytes(vec![])],
+                vec![Value::Bytes(vec![0; 1000])],
+            ],
+        ),
+        (
+            "describe",
+            vec![
+                vec![Value::Null],
+                vec![Value::Bool(true)],
+                vec![Value::Float(f64::MIN_POSITIVE)],
+                vec![s("ß")],
+            ],
+        ),
+        (
+            "sum_list",
+            vec![
+                vec![Value::List(vec![
+                    Value::Int(1),
+                    Value::Int(2),
+                    Value::Int(3),
+                ])],
+                vec![Value::List(vec![])],
+                vec![Value::List(vec![Value::Float(0.5), Value::Int(2)])],
+            ],
+        ),
+    ];
+    for (name, rows) in cases {
+        assert_same_as_python(
+            "basic.py",
+            name,
+            UdfKind::Scalar,
+            rows,
+            &["python.worker-count=1"],
+        );
+    }
+}
+
+#[test]
+fn table_vectorized_and_class_udfs_match_plain_python() {
+    let s = |x: &str| Value::Str(x.into());
+    assert_same_as_python(
+        "basic.py",
+        "split_words",
+        UdfKind::Table,
+        vec![
+            vec![s("the quick  brown")],
+            vec![s("")],
+            vec![s("ünï cödé")],
+        ],
+        &["python.worker-count=1"],
+    );
+    assert_same_as_python(
+        "basic.py",
+        "repeat",
+        UdfKind::Table,
+        vec![
+            vec![s("x"), Value::Int(3)],
+            vec![Value::Int(1), Value::Int(0)],
+        ],
+        &["python.worker-count=1"],
+    );
+    let rows: Vec<Row> = (0..250)
+        .map(|i| vec![Value::Int(i), Value::Int(i * 10)])
+        .collect();
+    assert_same_as_python(
+        "basic.py",
+        "add_columns",
+        UdfKind::Vectorized,
+        rows,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=1000",
+        ],
+    );
+    assert_same_as_python(
+        "basic.py",
+        "Stateful",
+        UdfKind::Scalar,
+        ints(0..50),
+        &["python.worker-count=2"],
+    );
+}
+
+#[test]
+fn many_batches_on_many_workers_come_back_in_order() {
+    let runner = start(
+        "basic.py",
+        "inc",
+        UdfKind::Scalar,
+        &["python.worker-count=3", "python.fn-execution.bundle.size=7"],
+    );
+    let out = runner.call(&ints(0..10_000)).unwrap();
+    assert_eq!(out, (1..=10_000).map(Value::Int).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_python_exception_names_its_row_and_carries_the_traceback() {
+    let runner = start(
+        "basic.py",
+        "fails_on_three",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=100",
+        ],
+    );
+    match runner.call(&ints(0..10)) {
+        Err(RunError::Udf { row, error }) => {
+            assert_eq!(row, 3);
+            assert_eq!(error.type_name, "ValueError");
+            assert_eq!(error.message, "three is not allowed (got 3)");
+            assert!(
+                error.traceback.contains("basic.py") && error.traceback.contains("fails_on_three")
+            );
+            assert!(error
+                .traceback
+                .trim_end()
+                .ends_with("ValueError: three is not allowed (got 3)"));
+        }
+        other => panic!("expected a UDF error, got {other:?}"),
+    }
+    // The worker survives its UDF's exceptions.
+    assert_eq!(runner.call(&ints([4])).unwrap(), vec![Value::Int(8)]);
+    assert_eq!(runner.restarts(), 0);
+}
+
+#[test]
+fn values_outside_the_row_model_are_errors_naming_the_row() {
+    for (name, needle) in [("too_big", "64-bit"), ("unsupported", "dict")] {
+        let runner = start(
+            "basic.py",
+            name,
+            UdfKind::Scalar,
+            &["python.worker-count=1"],
+        );
+        match runner.call(&ints([1, 2])) {
+            Err(RunError::BadRow {
+                row: Some(0),
+                message,
+            }) => assert!(message.contains(needle), "{message}"),
+            other => panic!("{name}: expected a bad row error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_udf_that_does_not_load_is_a_start_error_with_its_traceback() {
+    let spec = UdfSpec::new(format!("{}:missing", udfs().join("basic.py").display()));
+    match Runner::with_worker_command(&config(&["python.worker-count=1"]), spec, worker()) {
+        Err(StartError::Load { error, .. }) => {
+            assert_eq!(error.type_name, "AttributeError");
+            assert!(error.message.contains("missing"));
+        }
+        other => panic!("expected a load error, got {other:?}"),
+    }
+    let spec = UdfSpec::new("no/such/file.py:f");
+    assert!(matches!(
+        Runner::with_worker_command(&config(&["python.worker-count=1"]), spec, worker()),
+        Err(StartError::Load { .. })
+    ));
+}
+
+#[test]
+fn in_process_modes_are_refused_until_they_exist() {
+    let spec = UdfSpec::new(format!("{}:inc", udfs().join("basic.py").display()));
+    let e = Runner::with_worker_command(&config(&["python.execution-mode=thread"]), spec, worker())
+        .unwrap_err();
+    assert!(e.to_string().contains("multi-thread"), "{e}");
+}
+
+/// Runs 0..40 in batches of 4 through a UDF that breaks its worker on 13:
+/// the batch holding 13 (rows 12..16) fails, every other row is answered.
+fn survive(name: &str, extra: &[&str], check: impl Fn(&RunError)) {
+    let mut pairs = vec!["python.worker-count=2", "python.fn-execution.bundle.size=4"];
+    pairs.extend_from_slice(extra);
+    let runner = start("faults.py", name, UdfKind::Scalar, &pairs);
+    let mut stream = runner.stream();
+    for x in 0..40 {
+        stream.push(vec![Value::Int(x)]).unwrap();
+    }
+    stream.flush().unwrap();
+    let mut answered = Vec::new();
+    let mut errors = 0;
+    for r in stream.by_ref() {
+        match r {
+            Ok(v) => answered.push(v),
+            Err(e) => {
+                check(&e);
+                errors += 1;
+            }
+        }
+    }
+    drop(stream);
+    assert_eq!(errors, 1, "{name}: one failed batch");
+    let expected: Vec<Value> = (0..40)
+        .filter(|x| !(12..16).contains(x))
+        .map(|x| Value::Int(x + 1))
+        .collect();
+    assert_eq!(
+        answered, expected,
+        "{name}: every other row, once, in order"
+    );
+    assert!(runner.restarts() >= 1, "{name}: the worker was replaced");
+    // The replacement serves the next call.
+    assert_eq!(runner.call(&ints([1])).unwrap(), vec![Value::Int(2)]);
+}
+
+fn died(e: &RunError) {
+    match e {
+        RunError::WorkerDied { rows, .. } => assert_eq!(*rows, 12..16),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_worker_that_exits_is_replaced_and_its_batch_reported() {
+    survive("exits", &[], |e| {
+        died(e);
+        assert!(e.to_string().contains("exited with code 3"), "{e}");
+    });
+}
+
+#[test]
+fn a_sigkilled_worker_is_replaced_and_its_batch_reported() {
+    survive("sigkill", &[], |e| {
+        died(e);
+        assert!(e.to_string().contains("SIGKILL"), "{e}");
+    });
+}
+
+#[test]
+fn a_segfaulting_worker_is_replaced_and_its_batch_reported() {
+    survive("segfault", &[], |e| {
+        died(e);
+        assert!(e.to_string().contains("SIGSEGV"), "{e}");
+        // faulthandler's report reaches the error, with the Python frame.
+        assert!(e.to_string().contains("segfault"), "{e}");
+    });
+}
+
+#[test]
+fn a_hung_udf_times_out_naming_its_row_and_its_worker_is_replaced() {
+    let start = Instant::now();
+    survive(
+        "hangs",
+        &["python.fn-execution.timeout=1000"],
+        |e| match e {
+            RunError::Timeout { row, after, rows } => {
+                assert_eq!(*row, Some(13));
+                assert_eq!(*after, Duration::from_secs(1));
+                assert_eq!(*rows, 12..16);
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        },
+    );
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn a_worker_writing_garbage_into_its_ring_is_an_error_not_a_crash() {
+    survive("garbage", &[], |e| match e {
+        RunError::Protocol { rows, message, .. } => {
+            assert_eq!(*rows, 12..16);
+            assert!(
+                message.contains("corrupt") || message.contains("frame"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    });
+}
+
+#[test]
+fn a_batch_whose_worker_died_is_retried_once_when_configured() {
+    let marker = std::env::temp_dir().join(format!("coil-retry-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let runner = start(
+        "faults.py",
+        "exits_once",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=4",
+            "python.fn-execution.retries=1",
+        ],
+    );
+    let m = Value::Str(marker.display().to_string());
+    let rows: Vec<Row> = (0..20).map(|x| vec![Value::Int(x), m.clone()]).collect();
+    let out = runner.call(&rows).unwrap();
+    assert_eq!(out, (1..=20).map(Value::Int).collect::<Vec<_>>());
+    assert_eq!(runner.restarts(), 1);
+    let _ = std::fs::remove_file(&marker);
+}
+
+#[test]
+fn a_batch_larger_than_the_ring_is_a_clear_error() {
+    let runner = start(
+        "basic.py",
+        "shout",
+        UdfKind::Scalar,
+        &["python.worker-count=1", "python.fn-execution.ring.size=64k"],
+    );
+    let big = vec![vec![Value::Str("x".repeat(100_000))]];
+    match runner.call(&big) {
+        Err(RunError::TooLarge { bytes, limit, .. }) => assert!(bytes > limit),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(
+        runner.call(&[vec![Value::Str("ok".into())]]).unwrap(),
+        vec![Value::Str("OK¡".into())]
+    );
+}
+
+#[test]
+fn many_host_threads_share_one_runner() {
+    let runner = start(
+        "basic.py",
+        "inc",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=50",
+        ],
+    );
+    std::thread::scope(|s| {
+        for t in 0..8i64 {
+            let runner = &runner;
+            s.spawn(move || {
+                for round in 0..5 {
+                    let base = t * 1_000_000 + round * 1000;
+                    let out = runner.call(&ints(base..base + 333)).unwrap();
+                    assert_eq!(
+                        out,
+                        (base + 1..base + 334).map(Value::Int).collect::<Vec<_>>()
+                    );
+                }
+            });
+        }
+    });
+}
+
+fn children() -> Vec<u32> {
+    let me = std::process::id();
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command's closing parenthesis: state, ppid, ...
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == me {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+fn ring_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy().contains("memfd:coil-ring"))
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[test]
+fn shutdown_runs_close_and_leaves_no_processes_or_shared_memory() {
+    let before = ring_descriptors();
+    {
+        let runner = start(
+            "faults.py",
+            "sigkill",
+            UdfKind::Scalar,
+            &["python.worker-count=2", "python.fn-execution.bundle.size=1"],
+        );
+        assert_eq!(children().len(), 2);
+        assert!(runner.call(&ints([13])).is_err());
+        assert_eq!(
+            runner.call(&ints([1, 2, 3])).unwrap(),
+            vec![Value::Int(2), Value::Int(3), Value::Int(4)]
+        );
+        assert!(ring_descriptors() > before);
+    }
+    assert_eq!(
+        children(),
+        Vec::<u32>::new(),
+        "no child processes or zombies left"
+    );
+    assert_eq!(
+        ring_descriptors(),
+        before,
+        "no ring memory left mapped or open"
+    );
+}
+
+#[test]
+fn shutdown_runs_close_of_class_udfs_once_per_worker() {
+    let marker = std::env::temp_dir().join(format!("coil-close-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    {
+        let runner = start(
+            "basic.py",
+            "Closes",
+            UdfKind::Scalar,
+            &["python.worker-count=1"],
+        );
+        let m = Value::Str(marker.display().to_string());
+        let rows: Vec<Row> = (0..7).map(|x| vec![Value::Int(x), m.clone()]).collect();
+        assert_eq!(runner.call(&rows).unwrap().len(), 7);
+        assert!(!marker.exists(), "close() runs at shutdown, not before");
+    }
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "7\n");
+    let _ = std::fs::remove_file(&marker);
+}

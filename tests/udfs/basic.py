@@ -1,0 +1,88 @@
+"""UDFs whose results the tests compare with plain Python's."""
+
+
+def inc(x):
+    return x + 1
+
+
+def scale(x, factor):
+    return x * factor
+
+
+def shout(s):
+    return None if s is None else s.upper() + "¡"
+
+
+def reverse_bytes(b):
+    return b[::-1]
+
+
+def describe(x):
+    return [type(x).__name__, x]
+
+
+def sum_list(xs):
+    return [sum(xs), len(xs), xs[::-1]]
+
+
+def split_words(line):
+    for i, w in enumerate(line.split()):
+        yield (i, w)
+
+
+def repeat(x, n):
+    return [x] * n
+
+
+def add_columns(xs, ys):
+    return [x + y for x, y in zip(xs, ys)]
+
+
+def noisy(x):
+    print(f"noisy saw {x}")
+    import sys
+    print(f"noisy warns {x}", file=sys.stderr)
+    import logging
+    logging.getLogger("udf").warning("noisy logged %s", x)
+    return x
+
+
+class Stateful:
+    def open(self):
+        self.offset = 100
+        self.calls = 0
+
+    def eval(self, x):
+        self.calls += 1
+        return x + self.offset
+
+
+def fails_on_three(x):
+    if x == 3:
+        raise ValueError(f"three is not allowed (got {x})")
+    return x * 2
+
+
+def too_big(x):
+    return 2 ** 70
+
+
+def unsupported(x):
+    return {"a": x}
+
+
+class Closes:
+    """Writes how many rows it saw to the path it was given, in close()."""
+
+    def open(self):
+        self.seen = 0
+        self.path = None
+
+    def eval(self, x, path):
+        self.seen += 1
+        self.path = path
+        return x
+
+    def close(self):
+        with open(self.path, "a") as f:
+            f.write(f"{self.seen}\n")

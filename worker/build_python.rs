@@ -1,0 +1,19 @@
+// Shared by the build scripts of coil-worker and the root package: refuse a
+// Python older than 3.12, and link an rpath to libpython so binaries run
+// without LD_LIBRARY_PATH.
+
+fn main() {
+    let cfg = pyo3_build_config::get();
+    let v = cfg.version();
+    if (v.major, v.minor) < (3, 12) {
+        panic!(
+            "coil needs CPython >= 3.12 (found {}.{} at {:?}); set PYO3_PYTHON to a newer interpreter",
+            v.major,
+            v.minor,
+            cfg.executable()
+        );
+    }
+    pyo3_build_config::add_libpython_rpath_link_args();
+    pyo3_build_config::use_pyo3_cfgs();
+    println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+}

@@ -1,0 +1,594 @@
+//! The executor: loads a UDF into the current interpreter and runs batches
+//! through it, converting rows to Python objects straight from the input
+//! frame and results straight into the answer's bytes.
+
+use std::ffi::CString;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use coil_ipc::{
+    BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
+    MAX_DEPTH,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+/// How a UDF maps input rows to output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdfKind {
+    /// One row in, one value out.
+    #[default]
+    Scalar,
+    /// One row in, zero or more rows out (a generator or an iterable; each
+    /// item a tuple or list, or a single value for a one-column row).
+    Table,
+    /// A whole batch in as columns (Python lists, or numpy arrays when the
+    /// UDF sets `coil_numpy = True`), one column out.
+    Vectorized,
+}
+
+impl UdfKind {
+    /// The name used in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UdfKind::Scalar => "scalar",
+            UdfKind::Table => "table",
+            UdfKind::Vectorized => "vectorized",
+        }
+    }
+}
+
+impl fmt::Display for UdfKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A UDF kind that is not `scalar`, `table` or `vectorized`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown UDF kind {0:?}: expected scalar, table or vectorized")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for UdfKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "scalar" => Ok(UdfKind::Scalar),
+            "table" => Ok(UdfKind::Table),
+            "vectorized" | "vectorised" | "pandas" => Ok(UdfKind::Vectorized),
+            _ => Err(UnknownKind(s.to_string())),
+        }
+    }
+}
+
+/// What to load: `path/to/file.py:name` or `package.module:name`, its kind,
+/// and directories to put on `sys.path` first (PyFlink's `python.files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfSpec {
+    /// `path/to/file.py:name` or `package.module:name`; `name` may be
+    /// dotted (`module:Class.method`).
+    pub target: String,
+    /// Scalar, table or vectorized.
+    pub kind: UdfKind,
+    /// Extra `sys.path` entries, in order.
+    pub paths: Vec<PathBuf>,
+}
+
+impl UdfSpec {
+    /// A scalar UDF with no extra paths.
+    pub fn new(target: impl Into<String>) -> Self {
+        UdfSpec {
+            target: target.into(),
+            kind: UdfKind::Scalar,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Sets the kind.
+    pub fn kind(mut self, kind: UdfKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Adds a `sys.path` entry.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.paths.push(path.into());
+        self
+    }
+}
+
+/// A Python exception, as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyErrorInfo {
+    /// The exception's type, qualified by its module unless built in.
+    pub type_name: String,
+    /// `str(exception)`.
+    pub message: String,
+    /// The formatted traceback, ending with the exception line.
+    pub traceback: String,
+}
+
+impl PyErrorInfo {
+    /// Describes `err` with the loader module's `describe`.
+    fn from_err(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
+        let described = helper
+            .getattr("describe")
+            .and_then(|d| d.call1((err.value(py),)))
+            .and_then(|t| t.extract::<(String, String, String)>());
+        match described {
+            Ok((type_name, message, traceback)) => PyErrorInfo {
+                type_name,
+                message,
+                traceback,
+            },
+            Err(_) => PyErrorInfo::bare(py, &err),
+        }
+    }
+
+    /// Type and message only: when the formatter itself is unavailable.
+    fn bare(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
+        PyErrorInfo {
+            type_name: err
+                .get_type(py)
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            message: err.value(py).to_string(),
+            traceback: String::new(),
+        }
+    }
+}
+
+impl fmt::Display for PyErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.type_name, self.message)
+    }
+}
+
+/// Why a batch produced no results.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The UDF raised on row `row` (0-based within the batch; for a
+    /// vectorized UDF the batch's first row).
+    #[error("the UDF raised on row {row}: {error}")]
+    Udf {
+        /// Index of the row in the batch.
+        row: u32,
+        /// The exception.
+        error: PyErrorInfo,
+    },
+    /// A value of row `row` could not be converted to or from Python.
+    #[error("row {}: {message}", row.map(|r| r.to_string()).unwrap_or_else(|| "?".into()))]
+    BadRow {
+        /// Index of the row in the batch, when one row is to blame.
+        row: Option<u32>,
+        /// What was wrong with it.
+        message: String,
+    },
+}
+
+/// Why a UDF could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("loading UDF {target}: {error}")]
+pub struct LoadError {
+    /// What was being loaded.
+    pub target: String,
+    /// The exception that loading raised.
+    pub error: PyErrorInfo,
+}
+
+/// A loaded UDF, ready to run batches in the interpreter that loaded it.
+#[derive(Debug)]
+pub struct Executor {
+    helper: Py<PyModule>,
+    func: Py<PyAny>,
+    instance: Option<Py<PyAny>>,
+    kind: UdfKind,
+    numpy: Option<Py<PyAny>>,
+    scratch: Vec<u8>,
+    progress: Option<coil_ipc::UserWord>,
+}
+
+fn bad_row(row: u32, message: impl Into<String>) -> BatchError {
+    BatchError::BadRow {
+        row: Some(row),
+        message: message.into(),
+    }
+}
+
+fn decode_err(row: Option<u32>, e: DecodeError) -> BatchError {
+    BatchError::BadRow {
+        row,
+        message: format!("malformed batch: {e}"),
+    }
+}
+
+impl Executor {
+    /// Imports the UDF, instantiates a class UDF and calls its `open()`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] with the Python exception (missing file or module,
+    /// missing name, not callable, an error in `open()`...).
+    pub fn load(py: Python<'_>, spec: &UdfSpec) -> Result<Executor, LoadError> {
+        let code = CString::new(include_str!("udf.py")).expect("no NUL in udf.py");
+        let helper =
+            PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf").map_err(|e| {
+                LoadError {
+                    target: spec.target.clone(),
+                    error: PyErrorInfo::bare(py, &e),
+                }
+            })?;
+        let fail = |e: PyErr| LoadError {
+            target: spec.target.clone(),
+            error: PyErrorInfo::from_err(py, &helper, e),
+        };
+        let paths: Vec<String> = spec
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let loaded = helper
+            .getattr("load")
+            .and_then(|l| l.call1((&spec.target, paths)))
+            .map_err(fail)?;
+        let (func, instance, wants_numpy): (Py<PyAny>, Option<Py<PyAny>>, bool) =
+            loaded.extract().map_err(fail)?;
+        let numpy = if spec.kind == UdfKind::Vectorized && wants_numpy {
+            Some(
+                py.import("numpy")
+                    .map_err(fail)?
+                    .getattr("asarray")
+                    .map_err(fail)?
+                    .unbind(),
+            )
+        } else {
+            None
+        };
+        Ok(Executor {
+            helper: helper.unbind(),
+            func,
+            instance,
+            kind: spec.kind,
+            numpy,
+            scratch: Vec::new(),
+            progress: None,
+        })
+    }
+
+    /// Publishes, in `word`, the row being run: `row + 1` while the UDF
+    /// runs on row `row` of a batch, 0 between batches. A host that gives up
+    /// on a hung worker reads it to name the row.
+    pub fn set_progress(&mut self, word: coil_ipc::UserWord) {
+        self.progress = Some(word);
+    }
+
+    fn mark(&self, row: Option<u32>) {
+        if let Some(w) = &self.progress {
+            w.store(row.map_or(0, |r| u64::from(r) + 1));
+        }
+    }
+
+    /// The UDF's kind.
+    pub fn kind(&self) -> UdfKind {
+        self.kind
+    }
+
+    /// Runs the batch in `input` and appends the encoded results (one row
+    /// `[result]` per input row) to `out`.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError`]; `out` then holds unspecified bytes after its original
+    /// length.
+    pub fn run_batch<S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'_>,
+        input: &S,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BatchError> {
+        let result = self.run_batch_inner(py, input, out);
+        self.mark(None);
+        result
+    }
+
+    fn run_batch_inner<S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'_>,
+        input: &S,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BatchError> {
+        let mut dec = BatchDecoder::new(input).map_err(|e| decode_err(None, e))?;
+        let rows = dec.rows_remaining();
+        let mut enc = BatchEncoder::new(out, rows as usize).map_err(|e| enc_err(None, e))?;
+        match self.kind {
+            UdfKind::Scalar | UdfKind::Table => {
+                for row in 0..rows {
+                    let args = self.read_args(py, &mut dec, row)?;
+                    self.mark(Some(row));
+                    let result = self
+                        .func
+                        .bind(py)
+                        .call1(args)
+                        .map_err(|e| self.raised(py, row, e))?;
+                    enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                    if self.kind == UdfKind::Scalar {
+                        put_py(&mut enc, &result, 0)
+                            .map_err(|m| bad_row(row, format!("result: {m}")))?;
+                    } else {
+                        self.put_table(py, &mut enc, &result, row)?;
+                    }
+                }
+            }
+            UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows)?,
+        }
+        dec.finish().map_err(|e| decode_err(None, e))
+    }
+
+    fn raised(&self, py: Python<'_>, row: u32, e: PyErr) -> BatchError {
+        BatchError::Udf {
+            row,
+            error: PyErrorInfo::from_err(py, self.helper.bind(py), e),
+        }
+    }
+
+    fn read_args<'py, S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'py>,
+        dec: &mut BatchDecoder<'_, S>,
+        row: u32,
+    ) -> Result<Bound<'py, PyTuple>, BatchError> {
+        let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))?;
+        let mut args = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            args.push(
+                self.read_py(py, dec, 0)
+                    .map_err(|e| decode_err(Some(row), e))?,
+            );
+        }
+        PyTuple::new(py, args).map_err(|e| self.raised(py, row, e))
+    }
+
+    /// Reads one value of the batch as a Python object.
+    fn read_py<'py, S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'py>,
+        dec: &mut BatchDecoder<'_, S>,
+        depth: usize,
+    ) -> Result<Bound<'py, PyAny>, DecodeError> {
+        let at = dec.position();
+        Ok(match dec.next_value()? {
+            ValueHeader::Null => py.None().into_bound(py),
+            ValueHeader::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+            ValueHeader::Int(i) => PyInt::new(py, i).into_any(),
+            ValueHeader::Float(f) => PyFloat::new(py, f).into_any(),
+            ValueHeader::Str { len } => {
+                self.scratch.clear();
+                dec.append_bytes(len, &mut self.scratch)?;
+                let s = std::str::from_utf8(&self.scratch).map_err(|_| DecodeError {
+                    offset: at,
+                    kind: coil_ipc::DecodeErrorKind::InvalidUtf8,
+                })?;
+                PyString::new(py, s).into_any()
+            }
+            ValueHeader::Bytes { len } => {
+                self.scratch.clear();
+                dec.append_bytes(len, &mut self.scratch)?;
+                PyBytes::new(py, &self.scratch).into_any()
+            }
+            ValueHeader::List { len } => {
+                if depth >= MAX_DEPTH {
+                    return Err(DecodeError {
+                        offset: at,
+                        kind: coil_ipc::DecodeErrorKind::TooDeep {
+                            max: MAX_DEPTH as u32,
+                        },
+                    });
+                }
+                let list = PyList::empty(py);
+                for _ in 0..len {
+                    let item = self.read_py(py, dec, depth + 1)?;
+                    list.append(item).expect("appending to a new list");
+                }
+                list.into_any()
+            }
+        })
+    }
+
+    fn put_table<S: ByteSink + ?Sized>(
+        &self,
+        py: Python<'_>,
+        enc: &mut BatchEncoder<'_, S>,
+        result: &Bound<'_, PyAny>,
+        row: u32,
+    ) -> Result<(), BatchError> {
+        // Run the generator to the end first: the row count comes first.
+        let mut emitted = Vec::new();
+        let iter = result.try_iter().map_err(|_| {
+            bad_row(
+                row,
+                format!(
+                    "a table UDF must return an iterable, got {}",
+                    type_name(result)
+                ),
+            )
+        })?;
+        for item in iter {
+            emitted.push(item.map_err(|e| self.raised(py, row, e))?);
+        }
+        enc.begin_list(emitted.len())
+            .map_err(|e| enc_err(Some(row), e))?;
+        for item in &emitted {
+            if item.is_instance_of::<PyTuple>() || item.is_instance_of::<PyList>() {
+                put_py(enc, item, 1).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+            } else {
+                enc.begin_list(1).map_err(|e| enc_err(Some(row), e))?;
+                put_py(enc, item, 2).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_vectorized<S: ByteSource + ?Sized, O: ByteSink + ?Sized>(
+        &mut self,
+        py: Python<'_>,
+        dec: &mut BatchDecoder<'_, S>,
+        enc: &mut BatchEncoder<'_, O>,
+        rows: u32,
+    ) -> Result<(), BatchError> {
+        let mut columns: Vec<Bound<'_, PyList>> = Vec::new();
+        for row in 0..rows {
+            let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))? as usize;
+            if row == 0 {
+                columns = (0..n).map(|_| PyList::empty(py)).collect();
+            } else if n != columns.len() {
+                return Err(bad_row(
+                    row,
+                    format!("has {n} values, row 0 has {}", columns.len()),
+                ));
+            }
+            for col in &columns {
+                let v = self
+                    .read_py(py, dec, 0)
+                    .map_err(|e| decode_err(Some(row), e))?;
+                col.append(v).expect("appending to a new list");
+            }
+        }
+        let args: Vec<Bound<'_, PyAny>> = match &self.numpy {
+            Some(asarray) => columns
+                .into_iter()
+                .map(|c| asarray.bind(py).call1((c,)))
+                .collect::<PyResult<_>>()
+                .map_err(|e| self.raised(py, 0, e))?,
+            None => columns.into_iter().map(Bound::into_any).collect(),
+        };
+        let args = PyTuple::new(py, args).map_err(|e| self.raised(py, 0, e))?;
+        self.mark(Some(0));
+        let mut result = self
+            .func
+            .bind(py)
+            .call1(args)
+            .map_err(|e| self.raised(py, 0, e))?;
+        if let Ok(tolist) = result.getattr("tolist") {
+            result = tolist.call0().map_err(|e| self.raised(py, 0, e))?;
+        }
+        let got = result.len().map_err(|_| {
+            bad_row(
+                0,
+                format!(
+                    "a vectorized UDF must return a sequence, got {}",
+                    type_name(&result)
+                ),
+            )
+        })?;
+        if got != rows as usize {
+            return Err(BatchError::BadRow {
+                row: None,
+                message: format!("the vectorized UDF returned {got} values for {rows} rows"),
+            });
+        }
+        for (row, item) in result
+            .try_iter()
+            .map_err(|e| self.raised(py, 0, e))?
+            .enumerate()
+        {
+            let row = row as u32;
+            let item = item.map_err(|e| self.raised(py, row, e))?;
+            enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+            put_py(enc, &item, 0).map_err(|m| bad_row(row, format!("result: {m}")))?;
+        }
+        Ok(())
+    }
+
+    /// Calls a class UDF's `close()`, once.
+    ///
+    /// # Errors
+    ///
+    /// The exception `close()` raised.
+    pub fn close(&mut self, py: Python<'_>) -> Result<(), PyErrorInfo> {
+        if let Some(instance) = self.instance.take() {
+            let helper = self.helper.bind(py);
+            helper
+                .getattr("close")
+                .and_then(|c| c.call1((instance,)))
+                .map_err(|e| PyErrorInfo::from_err(py, helper, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn enc_err(row: Option<u32>, e: EncodeError) -> BatchError {
+    BatchError::BadRow {
+        row,
+        message: format!("result: {e}"),
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Encodes a Python object as a row-model value: `None`, `bool`, `int`
+/// (within i64), `float`, `str`, `bytes`/`bytearray`, and lists or tuples of
+/// these; numpy scalars through `.item()`.
+fn put_py<S: ByteSink + ?Sized>(
+    enc: &mut BatchEncoder<'_, S>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+) -> Result<(), String> {
+    let full = |e: EncodeError| e.to_string();
+    if obj.is_none() {
+        enc.put_null().map_err(full)
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        enc.put_bool(b.is_true()).map_err(full)
+    } else if obj.is_instance_of::<PyInt>() {
+        let i: i64 = obj.extract().map_err(|_| {
+            format!(
+                "int {} does not fit in a 64-bit integer",
+                obj.str().map(|s| s.to_string()).unwrap_or_default()
+            )
+        })?;
+        enc.put_int(i).map_err(full)
+    } else if let Ok(f) = obj.cast::<PyFloat>() {
+        enc.put_float(f.value()).map_err(full)
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        enc.put_str(s).map_err(full)
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        enc.put_bytes(b.as_bytes()).map_err(full)
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        enc.put_bytes(&b.to_vec()).map_err(full)
+    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Err(format!("lists nest deeper than {MAX_DEPTH}"));
+        }
+        let n = obj.len().map_err(|e| e.to_string())?;
+        enc.begin_list(n).map_err(full)?;
+        for item in obj.try_iter().map_err(|e| e.to_string())? {
+            put_py(enc, &item.map_err(|e| e.to_string())?, depth + 1)?;
+        }
+        Ok(())
+    } else if is_numpy_scalar(obj) {
+        let item = obj.call_method0("item").map_err(|e| e.to_string())?;
+        put_py(enc, &item, depth)
+    } else {
+        Err(format!(
+            "a value of type {} is not supported (None, bool, int, float, str, bytes, list, tuple)",
+            type_name(obj)
+        ))
+    }
+}
+
+fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .module()
+        .map(|m| m == "numpy")
+        .unwrap_or(false)
+        && obj.hasattr("item").unwrap_or(false)
+}

@@ -1,0 +1,168 @@
+//! The worker process: serve a region's ring pair with an [`Executor`].
+
+use std::time::Duration;
+
+use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError, Value};
+use pyo3::prelude::*;
+
+use crate::executor::{BatchError, Executor, PyErrorInfo, UdfSpec};
+use crate::protocol::{self, After};
+
+/// How long a worker waits for its next batch before it checks in with
+/// itself (it waits again; the host closes the ring to stop it).
+const IDLE: Duration = Duration::from_secs(3600);
+/// How long a worker waits for room for an answer.
+const ANSWER: Duration = Duration::from_secs(600);
+
+/// Why a worker stopped other than by the host closing its ring.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The UDF could not be loaded (already reported to the host).
+    #[error(transparent)]
+    Load(#[from] crate::executor::LoadError),
+    /// The region's rings could not be taken.
+    #[error("ring endpoint: {0}")]
+    Endpoint(#[from] coil_ipc::EndpointError),
+    /// A ring failed: the host died, or wrote something no host would.
+    #[error("ring: {0}")]
+    Recv(#[from] RingRecvError),
+    /// An answer could not be sent.
+    #[error("sending an answer: {0}")]
+    Push(#[from] coil_ipc::RingPushError),
+    /// A frame that is not a batch.
+    #[error("unexpected frame tag {0}")]
+    UnexpectedTag(u16),
+    /// A batch frame too short for its sequence number.
+    #[error("batch frame: {0}")]
+    Decode(#[from] coil_ipc::DecodeError),
+}
+
+fn one_row(tag_seq: Option<u64>, row: &[Value], out: &mut Vec<u8>) {
+    out.clear();
+    if let Some(seq) = tag_seq {
+        protocol::put_seq(out, seq).expect("a Vec never fills");
+    }
+    coil_ipc::encode_batch(std::slice::from_ref(&row.to_vec()), out).expect("a Vec never fills");
+}
+
+fn error_row(e: &PyErrorInfo) -> [Value; 3] {
+    [
+        Value::Str(e.type_name.clone()),
+        Value::Str(e.message.clone()),
+        Value::Str(e.traceback.clone()),
+    ]
+}
+
+/// Serves ring 0 (batches in) and ring 1 (answers out) of `region` with the
+/// UDF `spec` until the host closes ring 0, then runs the UDF's `close()`.
+///
+/// # Errors
+///
+/// [`ServeError`]; a load failure has been reported to the host first.
+pub fn serve(region: &Region, spec: &UdfSpec) -> Result<(), ServeError> {
+    let mut rx = region.consumer(0)?;
+    let mut tx = region.producer(1)?;
+    rx.set_peer_watch(ParentWatch::new());
+    tx.set_peer_watch(ParentWatch::new());
+    Python::initialize();
+    Python::attach(|py| run(py, region, spec, &mut rx, &mut tx))
+}
+
+fn run(
+    py: Python<'_>,
+    region: &Region,
+    spec: &UdfSpec,
+    rx: &mut Consumer,
+    tx: &mut Producer,
+) -> Result<(), ServeError> {
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut exec = match Executor::load(py, spec) {
+        Ok(e) => e,
+        Err(e) => {
+            one_row(None, &error_row(&e.error), &mut out);
+            tx.push_timeout(protocol::TAG_LOAD_FAILED, &out, ANSWER)?;
+            tx.flush();
+            return Err(e.into());
+        }
+    };
+    if let Some(word) = region.user_word(0) {
+        exec.set_progress(word);
+    }
+    let version = Python::version_str().to_string();
+    one_row(
+        None,
+        &[
+            Value::Int(i64::from(std::process::id())),
+            Value::Str(version),
+        ],
+        &mut out,
+    );
+    tx.push_timeout(protocol::TAG_READY, &out, ANSWER)?;
+    tx.flush();
+    loop {
+        let frame = match py.detach(|| rx.recv_timeout(IDLE)) {
+            Ok(f) => f,
+            Err(RingRecvError::Closed) => break,
+            Err(RingRecvError::Timeout { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if frame.tag() != protocol::TAG_BATCH {
+            return Err(ServeError::UnexpectedTag(frame.tag()));
+        }
+        let seq = protocol::read_seq(&frame)?;
+        out.clear();
+        protocol::put_seq(&mut out, seq).expect("a Vec never fills");
+        let result = exec.run_batch(py, &After::new(&frame, protocol::SEQ_LEN), &mut out);
+        drop(frame);
+        let tag = match result {
+            Ok(()) if out.len() <= tx.max_frame_len() => protocol::TAG_RESULT,
+            Ok(()) => {
+                let msg = format!(
+                    "the results of this batch take {} bytes, more than the reply ring holds ({}); use smaller batches or a larger ring",
+                    out.len(),
+                    tx.max_frame_len()
+                );
+                one_row(Some(seq), &[Value::Int(-1), Value::Str(msg)], &mut out);
+                protocol::TAG_BAD_ROW
+            }
+            Err(BatchError::Udf { row, error }) => {
+                let mut r = vec![Value::Int(i64::from(row))];
+                r.extend(error_row(&error));
+                one_row(Some(seq), &r, &mut out);
+                protocol::TAG_UDF_ERROR
+            }
+            Err(BatchError::BadRow { row, message }) => {
+                let row = row.map(i64::from).unwrap_or(-1);
+                one_row(Some(seq), &[Value::Int(row), Value::Str(message)], &mut out);
+                protocol::TAG_BAD_ROW
+            }
+        };
+        py.detach(|| -> Result<(), ServeError> {
+            tx.push_timeout(tag, &out, ANSWER)?;
+            tx.flush();
+            Ok(())
+        })?;
+    }
+    if let Err(e) = exec.close(py) {
+        eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
+    }
+    Ok(())
+}
+
+/// Exits the process when its parent dies, even while a UDF runs and the
+/// ring is not being waited on: children must not outlive the host.
+pub fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::Builder::new()
+        .name("coil-parent-watch".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(100));
+            if std::os::unix::process::parent_id() != parent {
+                // SAFETY: `_exit` ends the process without running
+                // destructors or atexit handlers, which is what we want
+                // when the host is gone; it has no preconditions.
+                unsafe { libc::_exit(70) };
+            }
+        })
+        .expect("spawning the parent watch thread");
+}

@@ -1,0 +1,70 @@
+# coil's loader and error formatter, run once inside each interpreter that
+# hosts a UDF. Kept in Python: it is Python's import machinery it drives.
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+
+
+def load(target, paths):
+    """Import TARGET ("path/to/file.py:name" or "package.module:name") with
+    PATHS prepended to sys.path; return (callable, instance or None, numpy?)."""
+    for p in reversed(paths):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    module_part, sep, name = target.rpartition(":")
+    if not sep or not module_part or not name:
+        raise ValueError(
+            f"a UDF is FILE.py:NAME or package.module:NAME, got {target!r}")
+    if module_part.endswith(".py") or os.sep in module_part:
+        path = os.path.abspath(module_part)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"UDF file not found: {path}")
+        folder = os.path.dirname(path)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        module_name = os.path.splitext(os.path.basename(path))[0]
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_part)
+    obj = module
+    for part in name.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AttributeError(
+                f"{module_part} has no attribute {name!r}") from None
+    instance = None
+    if isinstance(obj, type):
+        instance = obj()
+        if not callable(getattr(instance, "eval", None)):
+            raise TypeError(f"class {name} in {module_part} has no eval method")
+        opener = getattr(instance, "open", None)
+        if callable(opener):
+            opener()
+        fn = instance.eval
+    elif callable(obj):
+        fn = obj
+    else:
+        raise TypeError(f"{name} in {module_part} is not callable")
+    wants_numpy = bool(getattr(obj, "coil_numpy", False))
+    return fn, instance, wants_numpy
+
+
+def close(instance):
+    closer = getattr(instance, "close", None)
+    if callable(closer):
+        closer()
+
+
+def describe(exc):
+    """(type name, message, formatted traceback) of an exception."""
+    kind = type(exc)
+    name = kind.__qualname__
+    if kind.__module__ not in ("builtins", "__main__"):
+        name = f"{kind.__module__}.{name}"
+    return name, str(exc), "".join(traceback.format_exception(exc))
