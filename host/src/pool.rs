@@ -8,17 +8,15 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coil_ipc::{
-    decode_batch_into, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError, Row,
-    Value,
+    BatchDecoder, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError, Value,
 };
 use coil_worker::protocol::{self, After};
 use coil_worker::{PyErrorInfo, UdfSpec};
-use crossbeam_channel::{Receiver, Sender};
 
 use crate::error::{RunError, StartError};
 use crate::Config;
@@ -85,18 +83,6 @@ impl WorkerCommand {
     }
 }
 
-/// One batch on its way to a worker.
-pub(crate) struct Job {
-    /// Unique in the pool; the worker echoes it in its answer.
-    pub seq: u64,
-    /// Rows `rows.start..rows.end` of the caller's numbering.
-    pub rows: Range<u64>,
-    /// `seq` and the encoded batch, ready to copy into the ring.
-    pub payload: Vec<u8>,
-    /// Where the results go.
-    pub reply: Sender<Result<Vec<Value>, RunError>>,
-}
-
 /// What a pool needs to start workers.
 pub(crate) struct Settings {
     pub config: Config,
@@ -104,7 +90,7 @@ pub(crate) struct Settings {
     pub command: WorkerCommand,
 }
 
-/// Counters shared by a pool's drivers.
+/// Counters shared by a pool's users.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub restarts: AtomicU64,
@@ -112,146 +98,160 @@ pub(crate) struct Counters {
     pub next_seq: AtomicU64,
 }
 
-/// The workers' drivers; dropping it shuts every worker down.
-pub(crate) struct ProcessPool {
-    jobs: Option<Sender<Job>>,
-    drivers: Vec<JoinHandle<()>>,
-    pub counters: Arc<Counters>,
+/// One worker slot: a running worker, or a vacancy after a failed restart.
+pub(crate) struct Slot {
+    id: usize,
+    worker: Option<Worker>,
+}
+
+/// The worker processes. Callers lease a worker, drive it from their own
+/// thread (no hand-off to another thread on the way to Python and back),
+/// and give it back; dropping the pool shuts every worker down.
+pub(crate) struct Pool {
+    settings: Settings,
+    idle: Mutex<Vec<Slot>>,
+    returned: Condvar,
+    pub counters: Counters,
     /// The largest payload a request frame can carry.
     pub max_payload: usize,
 }
 
-impl ProcessPool {
-    pub fn start(settings: Settings) -> Result<ProcessPool, StartError> {
+impl Pool {
+    pub fn start(settings: Settings) -> Result<Pool, StartError> {
         let n = settings.config.worker_count();
-        let settings = Arc::new(settings);
         // Start every worker at once: each loads Python on its own core.
-        let starting: Vec<_> = (0..n)
-            .map(|slot| {
-                let s = settings.clone();
-                std::thread::spawn(move || Worker::start(slot, &s))
-            })
-            .collect();
-        let mut workers = Vec::with_capacity(n);
-        let mut first_err = None;
-        for t in starting {
-            match t.join().expect("a starting thread does not panic") {
-                Ok(w) => workers.push(w),
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
+        let started: Vec<Result<Worker, StartError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|id| {
+                    let settings = &settings;
+                    s.spawn(move || Worker::start(id, settings))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a starting thread does not panic"))
+                .collect()
+        });
+        let mut slots = Vec::with_capacity(n);
+        for (id, w) in started.into_iter().enumerate() {
+            slots.push(Slot {
+                id,
+                worker: Some(w?),
+            });
         }
-        if let Some(e) = first_err {
-            drop(workers);
-            return Err(e);
-        }
-        let max_payload = workers[0].tx.max_frame_len();
-        let (jobs, queue) = crossbeam_channel::bounded::<Job>(n);
-        let counters = Arc::new(Counters::default());
-        let drivers = workers
-            .into_iter()
-            .map(|w| {
-                let (s, q, c) = (settings.clone(), queue.clone(), counters.clone());
-                std::thread::Builder::new()
-                    .name(format!("coil-driver-{}", w.slot))
-                    .spawn(move || drive(w, &s, &q, &c))
-                    .expect("spawning a driver thread")
-            })
-            .collect();
-        Ok(ProcessPool {
-            jobs: Some(jobs),
-            drivers,
-            counters,
+        let max_payload = slots[0].worker.as_ref().map_or(0, |w| w.tx.max_frame_len());
+        Ok(Pool {
+            settings,
+            idle: Mutex::new(slots),
+            returned: Condvar::new(),
+            counters: Counters::default(),
             max_payload,
         })
     }
 
-    /// Queues a job; blocks while every worker is busy and the queue is
-    /// full (back-pressure).
-    pub fn submit(&self, job: Job) -> Result<(), RunError> {
-        self.jobs
-            .as_ref()
-            .ok_or(RunError::Closed)?
-            .send(job)
-            .map_err(|_| RunError::Closed)
+    /// Leases an idle worker; waits for one if `wait` and none is idle.
+    pub fn lease(&self, wait: bool) -> Option<Lease<'_>> {
+        let mut idle = self.idle.lock().expect("pool lock");
+        loop {
+            if let Some(slot) = idle.pop() {
+                return Some(Lease {
+                    pool: self,
+                    slot: Some(slot),
+                });
+            }
+            if !wait {
+                return None;
+            }
+            idle = self.returned.wait(idle).expect("pool lock");
+        }
+    }
+
+    fn give_back(&self, slot: Slot) {
+        self.idle.lock().expect("pool lock").push(slot);
+        self.returned.notify_one();
     }
 }
 
-impl Drop for ProcessPool {
+impl Drop for Pool {
     fn drop(&mut self) {
-        self.jobs = None;
-        for d in self.drivers.drain(..) {
-            let _ = d.join();
+        let slots = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        // Close every worker's input first, so they run close() in parallel.
+        let mut closing: Vec<Worker> = slots.into_iter().filter_map(|s| s.worker).collect();
+        for w in &mut closing {
+            w.tx.close();
+        }
+        for w in closing {
+            w.shutdown();
         }
     }
 }
 
-/// Runs jobs on one worker slot, replacing the worker when it fails.
-fn drive(first: Worker, settings: &Settings, queue: &Receiver<Job>, counters: &Counters) {
-    let slot = first.slot;
-    let mut worker = Some(first);
-    let retries = settings.config.retries();
-    for job in queue {
-        let mut attempts = 0;
-        let result = loop {
-            let w = match worker.as_mut() {
-                Some(w) => w,
-                None => match Worker::start(slot, settings) {
-                    Ok(w) => worker.insert(w),
-                    Err(e) => break Err(RunError::Restart(Box::new(e))),
-                },
-            };
-            match w.run(&job, settings.config.timeout()) {
-                Ok(values) => break Ok(values),
-                Err(Failure::Answer(e)) => break Err(e),
-                Err(Failure::Broken(e)) => {
-                    let died = matches!(e, RunError::WorkerDied { .. });
-                    if let Some(w) = worker.take() {
-                        w.kill();
-                    }
-                    counters.restarts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(worker = slot, "replacing worker: {e}");
-                    // Start the replacement now, so the next batch does not wait.
-                    match Worker::start(slot, settings) {
-                        Ok(w) => worker = Some(w),
-                        Err(se) => tracing::error!(worker = slot, "restarting worker: {se}"),
-                    }
-                    if died && attempts < retries {
-                        attempts += 1;
-                        tracing::warn!(
-                            worker = slot,
-                            "retrying rows {}..{}",
-                            job.rows.start,
-                            job.rows.end
-                        );
-                        continue;
-                    }
-                    break Err(e);
-                }
-            }
-        };
-        counters.batches.fetch_add(1, Ordering::Relaxed);
-        let _ = job.reply.send(result);
+/// A worker leased from the pool; goes back when dropped.
+pub(crate) struct Lease<'p> {
+    pool: &'p Pool,
+    slot: Option<Slot>,
+}
+
+impl Lease<'_> {
+    /// The slot's id.
+    pub fn id(&self) -> usize {
+        self.slot.as_ref().expect("a live lease").id
     }
-    if let Some(w) = worker {
-        w.shutdown();
+
+    /// The leased worker, restarting it first if the slot is vacant.
+    pub fn worker(&mut self) -> Result<&mut Worker, RunError> {
+        let slot = self.slot.as_mut().expect("a live lease");
+        if slot.worker.is_none() {
+            let w = Worker::start(slot.id, &self.pool.settings)
+                .map_err(|e| RunError::Restart(Box::new(e)))?;
+            slot.worker = Some(w);
+        }
+        Ok(slot.worker.as_mut().expect("just started"))
+    }
+
+    /// Kills the worker (it broke) and starts its replacement.
+    pub fn replace(&mut self, why: &RunError) {
+        let slot = self.slot.as_mut().expect("a live lease");
+        if let Some(w) = slot.worker.take() {
+            w.kill();
+        }
+        self.pool.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(worker = slot.id, "replacing worker: {why}");
+        match Worker::start(slot.id, &self.pool.settings) {
+            Ok(w) => slot.worker = Some(w),
+            Err(e) => tracing::error!(worker = slot.id, "restarting worker: {e}"),
+        }
     }
 }
 
-/// How a job failed: an answer (the worker is fine) or a broken worker.
-enum Failure {
-    Answer(RunError),
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            self.pool.give_back(slot);
+        }
+    }
+}
+
+/// How waiting for an answer ended.
+pub(crate) enum Answer {
+    /// The batch's results.
+    Values(Vec<Value>),
+    /// An error the UDF or a row caused; the worker is fine.
+    Error(RunError),
+    /// The worker broke (died, hung, wrote garbage) and must be replaced.
     Broken(RunError),
+    /// Not back yet (only when not waiting).
+    Pending,
 }
 
 /// One worker process and the host's ends of its rings.
-struct Worker {
+pub(crate) struct Worker {
     slot: usize,
     child: Child,
     region: Region,
     tx: Producer,
     rx: Consumer,
     stderr: Arc<Mutex<VecDeque<String>>>,
-    results: Vec<Row>,
     logs: Vec<JoinHandle<()>>,
 }
 
@@ -341,7 +341,6 @@ impl Worker {
             tx,
             rx,
             stderr,
-            results: Vec::new(),
             logs,
         };
         match worker.await_ready(settings) {
@@ -391,69 +390,105 @@ impl Worker {
         }
     }
 
-    /// Runs one job. UDF errors are answers; anything that leaves the
-    /// worker in doubt breaks it.
-    fn run(&mut self, job: &Job, timeout: Option<Duration>) -> Result<Vec<Value>, Failure> {
-        let rows = job.rows.clone();
-        let wait = timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-        let start = Instant::now();
-        let pushed = self
-            .tx
-            .push_timeout(protocol::TAG_BATCH, &job.payload, wait);
-        self.tx.flush();
-        match pushed {
-            Ok(()) => {}
-            Err(RingPushError::PeerDead | RingPushError::Closed) => return Err(self.died(rows)),
-            Err(RingPushError::Timeout { .. }) => return Err(self.timed_out(rows, timeout)),
-            Err(e) => return Err(self.protocol(rows, e.to_string())),
-        }
-        let remaining = wait.saturating_sub(start.elapsed());
-        let got = match self.rx.recv_timeout(remaining) {
-            Ok(frame) => Ok(read_answer(&frame, job, &mut self.results)),
-            Err(e) => Err(e),
-        };
-        let answer = match got {
-            Ok(answer) => answer,
-            Err(RingRecvError::PeerDead | RingRecvError::Closed) => return Err(self.died(rows)),
-            Err(RingRecvError::Timeout { .. }) => return Err(self.timed_out(rows, timeout)),
-            Err(e) => return Err(self.protocol(rows, e.to_string())),
-        };
-        self.rx.flush();
-        match answer {
-            Ok(Ok(values)) => Ok(values),
-            Ok(Err(e)) => Err(Failure::Answer(e)),
-            Err(message) => Err(self.protocol(rows, message)),
+    /// Puts a batch (`seq` and rows, encoded) into the request ring
+    /// without waiting; `Ok(false)` if there is no room yet.
+    pub fn try_send(&mut self, payload: &[u8]) -> Result<bool, RunError> {
+        match self.tx.try_reserve(payload.len()) {
+            Ok(mut w) => {
+                w.append(payload).expect("reserved exactly this much");
+                w.commit(protocol::TAG_BATCH);
+                self.tx.flush();
+                Ok(true)
+            }
+            Err(RingPushError::Full) => Ok(false),
+            Err(RingPushError::PeerDead | RingPushError::Closed) => Err(self.died(0..0)),
+            Err(e) => Err(self.protocol(0..0, e.to_string())),
         }
     }
 
-    fn died(&mut self, rows: Range<u64>) -> Failure {
+    /// Waits up to `wait` for room, then sends.
+    pub fn send(&mut self, payload: &[u8], wait: Duration) -> Result<(), RunError> {
+        match self.tx.push_timeout(protocol::TAG_BATCH, payload, wait) {
+            Ok(()) => {
+                self.tx.flush();
+                Ok(())
+            }
+            Err(RingPushError::PeerDead | RingPushError::Closed) => Err(self.died(0..0)),
+            Err(RingPushError::Timeout { .. }) => Err(self.timed_out(0..0, Some(wait))),
+            Err(e) => Err(self.protocol(0..0, e.to_string())),
+        }
+    }
+
+    /// The answer to batch `seq` (rows `rows`), the next one this worker
+    /// sends: waits until `deadline` if `wait`, else only looks.
+    pub fn answer(
+        &mut self,
+        seq: u64,
+        rows: Range<u64>,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+        wait: bool,
+    ) -> Answer {
+        let got = if wait {
+            let left = deadline.map_or(Duration::from_secs(365 * 24 * 3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match self.rx.recv_timeout(left) {
+                Ok(frame) => Ok(Some(read_answer(&frame, seq, rows.clone()))),
+                Err(e) => Err(e),
+            }
+        } else {
+            match self.rx.try_recv() {
+                Ok(Some(frame)) => Ok(Some(read_answer(&frame, seq, rows.clone()))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        match got {
+            Ok(None) => Answer::Pending,
+            Ok(Some(Ok(Ok(values)))) => {
+                self.rx.flush();
+                Answer::Values(values)
+            }
+            Ok(Some(Ok(Err(e)))) => {
+                self.rx.flush();
+                Answer::Error(e)
+            }
+            Ok(Some(Err(message))) => Answer::Broken(self.protocol(rows, message)),
+            Err(RingRecvError::PeerDead | RingRecvError::Closed) => Answer::Broken(self.died(rows)),
+            Err(RingRecvError::Timeout { .. }) => Answer::Broken(self.timed_out(rows, timeout)),
+            Err(e) => Answer::Broken(self.protocol(rows, e.to_string())),
+        }
+    }
+
+    fn died(&mut self, rows: Range<u64>) -> RunError {
         let status = self.reap();
-        Failure::Broken(RunError::WorkerDied {
+        RunError::WorkerDied {
             worker: self.slot,
             status,
             rows,
             stderr: self.stderr_tail(),
-        })
+        }
     }
 
-    fn timed_out(&mut self, rows: Range<u64>, after: Option<Duration>) -> Failure {
+    fn timed_out(&mut self, rows: Range<u64>, after: Option<Duration>) -> RunError {
         // The worker publishes `row + 1` of the row it runs.
         let at = self.region.user_word(0).map_or(0, |w| w.load());
         let len = rows.end - rows.start;
         let row = (at > 0 && at <= len).then(|| rows.start + at - 1);
-        Failure::Broken(RunError::Timeout {
+        RunError::Timeout {
             row,
             after: after.unwrap_or_default(),
             rows,
-        })
+        }
     }
 
-    fn protocol(&mut self, rows: Range<u64>, message: String) -> Failure {
-        Failure::Broken(RunError::Protocol {
+    fn protocol(&mut self, rows: Range<u64>, message: String) -> RunError {
+        RunError::Protocol {
             worker: self.slot,
             rows,
             message,
-        })
+        }
     }
 
     /// Waits (briefly) for the exited child and describes how it exited.
@@ -524,34 +559,33 @@ impl Drop for Worker {
     }
 }
 
-/// Reads a worker's answer to `job`: its results, a UDF or row error
-/// (`Ok(Err)`), or what makes it malformed (`Err`).
-#[allow(clippy::type_complexity)]
+/// Reads a worker's answer to batch `seq`: its results, a UDF or row
+/// error (`Ok(Err)`), or what makes it malformed (`Err`).
 fn read_answer(
     frame: &coil_ipc::Frame<'_>,
-    job: &Job,
-    results: &mut Vec<Row>,
+    seq: u64,
+    rows: Range<u64>,
 ) -> Result<Result<Vec<Value>, RunError>, String> {
-    let rows = job.rows.clone();
-    let seq = protocol::read_seq(frame).map_err(|e| e.to_string())?;
-    if seq != job.seq {
-        return Err(format!("answer for batch {seq}, expected {}", job.seq));
+    let got = protocol::read_seq(frame).map_err(|e| e.to_string())?;
+    if got != seq {
+        return Err(format!("answer for batch {got}, expected {seq}"));
     }
     let n = (rows.end - rows.start) as usize;
     match frame.tag() {
         protocol::TAG_RESULT => {
-            decode_batch_into(&After::new(frame, protocol::SEQ_LEN), results)
-                .map_err(|e| e.to_string())?;
-            if results.len() != n {
-                return Err(format!("{} results for {n} rows", results.len()));
+            let body = After::new(frame, protocol::SEQ_LEN);
+            let mut dec = BatchDecoder::new(&body).map_err(|e| e.to_string())?;
+            if dec.rows_remaining() as usize != n {
+                return Err(format!("{} results for {n} rows", dec.rows_remaining()));
             }
-            let values = results
-                .iter_mut()
-                .map(|r| match r.as_mut_slice() {
-                    [v] => Ok(std::mem::replace(v, Value::Null)),
-                    _ => Err(format!("a result row of {} values", r.len())),
-                })
-                .collect::<Result<Vec<Value>, String>>()?;
+            let mut values = Vec::with_capacity(n);
+            for _ in 0..n {
+                match dec.begin_row().map_err(|e| e.to_string())? {
+                    1 => values.push(dec.read_value(0).map_err(|e| e.to_string())?),
+                    k => return Err(format!("a result row of {k} values")),
+                }
+            }
+            dec.finish().map_err(|e| e.to_string())?;
             Ok(Ok(values))
         }
         protocol::TAG_UDF_ERROR => {

@@ -1,16 +1,15 @@
 //! The runner: one API for every execution mode.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use crate::pool::{Answer, Lease, Pool, Settings, WorkerCommand};
+use crate::{Config, ExecutionMode, RunError, StartError};
 use coil_ipc::{encode_batch, Row, Value};
 use coil_worker::protocol;
 use coil_worker::UdfSpec;
-use crossbeam_channel::Receiver;
-
-use crate::pool::{Job, ProcessPool, Settings, WorkerCommand};
-use crate::{Config, ExecutionMode, RunError, StartError};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -29,7 +28,7 @@ use crate::{Config, ExecutionMode, RunError, StartError};
 /// # Ok(()) }
 /// ```
 pub struct Runner {
-    pool: ProcessPool,
+    pool: Pool,
     config: Config,
     spec: UdfSpec,
 }
@@ -81,7 +80,7 @@ impl Runner {
                 )))
             }
         }
-        let pool = ProcessPool::start(Settings {
+        let pool = Pool::start(Settings {
             config: config.clone(),
             spec: spec.clone(),
             command: command()?,
@@ -106,19 +105,18 @@ impl Runner {
     /// Runs `rows` and returns one result per row, in order: the UDF's
     /// value for scalar and vectorized UDFs, a list of rows (each a list)
     /// for table UDFs. The rows are split into batches of
-    /// `python.fn-execution.bundle.size` that run on the workers in
-    /// parallel.
+    /// `python.fn-execution.bundle.size`, spread over the idle workers.
     ///
     /// # Errors
     ///
-    /// The first batch's error, in row order ([`RunError`]).
+    /// The first failed batch's error, in row order ([`RunError`]).
     pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         let mut stream = self.stream();
         let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            stream.push(row.clone())?;
-            while let Some(v) = stream.try_pull() {
-                out.push(v?);
+        for chunk in rows.chunks(self.config.bundle_size()) {
+            stream.send_rows(chunk);
+            while let Some(v) = stream.ready.pop_front() {
+                out.push(v.map_err(|e| *e)?);
             }
         }
         while let Some(v) = stream.pull() {
@@ -129,75 +127,66 @@ impl Runner {
 
     /// A stream: push rows, pull results in order. Rows are sent in batches
     /// of `python.fn-execution.bundle.size`, or after
-    /// `python.fn-execution.bundle.time` if fewer arrive; pushing blocks
-    /// when every worker is busy and results are not being pulled.
+    /// `python.fn-execution.bundle.time` if fewer arrive. The stream leases
+    /// idle workers as it needs them and gives them back when dropped.
     pub fn stream(&self) -> RowStream<'_> {
-        RowStream {
-            runner: self,
-            buffer: Vec::new(),
-            buffer_since: None,
-            next_row: 0,
-            pending: VecDeque::new(),
-            ready: VecDeque::new(),
-            window: 2 * self.config.worker_count().max(1),
-        }
-    }
-
-    fn submit(
-        &self,
-        rows: &[Row],
-        first_row: u64,
-    ) -> Result<Receiver<Result<Vec<Value>, RunError>>, RunError> {
-        let seq = self.pool.counters.next_seq.fetch_add(1, Ordering::Relaxed);
-        let range = first_row..first_row + rows.len() as u64;
-        let mut payload = Vec::with_capacity(protocol::SEQ_LEN + coil_ipc::encoded_len(rows));
-        protocol::put_seq(&mut payload, seq).expect("a Vec never fills");
-        encode_batch(rows, &mut payload).map_err(|e| RunError::BadRow {
-            row: None,
-            message: e.to_string(),
-        })?;
-        if payload.len() > self.pool.max_payload {
-            return Err(RunError::TooLarge {
-                rows: range,
-                bytes: payload.len(),
-                limit: self.pool.max_payload,
-            });
-        }
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        self.pool.submit(Job {
-            seq,
-            rows: range,
-            payload,
-            reply,
-        })?;
-        Ok(answer)
+        RowStream::new(self)
     }
 }
 
-/// A batch in flight, or one that failed before it left.
-enum Pending {
-    Sent(Receiver<Result<Vec<Value>, RunError>>),
-    Failed(RunError),
+/// Batches in flight per worker: one running, one waiting in its ring, so
+/// the worker never waits for the host between batches.
+const DEPTH: usize = 2;
+
+/// A batch sent to a worker and not yet answered (or failed before it
+/// could be sent).
+struct InFlight {
+    lease: usize,
+    seq: u64,
+    rows: Range<u64>,
+    /// Kept so the batch can be sent again to a replacement worker.
+    payload: Vec<u8>,
+    /// Set once the batch is the oldest on its worker (it is running).
+    deadline: Option<Instant>,
+    attempts: u32,
+    /// In its worker's request ring (until that worker is replaced).
+    sent: bool,
+    failed: Option<RunError>,
 }
 
 /// Rows in, results out, in order; see [`Runner::stream`].
 ///
-/// A failed batch yields its error once in place of its rows' results, and
-/// the stream goes on with the next batch.
+/// The stream drives its workers from the calling thread: a batch goes
+/// straight into a worker's ring and its answer straight back, with no
+/// hand-off to another host thread. A failed batch yields its error once in
+/// place of its rows' results, and the stream goes on with the next batch.
 pub struct RowStream<'r> {
     runner: &'r Runner,
+    leases: Vec<Lease<'r>>,
+    flight: VecDeque<InFlight>,
+    /// Answers in row order; errors boxed to keep the queue's items small.
+    ready: VecDeque<Result<Value, Box<RunError>>>,
     buffer: Vec<Row>,
     buffer_since: Option<Instant>,
     next_row: u64,
-    pending: VecDeque<Pending>,
-    ready: VecDeque<Result<Value, RunError>>,
-    window: usize,
 }
 
-impl RowStream<'_> {
+impl<'r> RowStream<'r> {
+    fn new(runner: &'r Runner) -> Self {
+        RowStream {
+            runner,
+            leases: Vec::new(),
+            flight: VecDeque::new(),
+            ready: VecDeque::new(),
+            buffer: Vec::new(),
+            buffer_since: None,
+            next_row: 0,
+        }
+    }
+
     /// Adds a row; sends a batch when one is full (or has waited
-    /// `bundle.time`). Blocks while `2 × workers` batches are in flight,
-    /// until the oldest is back.
+    /// `bundle.time`). Blocks while every leased worker has two batches in
+    /// flight, until the oldest is answered.
     ///
     /// # Errors
     ///
@@ -208,10 +197,7 @@ impl RowStream<'_> {
         }
         self.buffer.push(row);
         if self.buffer.len() >= self.runner.config.bundle_size() || self.overdue() {
-            self.send()?;
-        }
-        while self.pending.len() > self.window {
-            self.collect_oldest(true);
+            self.flush()?;
         }
         Ok(())
     }
@@ -228,77 +214,266 @@ impl RowStream<'_> {
     /// [`RunError::Closed`] if the runner is shut down.
     pub fn flush(&mut self) -> Result<(), RunError> {
         if !self.buffer.is_empty() {
-            self.send()?;
+            let mut rows = std::mem::take(&mut self.buffer);
+            self.buffer_since = None;
+            self.send_rows(&rows);
+            rows.clear();
+            self.buffer = rows;
         }
         Ok(())
     }
 
-    fn send(&mut self) -> Result<(), RunError> {
-        let rows = std::mem::take(&mut self.buffer);
-        self.buffer_since = None;
+    /// Sends `rows` as one batch (its failure, if any, is queued in order).
+    fn send_rows(&mut self, rows: &[Row]) {
+        let pool = &self.runner.pool;
         let first = self.next_row;
         self.next_row += rows.len() as u64;
-        match self.runner.submit(&rows, first) {
-            Ok(rx) => self.pending.push_back(Pending::Sent(rx)),
-            Err(RunError::Closed) => return Err(RunError::Closed),
-            Err(e) => self.pending.push_back(Pending::Failed(e)),
+        let range = first..self.next_row;
+        let seq = pool.counters.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut payload = Vec::with_capacity(protocol::SEQ_LEN + coil_ipc::encoded_len(rows));
+        protocol::put_seq(&mut payload, seq).expect("a Vec never fills");
+        let mut entry = InFlight {
+            lease: usize::MAX,
+            seq,
+            rows: range.clone(),
+            payload,
+            deadline: None,
+            attempts: 0,
+            sent: false,
+            failed: None,
+        };
+        if let Err(e) = encode_batch(rows, &mut entry.payload) {
+            entry.failed = Some(RunError::BadRow {
+                row: None,
+                message: e.to_string(),
+            });
+        } else if entry.payload.len() > pool.max_payload {
+            entry.failed = Some(RunError::TooLarge {
+                rows: range,
+                bytes: entry.payload.len(),
+                limit: pool.max_payload,
+            });
         }
-        Ok(())
+        if entry.failed.is_some() {
+            self.flight.push_back(entry);
+            return;
+        }
+        entry.lease = self.pick_lease();
+        self.flight.push_back(entry);
+        let at = self.flight.len() - 1;
+        self.dispatch(at);
+    }
+
+    fn in_flight_on(&self, lease: usize) -> usize {
+        self.flight
+            .iter()
+            .filter(|e| e.lease == lease && e.failed.is_none())
+            .count()
+    }
+
+    /// A leased worker with room for another batch: an idle one of ours,
+    /// else another idle worker from the pool, else one of ours with one
+    /// batch running, else wait for the oldest answer.
+    fn pick_lease(&mut self) -> usize {
+        loop {
+            let best = (0..self.leases.len()).min_by_key(|&l| self.in_flight_on(l));
+            if let Some(l) = best.filter(|&l| self.in_flight_on(l) == 0) {
+                return l;
+            }
+            if self.leases.len() < self.runner.config.worker_count() {
+                if let Some(lease) = self.runner.pool.lease(self.leases.is_empty()) {
+                    self.leases.push(lease);
+                    return self.leases.len() - 1;
+                }
+            }
+            if let Some(l) = best.filter(|&l| self.in_flight_on(l) < DEPTH) {
+                return l;
+            }
+            self.collect_oldest(true);
+        }
+    }
+
+    /// Sends flight entry `at` to its worker; on failure the entry carries
+    /// the error.
+    fn dispatch(&mut self, mut at: usize) {
+        let li = self.flight[at].lease;
+        let timeout = self.runner.config.timeout();
+        loop {
+            let first_on_worker = self
+                .flight
+                .iter()
+                .take(at)
+                .all(|e| e.lease != li || e.failed.is_some());
+            let sent = match self.leases[li].worker() {
+                Err(e) => Err(e),
+                Ok(w) if first_on_worker => {
+                    // Nothing of ours ahead of it: the worker is reading,
+                    // so waiting for room cannot deadlock.
+                    let wait = timeout.unwrap_or(Duration::from_secs(3600));
+                    w.send(&self.flight[at].payload, wait).map(|()| true)
+                }
+                Ok(w) => w.try_send(&self.flight[at].payload),
+            };
+            match sent {
+                Ok(true) => {
+                    self.flight[at].sent = true;
+                    if first_on_worker {
+                        self.flight[at].deadline = timeout.map(|t| Instant::now() + t);
+                    }
+                    return;
+                }
+                Ok(false) => {
+                    // The request ring is full behind our own batches: take
+                    // the oldest answer first, so the worker can go on.
+                    let before = self.flight.len();
+                    self.collect_oldest(true);
+                    at -= before - self.flight.len();
+                    let e = &self.flight[at];
+                    if e.sent || e.failed.is_some() || e.lease != li {
+                        return; // answered, failed, or re-sent meanwhile
+                    }
+                }
+                Err(e) => {
+                    self.flight[at].failed = Some(e);
+                    return;
+                }
+            }
+        }
     }
 
     /// Moves the oldest batch's results (or its error) to `ready`; returns
-    /// false if it is not back yet and `block` is false.
-    fn collect_oldest(&mut self, block: bool) -> bool {
-        let Some(front) = self.pending.front() else {
+    /// false if it is not back yet and `wait` is false.
+    fn collect_oldest(&mut self, wait: bool) -> bool {
+        let Some(front) = self.flight.front() else {
             return false;
         };
-        let outcome = match front {
-            Pending::Failed(_) => None,
-            Pending::Sent(rx) if block => Some(rx.recv().unwrap_or(Err(RunError::Closed))),
-            Pending::Sent(rx) => match rx.try_recv() {
-                Ok(r) => Some(r),
-                Err(crossbeam_channel::TryRecvError::Empty) => return false,
-                Err(crossbeam_channel::TryRecvError::Disconnected) => Some(Err(RunError::Closed)),
-            },
-        };
-        match (self.pending.pop_front().expect("front exists"), outcome) {
-            (Pending::Failed(e), _) => self.ready.push_back(Err(e)),
-            (Pending::Sent(..), Some(Ok(values))) => self.ready.extend(values.into_iter().map(Ok)),
-            (Pending::Sent(..), Some(Err(e))) => self.ready.push_back(Err(e)),
-            (Pending::Sent(..), None) => unreachable!("a sent batch has an outcome"),
+        if front.failed.is_some() {
+            let e = self.flight.pop_front().and_then(|e| e.failed);
+            self.ready
+                .push_back(Err(Box::new(e.expect("a failed entry"))));
+            return true;
         }
-        true
+        let (li, seq, rows, deadline) =
+            (front.lease, front.seq, front.rows.clone(), front.deadline);
+        let timeout = self.runner.config.timeout();
+        let answer = match self.leases[li].worker() {
+            Ok(w) => w.answer(seq, rows, deadline, timeout, wait),
+            Err(e) => Answer::Error(e),
+        };
+        match answer {
+            Answer::Pending => false,
+            Answer::Values(values) => {
+                self.flight.pop_front();
+                self.runner
+                    .pool
+                    .counters
+                    .batches
+                    .fetch_add(1, Ordering::Relaxed);
+                self.ready.extend(values.into_iter().map(Ok));
+                self.started_next_on(li);
+                true
+            }
+            Answer::Error(e) => {
+                self.flight.pop_front();
+                self.ready.push_back(Err(Box::new(e)));
+                self.started_next_on(li);
+                true
+            }
+            Answer::Broken(e) => {
+                self.broken(li, e);
+                true
+            }
+        }
+    }
+
+    /// The next batch on worker `li` starts running now: its timeout starts.
+    fn started_next_on(&mut self, li: usize) {
+        let timeout = self.runner.config.timeout();
+        if let Some(next) = self
+            .flight
+            .iter_mut()
+            .find(|e| e.lease == li && e.failed.is_none())
+        {
+            next.deadline = timeout.map(|t| Instant::now() + t);
+        }
+    }
+
+    /// Worker `li` broke on the oldest batch: replace it; fail that batch
+    /// (or retry it once, if configured and the worker died), and send the
+    /// batches queued behind it, which got no answer, to the replacement.
+    fn broken(&mut self, li: usize, e: RunError) {
+        self.leases[li].replace(&e);
+        let retry = matches!(e, RunError::WorkerDied { .. })
+            && self.flight[0].attempts < self.runner.config.retries();
+        if retry {
+            self.flight[0].attempts += 1;
+            tracing::warn!(
+                worker = self.leases[li].id(),
+                "retrying rows {}..{}",
+                self.flight[0].rows.start,
+                self.flight[0].rows.end
+            );
+        } else {
+            self.flight[0].failed = Some(e);
+        }
+        let mut resend = Vec::new();
+        for e in self
+            .flight
+            .iter_mut()
+            .filter(|e| e.lease == li && e.failed.is_none())
+        {
+            e.deadline = None;
+            e.sent = false;
+            resend.push(e.seq);
+        }
+        for seq in resend {
+            // An earlier dispatch may have collected answers and moved the
+            // queue: find the entry by its sequence number.
+            if let Some(at) = self.flight.iter().position(|e| e.seq == seq) {
+                if !self.flight[at].sent && self.flight[at].failed.is_none() {
+                    self.dispatch(at);
+                }
+            }
+        }
     }
 
     /// The next result if it is back, without waiting (sends a partial
     /// batch that has waited `bundle.time`).
     pub fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.overdue() && self.send().is_err() {
+        if self.overdue() && self.flush().is_err() {
             return Some(Err(RunError::Closed));
         }
-        if self.ready.is_empty() {
-            self.collect_oldest(false);
-        }
-        self.ready.pop_front()
+        while self.ready.is_empty() && self.collect_oldest(false) {}
+        self.ready.pop_front().map(|r| r.map_err(|e| *e))
     }
 
     /// The next result, waiting for it; sends any buffered rows first.
     /// `None` once every pushed row has been answered.
     pub fn pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.ready.is_empty() {
-            if self.pending.is_empty() {
-                if let Err(e) = self.flush() {
-                    return Some(Err(e));
-                }
+        if self.ready.is_empty() && self.flight.is_empty() {
+            if let Err(e) = self.flush() {
+                return Some(Err(e));
             }
+        }
+        while self.ready.is_empty() && !self.flight.is_empty() {
             self.collect_oldest(true);
         }
-        self.ready.pop_front()
+        self.ready.pop_front().map(|r| r.map_err(|e| *e))
     }
 
     /// Rows pushed so far.
     pub fn rows_pushed(&self) -> u64 {
         self.next_row + self.buffer.len() as u64
+    }
+}
+
+impl Drop for RowStream<'_> {
+    fn drop(&mut self) {
+        // Take every outstanding answer, so each worker goes back to the
+        // pool with empty rings.
+        while !self.flight.is_empty() {
+            self.collect_oldest(true);
+        }
     }
 }
 

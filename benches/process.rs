@@ -1,0 +1,204 @@
+//! Process mode against its floor, in one run. See `benches/README.md`.
+//!
+//! - `process/direct/<udf>`: a pyo3 call loop in this process over the same
+//!   rows (convert, call, convert back): the floor.
+//! - `process/w<workers>/b<bundle>/<udf>`: `Runner::call` over the rows,
+//!   `python.worker-count` = 1 or 2, `python.fn-execution.bundle.size` = 1,
+//!   100 or 1000.
+//! - `process/latency/{row,socketpair}`: one single-row call; one 64-byte
+//!   ping-pong over a Unix socketpair to a peer process. The p50 and p99 of
+//!   both are also printed and written to
+//!   `target/criterion/process-latency.json`.
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_ipc::{Row, Value};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyString};
+
+/// Rows per measured call: enough batches that filling and draining the
+/// pipeline (host encoding the first batch, decoding the last) is noise.
+const ROWS: usize = 100_000;
+
+fn udf_file() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches/udfs.py")
+        .display()
+        .to_string()
+}
+
+fn rows(udf: &str, n: usize) -> Vec<Row> {
+    (0..n as i64)
+        .map(|i| match udf {
+            "inc" => vec![Value::Int(i)],
+            _ => vec![Value::Str(
+                (0..32)
+                    .map(|k| (b'a' + ((i as usize + k) % 26) as u8) as char)
+                    .collect(),
+            )],
+        })
+        .collect()
+}
+
+fn expected(udf: &str, rows: &[Row]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| match &r[0] {
+            Value::Int(i) => Value::Int(i + 1),
+            Value::Str(s) => Value::Str(s.to_uppercase()),
+            _ => unreachable!("{udf}"),
+        })
+        .collect()
+}
+
+fn runner(udf: &str, workers: usize, bundle: usize) -> Runner {
+    let mut config = Config::default();
+    config
+        .set_pair(&format!("python.worker-count={workers}"))
+        .unwrap();
+    config
+        .set_pair(&format!("python.fn-execution.bundle.size={bundle}"))
+        .unwrap();
+    let spec = UdfSpec::new(format!("{}:{udf}", udf_file())).kind(UdfKind::Scalar);
+    Runner::with_worker_command(
+        &config,
+        spec,
+        WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker"),
+    )
+    .unwrap()
+}
+
+/// The floor: the same conversions and calls, in this process, no ring.
+fn direct(py: Python<'_>, func: &Bound<'_, PyAny>, rows: &[Row]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| match &r[0] {
+            Value::Int(i) => Value::Int(
+                func.call1((PyInt::new(py, *i),))
+                    .unwrap()
+                    .extract::<i64>()
+                    .unwrap(),
+            ),
+            Value::Str(s) => {
+                let out = func.call1((PyString::new(py, s),)).unwrap();
+                Value::Str(out.cast::<PyString>().unwrap().to_str().unwrap().to_owned())
+            }
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+fn throughput(c: &mut Criterion) {
+    Python::initialize();
+    let mut g = c.benchmark_group("process");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for udf in ["inc", "upper"] {
+        let data = rows(udf, ROWS);
+        let want = expected(udf, &data);
+        g.throughput(Throughput::Elements(ROWS as u64));
+        Python::attach(|py| {
+            let sys = py.import("sys").unwrap();
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+            sys.getattr("path")
+                .unwrap()
+                .call_method1("insert", (0, dir.display().to_string()))
+                .unwrap();
+            let func = py.import("udfs").unwrap().getattr(udf).unwrap();
+            assert_eq!(direct(py, &func, &data), want);
+            g.bench_function(BenchmarkId::new("direct", udf), |b| {
+                b.iter(|| direct(py, &func, black_box(&data)))
+            });
+        });
+        for workers in [1, 2] {
+            for bundle in [1, 100, 1000] {
+                let n = if bundle == 1 { ROWS / 50 } else { ROWS };
+                let data = &data[..n];
+                let r = runner(udf, workers, bundle);
+                assert_eq!(r.call(data).unwrap(), want[..n]);
+                g.throughput(Throughput::Elements(n as u64));
+                g.bench_function(
+                    BenchmarkId::new(format!("w{workers}/b{bundle}"), udf),
+                    |b| b.iter(|| r.call(black_box(data)).unwrap()),
+                );
+            }
+        }
+    }
+    g.finish();
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn latency(c: &mut Criterion) {
+    let r = runner("inc", 1, 1);
+    let one = vec![vec![Value::Int(41)]];
+    assert_eq!(r.call(&one).unwrap(), vec![Value::Int(42)]);
+
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil-ring-peer"))
+        .arg("sock-echo")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .spawn()
+        .unwrap();
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&64u32.to_le_bytes());
+    frame.extend_from_slice(&1u16.to_le_bytes());
+    frame.extend_from_slice(&[7u8; 64]);
+    let mut back = vec![0u8; frame.len()];
+    ours.write_all(&frame).unwrap();
+    ours.read_exact(&mut back).unwrap();
+    assert_eq!(back, frame);
+    let mut ping = |ours: &mut UnixStream| {
+        ours.write_all(&frame).unwrap();
+        ours.read_exact(&mut back).unwrap();
+    };
+
+    let mut g = c.benchmark_group("process/latency");
+    g.sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("row", |b| b.iter(|| r.call(black_box(&one)).unwrap()));
+    g.bench_function("socketpair", |b| b.iter(|| ping(&mut ours)));
+    g.finish();
+
+    // Percentiles, from individually timed round trips.
+    let sample = |f: &mut dyn FnMut()| {
+        let mut t: Vec<Duration> = (0..20_000)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .collect();
+        t.sort();
+        (percentile(&t, 0.5), percentile(&t, 0.99))
+    };
+    let (row50, row99) = sample(&mut || {
+        r.call(&one).unwrap();
+    });
+    let (sock50, sock99) = sample(&mut || ping(&mut ours));
+    let report = format!(
+        "{{\"row_p50_ns\": {}, \"row_p99_ns\": {}, \"socketpair_p50_ns\": {}, \"socketpair_p99_ns\": {}}}\n",
+        row50.as_nanos(),
+        row99.as_nanos(),
+        sock50.as_nanos(),
+        sock99.as_nanos()
+    );
+    eprintln!("process latency: {report}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("process-latency.json"), report);
+    drop(ours);
+    let _ = child.wait();
+}
+
+criterion_group!(benches, throughput, latency);
+criterion_main!(benches);
