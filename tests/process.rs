@@ -174,6 +174,37 @@ fn table_vectorized_and_class_udfs_match_plain_python() {
 }
 
 #[test]
+fn vectorized_udfs_get_numpy_arrays_when_they_ask_and_numpy_scalars_convert() {
+    let rows: Vec<Row> = (0..300)
+        .map(|i| vec![Value::Int(i), Value::Int(1)])
+        .collect();
+    let runner = start(
+        "basic.py",
+        "np_add",
+        UdfKind::Vectorized,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=128",
+        ],
+    );
+    let out = runner.call(&rows).unwrap();
+    assert_eq!(
+        out,
+        (0..300).map(|i| Value::Int(i * 2 + 1)).collect::<Vec<_>>()
+    );
+    let runner = start(
+        "basic.py",
+        "np_scalar",
+        UdfKind::Scalar,
+        &["python.worker-count=1"],
+    );
+    assert_eq!(
+        runner.call(&ints([2])).unwrap(),
+        vec![Value::List(vec![Value::Int(6), Value::Float(0.5)])]
+    );
+}
+
+#[test]
 fn many_batches_on_many_workers_come_back_in_order() {
     let runner = start(
         "basic.py",
@@ -491,6 +522,70 @@ fn shutdown_runs_close_and_leaves_no_processes_or_shared_memory() {
         before,
         "no ring memory left mapped or open"
     );
+}
+
+fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+    }
+}
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1).unwrap().parse::<u32>().unwrap() == parent {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+#[test]
+fn workers_do_not_outlive_a_killed_host() {
+    // The host is a `coil run` process waiting on its input.
+    let mut host = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args([
+            "run",
+            "--udf",
+            &format!("{}:inc", udfs().join("basic.py").display()),
+            "--workers",
+            "2",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let workers = loop {
+        let kids = children_of(host.id());
+        if kids.len() == 2 {
+            break kids;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    host.kill().unwrap();
+    host.wait().unwrap();
+    let killed = Instant::now();
+    while !workers.iter().all(|&w| is_gone(w)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "workers outlived their host"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

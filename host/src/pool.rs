@@ -307,7 +307,8 @@ impl Worker {
         {
             cmd.arg("--path").arg(p);
         }
-        cmd.env("PYTHONUNBUFFERED", "1")
+        cmd.env("COIL_HOST_PID", std::process::id().to_string())
+            .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONFAULTHANDLER", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

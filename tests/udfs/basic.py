@@ -86,3 +86,21 @@ class Closes:
     def close(self):
         with open(self.path, "a") as f:
             f.write(f"{self.seen}\n")
+
+
+def np_add(xs, ys):
+    """Vectorized over numpy arrays (it asks for them with coil_numpy)."""
+    import numpy as np
+
+    assert isinstance(xs, np.ndarray) and isinstance(ys, np.ndarray), (type(xs), type(ys))
+    return xs * 2 + ys
+
+
+np_add.coil_numpy = True
+
+
+def np_scalar(x):
+    """Returns numpy scalars, which coil converts with .item()."""
+    import numpy as np
+
+    return [np.int64(x) * 3, np.float64(x) / 4]

@@ -88,7 +88,11 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
         eprintln!("coil-worker: --fd and --udf are required\n{USAGE}");
         return ExitCode::from(2);
     };
-    watch_parent();
+    watch_parent(
+        std::env::var("COIL_HOST_PID")
+            .ok()
+            .and_then(|p| p.parse().ok()),
+    );
     // SAFETY: the host passed this descriptor down with
     // `Region::inherit_into`, and nothing else in this process owns it.
     let region = match unsafe { coil_ipc::Region::from_inherited_fd(fd) } {

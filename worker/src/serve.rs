@@ -151,8 +151,18 @@ fn run(
 
 /// Exits the process when its parent dies, even while a UDF runs and the
 /// ring is not being waited on: children must not outlive the host.
-pub fn watch_parent() {
-    let parent = std::os::unix::process::parent_id();
+///
+/// `host` is the parent's pid as the parent itself said (the host passes
+/// `COIL_HOST_PID`): comparing with it also catches a host that died before
+/// this process got this far, whose orphan would otherwise take its new
+/// parent for the host.
+pub fn watch_parent(host: Option<u32>) {
+    let parent = host.unwrap_or_else(std::os::unix::process::parent_id);
+    if std::os::unix::process::parent_id() != parent {
+        // SAFETY: `_exit` has no preconditions; it ends the process at once,
+        // which is what we want: the host is already gone.
+        unsafe { libc::_exit(70) };
+    }
     std::thread::Builder::new()
         .name("coil-parent-watch".into())
         .spawn(move || loop {
