@@ -416,22 +416,103 @@ fn a_batch_whose_worker_died_is_retried_once_when_configured() {
 }
 
 #[test]
-fn a_batch_larger_than_the_ring_is_a_clear_error() {
+fn values_larger_than_the_ring_travel_in_pieces_up_to_the_limit() {
     let runner = start(
         "basic.py",
         "shout",
         UdfKind::Scalar,
-        &["python.worker-count=1", "python.fn-execution.ring.size=64k"],
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.ring.size=64k",
+            "python.fn-execution.max-message-size=4m",
+            "python.fn-execution.bundle.size=3",
+        ],
     );
-    let big = vec![vec![Value::Str("x".repeat(100_000))]];
-    match runner.call(&big) {
-        Err(RunError::TooLarge { bytes, limit, .. }) => assert!(bytes > limit),
+    // 1 MiB each way through a 64 KiB ring, between ordinary rows.
+    let big = "ä".repeat(512 * 1024);
+    let rows = vec![
+        vec![Value::Str("a".into())],
+        vec![Value::Str(big.clone())],
+        vec![Value::Str("b".into())],
+        vec![Value::Str("c".into())],
+    ];
+    let out = runner.call(&rows).unwrap();
+    assert_eq!(out.len(), 4);
+    assert_eq!(out[1], Value::Str(big.to_uppercase() + "¡"));
+    assert_eq!(out[3], Value::Str("C¡".into()));
+    // Past the limit: a clear error, and the runner goes on.
+    let huge = vec![vec![Value::Str("x".repeat(5 << 20))]];
+    match runner.call(&huge) {
+        Err(RunError::TooLarge { bytes, limit, .. }) => assert!(bytes > limit && limit == 4 << 20),
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    assert_eq!(
-        runner.call(&[vec![Value::Str("ok".into())]]).unwrap(),
-        vec![Value::Str("OK¡".into())]
+    let runner = start(
+        "basic.py",
+        "grow",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.ring.size=64k",
+            "python.fn-execution.max-message-size=1m",
+        ],
     );
+    let ok = runner
+        .call(&[vec![Value::Str("ab".into()), Value::Int(300_000)]])
+        .unwrap();
+    assert_eq!(ok, vec![Value::Str("ab".repeat(300_000))]);
+    match runner.call(&[vec![Value::Str("ab".into()), Value::Int(1_000_000)]]) {
+        Err(RunError::BadRow { message, .. }) => {
+            assert!(message.contains("max-message-size"), "{message}")
+        }
+        other => panic!("expected a too-large result error, got {other:?}"),
+    }
+    assert_eq!(
+        runner
+            .call(&[vec![Value::Str("z".into()), Value::Int(2)]])
+            .unwrap(),
+        vec![Value::Str("zz".into())]
+    );
+}
+
+#[test]
+fn a_stream_mixing_large_and_small_batches_on_small_rings_neither_hangs_nor_reorders() {
+    let runner = start(
+        "basic.py",
+        "shout",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=2",
+            "python.fn-execution.ring.size=64k",
+            "python.fn-execution.bundle.size=2",
+            "python.fn-execution.timeout=60000",
+        ],
+    );
+    let input: Vec<String> = (0..60)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("{i}-").repeat(40_000)
+            } else {
+                format!("row {i}")
+            }
+        })
+        .collect();
+    let mut stream = runner.stream();
+    let mut out = Vec::new();
+    for s in &input {
+        stream.push(vec![Value::Str(s.clone())]).unwrap();
+        while let Some(v) = stream.try_pull() {
+            out.push(v.unwrap());
+        }
+    }
+    stream.flush().unwrap();
+    for v in stream.by_ref() {
+        out.push(v.unwrap());
+    }
+    let want: Vec<Value> = input
+        .iter()
+        .map(|s| Value::Str(s.to_uppercase() + "¡"))
+        .collect();
+    assert_eq!(out, want);
 }
 
 #[test]

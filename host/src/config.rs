@@ -77,6 +77,8 @@ pub const BUNDLE_TIME: &str = "python.fn-execution.bundle.time";
 pub const FILES: &str = "python.files";
 /// `python.fn-execution.ring.size`.
 pub const RING_SIZE: &str = "python.fn-execution.ring.size";
+/// `python.fn-execution.max-message-size`.
+pub const MAX_MESSAGE_SIZE: &str = "python.fn-execution.max-message-size";
 /// `python.fn-execution.timeout`.
 pub const TIMEOUT: &str = "python.fn-execution.timeout";
 /// `python.fn-execution.retries`.
@@ -98,6 +100,9 @@ fn check_millis(v: &str) -> Result<(), String> {
 }
 fn check_ring(v: &str) -> Result<(), String> {
     parse_ring_size(v).map(|_| ())
+}
+fn check_message(v: &str) -> Result<(), String> {
+    parse_message_size(v).map(|_| ())
 }
 fn check_retries(v: &str) -> Result<(), String> {
     match v.trim() {
@@ -154,6 +159,12 @@ pub const KEYS: &[Key] = &[
         check: check_ring,
     },
     Key {
+        name: MAX_MESSAGE_SIZE,
+        default: "256m",
+        doc: "bytes of the largest batch or batch of results; larger ones than a ring travel through it in pieces; from 4k to 4g, with an optional k/m/g suffix",
+        check: check_message,
+    },
+    Key {
         name: TIMEOUT,
         default: "300000",
         doc: "milliseconds a batch may run before its worker is killed and replaced and the caller gets a timeout error; 0 disables",
@@ -195,23 +206,27 @@ fn parse_millis(v: &str) -> Result<u64, String> {
 }
 
 fn parse_ring_size(v: &str) -> Result<usize, String> {
+    match parse_bytes(v) {
+        Some(n) if n.is_power_of_two() && (4096..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("a power of two from 4k to 1g, e.g. 4194304 or 4m".into()),
+    }
+}
+
+fn parse_bytes(v: &str) -> Option<usize> {
     let v = v.trim().to_ascii_lowercase();
-    let (digits, shift) = match v.strip_suffix(['k', 'm', 'g']) {
-        Some(d) if v.ends_with('k') => (d, 10),
-        Some(d) if v.ends_with('m') => (d, 20),
-        Some(d) => (d, 30),
-        None => (v.as_str(), 0),
+    let (digits, shift) = match v.as_bytes().last() {
+        Some(b'k') => (&v[..v.len() - 1], 10),
+        Some(b'm') => (&v[..v.len() - 1], 20),
+        Some(b'g') => (&v[..v.len() - 1], 30),
+        _ => (v.as_str(), 0),
     };
-    let err = || "a power of two from 4k to 1g, e.g. 4194304 or 4m".to_string();
-    let n = digits
-        .parse::<usize>()
-        .map_err(|_| err())?
-        .checked_shl(shift)
-        .ok_or_else(err)?;
-    if n.is_power_of_two() && (4096..=1 << 30).contains(&n) {
-        Ok(n)
-    } else {
-        Err(err())
+    digits.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+fn parse_message_size(v: &str) -> Result<usize, String> {
+    match parse_bytes(v) {
+        Some(n) if (4096..=4 << 30).contains(&n) => Ok(n),
+        _ => Err("a size from 4k to 4g, e.g. 268435456 or 256m".into()),
     }
 }
 
@@ -386,6 +401,11 @@ impl Config {
         self.typed(RING_SIZE, parse_ring_size)
     }
 
+    /// `python.fn-execution.max-message-size`, in bytes.
+    pub fn max_message_size(&self) -> usize {
+        self.typed(MAX_MESSAGE_SIZE, parse_message_size)
+    }
+
     /// `python.fn-execution.timeout`; `None` when disabled.
     pub fn timeout(&self) -> Option<Duration> {
         Some(self.typed(TIMEOUT, parse_millis))
@@ -465,6 +485,8 @@ mod tests {
             (RING_SIZE, "2g"),
             (TIMEOUT, "1.5"),
             (RETRIES, "2"),
+            (MAX_MESSAGE_SIZE, "1k"),
+            (MAX_MESSAGE_SIZE, "5g"),
             (EXECUTION_MODE_STRICT, "yes"),
         ] {
             assert!(Config::builder().set(k, v).is_err(), "{k}={v} accepted");
@@ -485,5 +507,8 @@ mod tests {
         assert_eq!(c.ring_size(), 65536);
         assert_eq!(c.files(), vec![PathBuf::from("a/b"), PathBuf::from("c")]);
         assert_eq!(c.timeout(), None);
+        c.set_pair("python.fn-execution.max-message-size=3m")
+            .unwrap();
+        assert_eq!(c.max_message_size(), 3 << 20);
     }
 }

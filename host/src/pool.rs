@@ -13,9 +13,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use coil_ipc::{
-    BatchDecoder, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError, Value,
+    BatchDecoder, ByteSource, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError,
+    Value,
 };
-use coil_worker::protocol::{self, After};
+use coil_worker::protocol::{self, After, MessageError};
 use coil_worker::{PyErrorInfo, UdfSpec};
 
 use crate::error::{RunError, StartError};
@@ -112,7 +113,7 @@ pub(crate) struct Pool {
     idle: Mutex<Vec<Slot>>,
     returned: Condvar,
     pub counters: Counters,
-    /// The largest payload a request frame can carry.
+    /// The largest batch (`python.fn-execution.max-message-size`).
     pub max_payload: usize,
 }
 
@@ -139,7 +140,7 @@ impl Pool {
                 worker: Some(w?),
             });
         }
-        let max_payload = slots[0].worker.as_ref().map_or(0, |w| w.tx.max_frame_len());
+        let max_payload = settings.config.max_message_size();
         Ok(Pool {
             settings,
             idle: Mutex::new(slots),
@@ -232,6 +233,13 @@ impl Drop for Lease<'_> {
     }
 }
 
+/// The first frame of an answer.
+enum First {
+    Whole(Result<Result<Vec<Value>, RunError>, String>),
+    Piece(Vec<u8>),
+    Nothing,
+}
+
 /// How waiting for an answer ended.
 pub(crate) enum Answer {
     /// The batch's results.
@@ -252,6 +260,7 @@ pub(crate) struct Worker {
     tx: Producer,
     rx: Consumer,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    max_message: usize,
     logs: Vec<JoinHandle<()>>,
 }
 
@@ -299,6 +308,8 @@ impl Worker {
         cmd.arg("--fd").arg(fd.to_string());
         cmd.arg("--udf").arg(&settings.spec.target);
         cmd.arg("--kind").arg(settings.spec.kind.as_str());
+        cmd.arg("--max-message")
+            .arg(settings.config.max_message_size().to_string());
         for p in settings
             .spec
             .paths
@@ -342,6 +353,7 @@ impl Worker {
             tx,
             rx,
             stderr,
+            max_message: settings.config.max_message_size(),
             logs,
         };
         match worker.await_ready(settings) {
@@ -407,15 +419,23 @@ impl Worker {
         }
     }
 
-    /// Waits up to `wait` for room, then sends.
+    /// Whether a batch of `len` bytes must travel in pieces.
+    pub fn needs_pieces(&self, len: usize) -> bool {
+        len > self.tx.max_frame_len()
+    }
+
+    /// Sends a batch, in pieces if it is larger than a frame, waiting up to
+    /// `wait` for room for each frame. Only call it while the worker has
+    /// nothing else of ours to answer: it reads while we write.
     pub fn send(&mut self, payload: &[u8], wait: Duration) -> Result<(), RunError> {
-        match self.tx.push_timeout(protocol::TAG_BATCH, payload, wait) {
-            Ok(()) => {
-                self.tx.flush();
-                Ok(())
+        match protocol::send_message(&mut self.tx, protocol::TAG_BATCH, payload, wait) {
+            Ok(()) => Ok(()),
+            Err(MessageError::Push(RingPushError::PeerDead | RingPushError::Closed)) => {
+                Err(self.died(0..0))
             }
-            Err(RingPushError::PeerDead | RingPushError::Closed) => Err(self.died(0..0)),
-            Err(RingPushError::Timeout { .. }) => Err(self.timed_out(0..0, Some(wait))),
+            Err(MessageError::Push(RingPushError::Timeout { .. })) => {
+                Err(self.timed_out(0..0, Some(wait)))
+            }
             Err(e) => Err(self.protocol(0..0, e.to_string())),
         }
     }
@@ -430,20 +450,46 @@ impl Worker {
         timeout: Option<Duration>,
         wait: bool,
     ) -> Answer {
-        let got = if wait {
-            let left = deadline.map_or(Duration::from_secs(365 * 24 * 3600), |d| {
-                d.saturating_duration_since(Instant::now())
-            });
-            match self.rx.recv_timeout(left) {
-                Ok(frame) => Ok(Some(read_answer(&frame, seq, rows.clone()))),
+        let left = deadline.map_or(Duration::from_secs(365 * 24 * 3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
+        // The first frame, read (or its bytes copied) before the borrow of
+        // the ring ends.
+        let first = {
+            let f = if wait {
+                self.rx.recv_timeout(left).map(Some)
+            } else {
+                self.rx.try_recv()
+            };
+            match f {
+                Ok(Some(frame)) if frame.tag() == protocol::TAG_PART => {
+                    let mut buf = Vec::new();
+                    frame.copy_into(&mut buf);
+                    Ok(First::Piece(buf))
+                }
+                Ok(Some(frame)) => Ok(First::Whole(read_answer(
+                    &frame,
+                    frame.tag(),
+                    seq,
+                    rows.clone(),
+                ))),
+                Ok(None) => Ok(First::Nothing),
                 Err(e) => Err(e),
             }
-        } else {
-            match self.rx.try_recv() {
-                Ok(Some(frame)) => Ok(Some(read_answer(&frame, seq, rows.clone()))),
-                Ok(None) => Ok(None),
-                Err(e) => Err(e),
+        };
+        let got = match first {
+            Ok(First::Piece(mut buf)) => {
+                // An answer larger than a frame: collect its pieces.
+                let left = deadline.map_or(left, |d| d.saturating_duration_since(Instant::now()));
+                match protocol::assemble_rest(&mut self.rx, &mut buf, self.max_message, left) {
+                    Ok(tag) => Ok(Some(read_answer(&buf[..], tag, seq, rows.clone()))),
+                    Err(MessageError::Recv(e)) => Err(e),
+                    Err(e) => Ok(Some(Err(e.to_string()))),
+                }
             }
+            Ok(First::Whole(answer)) => Ok(Some(answer)),
+            Ok(First::Nothing) => Ok(None),
+            Err(e) => Err(e),
         };
         match got {
             Ok(None) => Answer::Pending,
@@ -562,8 +608,9 @@ impl Drop for Worker {
 
 /// Reads a worker's answer to batch `seq`: its results, a UDF or row
 /// error (`Ok(Err)`), or what makes it malformed (`Err`).
-fn read_answer(
-    frame: &coil_ipc::Frame<'_>,
+fn read_answer<S: ByteSource + ?Sized>(
+    frame: &S,
+    tag: u16,
     seq: u64,
     rows: Range<u64>,
 ) -> Result<Result<Vec<Value>, RunError>, String> {
@@ -572,7 +619,7 @@ fn read_answer(
         return Err(format!("answer for batch {got}, expected {seq}"));
     }
     let n = (rows.end - rows.start) as usize;
-    match frame.tag() {
+    match tag {
         protocol::TAG_RESULT => {
             let body = After::new(frame, protocol::SEQ_LEN);
             let mut dec = BatchDecoder::new(&body).map_err(|e| e.to_string())?;

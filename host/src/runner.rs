@@ -306,6 +306,11 @@ impl<'r> RowStream<'r> {
                 .all(|e| e.lease != li || e.failed.is_some());
             let sent = match self.leases[li].worker() {
                 Err(e) => Err(e),
+                // Pieces go only to a worker with nothing else of ours to
+                // answer (it must read while we write): take answers first.
+                Ok(w) if !first_on_worker && w.needs_pieces(self.flight[at].payload.len()) => {
+                    Ok(false)
+                }
                 Ok(w) if first_on_worker => {
                     // Nothing of ours ahead of it: the worker is reading,
                     // so waiting for room cannot deadlock.

@@ -104,3 +104,7 @@ def np_scalar(x):
     import numpy as np
 
     return [np.int64(x) * 3, np.float64(x) / 4]
+
+
+def grow(s, n):
+    return s * n

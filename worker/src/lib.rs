@@ -44,8 +44,12 @@ pub use coil_ipc as ipc;
 pub use executor::{BatchError, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
 pub use serve::{serve, watch_parent, ServeError};
 
+/// The largest batch or answer, in bytes, unless `--max-message` says
+/// otherwise (256 MiB).
+pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
+
 /// The usage of the `coil-worker` program.
-pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]...";
+pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--max-message BYTES]";
 
 /// The `coil-worker` program: parses `args` (without the program name),
 /// opens the inherited region and serves it. Returns the exit code.
@@ -55,6 +59,7 @@ pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.m
 pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
     use std::process::ExitCode;
     let mut fd = None;
+    let mut max_message = DEFAULT_MAX_MESSAGE;
     let mut spec = UdfSpec::new("");
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -75,6 +80,11 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
                         .map_err(|e: UnknownKind| e.to_string())?
                 }
                 "--path" => spec.paths.push(value("--path")?.into()),
+                "--max-message" => {
+                    max_message = value("--max-message")?
+                        .parse()
+                        .map_err(|e| format!("--max-message: {e}"))?
+                }
                 other => return Err(format!("unknown argument {other:?}")),
             }
             Ok(())
@@ -102,7 +112,7 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
             return ExitCode::from(3);
         }
     };
-    match serve(&region, &spec) {
+    match serve(&region, &spec, max_message) {
         Ok(()) => ExitCode::SUCCESS,
         // Already reported to the host, with its traceback.
         Err(ServeError::Load(_)) => ExitCode::from(4),

@@ -127,3 +127,90 @@ pub fn decode_one_row<S: ByteSource + ?Sized>(
     dec.finish()?;
     Ok(row)
 }
+
+/// A piece of a message too large for one frame. The pieces go in order,
+/// each tagged `TAG_PART`; the last piece carries the message's own tag.
+pub const TAG_PART: u16 = 2;
+
+/// Why a message could not be sent or reassembled.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    /// The ring failed.
+    #[error(transparent)]
+    Push(#[from] coil_ipc::RingPushError),
+    /// The ring failed.
+    #[error(transparent)]
+    Recv(#[from] coil_ipc::RingRecvError),
+    /// The message is larger than the configured limit.
+    #[error("a message of {size} bytes is larger than the limit of {limit} (python.fn-execution.max-message-size)")]
+    TooLarge {
+        /// Its size so far.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// The size of the pieces a large message is cut into: a quarter of the
+/// ring, so the receiver reads one piece while the sender writes the next.
+pub fn piece_len(tx: &coil_ipc::Producer) -> usize {
+    (tx.capacity() / 4).max(64).min(tx.max_frame_len())
+}
+
+/// Sends `payload` as one frame with `tag`, or, if it does not fit in one,
+/// as pieces; waits up to `timeout` for room for each frame.
+///
+/// # Errors
+///
+/// [`MessageError`].
+pub fn send_message(
+    tx: &mut coil_ipc::Producer,
+    tag: u16,
+    payload: &[u8],
+    timeout: std::time::Duration,
+) -> Result<(), MessageError> {
+    if payload.len() <= tx.max_frame_len() {
+        tx.push_timeout(tag, payload, timeout)?;
+    } else {
+        let piece = piece_len(tx);
+        let mut chunks = payload.chunks(piece).peekable();
+        while let Some(chunk) = chunks.next() {
+            let t = if chunks.peek().is_some() {
+                TAG_PART
+            } else {
+                tag
+            };
+            tx.push_timeout(t, chunk, timeout)?;
+        }
+    }
+    tx.flush();
+    Ok(())
+}
+
+/// Collects the rest of a message whose first piece (tagged [`TAG_PART`])
+/// the caller has already copied into `buf`; returns the message's tag.
+/// Waits up to `timeout` for each piece.
+///
+/// # Errors
+///
+/// [`MessageError`], or `TooLarge` once `buf` would pass `limit` bytes.
+pub fn assemble_rest(
+    rx: &mut coil_ipc::Consumer,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<u16, MessageError> {
+    loop {
+        let frame = rx.recv_timeout(timeout)?;
+        if buf.len() + frame.len() > limit {
+            return Err(MessageError::TooLarge {
+                size: buf.len() + frame.len(),
+                limit,
+            });
+        }
+        frame.copy_into(buf);
+        if frame.tag() != TAG_PART {
+            return Ok(frame.tag());
+        }
+    }
+}

@@ -32,6 +32,9 @@ pub enum ServeError {
     /// A frame that is not a batch.
     #[error("unexpected frame tag {0}")]
     UnexpectedTag(u16),
+    /// A message could not be sent or reassembled.
+    #[error("message: {0}")]
+    Message(#[from] protocol::MessageError),
     /// A batch frame too short for its sequence number.
     #[error("batch frame: {0}")]
     Decode(#[from] coil_ipc::DecodeError),
@@ -55,23 +58,26 @@ fn error_row(e: &PyErrorInfo) -> [Value; 3] {
 
 /// Serves ring 0 (batches in) and ring 1 (answers out) of `region` with the
 /// UDF `spec` until the host closes ring 0, then runs the UDF's `close()`.
+/// Batches and answers larger than a frame travel in pieces, up to
+/// `max_message` bytes.
 ///
 /// # Errors
 ///
 /// [`ServeError`]; a load failure has been reported to the host first.
-pub fn serve(region: &Region, spec: &UdfSpec) -> Result<(), ServeError> {
+pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), ServeError> {
     let mut rx = region.consumer(0)?;
     let mut tx = region.producer(1)?;
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
-    Python::attach(|py| run(py, region, spec, &mut rx, &mut tx))
+    Python::attach(|py| run(py, region, spec, max_message, &mut rx, &mut tx))
 }
 
 fn run(
     py: Python<'_>,
     region: &Region,
     spec: &UdfSpec,
+    max_message: usize,
     rx: &mut Consumer,
     tx: &mut Producer,
 ) -> Result<(), ServeError> {
@@ -99,6 +105,7 @@ fn run(
     );
     tx.push_timeout(protocol::TAG_READY, &out, ANSWER)?;
     tx.flush();
+    let mut big = Vec::new();
     loop {
         let frame = match py.detach(|| rx.recv_timeout(IDLE)) {
             Ok(f) => f,
@@ -106,21 +113,39 @@ fn run(
             Err(RingRecvError::Timeout { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        if frame.tag() != protocol::TAG_BATCH {
-            return Err(ServeError::UnexpectedTag(frame.tag()));
-        }
-        let seq = protocol::read_seq(&frame)?;
         out.clear();
-        protocol::put_seq(&mut out, seq).expect("a Vec never fills");
-        let result = exec.run_batch(py, &After::new(&frame, protocol::SEQ_LEN), &mut out);
-        drop(frame);
+        let (seq, result) = if frame.tag() == protocol::TAG_PART {
+            // A batch larger than a frame: collect its pieces first.
+            big.clear();
+            frame.copy_into(&mut big);
+            drop(frame);
+            let tag = py.detach(|| protocol::assemble_rest(rx, &mut big, max_message, IDLE))?;
+            if tag != protocol::TAG_BATCH {
+                return Err(ServeError::UnexpectedTag(tag));
+            }
+            let seq = protocol::read_seq(&big[..])?;
+            protocol::put_seq(&mut out, seq).expect("a Vec never fills");
+            (
+                seq,
+                exec.run_batch(py, &After::new(&big[..], protocol::SEQ_LEN), &mut out),
+            )
+        } else {
+            if frame.tag() != protocol::TAG_BATCH {
+                return Err(ServeError::UnexpectedTag(frame.tag()));
+            }
+            let seq = protocol::read_seq(&frame)?;
+            protocol::put_seq(&mut out, seq).expect("a Vec never fills");
+            (
+                seq,
+                exec.run_batch(py, &After::new(&frame, protocol::SEQ_LEN), &mut out),
+            )
+        };
         let tag = match result {
-            Ok(()) if out.len() <= tx.max_frame_len() => protocol::TAG_RESULT,
+            Ok(()) if out.len() <= max_message => protocol::TAG_RESULT,
             Ok(()) => {
                 let msg = format!(
-                    "the results of this batch take {} bytes, more than the reply ring holds ({}); use smaller batches or a larger ring",
+                    "the results of this batch take {} bytes, more than python.fn-execution.max-message-size ({max_message})",
                     out.len(),
-                    tx.max_frame_len()
                 );
                 one_row(Some(seq), &[Value::Int(-1), Value::Str(msg)], &mut out);
                 protocol::TAG_BAD_ROW
@@ -137,11 +162,7 @@ fn run(
                 protocol::TAG_BAD_ROW
             }
         };
-        py.detach(|| -> Result<(), ServeError> {
-            tx.push_timeout(tag, &out, ANSWER)?;
-            tx.flush();
-            Ok(())
-        })?;
+        py.detach(|| protocol::send_message(tx, tag, &out, ANSWER))?;
     }
     if let Err(e) = exec.close(py) {
         eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
