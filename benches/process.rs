@@ -200,5 +200,39 @@ fn latency(c: &mut Criterion) {
     let _ = child.wait();
 }
 
-criterion_group!(benches, throughput, latency);
+/// Resident set size of `pid` in KiB.
+fn rss_kib(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Not timed: an idle worker's RSS, and the host's and worker's RSS after
+/// 1 M and 10 M rows of `x + 1` (w1, b1000), written to
+/// `target/criterion/process-memory.json`.
+fn memory(_: &mut Criterion) {
+    let r = runner("inc", 1, 1000);
+    let worker = r.worker_pids()[0].to_string();
+    let idle_worker = rss_kib(&worker);
+    let chunk = rows("inc", 100_000);
+    let mut at_1m = (0, 0);
+    for i in 1..=100 {
+        let out = r.call(&chunk).unwrap();
+        assert_eq!(out.len(), chunk.len());
+        if i == 10 {
+            at_1m = (rss_kib("self"), rss_kib(&worker));
+        }
+    }
+    let at_10m = (rss_kib("self"), rss_kib(&worker));
+    let report = format!(
+        "{{\"idle_worker_kib\": {idle_worker}, \"host_1m_kib\": {}, \"host_10m_kib\": {}, \"worker_1m_kib\": {}, \"worker_10m_kib\": {}}}\n",
+        at_1m.0, at_10m.0, at_1m.1, at_10m.1
+    );
+    eprintln!("process memory: {report}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("process-memory.json"), report);
+}
+
+criterion_group!(benches, throughput, latency, memory);
 criterion_main!(benches);

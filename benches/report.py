@@ -29,3 +29,17 @@ for s in (64, 1024, 65536):
 for k in sorted(med):
     if k.startswith("codec/flat/roundtrip") or k.startswith("codec/bincode/roundtrip"):
         print(f"{k:60s} {med[k]/1000:8.1f} ns/row (target < 50 for flat)")
+
+# process: the same rows per call everywhere but bundle size 1 (a fiftieth).
+for udf in ("inc", "upper"):
+    floor = med.get(f"process/direct/{udf}")
+    for w in (1, 2):
+        for b in (1, 100, 1000):
+            k = f"process/w{w}/b{b}/{udf}"
+            if floor and k in med:
+                scale = 50 if b == 1 else 1
+                print(f"{k + ' rows/s / direct floor':60s} {floor / (med[k] * scale):8.2f}  (target >= 0.7 at w1/b1000)")
+for name in ("process-latency.json", "process-memory.json"):
+    f = root / name
+    if f.exists():
+        print(f"{name:60s} {f.read_text().strip()}")

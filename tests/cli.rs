@@ -155,3 +155,37 @@ fn bad_configuration_and_udf_paths_are_clear_errors() {
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_coil")).exists());
 }
+
+#[test]
+fn the_readme_demo_runs_over_its_shipped_input() {
+    let dir = std::env::temp_dir().join(format!("coil-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_file = dir.join("slugs.jsonl");
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "examples/udfs/demo.py:slug",
+            "--input",
+            "examples/data/titles.jsonl",
+            "--output",
+            out_file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "results go to --output");
+    let lines: Vec<String> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines.len(), 1000);
+    assert_eq!(lines[0], r#"["cafe-backpack-model-51","★"]"#);
+    assert!(
+        text(&out.stderr).contains("1000 rows in"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

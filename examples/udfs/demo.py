@@ -34,3 +34,13 @@ class Counter:
 
     def close(self):
         print(f"Counter saw {self.seen} rows")
+
+
+def slug(title, stars):
+    """The README's demo: a URL slug and a star bar for a product title."""
+    import re
+    import unicodedata
+
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.findall(r"[a-z0-9]+", ascii_title.lower())
+    return ["-".join(words), "★" * stars]

@@ -155,7 +155,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: RING_SIZE,
         default: "4m",
-        doc: "bytes of each ring between host and worker (one each way): a power of two from 4k to 1g, with an optional k/m/g suffix; a batch and its results must fit",
+        doc: "bytes of each ring between host and worker (one each way): a power of two from 4k to 1g, with an optional k/m/g suffix; batches larger than a ring travel through it in pieces",
         check: check_ring,
     },
     Key {
@@ -496,6 +496,27 @@ mod tests {
             c.set_pair("python.files"),
             Err(ConfigError::NotAPair(_))
         ));
+    }
+
+    #[test]
+    fn documented_keys_match_the_code() {
+        let doc = include_str!("../../docs/configuration.md");
+        let rows: Vec<&str> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `python."))
+            .collect();
+        assert_eq!(
+            rows.len(),
+            KEYS.len(),
+            "docs/configuration.md lists every key once"
+        );
+        for k in KEYS {
+            let row = format!("| `{}` | `{}` | {} |", k.name, k.default, k.doc);
+            assert!(
+                rows.contains(&row.as_str()),
+                "docs/configuration.md lacks or differs on:\n{row}"
+            );
+        }
     }
 
     #[test]

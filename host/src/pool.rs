@@ -150,6 +150,14 @@ impl Pool {
         })
     }
 
+    /// Process ids of the idle workers.
+    pub fn idle_pids(&self) -> Vec<u32> {
+        let idle = self.idle.lock().expect("pool lock");
+        idle.iter()
+            .filter_map(|s| s.worker.as_ref().map(|w| w.child.id()))
+            .collect()
+    }
+
     /// Leases an idle worker; waits for one if `wait` and none is idle.
     pub fn lease(&self, wait: bool) -> Option<Lease<'_>> {
         let mut idle = self.idle.lock().expect("pool lock");

@@ -97,6 +97,12 @@ impl Runner {
         &self.config
     }
 
+    /// Process ids of the workers not running a batch right now (all of
+    /// them between calls): for monitoring, e.g. their memory.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.pool.idle_pids()
+    }
+
     /// Worker processes replaced so far (crashed, hung or misbehaving).
     pub fn restarts(&self) -> u64 {
         self.pool.counters.restarts.load(Ordering::Relaxed)

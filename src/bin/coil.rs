@@ -65,6 +65,15 @@ fn main() -> ExitCode {
             init_logging();
             match run(args) {
                 Ok(()) => ExitCode::SUCCESS,
+                // The reader went away (`coil run ... | head`): not an error.
+                Err(e)
+                    if e.chain().any(|c| {
+                        c.downcast_ref::<std::io::Error>()
+                            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    }) =>
+                {
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("coil: {e:#}");
                     ExitCode::FAILURE
@@ -81,6 +90,7 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
@@ -125,6 +135,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => indicatif::ProgressBar::hidden(),
     };
 
+    let started = std::time::Instant::now();
     // Row i of the stream came from input line lines[i] (1-based).
     let mut lines: Vec<u64> = Vec::new();
     let mut written = 0usize;
@@ -135,7 +146,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
      -> anyhow::Result<()> {
         match result {
             Ok(v) => {
-                serde_json::to_writer(&mut out, &json::to_json(&v))?;
+                serde_json::to_writer(&mut out, &json::to_json(&v))
+                    .map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 *written += 1;
                 Ok(())
@@ -162,9 +174,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         emit(r, &mut written, &lines)?;
     }
     progress.finish_and_clear();
+    drop(stream);
     if written != lines.len() {
         bail!("{} results for {} input rows", written, lines.len());
     }
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        "{written} rows in {:.3} s ({:.0} rows/s), {} mode, {} workers",
+        secs,
+        written as f64 / secs.max(1e-9),
+        runner.config().execution_mode(),
+        runner.config().worker_count()
+    );
     Ok(())
 }
 
