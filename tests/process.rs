@@ -205,6 +205,61 @@ fn vectorized_udfs_get_numpy_arrays_when_they_ask_and_numpy_scalars_convert() {
 }
 
 #[test]
+fn a_udf_loads_as_package_module_name_from_python_files() {
+    let files = format!("python.files={}", udfs().join("pkgroot").display());
+    let spec = UdfSpec::new("mypkg.text:tag");
+    let runner =
+        Runner::with_worker_command(&config(&["python.worker-count=1", &files]), spec, worker())
+            .unwrap();
+    assert_eq!(
+        runner.call(&[vec![Value::Str("x".into())]]).unwrap(),
+        vec![Value::Str("<x>".into())]
+    );
+    // Without python.files the module is not found, and the error says so.
+    let spec = UdfSpec::new("mypkg.text:tag");
+    match Runner::with_worker_command(&config(&["python.worker-count=1"]), spec, worker()) {
+        Err(StartError::Load { error, .. }) => assert_eq!(error.type_name, "ModuleNotFoundError"),
+        other => panic!("expected a load error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_partial_batch_is_sent_after_bundle_time() {
+    let runner = start(
+        "basic.py",
+        "inc",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=1000",
+            "python.fn-execution.bundle.time=50",
+        ],
+    );
+    let mut stream = runner.stream();
+    for x in 0..3 {
+        stream.push(vec![Value::Int(x)]).unwrap();
+    }
+    assert!(
+        stream.try_pull().is_none(),
+        "a partial batch waits for bundle.time"
+    );
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the partial batch was never sent"
+        );
+        match stream.try_pull() {
+            Some(v) => got.push(v.unwrap()),
+            None => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert!(start.elapsed() >= Duration::from_millis(40));
+    assert_eq!(got, vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+}
+
+#[test]
 fn many_batches_on_many_workers_come_back_in_order() {
     let runner = start(
         "basic.py",
