@@ -9,15 +9,15 @@ use coil::json::to_json;
 use coil_host::{Config, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
 
-fn udfs() -> PathBuf {
+pub(crate) fn udfs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/udfs")
 }
 
-fn worker() -> WorkerCommand {
+pub(crate) fn worker() -> WorkerCommand {
     WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker")
 }
 
-fn config(pairs: &[&str]) -> Config {
+pub(crate) fn config(pairs: &[&str]) -> Config {
     let mut c = Config::default();
     for p in pairs {
         c.set_pair(p).unwrap();
@@ -25,17 +25,17 @@ fn config(pairs: &[&str]) -> Config {
     c
 }
 
-fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Runner {
+pub(crate) fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Runner {
     let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display())).kind(kind);
     Runner::with_worker_command(&config(pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
+pub(crate) fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
     xs.into_iter().map(|x| vec![Value::Int(x)]).collect()
 }
 
 /// What plain Python (the interpreter coil embeds) returns for `rows`.
-fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json::Value {
+pub(crate) fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json::Value {
     let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python");
     let input: Vec<serde_json::Value> = rows
         .iter()
@@ -56,7 +56,13 @@ fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json:
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn assert_same_as_python(file: &str, name: &str, kind: UdfKind, rows: Vec<Row>, pairs: &[&str]) {
+pub(crate) fn assert_same_as_python(
+    file: &str,
+    name: &str,
+    kind: UdfKind,
+    rows: Vec<Row>,
+    pairs: &[&str],
+) {
     let runner = start(file, name, kind, pairs);
     let got = runner.call(&rows).unwrap_or_else(|e| panic!("{name}: {e}"));
     let got = serde_json::Value::Array(got.iter().map(to_json).collect());
@@ -339,11 +345,15 @@ fn a_udf_that_does_not_load_is_a_start_error_with_its_traceback() {
 }
 
 #[test]
-fn in_process_modes_are_refused_until_they_exist() {
+fn sub_interpreter_mode_is_refused_until_it_exists() {
     let spec = UdfSpec::new(format!("{}:inc", udfs().join("basic.py").display()));
-    let e = Runner::with_worker_command(&config(&["python.execution-mode=thread"]), spec, worker())
-        .unwrap_err();
-    assert!(e.to_string().contains("multi-thread"), "{e}");
+    let e = Runner::with_worker_command(
+        &config(&["python.execution-mode=sub-interpreter"]),
+        spec,
+        worker(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("sub-interpreter"), "{e}");
 }
 
 /// Runs 0..40 in batches of 4 through a UDF that breaks its worker on 13:

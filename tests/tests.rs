@@ -10,4 +10,5 @@
 
 mod cli;
 mod ipc_process;
+mod modes;
 mod process;

@@ -20,7 +20,7 @@ use coil_worker::protocol::{self, After, MessageError};
 use coil_worker::{PyErrorInfo, UdfSpec};
 
 use crate::error::{RunError, StartError};
-use crate::Config;
+use crate::{Config, ExecutionMode};
 
 /// How to start a worker process: a program and the arguments that come
 /// before coil's own (`--fd`, `--udf`, ...).
@@ -86,6 +86,8 @@ impl WorkerCommand {
 
 /// What a pool needs to start workers.
 pub(crate) struct Settings {
+    /// The mode the workers run in (after any fallback).
+    pub mode: ExecutionMode,
     pub config: Config,
     pub spec: UdfSpec,
     pub command: WorkerCommand,
@@ -150,11 +152,20 @@ impl Pool {
         })
     }
 
+    /// The mode the workers run in.
+    pub fn mode(&self) -> ExecutionMode {
+        self.settings.mode
+    }
+
     /// Process ids of the idle workers.
     pub fn idle_pids(&self) -> Vec<u32> {
         let idle = self.idle.lock().expect("pool lock");
         idle.iter()
-            .filter_map(|s| s.worker.as_ref().map(|w| w.child.id()))
+            .filter_map(|s| {
+                s.worker
+                    .as_ref()
+                    .and_then(|w| w.child.as_ref().map(Child::id))
+            })
             .collect()
     }
 
@@ -263,7 +274,10 @@ pub(crate) enum Answer {
 /// One worker process and the host's ends of its rings.
 pub(crate) struct Worker {
     slot: usize,
-    child: Child,
+    /// The worker process (`process` mode).
+    child: Option<Child>,
+    /// The executor thread (the in-process modes).
+    thread: Option<JoinHandle<()>>,
     region: Region,
     tx: Producer,
     rx: Consumer,
@@ -271,6 +285,9 @@ pub(crate) struct Worker {
     max_message: usize,
     logs: Vec<JoinHandle<()>>,
 }
+
+/// How long an interrupted executor thread has to come back.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 
 /// Lines of a worker's stderr kept for error messages.
 const STDERR_TAIL: usize = 30;
@@ -306,6 +323,59 @@ fn py_error(type_name: Value, message: Value, traceback: Value) -> Option<PyErro
 
 impl Worker {
     fn start(slot: usize, settings: &Settings) -> Result<Worker, StartError> {
+        match settings.mode {
+            ExecutionMode::Process => Worker::start_process(slot, settings),
+            _ => Worker::start_thread(slot, settings),
+        }
+    }
+
+    /// An executor thread in this process, on the embedded interpreter,
+    /// behind a ring pair in private memory.
+    fn start_thread(slot: usize, settings: &Settings) -> Result<Worker, StartError> {
+        let size = settings.config.ring_size();
+        let region = Region::create_private(&[size, size])?;
+        let (theirs, spec, max) = (
+            region.clone(),
+            settings.spec.clone(),
+            settings.config.max_message_size(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("coil-executor-{slot}"))
+            .spawn(move || {
+                if let Err(e) = coil_worker::serve_in_process(&theirs, &spec, max) {
+                    if !matches!(e, coil_worker::ServeError::Load(_)) {
+                        tracing::error!(worker = slot, "executor thread stopped: {e}");
+                    }
+                }
+            })
+            .map_err(|source| StartError::Spawn {
+                program: "an executor thread".into(),
+                source,
+            })?;
+        let tx = region.producer(0).expect("a fresh region");
+        let rx = region.consumer(1).expect("a fresh region");
+        let mut worker = Worker {
+            slot,
+            child: None,
+            thread: Some(thread),
+            region,
+            tx,
+            rx,
+            stderr: Arc::new(Mutex::new(VecDeque::new())),
+            max_message: settings.config.max_message_size(),
+            logs: Vec::new(),
+        };
+        match worker.await_ready(settings) {
+            Ok(()) => Ok(worker),
+            Err(e) => {
+                worker.kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// A `coil-worker` process behind a ring pair in a sealed memfd.
+    fn start_process(slot: usize, settings: &Settings) -> Result<Worker, StartError> {
         let size = settings.config.ring_size();
         let region = Region::create_shared(&[size, size])?;
         let mut cmd = Command::new(&settings.command.program);
@@ -356,7 +426,8 @@ impl Worker {
         watch(&mut |p| rx.set_peer_watch(p));
         let mut worker = Worker {
             slot,
-            child,
+            child: Some(child),
+            thread: None,
             region,
             tx,
             rx,
@@ -511,8 +582,36 @@ impl Worker {
             }
             Ok(Some(Err(message))) => Answer::Broken(self.protocol(rows, message)),
             Err(RingRecvError::PeerDead | RingRecvError::Closed) => Answer::Broken(self.died(rows)),
+            Err(RingRecvError::Timeout { .. }) if self.thread.is_some() => {
+                self.interrupt(rows, timeout)
+            }
             Err(RingRecvError::Timeout { .. }) => Answer::Broken(self.timed_out(rows, timeout)),
             Err(e) => Answer::Broken(self.protocol(rows, e.to_string())),
+        }
+    }
+
+    /// An executor thread ran past the timeout: raise `TimeoutError` in it
+    /// and wait briefly for it to come back. A thread stuck in C code does
+    /// not come back; it is then abandoned (closed, left to finish).
+    fn interrupt(&mut self, rows: Range<u64>, timeout: Option<Duration>) -> Answer {
+        let error = self.timed_out(rows, timeout);
+        if let Some(ident) = self
+            .region
+            .user_word(1)
+            .map(|w| w.load())
+            .filter(|&i| i != 0)
+        {
+            coil_worker::interrupt(ident);
+        }
+        let back = match self.rx.recv_timeout(INTERRUPT_GRACE) {
+            Ok(frame) => frame.tag() != protocol::TAG_PART,
+            Err(_) => false,
+        };
+        if back {
+            self.rx.flush();
+            Answer::Error(error)
+        } else {
+            Answer::Broken(error)
         }
     }
 
@@ -548,9 +647,12 @@ impl Worker {
 
     /// Waits (briefly) for the exited child and describes how it exited.
     fn reap(&mut self) -> String {
+        let Some(child) = self.child.as_mut() else {
+            return "its executor thread stopped".into();
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            match self.child.try_wait() {
+            match child.try_wait() {
                 Ok(Some(status)) => return describe(status),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(2))
@@ -572,8 +674,14 @@ impl Worker {
 
     /// Kills the worker at once and reaps it.
     fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // A thread cannot be killed: closing its input makes it stop as soon
+        // as it is free; until then it is left to run on, detached.
+        self.tx.close();
+        self.thread = None;
     }
 
     /// Closes the worker's input, so it runs the UDF's `close()` and exits;
@@ -581,20 +689,35 @@ impl Worker {
     fn shutdown(mut self) {
         self.tx.close();
         let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(2))
-                }
-                Ok(None) => {
-                    tracing::warn!(
-                        worker = self.slot,
-                        "worker did not exit after close; killing it"
-                    );
-                    let _ = self.child.kill();
-                    let _ = self.child.wait();
-                    break;
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    worker = self.slot,
+                    "executor thread still busy after close; leaving it"
+                );
+            }
+        }
+        if let Some(child) = self.child.as_mut() {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
+                    Ok(None) => {
+                        tracing::warn!(
+                            worker = self.slot,
+                            "worker did not exit after close; killing it"
+                        );
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
                 }
             }
         }
@@ -607,9 +730,11 @@ impl Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         // Whatever path dropped us: no child outlives its worker.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            if let Ok(None) = child.try_wait() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
         }
     }
 }

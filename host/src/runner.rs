@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::pool::{Answer, Lease, Pool, Settings, WorkerCommand};
-use crate::{Config, ExecutionMode, RunError, StartError};
+use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
 use coil_ipc::{encode_batch, Row, Value};
 use coil_worker::protocol;
 use coil_worker::UdfSpec;
@@ -72,24 +72,41 @@ impl Runner {
         spec: UdfSpec,
         command: impl FnOnce() -> Result<WorkerCommand, StartError>,
     ) -> Result<Runner, StartError> {
-        match config.execution_mode() {
-            ExecutionMode::Process => {}
-            m => {
+        let mode = match (config.execution_mode(), spec.kind) {
+            (ExecutionMode::Process, _) => ExecutionMode::Process,
+            (m, UdfKind::Vectorized) => {
+                tracing::info!("vectorized UDFs run in process mode: {m} mode runs scalar and table UDFs only");
+                ExecutionMode::Process
+            }
+            (ExecutionMode::MultiThread, _) => ExecutionMode::MultiThread,
+            (m, _) => {
                 return Err(StartError::Unsupported(format!(
-                    "python.execution-mode={m} is not available in this version of coil yet; use process"
+                    "python.execution-mode={m} is not available in this version of coil yet; use process or multi-thread"
                 )))
             }
-        }
+        };
+        let command = if mode == ExecutionMode::Process {
+            command()?
+        } else {
+            WorkerCommand::new("coil-worker")
+        };
         let pool = Pool::start(Settings {
+            mode,
             config: config.clone(),
             spec: spec.clone(),
-            command: command()?,
+            command,
         })?;
         Ok(Runner {
             pool,
             config: config.clone(),
             spec,
         })
+    }
+
+    /// The mode the UDF runs in: the configured one, or `process` where
+    /// the configured mode cannot run this UDF (vectorized UDFs).
+    pub fn mode(&self) -> ExecutionMode {
+        self.pool.mode()
     }
 
     /// The configuration it runs with.

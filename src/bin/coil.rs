@@ -183,7 +183,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         "{written} rows in {:.3} s ({:.0} rows/s), {} mode, {} workers",
         secs,
         written as f64 / secs.max(1e-9),
-        runner.config().execution_mode(),
+        runner.mode(),
         runner.config().worker_count()
     );
     Ok(())

@@ -63,3 +63,11 @@ def exits_once(x, marker):
         open(marker, "w").close()
         os._exit(5)
     return x + 1
+
+
+def spins(x):
+    """Busy in Python bytecode on 13: interruptible in-process."""
+    if x == 13:
+        while True:
+            pass
+    return x + 1

@@ -41,8 +41,9 @@ pub mod protocol;
 mod serve;
 
 pub use coil_ipc as ipc;
+pub use executor::route_output_to_log;
 pub use executor::{BatchError, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
-pub use serve::{serve, watch_parent, ServeError};
+pub use serve::{interrupt, serve, serve_in_process, watch_parent, ServeError};
 
 /// The largest batch or answer, in bytes, unless `--max-message` says
 /// otherwise (256 MiB).

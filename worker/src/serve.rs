@@ -73,6 +73,55 @@ pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), 
     Python::attach(|py| run(py, region, spec, max_message, &mut rx, &mut tx))
 }
 
+/// Serves `region` like [`serve`], on the calling thread of a process that
+/// embeds Python itself (the in-process modes): no parent watch, output of
+/// the interpreter routed to `tracing` (target `coil::worker`), and the
+/// thread's Python ident published in header word 1 so that
+/// [`interrupt`](crate::interrupt) can raise `TimeoutError` in it.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub fn serve_in_process(
+    region: &Region,
+    spec: &UdfSpec,
+    max_message: usize,
+) -> Result<(), ServeError> {
+    let mut rx = region.consumer(0)?;
+    let mut tx = region.producer(1)?;
+    Python::initialize();
+    Python::attach(|py| {
+        if let Err(e) = crate::executor::route_output_to_log(py) {
+            tracing::warn!("cannot route Python's output to the log: {e}");
+        }
+        // SAFETY: the runtime is initialized and this thread is attached;
+        // the call only reads the current thread's identifier.
+        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+        if let Some(w) = region.user_word(1) {
+            w.store(ident as u64);
+        }
+        run(py, region, spec, max_message, &mut rx, &mut tx)
+    })
+}
+
+/// Raises `TimeoutError` in the main-interpreter thread whose Python ident
+/// is `ident` (as [`serve_in_process`] publishes it). It lands when that
+/// thread next runs Python bytecode: a thread blocked in C (a long
+/// `time.sleep`, a C extension's loop) is not interrupted until it returns.
+pub fn interrupt(ident: u64) {
+    Python::attach(|_py| {
+        // SAFETY: we are attached to the interpreter the thread runs in
+        // (the main one); `PyExc_TimeoutError` is a static exception type;
+        // the call only marks the target thread state.
+        unsafe {
+            pyo3::ffi::PyThreadState_SetAsyncExc(
+                ident as std::os::raw::c_long,
+                pyo3::ffi::PyExc_TimeoutError,
+            );
+        }
+    });
+}
+
 fn run(
     py: Python<'_>,
     region: &Region,

@@ -68,3 +68,43 @@ def describe(exc):
     if kind.__module__ not in ("builtins", "__main__"):
         name = f"{kind.__module__}.{name}"
     return name, str(exc), "".join(traceback.format_exception(exc))
+
+
+class _LogWriter:
+    """sys.stdout / sys.stderr of an in-process interpreter: whole lines go
+    to SINK(stream, line), which logs them; nothing reaches the host's own
+    stdout."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, sink, stream):
+        self._sink = sink
+        self._stream = stream
+        self._pending = ""
+
+    def write(self, text):
+        self._pending += text
+        while "\n" in self._pending:
+            line, _, self._pending = self._pending.partition("\n")
+            self._sink(self._stream, line)
+        return len(text)
+
+    def flush(self):
+        if self._pending:
+            self._sink(self._stream, self._pending)
+            self._pending = ""
+
+    def isatty(self):
+        return False
+
+    def writable(self):
+        return True
+
+
+def route_output(sink):
+    """Sends this interpreter's stdout and stderr to SINK, once."""
+    if not getattr(sys, "_coil_routed", False):
+        sys.stdout = _LogWriter(sink, "stdout")
+        sys.stderr = _LogWriter(sink, "stderr")
+        sys._coil_routed = True

@@ -1,0 +1,244 @@
+//! The in-process modes against process mode: the same UDFs, the same
+//! results, the same errors.
+
+use std::time::{Duration, Instant};
+
+use coil_host::{ExecutionMode, RunError, UdfKind};
+use coil_ipc::{Row, Value};
+
+use crate::process::{assert_same_as_python, ints, start};
+
+/// The modes this build runs in-process.
+const IN_PROCESS: &[&str] = &["multi-thread"];
+
+fn every_mode() -> Vec<&'static str> {
+    let mut m = vec!["process"];
+    m.extend_from_slice(IN_PROCESS);
+    m
+}
+
+#[test]
+fn every_mode_gives_plain_pythons_results() {
+    let s = |x: &str| Value::Str(x.into());
+    for mode in every_mode() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=3",
+            conf.as_str(),
+        ];
+        assert_same_as_python(
+            "basic.py",
+            "inc",
+            UdfKind::Scalar,
+            ints([-5, 0, 1, i64::MAX - 1]),
+            &pairs,
+        );
+        assert_same_as_python(
+            "basic.py",
+            "shout",
+            UdfKind::Scalar,
+            vec![vec![s("grüße")], vec![s("日本語")], vec![Value::Null]],
+            &pairs,
+        );
+        assert_same_as_python(
+            "basic.py",
+            "reverse_bytes",
+            UdfKind::Scalar,
+            vec![
+                vec![Value::Bytes(vec![0, 1, 255])],
+                vec![Value::Bytes(vec![])],
+            ],
+            &pairs,
+        );
+        assert_same_as_python(
+            "basic.py",
+            "sum_list",
+            UdfKind::Scalar,
+            vec![vec![Value::List(vec![Value::Int(1), Value::Float(2.5)])]],
+            &pairs,
+        );
+        assert_same_as_python(
+            "basic.py",
+            "split_words",
+            UdfKind::Table,
+            vec![vec![s("a bb  ccc")], vec![s("")]],
+            &pairs,
+        );
+        assert_same_as_python("basic.py", "Stateful", UdfKind::Scalar, ints(0..20), &pairs);
+    }
+}
+
+#[test]
+fn errors_are_the_same_in_every_mode() {
+    for mode in every_mode() {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "basic.py",
+            "fails_on_three",
+            UdfKind::Scalar,
+            &["python.worker-count=1", &conf],
+        );
+        match runner.call(&ints(0..10)) {
+            Err(RunError::Udf { row, error }) => {
+                assert_eq!(row, 3, "{mode}");
+                assert_eq!(error.type_name, "ValueError", "{mode}");
+                assert!(error.traceback.contains("fails_on_three"), "{mode}");
+            }
+            other => panic!("{mode}: expected a UDF error, got {other:?}"),
+        }
+        let runner = start(
+            "basic.py",
+            "too_big",
+            UdfKind::Scalar,
+            &["python.worker-count=1", &conf],
+        );
+        assert!(
+            matches!(
+                runner.call(&ints([1])),
+                Err(RunError::BadRow { row: Some(0), .. })
+            ),
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn vectorized_udfs_fall_back_to_process_mode() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "basic.py",
+            "add_columns",
+            UdfKind::Vectorized,
+            &["python.worker-count=1", &conf],
+        );
+        assert_eq!(runner.mode(), ExecutionMode::Process);
+        let rows: Vec<Row> = (0..5)
+            .map(|i| vec![Value::Int(i), Value::Int(10)])
+            .collect();
+        assert_eq!(
+            runner.call(&rows).unwrap(),
+            (10..15).map(Value::Int).collect::<Vec<_>>()
+        );
+        let runner = start(
+            "basic.py",
+            "inc",
+            UdfKind::Scalar,
+            &["python.worker-count=1", &conf],
+        );
+        assert_ne!(runner.mode(), ExecutionMode::Process);
+    }
+}
+
+#[test]
+fn a_runaway_udf_in_process_is_interrupted_and_its_executor_freed() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "faults.py",
+            "spins",
+            UdfKind::Scalar,
+            &[
+                "python.worker-count=1",
+                "python.fn-execution.bundle.size=4",
+                "python.fn-execution.timeout=500",
+                &conf,
+            ],
+        );
+        let started = Instant::now();
+        match runner.call(&ints(10..20)) {
+            Err(RunError::Timeout { row, rows, .. }) => {
+                assert_eq!(row, Some(3), "{mode}: row 3 holds 13");
+                assert_eq!(rows, 0..4);
+            }
+            other => panic!("{mode}: expected a timeout, got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The same executor serves the next call: it was freed, not replaced.
+        assert_eq!(
+            runner.call(&ints([1, 2])).unwrap(),
+            vec![Value::Int(2), Value::Int(3)]
+        );
+        assert_eq!(runner.restarts(), 0, "{mode}");
+    }
+}
+
+#[test]
+fn a_udf_stuck_in_c_is_abandoned_and_replaced() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "faults.py",
+            "hangs",
+            UdfKind::Scalar,
+            &[
+                "python.worker-count=1",
+                "python.fn-execution.bundle.size=1",
+                "python.fn-execution.timeout=300",
+                &conf,
+            ],
+        );
+        match runner.call(&ints([13])) {
+            Err(RunError::Timeout { row: Some(0), .. }) => {}
+            other => panic!("{mode}: expected a timeout, got {other:?}"),
+        }
+        assert_eq!(
+            runner.restarts(),
+            1,
+            "{mode}: a fresh executor took its place"
+        );
+        assert_eq!(runner.call(&ints([1])).unwrap(), vec![Value::Int(2)]);
+    }
+}
+
+#[test]
+fn many_host_threads_share_an_in_process_runner() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "basic.py",
+            "inc",
+            UdfKind::Scalar,
+            &[
+                "python.worker-count=2",
+                "python.fn-execution.bundle.size=64",
+                &conf,
+            ],
+        );
+        std::thread::scope(|s| {
+            for t in 0..6i64 {
+                let runner = &runner;
+                s.spawn(move || {
+                    for round in 0..4 {
+                        let base = t * 1_000_000 + round * 1000;
+                        let out = runner.call(&ints(base..base + 300)).unwrap();
+                        assert_eq!(
+                            out,
+                            (base + 1..base + 301).map(Value::Int).collect::<Vec<_>>()
+                        );
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[test]
+fn in_process_runners_start_and_stop_repeatedly() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        for i in 0..20 {
+            let runner = start(
+                "basic.py",
+                "inc",
+                UdfKind::Scalar,
+                &["python.worker-count=2", &conf],
+            );
+            assert_eq!(runner.call(&ints([i])).unwrap(), vec![Value::Int(i + 1)]);
+        }
+        // Every executor thread ended with its runner.
+        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
+        assert!(threads < 20, "{threads} threads left after 20 runners");
+    }
+}
