@@ -9,7 +9,7 @@ use coil_ipc::{Row, Value};
 use crate::process::{assert_same_as_python, ints, start};
 
 /// The modes this build runs in-process.
-const IN_PROCESS: &[&str] = &["multi-thread"];
+const IN_PROCESS: &[&str] = &["multi-thread", "sub-interpreter"];
 
 fn every_mode() -> Vec<&'static str> {
     let mut m = vec!["process"];
@@ -241,4 +241,73 @@ fn in_process_runners_start_and_stop_repeatedly() {
         let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
         assert!(threads < 20, "{threads} threads left after 20 runners");
     }
+}
+
+#[test]
+fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
+    let runner = start(
+        "uses_numpy.py",
+        "double",
+        UdfKind::Scalar,
+        &["python.execution-mode=sub-interpreter"],
+    );
+    assert_eq!(
+        runner.mode(),
+        ExecutionMode::Process,
+        "numpy cannot load in a sub-interpreter"
+    );
+    assert_eq!(runner.call(&ints([21])).unwrap(), vec![Value::Int(42)]);
+    let spec = coil_host::UdfSpec::new(format!(
+        "{}:double",
+        crate::process::udfs().join("uses_numpy.py").display()
+    ));
+    let strict = crate::process::config(&[
+        "python.execution-mode=sub-interpreter",
+        "python.execution-mode.strict=true",
+    ]);
+    match coil_host::Runner::with_worker_command(&strict, spec, crate::process::worker()) {
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("numpy") && e.contains("sub-interpreter"), "{e}");
+        }
+        Ok(_) => panic!("strict mode must refuse"),
+    }
+    // multi-thread runs it in-process: numpy loads in the main interpreter.
+    let runner = start(
+        "uses_numpy.py",
+        "double",
+        UdfKind::Scalar,
+        &["python.execution-mode=multi-thread"],
+    );
+    assert_eq!(runner.mode(), ExecutionMode::MultiThread);
+    assert_eq!(runner.call(&ints([2])).unwrap(), vec![Value::Int(4)]);
+}
+
+#[test]
+fn sub_interpreters_are_separate_interpreters() {
+    let runner = start(
+        "basic.py",
+        "interpreter_id",
+        UdfKind::Scalar,
+        &[
+            "python.execution-mode=sub-interpreter",
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=1",
+        ],
+    );
+    let ids: std::collections::BTreeSet<i64> = (0..40)
+        .map(|_| match runner.call(&ints([0, 1])).unwrap()[..] {
+            [Value::Int(a), Value::Int(b)] => [a, b],
+            ref other => panic!("{other:?}"),
+        })
+        .flatten()
+        .collect();
+    assert!(!ids.contains(&0), "never the main interpreter: {ids:?}");
+    let runner = start(
+        "basic.py",
+        "interpreter_id",
+        UdfKind::Scalar,
+        &["python.execution-mode=multi-thread"],
+    );
+    assert_eq!(runner.call(&ints([0])).unwrap(), vec![Value::Int(0)]);
 }

@@ -344,18 +344,6 @@ fn a_udf_that_does_not_load_is_a_start_error_with_its_traceback() {
     ));
 }
 
-#[test]
-fn sub_interpreter_mode_is_refused_until_it_exists() {
-    let spec = UdfSpec::new(format!("{}:inc", udfs().join("basic.py").display()));
-    let e = Runner::with_worker_command(
-        &config(&["python.execution-mode=sub-interpreter"]),
-        spec,
-        worker(),
-    )
-    .unwrap_err();
-    assert!(e.to_string().contains("sub-interpreter"), "{e}");
-}
-
 /// Runs 0..40 in batches of 4 through a UDF that breaks its worker on 13:
 /// the batch holding 13 (rows 12..16) fails, every other row is answered.
 fn survive(name: &str, extra: &[&str], check: impl Fn(&RunError)) {

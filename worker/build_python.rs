@@ -15,5 +15,6 @@ fn main() {
     }
     pyo3_build_config::add_libpython_rpath_link_args();
     pyo3_build_config::use_pyo3_cfgs();
+    pyo3_build_config::print_expected_cfgs();
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
 }

@@ -136,11 +136,22 @@ impl Pool {
                 .collect()
         });
         let mut slots = Vec::with_capacity(n);
+        let mut first_error = None;
         for (id, w) in started.into_iter().enumerate() {
-            slots.push(Slot {
-                id,
-                worker: Some(w?),
-            });
+            match w {
+                Ok(w) => slots.push(Slot {
+                    id,
+                    worker: Some(w),
+                }),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        if let Some(e) = first_error {
+            // Nothing half-started: stop the workers that did start.
+            for w in slots.into_iter().filter_map(|s| s.worker) {
+                w.shutdown();
+            }
+            return Err(e);
         }
         let max_payload = settings.config.max_message_size();
         Ok(Pool {
@@ -339,10 +350,14 @@ impl Worker {
             settings.spec.clone(),
             settings.config.max_message_size(),
         );
+        let serve = match settings.mode {
+            ExecutionMode::SubInterpreter => coil_worker::serve_in_subinterpreter,
+            _ => coil_worker::serve_in_process,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("coil-executor-{slot}"))
             .spawn(move || {
-                if let Err(e) = coil_worker::serve_in_process(&theirs, &spec, max) {
+                if let Err(e) = serve(&theirs, &spec, max) {
                     if !matches!(e, coil_worker::ServeError::Load(_)) {
                         tracing::error!(worker = slot, "executor thread stopped: {e}");
                     }
@@ -595,12 +610,14 @@ impl Worker {
     /// not come back; it is then abandoned (closed, left to finish).
     fn interrupt(&mut self, rows: Range<u64>, timeout: Option<Duration>) -> Answer {
         let error = self.timed_out(rows, timeout);
-        if let Some(ident) = self
-            .region
-            .user_word(1)
-            .map(|w| w.load())
-            .filter(|&i| i != 0)
-        {
+        let word = |i| self.region.user_word(i).map_or(0, |w| w.load());
+        let (ident, interp) = (word(1), word(2));
+        if interp != 0 {
+            // SAFETY: the executor publishes its interpreter in word 2 while
+            // it lives and clears it before ending it; it is running our
+            // batch (we are waiting for its answer), so it is alive.
+            unsafe { coil_worker::interrupt_in(interp, ident) };
+        } else if ident != 0 {
             coil_worker::interrupt(ident);
         }
         let back = match self.rx.recv_timeout(INTERRUPT_GRACE) {

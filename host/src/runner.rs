@@ -78,24 +78,51 @@ impl Runner {
                 tracing::info!("vectorized UDFs run in process mode: {m} mode runs scalar and table UDFs only");
                 ExecutionMode::Process
             }
-            (ExecutionMode::MultiThread, _) => ExecutionMode::MultiThread,
-            (m, _) => {
-                return Err(StartError::Unsupported(format!(
-                    "python.execution-mode={m} is not available in this version of coil yet; use process or multi-thread"
-                )))
+            (ExecutionMode::SubInterpreter, _) if !coil_worker::SUBINTERPRETERS => {
+                return Err(StartError::Unsupported(
+                    "python.execution-mode=sub-interpreter needs a coil built against CPython >= 3.13: \
+                     on 3.12 decimal and datetime crash inside own-GIL sub-interpreters, and older \
+                     versions have none (see docs/python.md)"
+                        .into(),
+                ))
             }
+            (m, _) => m,
         };
-        let command = if mode == ExecutionMode::Process {
-            command()?
-        } else {
-            WorkerCommand::new("coil-worker")
+        let mut command = Some(command);
+        let mut start = |mode: ExecutionMode| -> Result<Pool, StartError> {
+            let command = if mode == ExecutionMode::Process {
+                (command.take().expect("process mode starts once"))()?
+            } else {
+                WorkerCommand::new("coil-worker")
+            };
+            Pool::start(Settings {
+                mode,
+                config: config.clone(),
+                spec: spec.clone(),
+                command,
+            })
         };
-        let pool = Pool::start(Settings {
-            mode,
-            config: config.clone(),
-            spec: spec.clone(),
-            command,
-        })?;
+        let pool = match start(mode) {
+            Err(StartError::Load { error, target }) if mode == ExecutionMode::SubInterpreter => {
+                let text = format!("{}\n{}", error.message, error.traceback);
+                match coil_worker::incompatible_module(&text) {
+                    Some(module) if config.strict() => {
+                        return Err(StartError::Unsupported(format!(
+                            "UDF {target} imports {module}, which cannot load in a sub-interpreter \
+                             (python.execution-mode.strict=true); use process mode"
+                        )))
+                    }
+                    Some(module) => {
+                        tracing::warn!(
+                            "UDF {target} imports {module}, which cannot load in a sub-interpreter: running it in process mode"
+                        );
+                        start(ExecutionMode::Process)?
+                    }
+                    None => return Err(StartError::Load { error, target }),
+                }
+            }
+            other => other?,
+        };
         Ok(Runner {
             pool,
             config: config.clone(),

@@ -108,3 +108,10 @@ def np_scalar(x):
 
 def grow(s, n):
     return s * n
+
+
+def interpreter_id(x):
+    """The id of the interpreter running this call (0 is the main one)."""
+    import _interpreters
+
+    return _interpreters.get_current()[0]

@@ -35,6 +35,9 @@ pub enum ServeError {
     /// A message could not be sent or reassembled.
     #[error("message: {0}")]
     Message(#[from] protocol::MessageError),
+    /// The mode cannot run in this build or on this machine.
+    #[error("{0}")]
+    Unsupported(String),
     /// A batch frame too short for its sequence number.
     #[error("batch frame: {0}")]
     Decode(#[from] coil_ipc::DecodeError),
@@ -46,6 +49,26 @@ fn one_row(tag_seq: Option<u64>, row: &[Value], out: &mut Vec<u8>) {
         protocol::put_seq(out, seq).expect("a Vec never fills");
     }
     coil_ipc::encode_batch(std::slice::from_ref(&row.to_vec()), out).expect("a Vec never fills");
+}
+
+/// Tells the host that loading failed, as a `LOAD_FAILED` frame.
+pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &str) {
+    let mut out = Vec::new();
+    one_row(
+        None,
+        &[
+            Value::Str(type_name.into()),
+            Value::Str(message.into()),
+            Value::Str(String::new()),
+        ],
+        &mut out,
+    );
+    if tx
+        .push_timeout(protocol::TAG_LOAD_FAILED, &out, ANSWER)
+        .is_ok()
+    {
+        tx.flush();
+    }
 }
 
 fn error_row(e: &PyErrorInfo) -> [Value; 3] {
@@ -122,7 +145,7 @@ pub fn interrupt(ident: u64) {
     });
 }
 
-fn run(
+pub(crate) fn run(
     py: Python<'_>,
     region: &Region,
     spec: &UdfSpec,
