@@ -296,11 +296,10 @@ fn sub_interpreters_are_separate_interpreters() {
         ],
     );
     let ids: std::collections::BTreeSet<i64> = (0..40)
-        .map(|_| match runner.call(&ints([0, 1])).unwrap()[..] {
+        .flat_map(|_| match runner.call(&ints([0, 1])).unwrap()[..] {
             [Value::Int(a), Value::Int(b)] => [a, b],
             ref other => panic!("{other:?}"),
         })
-        .flatten()
         .collect();
     assert!(!ids.contains(&0), "never the main interpreter: {ids:?}");
     let runner = start(
