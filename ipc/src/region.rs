@@ -486,6 +486,7 @@ pub struct UserWord {
 }
 
 impl UserWord {
+    #[inline]
     fn atomic(&self) -> &crate::sync::AtomicU64 {
         let h = self
             .region
@@ -503,11 +504,13 @@ impl UserWord {
     }
 
     /// Loads the word.
+    #[inline]
     pub fn load(&self) -> u64 {
         self.atomic().load(Ordering::Relaxed)
     }
 
     /// Stores `value`.
+    #[inline]
     pub fn store(&self, value: u64) {
         self.atomic().store(value, Ordering::Relaxed)
     }

@@ -526,8 +526,17 @@ fn call_vectored<'py>(
     func: &Bound<'py, PyAny>,
     args: &[Bound<'py, PyAny>],
 ) -> PyResult<Bound<'py, PyAny>> {
-    let ptrs: SmallVec<[*mut ffi::PyObject; 8]> = args.iter().map(Bound::as_ptr).collect();
     let py = func.py();
+    if let [one] = args {
+        // The common case, without building an array.
+        let ptr = one.as_ptr();
+        // SAFETY: as below, with an array of exactly one live argument.
+        return unsafe {
+            let ret = ffi::PyObject_Vectorcall(func.as_ptr(), &ptr, 1, std::ptr::null_mut());
+            Bound::from_owned_ptr_or_err(py, ret)
+        };
+    }
+    let ptrs: SmallVec<[*mut ffi::PyObject; 8]> = args.iter().map(Bound::as_ptr).collect();
     // SAFETY: we hold the GIL (`py`); `func` and every argument are live
     // objects borrowed for the call (CPython does not keep the array), the
     // array holds exactly `args.len()` pointers, and no keyword names are

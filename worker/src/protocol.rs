@@ -75,16 +75,19 @@ impl<'a, S: ByteSource + ?Sized> After<'a, S> {
 }
 
 impl<S: ByteSource + ?Sized> ByteSource for After<'_, S> {
+    #[inline]
     fn len(&self) -> usize {
         self.src.len() - self.skip
     }
 
+    #[inline]
     fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), DecodeError> {
         self.src
             .read_at(offset + self.skip, dst)
             .map_err(|e| shift(e, self.skip))
     }
 
+    #[inline]
     fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<(), DecodeError> {
         self.src
             .append_to(offset + self.skip, len, out)

@@ -1,0 +1,115 @@
+//! The three execution modes against the direct-call floor, in one run.
+//! See `benches/README.md`.
+//!
+//! `modes/<udf>/<mode>/<executors>` runs `Runner::call` over the rows with
+//! `python.fn-execution.bundle.size` = 1000; `modes/<udf>/direct` is a pyo3
+//! call loop in this process (no ring, no codec). UDFs: `inc` (`x + 1`),
+//! `upper` (`s.upper()` on 32-char strings), `spin` (a pure-Python loop of
+//! about 10 µs a call).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Duration;
+
+use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_ipc::{Row, Value};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pyo3::prelude::*;
+use pyo3::types::{PyInt, PyString};
+
+/// Iterations of `spin` per call: about 10 µs on these machines.
+const SPIN: i64 = 280;
+
+fn rows(udf: &str) -> Vec<Row> {
+    match udf {
+        "inc" => (0..100_000).map(|i| vec![Value::Int(i)]).collect(),
+        "upper" => (0..50_000)
+            .map(|i: usize| {
+                vec![Value::Str(
+                    (0..32)
+                        .map(|k| (b'a' + ((i + k) % 26) as u8) as char)
+                        .collect(),
+                )]
+            })
+            .collect(),
+        _ => (0..2_000).map(|_| vec![Value::Int(SPIN)]).collect(),
+    }
+}
+
+fn runner(udf: &str, mode: &str, executors: usize) -> Runner {
+    let mut config = Config::default();
+    config
+        .set_pair(&format!("python.execution-mode={mode}"))
+        .unwrap();
+    config
+        .set_pair(&format!("python.worker-count={executors}"))
+        .unwrap();
+    config
+        .set_pair("python.fn-execution.bundle.size=1000")
+        .unwrap();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/udfs.py");
+    let spec = UdfSpec::new(format!("{}:{udf}", file.display())).kind(UdfKind::Scalar);
+    let r = Runner::with_worker_command(
+        &config,
+        spec,
+        WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker"),
+    )
+    .unwrap();
+    assert_eq!(r.mode().as_str(), mode, "{udf} must run in {mode} mode");
+    r
+}
+
+fn direct(py: Python<'_>, func: &Bound<'_, PyAny>, rows: &[Row]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| match &r[0] {
+            Value::Int(i) => Value::Int(
+                func.call1((PyInt::new(py, *i),))
+                    .unwrap()
+                    .extract::<i64>()
+                    .unwrap(),
+            ),
+            Value::Str(s) => {
+                let out = func.call1((PyString::new(py, s),)).unwrap();
+                Value::Str(out.cast::<PyString>().unwrap().to_str().unwrap().to_owned())
+            }
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+fn modes(c: &mut Criterion) {
+    Python::initialize();
+    for udf in ["inc", "upper", "spin"] {
+        let data = rows(udf);
+        let mut g = c.benchmark_group(format!("modes/{udf}"));
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        g.throughput(Throughput::Elements(data.len() as u64));
+        let want = Python::attach(|py| {
+            let sys = py.import("sys").unwrap();
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+            sys.getattr("path")
+                .unwrap()
+                .call_method1("insert", (0, dir.display().to_string()))
+                .unwrap();
+            let func = py.import("udfs").unwrap().getattr(udf).unwrap();
+            let want = direct(py, &func, &data);
+            g.bench_function("direct", |b| b.iter(|| direct(py, &func, black_box(&data))));
+            want
+        });
+        for mode in ["multi-thread", "sub-interpreter", "process"] {
+            for executors in [1, 2] {
+                let r = runner(udf, mode, executors);
+                assert_eq!(r.call(&data).unwrap(), want, "{udf} in {mode}");
+                g.bench_function(BenchmarkId::new(mode, executors), |b| {
+                    b.iter(|| r.call(black_box(&data)).unwrap())
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, modes);
+criterion_main!(benches);
