@@ -79,6 +79,7 @@ fn direct(py: Python<'_>, func: &Bound<'_, PyAny>, rows: &[Row]) -> Vec<Value> {
 
 fn modes(c: &mut Criterion) {
     Python::initialize();
+    let mut splits = Vec::new();
     for udf in ["inc", "upper", "spin"] {
         let data = rows(udf);
         let mut g = c.benchmark_group(format!("modes/{udf}"));
@@ -102,13 +103,40 @@ fn modes(c: &mut Criterion) {
             for executors in [1, 2] {
                 let r = runner(udf, mode, executors);
                 assert_eq!(r.call(&data).unwrap(), want, "{udf} in {mode}");
+                let before = r.metrics();
                 g.bench_function(BenchmarkId::new(mode, executors), |b| {
                     b.iter(|| r.call(black_box(&data)).unwrap())
                 });
+                splits.push(split(
+                    &format!("{udf}/{mode}/{executors}"),
+                    &before,
+                    &r.metrics(),
+                ));
             }
         }
         g.finish();
     }
+    let report = format!("[\n{}\n]\n", splits.join(",\n"));
+    eprintln!("modes split (per row, from the runners' counters):\n{report}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("modes-split.json"), report);
+}
+
+/// Nanoseconds per row spent in each part, from the difference of two
+/// metrics snapshots, as a JSON object.
+fn split(name: &str, a: &coil_host::Metrics, b: &coil_host::Metrics) -> String {
+    let rows = (b.rows_out - a.rows_out).max(1) as f64;
+    let per = |x: Duration, y: Duration| x.saturating_sub(y).as_nanos() as f64 / rows;
+    format!(
+        "  {{\"bench\": \"{name}\", \"host_encode_ns\": {:.1}, \"host_decode_ns\": {:.1}, \"executor_decode_ns\": {:.1}, \"python_ns\": {:.1}, \"executor_encode_ns\": {:.1}, \"transport_ns\": {:.1}}}",
+        per(b.encode, a.encode),
+        per(b.decode, a.decode),
+        per(b.worker_decode, a.worker_decode),
+        per(b.python, a.python),
+        per(b.worker_encode, a.worker_encode),
+        per(b.transport, a.transport),
+    )
 }
 
 criterion_group!(benches, modes);

@@ -310,3 +310,40 @@ fn sub_interpreters_are_separate_interpreters() {
     );
     assert_eq!(runner.call(&ints([0])).unwrap(), vec![Value::Int(0)]);
 }
+
+#[test]
+fn metrics_count_what_ran_and_split_the_time() {
+    for mode in every_mode() {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "cpu.py",
+            "spin",
+            UdfKind::Scalar,
+            &[
+                "python.worker-count=1",
+                "python.fn-execution.bundle.size=10",
+                &conf,
+            ],
+        );
+        let rows: Vec<Row> = (0..95).map(|_| vec![Value::Int(2000)]).collect();
+        assert_eq!(runner.call(&rows).unwrap().len(), 95);
+        let m = runner.metrics();
+        assert_eq!(
+            (m.rows_in, m.rows_out, m.batches, m.errors),
+            (95, 95, 10, 0),
+            "{mode}"
+        );
+        // 95 calls of a ~70 µs loop: Python dominates, and is measured.
+        assert!(m.python >= Duration::from_millis(3), "{mode}: {m:?}");
+        assert!(m.python > m.codec(), "{mode}: {m:?}");
+        let failing = start(
+            "basic.py",
+            "fails_on_three",
+            UdfKind::Scalar,
+            &["python.worker-count=1", &conf],
+        );
+        assert!(failing.call(&ints([3])).is_err());
+        let m = failing.metrics();
+        assert_eq!((m.rows_in, m.rows_out, m.errors), (1, 0, 1), "{mode}");
+    }
+}

@@ -42,4 +42,4 @@ pub use config::{
 };
 pub use error::{RunError, StartError};
 pub use pool::WorkerCommand;
-pub use runner::{RowStream, Runner};
+pub use runner::{Metrics, RowStream, Runner};

@@ -17,7 +17,7 @@ use coil_ipc::{
     Value,
 };
 use coil_worker::protocol::{self, After, MessageError};
-use coil_worker::{PyErrorInfo, UdfSpec};
+use coil_worker::{BatchTimes, PyErrorInfo, UdfSpec};
 
 use crate::error::{RunError, StartError};
 use crate::{Config, ExecutionMode};
@@ -99,6 +99,25 @@ pub(crate) struct Counters {
     pub restarts: AtomicU64,
     pub batches: AtomicU64,
     pub next_seq: AtomicU64,
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub encode_ns: AtomicU64,
+    pub decode_ns: AtomicU64,
+    pub worker_decode_ns: AtomicU64,
+    pub python_ns: AtomicU64,
+    pub worker_encode_ns: AtomicU64,
+    pub transport_ns: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, d: Duration) {
+        counter.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// One worker slot: a running worker, or a vacancy after a failed restart.
@@ -265,15 +284,16 @@ impl Drop for Lease<'_> {
 
 /// The first frame of an answer.
 enum First {
-    Whole(Result<Result<Vec<Value>, RunError>, String>),
+    Whole(Result<Result<(Vec<Value>, BatchTimes), RunError>, String>),
     Piece(Vec<u8>),
     Nothing,
 }
 
 /// How waiting for an answer ended.
 pub(crate) enum Answer {
-    /// The batch's results.
-    Values(Vec<Value>),
+    /// The batch's results, where the executor's time went, and how long
+    /// the host took to decode them.
+    Values(Vec<Value>, BatchTimes, Duration),
     /// An error the UDF or a row caused; the worker is fine.
     Error(RunError),
     /// The worker broke (died, hung, wrote garbage) and must be replaced.
@@ -547,6 +567,9 @@ impl Worker {
         let left = deadline.map_or(Duration::from_secs(365 * 24 * 3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
+        // Host decode time runs from here when the frame is already there;
+        // when we wait, it includes the wait's last moments only.
+        let decode_started;
         // The first frame, read (or its bytes copied) before the borrow of
         // the ring ends.
         let first = {
@@ -555,6 +578,7 @@ impl Worker {
             } else {
                 self.rx.try_recv()
             };
+            decode_started = Instant::now();
             match f {
                 Ok(Some(frame)) if frame.tag() == protocol::TAG_PART => {
                     let mut buf = Vec::new();
@@ -587,9 +611,9 @@ impl Worker {
         };
         match got {
             Ok(None) => Answer::Pending,
-            Ok(Some(Ok(Ok(values)))) => {
+            Ok(Some(Ok(Ok((values, times))))) => {
                 self.rx.flush();
-                Answer::Values(values)
+                Answer::Values(values, times, decode_started.elapsed())
             }
             Ok(Some(Ok(Err(e)))) => {
                 self.rx.flush();
@@ -763,7 +787,7 @@ fn read_answer<S: ByteSource + ?Sized>(
     tag: u16,
     seq: u64,
     rows: Range<u64>,
-) -> Result<Result<Vec<Value>, RunError>, String> {
+) -> Result<Result<(Vec<Value>, BatchTimes), RunError>, String> {
     let got = protocol::read_seq(frame).map_err(|e| e.to_string())?;
     if got != seq {
         return Err(format!("answer for batch {got}, expected {seq}"));
@@ -771,7 +795,8 @@ fn read_answer<S: ByteSource + ?Sized>(
     let n = (rows.end - rows.start) as usize;
     match tag {
         protocol::TAG_RESULT => {
-            let body = After::new(frame, protocol::SEQ_LEN);
+            let times = protocol::read_times(frame).map_err(|e| e.to_string())?;
+            let body = After::new(frame, protocol::SEQ_LEN + protocol::TIMES_LEN);
             let mut dec = BatchDecoder::new(&body).map_err(|e| e.to_string())?;
             if dec.rows_remaining() as usize != n {
                 return Err(format!("{} results for {n} rows", dec.rows_remaining()));
@@ -784,7 +809,7 @@ fn read_answer<S: ByteSource + ?Sized>(
                 }
             }
             dec.finish().map_err(|e| e.to_string())?;
-            Ok(Ok(values))
+            Ok(Ok((values, times)))
         }
         protocol::TAG_UDF_ERROR => {
             let row =

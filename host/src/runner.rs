@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::pool::{Answer, Lease, Pool, Settings, WorkerCommand};
+use crate::pool::{Answer, Counters, Lease, Pool, Settings, WorkerCommand};
 use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
 use coil_ipc::{encode_batch, Row, Value};
 use coil_worker::protocol;
@@ -147,6 +147,27 @@ impl Runner {
         self.pool.idle_pids()
     }
 
+    /// What this runner has done so far: counts, and where the time went.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.pool.counters;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let d = |a: &std::sync::atomic::AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        Metrics {
+            rows_in: n(&c.rows_in),
+            rows_out: n(&c.rows_out),
+            batches: n(&c.batches),
+            errors: n(&c.errors),
+            timeouts: n(&c.timeouts),
+            worker_restarts: n(&c.restarts),
+            encode: d(&c.encode_ns),
+            decode: d(&c.decode_ns),
+            worker_decode: d(&c.worker_decode_ns),
+            python: d(&c.python_ns),
+            worker_encode: d(&c.worker_encode_ns),
+            transport: d(&c.transport_ns),
+        }
+    }
+
     /// Worker processes replaced so far (crashed, hung or misbehaving).
     pub fn restarts(&self) -> u64 {
         self.pool.counters.restarts.load(Ordering::Relaxed)
@@ -184,6 +205,48 @@ impl Runner {
     }
 }
 
+/// Counts and times of a runner since it started (see [`Runner::metrics`]).
+///
+/// Times are summed over batches, measured in the code: on the host,
+/// encoding batches and decoding answers; in the executor, decoding rows into
+/// Python objects, calling the UDF, and encoding results; `transport` is
+/// the rest of each batch's round trip, from the moment it started running
+/// until its answer was read: the rings, wake-ups and waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// Rows sent.
+    pub rows_in: u64,
+    /// Results received.
+    pub rows_out: u64,
+    /// Batches answered with results.
+    pub batches: u64,
+    /// Batches that failed (UDF errors, bad rows, dead or hung workers...).
+    pub errors: u64,
+    /// Batches that ran past the timeout.
+    pub timeouts: u64,
+    /// Workers replaced.
+    pub worker_restarts: u64,
+    /// Host: encoding rows.
+    pub encode: Duration,
+    /// Host: decoding results.
+    pub decode: Duration,
+    /// Executor: decoding rows into Python objects.
+    pub worker_decode: Duration,
+    /// Executor: calling the UDF.
+    pub python: Duration,
+    /// Executor: encoding results.
+    pub worker_encode: Duration,
+    /// Rings, wake-ups and waiting.
+    pub transport: Duration,
+}
+
+impl Metrics {
+    /// Encoding and decoding, on both sides.
+    pub fn codec(&self) -> Duration {
+        self.encode + self.decode + self.worker_decode + self.worker_encode
+    }
+}
+
 /// Batches in flight per worker: one running, one waiting in its ring, so
 /// the worker never waits for the host between batches.
 const DEPTH: usize = 2;
@@ -198,6 +261,8 @@ struct InFlight {
     payload: Vec<u8>,
     /// Set once the batch is the oldest on its worker (it is running).
     deadline: Option<Instant>,
+    /// When it started running (became the oldest on its worker).
+    started: Option<Instant>,
     attempts: u32,
     /// In its worker's request ring (until that worker is replaced).
     sent: bool,
@@ -288,11 +353,18 @@ impl<'r> RowStream<'r> {
             rows: range.clone(),
             payload,
             deadline: None,
+            started: None,
             attempts: 0,
             sent: false,
             failed: None,
         };
-        if let Err(e) = encode_batch(rows, &mut entry.payload) {
+        let encode_started = Instant::now();
+        let encoded = encode_batch(rows, &mut entry.payload);
+        Counters::add(&pool.counters.encode_ns, encode_started.elapsed());
+        pool.counters
+            .rows_in
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        if let Err(e) = encoded {
             entry.failed = Some(RunError::BadRow {
                 row: None,
                 message: e.to_string(),
@@ -374,6 +446,7 @@ impl<'r> RowStream<'r> {
                     self.flight[at].sent = true;
                     if first_on_worker {
                         self.flight[at].deadline = timeout.map(|t| Instant::now() + t);
+                        self.flight[at].started = Some(Instant::now());
                     }
                     return;
                 }
@@ -403,9 +476,13 @@ impl<'r> RowStream<'r> {
             return false;
         };
         if front.failed.is_some() {
-            let e = self.flight.pop_front().and_then(|e| e.failed);
-            self.ready
-                .push_back(Err(Box::new(e.expect("a failed entry"))));
+            let e = self
+                .flight
+                .pop_front()
+                .and_then(|e| e.failed)
+                .expect("a failed entry");
+            self.count_error(&e);
+            self.ready.push_back(Err(Box::new(e)));
             return true;
         }
         let (li, seq, rows, deadline) =
@@ -417,19 +494,29 @@ impl<'r> RowStream<'r> {
         };
         match answer {
             Answer::Pending => false,
-            Answer::Values(values) => {
-                self.flight.pop_front();
-                self.runner
-                    .pool
-                    .counters
-                    .batches
-                    .fetch_add(1, Ordering::Relaxed);
+            Answer::Values(values, times, decode) => {
+                let entry = self.flight.pop_front().expect("the oldest batch");
+                let c = &self.runner.pool.counters;
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                c.rows_out.fetch_add(values.len() as u64, Ordering::Relaxed);
+                Counters::add(&c.decode_ns, decode);
+                Counters::add(&c.worker_decode_ns, times.decode);
+                Counters::add(&c.python_ns, times.python);
+                Counters::add(&c.worker_encode_ns, times.encode);
+                if let Some(started) = entry.started {
+                    let round_trip = started.elapsed().saturating_sub(decode);
+                    Counters::add(
+                        &c.transport_ns,
+                        round_trip.saturating_sub(times.decode + times.python + times.encode),
+                    );
+                }
                 self.ready.extend(values.into_iter().map(Ok));
                 self.started_next_on(li);
                 true
             }
             Answer::Error(e) => {
                 self.flight.pop_front();
+                self.count_error(&e);
                 self.ready.push_back(Err(Box::new(e)));
                 self.started_next_on(li);
                 true
@@ -438,6 +525,14 @@ impl<'r> RowStream<'r> {
                 self.broken(li, e);
                 true
             }
+        }
+    }
+
+    fn count_error(&self, e: &RunError) {
+        let c = &self.runner.pool.counters;
+        c.errors.fetch_add(1, Ordering::Relaxed);
+        if matches!(e, RunError::Timeout { .. }) {
+            c.timeouts.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -450,6 +545,7 @@ impl<'r> RowStream<'r> {
             .find(|e| e.lease == li && e.failed.is_none())
         {
             next.deadline = timeout.map(|t| Instant::now() + t);
+            next.started = Some(Instant::now());
         }
     }
 

@@ -6,6 +6,7 @@ use std::ffi::CString;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use coil_ipc::{
     BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
@@ -190,6 +191,53 @@ pub struct Executor {
     numpy: Option<Py<PyAny>>,
     scratch: Vec<u8>,
     progress: Option<coil_ipc::UserWord>,
+    times: BatchTimes,
+}
+
+/// Every how many rows the executor times the parts of a row.
+const SAMPLE: u32 = 64;
+
+/// A cheap timestamp for proportions: the CPU's time-stamp counter (a few
+/// ns, where `Instant::now` costs tens on these VMs); a monotonic clock
+/// elsewhere. Only ratios of differences are used.
+#[inline]
+fn ticks() -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `rdtsc` exists on every x86_64 CPU and only reads the
+        // time-stamp counter.
+        unsafe { std::arch::x86_64::_rdtsc() }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+    }
+}
+
+/// Where the executor's time on one batch went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// Decoding the rows into Python objects.
+    pub decode: Duration,
+    /// Calling the UDF (and running a table UDF's generator).
+    pub python: Duration,
+    /// Encoding the results.
+    pub encode: Duration,
+}
+
+impl BatchTimes {
+    /// Splits a measured `total` in the proportions of sampled `parts`
+    /// (decode, Python, encode; in any unit).
+    fn split(total: Duration, parts: [u64; 3]) -> BatchTimes {
+        let sum = u128::from(parts.iter().sum::<u64>()).max(1);
+        let share = |p: u64| Duration::from_nanos((total.as_nanos() * u128::from(p) / sum) as u64);
+        BatchTimes {
+            decode: share(parts[0]),
+            python: share(parts[1]),
+            encode: share(parts[2]),
+        }
+    }
 }
 
 fn bad_row(row: u32, message: impl Into<String>) -> BatchError {
@@ -256,6 +304,7 @@ impl Executor {
             numpy,
             scratch: Vec::new(),
             progress: None,
+            times: BatchTimes::default(),
         })
     }
 
@@ -270,6 +319,11 @@ impl Executor {
         if let Some(w) = &self.progress {
             w.store(row.map_or(0, |r| u64::from(r) + 1));
         }
+    }
+
+    /// Where the time of the last successful batch went.
+    pub fn last_times(&self) -> BatchTimes {
+        self.times
     }
 
     /// The UDF's kind.
@@ -306,19 +360,41 @@ impl Executor {
         let mut enc = BatchEncoder::new(out, rows as usize).map_err(|e| enc_err(None, e))?;
         match self.kind {
             UdfKind::Scalar | UdfKind::Table => {
+                // Row by row, so each Python object is freed (and its memory
+                // reused, still in cache) before the next is made. Every
+                // SAMPLE-th row is timed in three parts; the batch's measured
+                // total is split in their proportions.
+                let start = Instant::now();
+                let mut parts = [0u64; 3];
                 for row in 0..rows {
+                    let sampled = row % SAMPLE == 0;
+                    let t0 = sampled.then(ticks);
                     let args = self.read_args(py, &mut dec, row)?;
+                    let t1 = sampled.then(ticks);
                     self.mark(Some(row));
                     let result = call_vectored(self.func.bind(py), &args)
                         .map_err(|e| self.raised(py, row, e))?;
-                    enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-                    if self.kind == UdfKind::Scalar {
-                        put_py(&mut enc, &result, 0)
-                            .map_err(|m| bad_row(row, format!("result: {m}")))?;
+                    drop(args);
+                    let emitted = if self.kind == UdfKind::Table {
+                        Some(self.run_table(py, &result, row)?)
                     } else {
-                        self.put_table(py, &mut enc, &result, row)?;
+                        None
+                    };
+                    let t2 = sampled.then(ticks);
+                    enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                    match &emitted {
+                        None => put_py(&mut enc, &result, 0)
+                            .map_err(|m| bad_row(row, format!("result: {m}")))?,
+                        Some(items) => put_emitted(&mut enc, items, row)?,
+                    }
+                    if let (Some(t0), Some(t1), Some(t2)) = (t0, t1, t2) {
+                        let t3 = ticks();
+                        parts[0] += t1.wrapping_sub(t0);
+                        parts[1] += t2.wrapping_sub(t1);
+                        parts[2] += t3.wrapping_sub(t2);
                     }
                 }
+                self.times = BatchTimes::split(start.elapsed(), parts);
             }
             UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows)?,
         }
@@ -395,15 +471,13 @@ impl Executor {
         })
     }
 
-    fn put_table<S: ByteSink + ?Sized>(
+    /// Runs a table UDF's result (a generator or iterable) to the end.
+    fn run_table<'py>(
         &self,
-        py: Python<'_>,
-        enc: &mut BatchEncoder<'_, S>,
-        result: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        result: &Bound<'py, PyAny>,
         row: u32,
-    ) -> Result<(), BatchError> {
-        // Run the generator to the end first: the row count comes first.
-        let mut emitted = Vec::new();
+    ) -> Result<Vec<Bound<'py, PyAny>>, BatchError> {
         let iter = result.try_iter().map_err(|_| {
             bad_row(
                 row,
@@ -413,20 +487,11 @@ impl Executor {
                 ),
             )
         })?;
+        let mut emitted = Vec::new();
         for item in iter {
             emitted.push(item.map_err(|e| self.raised(py, row, e))?);
         }
-        enc.begin_list(emitted.len())
-            .map_err(|e| enc_err(Some(row), e))?;
-        for item in &emitted {
-            if item.is_instance_of::<PyTuple>() || item.is_instance_of::<PyList>() {
-                put_py(enc, item, 1).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
-            } else {
-                enc.begin_list(1).map_err(|e| enc_err(Some(row), e))?;
-                put_py(enc, item, 2).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
-            }
-        }
-        Ok(())
+        Ok(emitted)
     }
 
     fn run_vectorized<S: ByteSource + ?Sized, O: ByteSink + ?Sized>(
@@ -436,6 +501,7 @@ impl Executor {
         enc: &mut BatchEncoder<'_, O>,
         rows: u32,
     ) -> Result<(), BatchError> {
+        let t0 = Instant::now();
         let mut columns: Vec<Bound<'_, PyList>> = Vec::new();
         for row in 0..rows {
             let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))? as usize;
@@ -463,6 +529,7 @@ impl Executor {
             None => columns.into_iter().map(Bound::into_any).collect(),
         };
         let args = PyTuple::new(py, args).map_err(|e| self.raised(py, 0, e))?;
+        let t1 = Instant::now();
         self.mark(Some(0));
         let mut result = self
             .func
@@ -487,6 +554,7 @@ impl Executor {
                 message: format!("the vectorized UDF returned {got} values for {rows} rows"),
             });
         }
+        let t2 = Instant::now();
         for (row, item) in result
             .try_iter()
             .map_err(|e| self.raised(py, 0, e))?
@@ -497,6 +565,11 @@ impl Executor {
             enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
             put_py(enc, &item, 0).map_err(|m| bad_row(row, format!("result: {m}")))?;
         }
+        self.times = BatchTimes {
+            decode: t1 - t0,
+            python: t2 - t1,
+            encode: t2.elapsed(),
+        };
         Ok(())
     }
 
@@ -583,6 +656,26 @@ pub fn route_output_to_log(py: Python<'_>) -> PyResult<()> {
         },
     )?;
     helper.getattr("route_output")?.call1((sink,))?;
+    Ok(())
+}
+
+/// Encodes the rows a table UDF emitted for one input row: each a tuple or
+/// list, or a single value for a one-column row.
+fn put_emitted<S: ByteSink + ?Sized>(
+    enc: &mut BatchEncoder<'_, S>,
+    emitted: &[Bound<'_, PyAny>],
+    row: u32,
+) -> Result<(), BatchError> {
+    enc.begin_list(emitted.len())
+        .map_err(|e| enc_err(Some(row), e))?;
+    for item in emitted {
+        if item.is_instance_of::<PyTuple>() || item.is_instance_of::<PyList>() {
+            put_py(enc, item, 1).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+        } else {
+            enc.begin_list(1).map_err(|e| enc_err(Some(row), e))?;
+            put_py(enc, item, 2).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+        }
+    }
     Ok(())
 }
 

@@ -43,7 +43,9 @@ mod subinterp;
 
 pub use coil_ipc as ipc;
 pub use executor::route_output_to_log;
-pub use executor::{BatchError, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
+pub use executor::{
+    BatchError, BatchTimes, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind,
+};
 pub use serve::{interrupt, serve, serve_in_process, watch_parent, ServeError};
 pub use subinterp::{
     incompatible_module, interrupt_in, serve_in_subinterpreter, INCOMPATIBLE, SUBINTERPRETERS,

@@ -8,7 +8,7 @@
 //! | [`TAG_BATCH`] | host → worker | `seq: u64`, then a batch of argument rows |
 //! | [`TAG_READY`] | worker → host | one row: `[pid, python version]` |
 //! | [`TAG_LOAD_FAILED`] | worker → host | one row: `[type, message, traceback]` |
-//! | [`TAG_RESULT`] | worker → host | `seq: u64`, then one row per input row: `[result]` |
+//! | [`TAG_RESULT`] | worker → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row per input row: `[result]` |
 //! | [`TAG_UDF_ERROR`] | worker → host | `seq: u64`, then one row: `[row, type, message, traceback]` |
 //! | [`TAG_BAD_ROW`] | worker → host | `seq: u64`, then one row: `[row, message]` |
 //!
@@ -35,6 +35,44 @@ pub const TAG_BAD_ROW: u16 = 14;
 
 /// Bytes of the sequence number that starts a batch, result or error.
 pub const SEQ_LEN: usize = 8;
+
+/// Bytes of the executor's timings after a result's sequence number.
+pub const TIMES_LEN: usize = 24;
+
+/// Writes the executor's timings of a batch (decode, Python, encode).
+///
+/// # Errors
+///
+/// [`EncodeError::Full`] if the sink has no room.
+pub fn put_times<S: ByteSink + ?Sized>(
+    sink: &mut S,
+    t: crate::BatchTimes,
+) -> Result<(), EncodeError> {
+    for d in [t.decode, t.python, t.encode] {
+        sink.put(&(d.as_nanos().min(u128::from(u64::MAX)) as u64).to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// Reads the executor's timings that follow a result's sequence number.
+///
+/// # Errors
+///
+/// A truncation error if the frame is too short.
+pub fn read_times<S: ByteSource + ?Sized>(src: &S) -> Result<crate::BatchTimes, DecodeError> {
+    let mut b = [0u8; TIMES_LEN];
+    src.read_at(SEQ_LEN, &mut b)?;
+    let ns = |i: usize| {
+        std::time::Duration::from_nanos(u64::from_le_bytes(
+            b[i * 8..i * 8 + 8].try_into().expect("8 bytes"),
+        ))
+    };
+    Ok(crate::BatchTimes {
+        decode: ns(0),
+        python: ns(1),
+        encode: ns(2),
+    })
+}
 
 /// Writes the sequence number that starts a batch, result or error frame.
 ///

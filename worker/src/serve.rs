@@ -197,6 +197,7 @@ pub(crate) fn run(
             }
             let seq = protocol::read_seq(&big[..])?;
             protocol::put_seq(&mut out, seq).expect("a Vec never fills");
+            out.extend_from_slice(&[0; protocol::TIMES_LEN]);
             (
                 seq,
                 exec.run_batch(py, &After::new(&big[..], protocol::SEQ_LEN), &mut out),
@@ -207,13 +208,20 @@ pub(crate) fn run(
             }
             let seq = protocol::read_seq(&frame)?;
             protocol::put_seq(&mut out, seq).expect("a Vec never fills");
+            out.extend_from_slice(&[0; protocol::TIMES_LEN]);
             (
                 seq,
                 exec.run_batch(py, &After::new(&frame, protocol::SEQ_LEN), &mut out),
             )
         };
         let tag = match result {
-            Ok(()) if out.len() <= max_message => protocol::TAG_RESULT,
+            Ok(()) if out.len() <= max_message => {
+                let mut times = Vec::with_capacity(protocol::TIMES_LEN);
+                protocol::put_times(&mut times, exec.last_times()).expect("a Vec never fills");
+                out[protocol::SEQ_LEN..protocol::SEQ_LEN + protocol::TIMES_LEN]
+                    .copy_from_slice(&times);
+                protocol::TAG_RESULT
+            }
             Ok(()) => {
                 let msg = format!(
                     "the results of this batch take {} bytes, more than python.fn-execution.max-message-size ({max_message})",
