@@ -634,3 +634,34 @@ impl Iterator for RowStream<'_> {
         self.pull()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Built against CPython 3.13 this starts sub-interpreters (and fails
+    /// loading a UDF that does not exist); built against 3.12 (`.ci/run`
+    /// runs this test so too) it refuses the mode before starting anything.
+    #[test]
+    fn sub_interpreter_mode_needs_cpython_3_13() {
+        let config = Config::builder()
+            .set(crate::EXECUTION_MODE, "sub-interpreter")
+            .and_then(|b| b.set(crate::WORKER_COUNT, "1"))
+            .unwrap()
+            .build();
+        let started = Runner::with_worker_command(
+            &config,
+            UdfSpec::new("no/such/udf.py:f"),
+            WorkerCommand::new("/nonexistent"),
+        );
+        match (coil_worker::SUBINTERPRETERS, started) {
+            (true, Err(StartError::Load { error, .. })) => {
+                assert_eq!(error.type_name, "FileNotFoundError")
+            }
+            (false, Err(StartError::Unsupported(message))) => {
+                assert!(message.contains("3.13"), "{message}")
+            }
+            (can, other) => panic!("sub-interpreters {can}: unexpected {other:?}"),
+        }
+    }
+}
