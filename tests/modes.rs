@@ -411,3 +411,48 @@ fn sub_interpreters_end_with_their_runner_and_batches_do_not_grow_memory() {
     let grown = rss_kib().saturating_sub(warm);
     assert!(grown < 4096, "RSS grew {grown} KiB over 400,000 rows");
 }
+
+#[test]
+fn metrics_reach_the_metrics_facade_and_the_histograms() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let runner = start(
+        "basic.py",
+        "inc",
+        UdfKind::Scalar,
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=10",
+        ],
+    );
+    metrics::with_local_recorder(&recorder, || {
+        assert_eq!(runner.call(&ints(0..55)).unwrap().len(), 55);
+    });
+    let mut seen = std::collections::BTreeMap::new();
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let name = key.key().name().to_string();
+        match value {
+            DebugValue::Counter(n) => {
+                seen.insert(name, n);
+            }
+            DebugValue::Histogram(v) => {
+                *seen.entry(format!("{name} samples")).or_insert(0) += v.len() as u64;
+            }
+            DebugValue::Gauge(_) => {}
+        }
+    }
+    assert_eq!(seen.get("coil_rows_in_total"), Some(&55), "{seen:?}");
+    assert_eq!(seen.get("coil_rows_out_total"), Some(&55), "{seen:?}");
+    assert_eq!(seen.get("coil_batches_total"), Some(&6), "{seen:?}");
+    // 6 batches × (latency, decode, executor decode, python, executor
+    // encode, transport, and encode).
+    assert_eq!(
+        seen.get("coil_batch_seconds samples"),
+        Some(&42),
+        "{seen:?}"
+    );
+    let h = runner.histograms();
+    assert_eq!(h.latency.len(), 6);
+    assert!(h.latency.value_at_quantile(0.99) >= h.python.value_at_quantile(0.5));
+}

@@ -41,5 +41,5 @@ pub use config::{
     RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
 pub use error::{RunError, StartError};
-pub use pool::WorkerCommand;
+pub use pool::{Histograms, WorkerCommand};
 pub use runner::{Metrics, RowStream, Runner};

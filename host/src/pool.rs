@@ -109,6 +109,7 @@ pub(crate) struct Counters {
     pub python_ns: AtomicU64,
     pub worker_encode_ns: AtomicU64,
     pub transport_ns: AtomicU64,
+    pub histograms: Mutex<Histograms>,
 }
 
 impl Counters {
@@ -117,6 +118,119 @@ impl Counters {
             d.as_nanos().min(u128::from(u64::MAX)) as u64,
             Ordering::Relaxed,
         );
+    }
+}
+
+/// Per-batch time distributions of a runner, in nanoseconds per batch
+/// (HDR histograms, two significant digits, up to an hour).
+#[derive(Debug, Clone)]
+pub struct Histograms {
+    /// From sending a batch to having its results.
+    pub latency: hdrhistogram::Histogram<u64>,
+    /// Host: encoding the batch.
+    pub encode: hdrhistogram::Histogram<u64>,
+    /// Host: decoding its results.
+    pub decode: hdrhistogram::Histogram<u64>,
+    /// Executor: decoding rows into Python objects.
+    pub executor_decode: hdrhistogram::Histogram<u64>,
+    /// Executor: calling the UDF.
+    pub python: hdrhistogram::Histogram<u64>,
+    /// Executor: encoding results.
+    pub executor_encode: hdrhistogram::Histogram<u64>,
+    /// Rings, wake-ups and waiting.
+    pub transport: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        let h = || {
+            hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 2).expect("valid bounds")
+        };
+        Histograms {
+            latency: h(),
+            encode: h(),
+            decode: h(),
+            executor_decode: h(),
+            python: h(),
+            executor_encode: h(),
+            transport: h(),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().clamp(1, 3_600_000_000_000) as u64
+}
+
+/// One answered batch, as the runner's metrics record it.
+pub(crate) struct BatchRecord {
+    pub rows: u64,
+    pub latency: Duration,
+    pub decode: Duration,
+    pub times: BatchTimes,
+    pub transport: Duration,
+}
+
+impl Counters {
+    /// Counts an answered batch: the counters, the histograms, and the
+    /// `metrics` facade (a no-op unless the host installed a recorder).
+    pub fn record_batch(&self, mode: ExecutionMode, b: &BatchRecord) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.rows_out.fetch_add(b.rows, Ordering::Relaxed);
+        Counters::add(&self.decode_ns, b.decode);
+        Counters::add(&self.worker_decode_ns, b.times.decode);
+        Counters::add(&self.python_ns, b.times.python);
+        Counters::add(&self.worker_encode_ns, b.times.encode);
+        Counters::add(&self.transport_ns, b.transport);
+        {
+            let mut h = self.histograms.lock().expect("histograms lock");
+            let _ = h.latency.record(nanos(b.latency));
+            let _ = h.decode.record(nanos(b.decode));
+            let _ = h.executor_decode.record(nanos(b.times.decode));
+            let _ = h.python.record(nanos(b.times.python));
+            let _ = h.executor_encode.record(nanos(b.times.encode));
+            let _ = h.transport.record(nanos(b.transport));
+        }
+        let m = mode.as_str();
+        metrics::counter!("coil_rows_out_total", "mode" => m).increment(b.rows);
+        metrics::counter!("coil_batches_total", "mode" => m).increment(1);
+        for (part, d) in [
+            ("latency", b.latency),
+            ("decode", b.decode),
+            ("executor_decode", b.times.decode),
+            ("python", b.times.python),
+            ("executor_encode", b.times.encode),
+            ("transport", b.transport),
+        ] {
+            metrics::histogram!("coil_batch_seconds", "mode" => m, "part" => part)
+                .record(d.as_secs_f64());
+        }
+    }
+
+    /// Counts a batch sent: its rows and the time to encode it.
+    pub fn record_sent(&self, mode: ExecutionMode, rows: u64, encode: Duration) {
+        self.rows_in.fetch_add(rows, Ordering::Relaxed);
+        Counters::add(&self.encode_ns, encode);
+        let _ = self
+            .histograms
+            .lock()
+            .expect("histograms lock")
+            .encode
+            .record(nanos(encode));
+        let m = mode.as_str();
+        metrics::counter!("coil_rows_in_total", "mode" => m).increment(rows);
+        metrics::histogram!("coil_batch_seconds", "mode" => m, "part" => "encode")
+            .record(encode.as_secs_f64());
+    }
+
+    /// Counts a failed batch.
+    pub fn record_error(&self, mode: ExecutionMode, timeout: bool) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("coil_errors_total", "mode" => mode.as_str()).increment(1);
+        if timeout {
+            self.timeouts.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("coil_timeouts_total", "mode" => mode.as_str()).increment(1);
+        }
     }
 }
 
@@ -266,6 +380,8 @@ impl Lease<'_> {
             w.kill();
         }
         self.pool.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("coil_worker_restarts_total", "mode" => self.pool.settings.mode.as_str())
+            .increment(1);
         tracing::warn!(worker = slot.id, "replacing worker: {why}");
         match Worker::start(slot.id, &self.pool.settings) {
             Ok(w) => slot.worker = Some(w),

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::pool::{Answer, Counters, Lease, Pool, Settings, WorkerCommand};
+use crate::pool::{Answer, BatchRecord, Histograms, Lease, Pool, Settings, WorkerCommand};
 use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
 use coil_ipc::{encode_batch, Row, Value};
 use coil_worker::protocol;
@@ -168,6 +168,17 @@ impl Runner {
         }
     }
 
+    /// The per-batch time distributions so far (latency, encode, decode,
+    /// executor decode, Python, executor encode, transport).
+    pub fn histograms(&self) -> Histograms {
+        self.pool
+            .counters
+            .histograms
+            .lock()
+            .expect("histograms lock")
+            .clone()
+    }
+
     /// Worker processes replaced so far (crashed, hung or misbehaving).
     pub fn restarts(&self) -> u64 {
         self.pool.counters.restarts.load(Ordering::Relaxed)
@@ -263,6 +274,8 @@ struct InFlight {
     deadline: Option<Instant>,
     /// When it started running (became the oldest on its worker).
     started: Option<Instant>,
+    /// When it was queued to be sent.
+    queued: Instant,
     attempts: u32,
     /// In its worker's request ring (until that worker is replaced).
     sent: bool,
@@ -354,16 +367,15 @@ impl<'r> RowStream<'r> {
             payload,
             deadline: None,
             started: None,
+            queued: Instant::now(),
             attempts: 0,
             sent: false,
             failed: None,
         };
         let encode_started = Instant::now();
         let encoded = encode_batch(rows, &mut entry.payload);
-        Counters::add(&pool.counters.encode_ns, encode_started.elapsed());
         pool.counters
-            .rows_in
-            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+            .record_sent(pool.mode(), rows.len() as u64, encode_started.elapsed());
         if let Err(e) = encoded {
             entry.failed = Some(RunError::BadRow {
                 row: None,
@@ -496,20 +508,20 @@ impl<'r> RowStream<'r> {
             Answer::Pending => false,
             Answer::Values(values, times, decode) => {
                 let entry = self.flight.pop_front().expect("the oldest batch");
-                let c = &self.runner.pool.counters;
-                c.batches.fetch_add(1, Ordering::Relaxed);
-                c.rows_out.fetch_add(values.len() as u64, Ordering::Relaxed);
-                Counters::add(&c.decode_ns, decode);
-                Counters::add(&c.worker_decode_ns, times.decode);
-                Counters::add(&c.python_ns, times.python);
-                Counters::add(&c.worker_encode_ns, times.encode);
-                if let Some(started) = entry.started {
+                let transport = entry.started.map_or(Duration::ZERO, |started| {
                     let round_trip = started.elapsed().saturating_sub(decode);
-                    Counters::add(
-                        &c.transport_ns,
-                        round_trip.saturating_sub(times.decode + times.python + times.encode),
-                    );
-                }
+                    round_trip.saturating_sub(times.decode + times.python + times.encode)
+                });
+                self.runner.pool.counters.record_batch(
+                    self.runner.mode(),
+                    &BatchRecord {
+                        rows: values.len() as u64,
+                        latency: entry.queued.elapsed(),
+                        decode,
+                        times,
+                        transport,
+                    },
+                );
                 self.ready.extend(values.into_iter().map(Ok));
                 self.started_next_on(li);
                 true
@@ -529,11 +541,11 @@ impl<'r> RowStream<'r> {
     }
 
     fn count_error(&self, e: &RunError) {
-        let c = &self.runner.pool.counters;
-        c.errors.fetch_add(1, Ordering::Relaxed);
-        if matches!(e, RunError::Timeout { .. }) {
-            c.timeouts.fetch_add(1, Ordering::Relaxed);
-        }
+        let timeout = matches!(e, RunError::Timeout { .. });
+        self.runner
+            .pool
+            .counters
+            .record_error(self.runner.mode(), timeout);
     }
 
     /// The next batch on worker `li` starts running now: its timeout starts.
