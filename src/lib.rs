@@ -17,6 +17,7 @@
 //! assert!(stream::check(17, 4096, &frame).is_err());
 //! ```
 
+pub mod bench;
 pub mod json;
 pub mod peer;
 pub mod stream;

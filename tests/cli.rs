@@ -189,3 +189,122 @@ fn the_readme_demo_runs_over_its_shipped_input() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn write_input(name: &str, lines: impl Iterator<Item = String>) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coil-bench-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("input.jsonl");
+    std::fs::write(&path, lines.map(|l| l + "\n").collect::<String>()).unwrap();
+    path
+}
+
+#[test]
+fn bench_prints_a_table_and_writes_json_and_svg() {
+    let input = write_input("inc", (0..400).map(|i| format!("[{i}]")));
+    let dir = input.parent().unwrap().to_path_buf();
+    let (json_path, svg_path) = (dir.join("report.json"), dir.join("report.svg"));
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+            json_path.to_str().unwrap(),
+            "--plot",
+            svg_path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for needle in [
+        "direct",
+        "process",
+        "multi-thread",
+        "sub-interpreter",
+        "batch p50",
+        "Advice: use",
+    ] {
+        assert!(table.contains(needle), "{needle:?} missing:\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["rows"], 400);
+    let modes = report["modes"].as_array().unwrap();
+    assert_eq!(modes.len(), 3);
+    for m in modes {
+        assert!(m["rows_per_sec"].as_f64().unwrap() > 0.0);
+        // The runner's counters saw every row of every timed run, once.
+        assert_eq!(
+            m["rows_measured"].as_u64(),
+            m["timed_runs"].as_u64().map(|r| 400 * r)
+        );
+        assert!(m["time_ns"]["python"].as_u64().unwrap() > 0);
+    }
+    assert!(report["advice"]["reasons"].as_array().unwrap().len() >= 3);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    assert!(svg.contains("sub-interpreter") && svg.contains("rows/s"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_advice_depends_on_the_udf() {
+    // numpy cannot load in a sub-interpreter: never advised there.
+    let input = write_input("numpy", (0..200).map(|i| format!("[{i}]")));
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/uses_numpy.py:double",
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("imports numpy"), "{table}");
+    assert!(!table.contains("Advice: use sub-interpreter"), "{table}");
+    // A CPU-bound pure-Python UDF gains from parallel interpreters.
+    let input = write_input("spin", (0..160).map(|_| "[3000]".to_string()));
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/cpu.py:spin",
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("gains from parallel"), "{table}");
+    assert!(
+        table.contains("Advice: use process") || table.contains("Advice: use sub-interpreter"),
+        "{table}"
+    );
+    for p in ["numpy", "spin"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("coil-bench-{}-{p}", std::process::id())),
+        );
+    }
+}

@@ -24,6 +24,9 @@ enum Cmd {
     /// Run a UDF over JSON Lines: each input line a JSON array of the UDF's
     /// arguments; one JSON result per line, in order.
     Run(RunArgs),
+    /// Run a UDF over your input in each mode and directly, check that they
+    /// agree, and advise which mode to use.
+    Bench(BenchArgs),
     /// (internal) Serve as a worker process; spawned by `coil run`.
     #[command(hide = true, disable_help_flag = true)]
     Worker {
@@ -57,10 +60,114 @@ struct RunArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The UDF: path/to/file.py:NAME or package.module:NAME.
+    #[arg(long)]
+    udf: String,
+    /// JSON Lines input: each line a JSON array of the UDF's arguments.
+    #[arg(long)]
+    input: PathBuf,
+    /// scalar, table or vectorized.
+    #[arg(long, default_value = "scalar")]
+    kind: String,
+    /// The modes to compare, comma-separated.
+    #[arg(
+        long,
+        default_value = "process,multi-thread,sub-interpreter",
+        value_delimiter = ','
+    )]
+    modes: Vec<String>,
+    /// Executors per mode; short for --conf python.worker-count=N.
+    #[arg(long)]
+    workers: Option<String>,
+    /// A configuration key, KEY=VALUE; repeatable.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+    /// Timed runs per mode; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also draw rows/s per mode as an SVG chart in this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    for pair in &args.conf {
+        config.set_pair(pair)?;
+    }
+    if let Some(n) = &args.workers {
+        config.set(coil_host::WORKER_COUNT, n)?;
+    }
+    let modes = args
+        .modes
+        .iter()
+        .map(|m| {
+            m.parse::<coil_host::ExecutionMode>()
+                .map_err(|valid| anyhow::anyhow!("unknown mode {m:?}: expected {valid}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let kind: UdfKind = args.kind.parse()?;
+    let rows = coil::bench::read_rows(&args.input)?;
+    if config.get(coil_host::BUNDLE_SIZE).is_none() {
+        let bundle = coil::bench::bundle_for(rows.len(), config.worker_count());
+        config.set(coil_host::BUNDLE_SIZE, &bundle.to_string())?;
+    }
+    let plan = coil::bench::BenchPlan {
+        spec: UdfSpec::new(&args.udf).kind(kind),
+        config,
+        modes: modes.clone(),
+        repeat: args.repeat,
+        worker: WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
+            .arg("worker"),
+    };
+    let progress = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new((1 + modes.len() * args.repeat.max(1)) as u64).with_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} runs {msg}")
+                .expect("a valid template"),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = coil::bench::run(&plan, &rows, |what| {
+        progress.set_message(what.to_string());
+        progress.inc(1);
+    })?;
+    progress.finish_and_clear();
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&report.to_json())? + "\n",
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        report
+            .plot(path)
+            .with_context(|| format!("drawing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Worker { args } => coil_worker::worker_main(args),
+        Cmd::Bench(args) => {
+            init_logging();
+            match bench(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("coil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Run(args) => {
             init_logging();
             match run(args) {
