@@ -308,3 +308,51 @@ fn bench_advice_depends_on_the_udf() {
         );
     }
 }
+
+#[test]
+fn the_example_udfs_do_what_they_say() {
+    let run = |udf: &str, kind: &str, input: &str| {
+        let out = coil(
+            &["run", "--udf", udf, "--kind", kind, "--workers", "1"],
+            input,
+        );
+        assert!(out.status.success(), "{udf}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    assert_eq!(
+        run(
+            "examples/udfs/clean.py:clean",
+            "scalar",
+            "[\"  Ünïque   KETTLE \"]\n[\"Ｆｕｌｌ\\twidth\"]\n[null]\n"
+        ),
+        "\"ünïque kettle\"\n\"full width\"\nnull\n"
+    );
+    assert_eq!(
+        run(
+            "examples/udfs/extract.py:field",
+            "scalar",
+            "[\"{\\\"a\\\": {\\\"b\\\": [1, {\\\"c\\\": \\\"x\\\"}]}}\", \"a.b.1.c\"]\n[\"{\\\"a\\\": 1}\", \"a.z\"]\n[\"{\\\"a\\\": {\\\"k\\\": 2}}\", \"a\"]\n"
+        ),
+        "\"x\"\nnull\n\"{\\\"k\\\": 2}\"\n"
+    );
+    assert_eq!(
+        run(
+            "examples/udfs/stateful.py:FirstSeen",
+            "scalar",
+            "[\"a\"]\n[\"b\"]\n[\"a\"]\n"
+        ),
+        "true\ntrue\nfalse\n"
+    );
+    let z = run(
+        "examples/udfs/vector.py:zscore",
+        "vectorized",
+        "[1]\n[2]\n[3]\n",
+    );
+    let z: Vec<f64> = z.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(
+        (z[0] + 1.224_744_871_391_589).abs() < 1e-12
+            && z[1] == 0.0
+            && (z[2] - 1.224_744_871_391_589).abs() < 1e-12,
+        "{z:?}"
+    );
+}

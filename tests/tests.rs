@@ -6,9 +6,13 @@
 //! - `process`: process-mode runners against plain Python, under faults
 //!   (exit, SIGKILL, segfault, hang, garbage in the ring), from many threads,
 //!   and at shutdown.
-//! - `cli`: the `coil` command line.
+//! - `modes`: the in-process modes against process mode and plain Python;
+//!   fallbacks, interruption, metrics.
+//! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
+//! - `docs`: every command in the README and `docs/` runs as written.
 
 mod cli;
+mod docs;
 mod ipc_process;
 mod modes;
 mod process;
