@@ -15,7 +15,10 @@ use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyString};
+
+#[path = "common.rs"]
+mod common;
+use common::{bench_udf, direct};
 
 /// Iterations of `spin` per call: about 10 µs on these machines.
 const SPIN: i64 = 280;
@@ -59,24 +62,6 @@ fn runner(udf: &str, mode: &str, executors: usize) -> Runner {
     r
 }
 
-fn direct(py: Python<'_>, func: &Bound<'_, PyAny>, rows: &[Row]) -> Vec<Value> {
-    rows.iter()
-        .map(|r| match &r[0] {
-            Value::Int(i) => Value::Int(
-                func.call1((PyInt::new(py, *i),))
-                    .unwrap()
-                    .extract::<i64>()
-                    .unwrap(),
-            ),
-            Value::Str(s) => {
-                let out = func.call1((PyString::new(py, s),)).unwrap();
-                Value::Str(out.cast::<PyString>().unwrap().to_str().unwrap().to_owned())
-            }
-            _ => unreachable!(),
-        })
-        .collect()
-}
-
 fn modes(c: &mut Criterion) {
     Python::initialize();
     let mut splits = Vec::new();
@@ -88,13 +73,7 @@ fn modes(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(3));
         g.throughput(Throughput::Elements(data.len() as u64));
         let want = Python::attach(|py| {
-            let sys = py.import("sys").unwrap();
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
-            sys.getattr("path")
-                .unwrap()
-                .call_method1("insert", (0, dir.display().to_string()))
-                .unwrap();
-            let func = py.import("udfs").unwrap().getattr(udf).unwrap();
+            let func = bench_udf(py, udf);
             let want = direct(py, &func, &data);
             g.bench_function("direct", |b| b.iter(|| direct(py, &func, black_box(&data))));
             want

@@ -21,7 +21,10 @@ use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pyo3::prelude::*;
-use pyo3::types::{PyInt, PyString};
+
+#[path = "common.rs"]
+mod common;
+use common::{bench_udf, direct};
 
 /// Rows per measured call: enough batches that filling and draining the
 /// pipeline (host encoding the first batch, decoding the last) is noise.
@@ -74,25 +77,6 @@ fn runner(udf: &str, workers: usize, bundle: usize) -> Runner {
     .unwrap()
 }
 
-/// The floor: the same conversions and calls, in this process, no ring.
-fn direct(py: Python<'_>, func: &Bound<'_, PyAny>, rows: &[Row]) -> Vec<Value> {
-    rows.iter()
-        .map(|r| match &r[0] {
-            Value::Int(i) => Value::Int(
-                func.call1((PyInt::new(py, *i),))
-                    .unwrap()
-                    .extract::<i64>()
-                    .unwrap(),
-            ),
-            Value::Str(s) => {
-                let out = func.call1((PyString::new(py, s),)).unwrap();
-                Value::Str(out.cast::<PyString>().unwrap().to_str().unwrap().to_owned())
-            }
-            _ => unreachable!(),
-        })
-        .collect()
-}
-
 fn throughput(c: &mut Criterion) {
     Python::initialize();
     let mut g = c.benchmark_group("process");
@@ -104,13 +88,7 @@ fn throughput(c: &mut Criterion) {
         let want = expected(udf, &data);
         g.throughput(Throughput::Elements(ROWS as u64));
         Python::attach(|py| {
-            let sys = py.import("sys").unwrap();
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
-            sys.getattr("path")
-                .unwrap()
-                .call_method1("insert", (0, dir.display().to_string()))
-                .unwrap();
-            let func = py.import("udfs").unwrap().getattr(udf).unwrap();
+            let func = bench_udf(py, udf);
             assert_eq!(direct(py, &func, &data), want);
             g.bench_function(BenchmarkId::new("direct", udf), |b| {
                 b.iter(|| direct(py, &func, black_box(&data)))

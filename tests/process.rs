@@ -597,23 +597,7 @@ fn many_host_threads_share_one_runner() {
 }
 
 fn children() -> Vec<u32> {
-    let me = std::process::id();
-    let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis: state, ppid, ...
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        let ppid: u32 = after.split(' ').nth(1).unwrap().parse().unwrap();
-        if ppid == me {
-            kids.push(pid);
-        }
-    }
-    kids
+    children_of(std::process::id())
 }
 
 fn ring_descriptors() -> usize {
@@ -674,6 +658,7 @@ fn children_of(parent: u32) -> Vec<u32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
+        // Fields after the command's closing parenthesis: state, ppid, ...
         let after = &stat[stat.rfind(')').unwrap() + 2..];
         if after.split(' ').nth(1).unwrap().parse::<u32>().unwrap() == parent {
             kids.push(pid);

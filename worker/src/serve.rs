@@ -113,18 +113,30 @@ pub fn serve_in_process(
     let mut rx = region.consumer(0)?;
     let mut tx = region.producer(1)?;
     Python::initialize();
-    Python::attach(|py| {
-        if let Err(e) = crate::executor::route_output_to_log(py) {
-            tracing::warn!("cannot route Python's output to the log: {e}");
-        }
-        // SAFETY: the runtime is initialized and this thread is attached;
-        // the call only reads the current thread's identifier.
-        let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
-        if let Some(w) = region.user_word(1) {
-            w.store(ident as u64);
-        }
-        run(py, region, spec, max_message, &mut rx, &mut tx)
-    })
+    Python::attach(|py| run_in_process(py, region, spec, max_message, &mut rx, &mut tx))
+}
+
+/// The in-process serve loop, in whichever interpreter this thread is
+/// attached to: routes the interpreter's output to the log, publishes the
+/// thread's Python ident in header word 1 (for interrupting it), and runs.
+pub(crate) fn run_in_process(
+    py: Python<'_>,
+    region: &Region,
+    spec: &UdfSpec,
+    max_message: usize,
+    rx: &mut Consumer,
+    tx: &mut Producer,
+) -> Result<(), ServeError> {
+    if let Err(e) = crate::executor::route_output_to_log(py) {
+        tracing::warn!("cannot route Python's output to the log: {e}");
+    }
+    // SAFETY: the runtime is initialized and this thread is attached; the
+    // call only reads the current thread's identifier.
+    let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+    if let Some(w) = region.user_word(1) {
+        w.store(ident as u64);
+    }
+    run(py, region, spec, max_message, rx, tx)
 }
 
 /// Raises `TimeoutError` in the main-interpreter thread whose Python ident

@@ -102,22 +102,13 @@ pub fn serve_in_subinterpreter(
         // `Python::attach`), so the token is valid until `Py_EndInterpreter`
         // below; every object made with it is dropped inside `run`.
         let py = unsafe { Python::assume_attached() };
-        // SAFETY: attached (above); these only read the current interpreter
-        // and thread.
-        let (interp, ident) = unsafe {
-            (
-                ffi::PyInterpreterState_Get(),
-                ffi::PyThread_get_thread_ident(),
-            )
-        };
-        if let (Some(w1), Some(w2)) = (region.user_word(1), region.user_word(2)) {
-            w1.store(ident);
+        // SAFETY: attached (above); this only reads the current
+        // interpreter.
+        let interp = unsafe { ffi::PyInterpreterState_Get() };
+        if let Some(w2) = region.user_word(2) {
             w2.store(interp as u64);
         }
-        if let Err(e) = crate::executor::route_output_to_log(py) {
-            tracing::warn!("cannot route Python's output to the log: {e}");
-        }
-        let result = crate::serve::run(py, region, spec, max_message, &mut rx, &mut tx);
+        let result = crate::serve::run_in_process(py, region, spec, max_message, &mut rx, &mut tx);
         if let Some(w2) = region.user_word(2) {
             w2.store(0);
         }
