@@ -88,8 +88,7 @@ fn modes(c: &mut Criterion) {
                 });
                 splits.push(split(
                     &format!("{udf}/{mode}/{executors}"),
-                    &before,
-                    &r.metrics(),
+                    &r.metrics().since(&before),
                 ));
             }
         }
@@ -104,17 +103,16 @@ fn modes(c: &mut Criterion) {
 
 /// Nanoseconds per row spent in each part, from the difference of two
 /// metrics snapshots, as a JSON object.
-fn split(name: &str, a: &coil_host::Metrics, b: &coil_host::Metrics) -> String {
-    let rows = (b.rows_out - a.rows_out).max(1) as f64;
-    let per = |x: Duration, y: Duration| x.saturating_sub(y).as_nanos() as f64 / rows;
+fn split(name: &str, m: &coil_host::Metrics) -> String {
+    let per = |d: Duration| d.as_nanos() as f64 / m.rows_out.max(1) as f64;
     format!(
         "  {{\"bench\": \"{name}\", \"host_encode_ns\": {:.1}, \"host_decode_ns\": {:.1}, \"executor_decode_ns\": {:.1}, \"python_ns\": {:.1}, \"executor_encode_ns\": {:.1}, \"transport_ns\": {:.1}}}",
-        per(b.encode, a.encode),
-        per(b.decode, a.decode),
-        per(b.worker_decode, a.worker_decode),
-        per(b.python, a.python),
-        per(b.worker_encode, a.worker_encode),
-        per(b.transport, a.transport),
+        per(m.encode),
+        per(m.decode),
+        per(m.worker_decode),
+        per(m.python),
+        per(m.worker_encode),
+        per(m.transport),
     )
 }
 

@@ -233,7 +233,7 @@ pub fn run(
             batch_p50: Duration::from_nanos(h.latency.value_at_quantile(0.5)),
             batch_p99: Duration::from_nanos(h.latency.value_at_quantile(0.99)),
             runs,
-            metrics: delta(&before, &after),
+            metrics: after.since(&before),
         });
     }
     let advice = advise(plan, &modes, blocker.as_deref(), direct_rate);
@@ -245,23 +245,6 @@ pub fn run(
         subinterpreter_blocker: blocker,
         advice,
     })
-}
-
-fn delta(a: &Metrics, b: &Metrics) -> Metrics {
-    Metrics {
-        rows_in: b.rows_in - a.rows_in,
-        rows_out: b.rows_out - a.rows_out,
-        batches: b.batches - a.batches,
-        errors: b.errors - a.errors,
-        timeouts: b.timeouts - a.timeouts,
-        worker_restarts: b.worker_restarts - a.worker_restarts,
-        encode: b.encode - a.encode,
-        decode: b.decode - a.decode,
-        worker_decode: b.worker_decode - a.worker_decode,
-        python: b.python - a.python,
-        worker_encode: b.worker_encode - a.worker_encode,
-        transport: b.transport - a.transport,
-    }
 }
 
 /// Each mode is timed for at least this long (small inputs run many times).
@@ -512,5 +495,105 @@ impl BenchReport {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(kind: UdfKind, workers: &str) -> BenchPlan {
+        let mut config = Config::default();
+        config.set(coil_host::WORKER_COUNT, workers).unwrap();
+        BenchPlan {
+            spec: UdfSpec::new("x.py:f").kind(kind),
+            config,
+            modes: vec![
+                ExecutionMode::Process,
+                ExecutionMode::MultiThread,
+                ExecutionMode::SubInterpreter,
+            ],
+            repeat: 1,
+            worker: WorkerCommand::new("coil"),
+        }
+    }
+
+    fn measured(mode: ExecutionMode, ran_as: ExecutionMode, rows_per_sec: f64) -> ModeResult {
+        ModeResult {
+            requested: mode,
+            ran_as,
+            fallback: None,
+            rows_per_sec,
+            batch_p50: Duration::ZERO,
+            batch_p99: Duration::ZERO,
+            runs: 1,
+            metrics: Metrics::default(),
+        }
+    }
+
+    use ExecutionMode::{MultiThread as T, Process as P, SubInterpreter as S};
+
+    #[test]
+    fn cpu_bound_udfs_are_advised_into_a_parallel_mode() {
+        let m = [
+            measured(P, P, 180.0),
+            measured(T, T, 90.0),
+            measured(S, S, 182.0),
+        ];
+        assert_eq!(
+            advise(&plan(UdfKind::Scalar, "2"), &m, None, 93.0).mode,
+            P,
+            "as fast: isolation wins"
+        );
+        let m = [
+            measured(P, P, 120.0),
+            measured(T, T, 90.0),
+            measured(S, S, 182.0),
+        ];
+        assert_eq!(
+            advise(&plan(UdfKind::Scalar, "2"), &m, None, 93.0).mode,
+            S,
+            "clearly faster"
+        );
+    }
+
+    #[test]
+    fn a_udf_that_cannot_load_in_a_sub_interpreter_is_not_advised_there() {
+        let m = [
+            measured(P, P, 120.0),
+            measured(T, T, 90.0),
+            measured(S, P, 119.0),
+        ];
+        let a = advise(&plan(UdfKind::Scalar, "2"), &m, Some("numpy"), 100.0);
+        assert_ne!(a.mode, S);
+        assert!(
+            a.reasons.iter().any(|r| r.contains("numpy")),
+            "{:?}",
+            a.reasons
+        );
+    }
+
+    #[test]
+    fn cheap_udfs_stay_in_process_mode_unless_in_process_is_clearly_faster() {
+        let m = [
+            measured(P, P, 12.0e6),
+            measured(T, T, 12.5e6),
+            measured(S, S, 12.4e6),
+        ];
+        assert_eq!(
+            advise(&plan(UdfKind::Scalar, "2"), &m, None, 17.0e6).mode,
+            P
+        );
+        let m = [
+            measured(P, P, 5.0e6),
+            measured(T, T, 12.5e6),
+            measured(S, S, 12.4e6),
+        ];
+        assert_eq!(
+            advise(&plan(UdfKind::Scalar, "2"), &m, None, 17.0e6).mode,
+            T
+        );
+        let a = advise(&plan(UdfKind::Vectorized, "2"), &m, None, 17.0e6);
+        assert_eq!(a.mode, P, "vectorized UDFs run in process mode only");
     }
 }

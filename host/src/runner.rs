@@ -252,6 +252,25 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// What happened between `earlier` (a snapshot of the same runner) and
+    /// this snapshot.
+    pub fn since(&self, earlier: &Metrics) -> Metrics {
+        Metrics {
+            rows_in: self.rows_in.saturating_sub(earlier.rows_in),
+            rows_out: self.rows_out.saturating_sub(earlier.rows_out),
+            batches: self.batches.saturating_sub(earlier.batches),
+            errors: self.errors.saturating_sub(earlier.errors),
+            timeouts: self.timeouts.saturating_sub(earlier.timeouts),
+            worker_restarts: self.worker_restarts.saturating_sub(earlier.worker_restarts),
+            encode: self.encode.saturating_sub(earlier.encode),
+            decode: self.decode.saturating_sub(earlier.decode),
+            worker_decode: self.worker_decode.saturating_sub(earlier.worker_decode),
+            python: self.python.saturating_sub(earlier.python),
+            worker_encode: self.worker_encode.saturating_sub(earlier.worker_encode),
+            transport: self.transport.saturating_sub(earlier.transport),
+        }
+    }
+
     /// Encoding and decoding, on both sides.
     pub fn codec(&self) -> Duration {
         self.encode + self.decode + self.worker_decode + self.worker_encode

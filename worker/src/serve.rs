@@ -157,7 +157,7 @@ pub fn interrupt(ident: u64) {
     });
 }
 
-pub(crate) fn run(
+fn run(
     py: Python<'_>,
     region: &Region,
     spec: &UdfSpec,
