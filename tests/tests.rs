@@ -8,6 +8,8 @@
 //!   and at shutdown.
 //! - `modes`: the in-process modes against process mode and plain Python;
 //!   fallbacks, interruption, metrics.
+//! - `subinterp`: sub-interpreter mode under load: the standard library in
+//!   concurrent sub-interpreters, start/stop cycles, call-time fallback.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
 //! - `docs`: every command in the README and `docs/` runs as written.
 
@@ -16,3 +18,4 @@ mod docs;
 mod ipc_process;
 mod modes;
 mod process;
+mod subinterp;

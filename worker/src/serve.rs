@@ -93,7 +93,7 @@ pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), 
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
-    Python::attach(|py| run(py, region, spec, max_message, &mut rx, &mut tx))
+    Python::attach(|py| run(py, region, spec, max_message, &mut rx, &mut tx, || {}))
 }
 
 /// Serves `region` like [`serve`], on the calling thread of a process that
@@ -113,12 +113,14 @@ pub fn serve_in_process(
     let mut rx = region.consumer(0)?;
     let mut tx = region.producer(1)?;
     Python::initialize();
-    Python::attach(|py| run_in_process(py, region, spec, max_message, &mut rx, &mut tx))
+    Python::attach(|py| run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {}))
 }
 
 /// The in-process serve loop, in whichever interpreter this thread is
 /// attached to: routes the interpreter's output to the log, publishes the
 /// thread's Python ident in header word 1 (for interrupting it), and runs.
+/// `loaded` is called once the UDF has loaded (or failed to), before the
+/// first batch.
 pub(crate) fn run_in_process(
     py: Python<'_>,
     region: &Region,
@@ -126,6 +128,7 @@ pub(crate) fn run_in_process(
     max_message: usize,
     rx: &mut Consumer,
     tx: &mut Producer,
+    loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
     if let Err(e) = crate::executor::route_output_to_log(py) {
         tracing::warn!("cannot route Python's output to the log: {e}");
@@ -136,7 +139,7 @@ pub(crate) fn run_in_process(
     if let Some(w) = region.user_word(1) {
         w.store(ident as u64);
     }
-    run(py, region, spec, max_message, rx, tx)
+    run(py, region, spec, max_message, rx, tx, loaded)
 }
 
 /// Raises `TimeoutError` in the main-interpreter thread whose Python ident
@@ -164,9 +167,12 @@ fn run(
     max_message: usize,
     rx: &mut Consumer,
     tx: &mut Producer,
+    loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(64 * 1024);
-    let mut exec = match Executor::load(py, spec) {
+    let exec = Executor::load(py, spec);
+    loaded();
+    let mut exec = match exec {
         Ok(e) => e,
         Err(e) => {
             one_row(None, &error_row(&e.error), &mut out);
