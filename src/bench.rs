@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use coil_host::{
-    Config, ExecutionMode, Metrics, Runner, StartError, UdfKind, UdfSpec, WorkerCommand,
+    Config, ExecutionMode, Metrics, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerCommand,
 };
 use coil_ipc::{decode_batch, encode_batch, Row, Value};
 use coil_worker::Executor;
@@ -37,6 +37,9 @@ pub struct ModeResult {
     pub ran_as: ExecutionMode,
     /// Why it ran in another mode, if it did.
     pub fallback: Option<String>,
+    /// Why the mode could not run the UDF, if it could not (then nothing
+    /// was measured, and the mode is never advised).
+    pub failed: Option<String>,
     /// Rows per second of the best run.
     pub rows_per_sec: f64,
     /// Batch latency, median and 99th percentile.
@@ -170,19 +173,31 @@ pub fn run(
     let mut modes = Vec::new();
     for &mode in &plan.modes {
         // Strict first: it names the module that keeps the UDF out of
-        // sub-interpreters; then as a user would run it (with fallback).
-        let runner = match start(plan, mode, mode == ExecutionMode::SubInterpreter) {
-            Err(StartError::Unsupported(message))
-                if message.contains("cannot load in a sub-interpreter") =>
-            {
-                blocker = message
-                    .split(" imports ")
-                    .nth(1)
-                    .and_then(|r| r.split(',').next())
-                    .map(str::to_string);
+        // sub-interpreters, whether the UDF imports it when it loads or only
+        // when it is called; then as a user would run it (with fallback).
+        let mut runner = match start(plan, mode, mode == ExecutionMode::SubInterpreter) {
+            Err(StartError::SubInterpreterIncompatible { module, .. }) => {
+                blocker = Some(module);
                 start(plan, mode, false)?
             }
             other => other?,
+        };
+        // Warm up, and check the results against the direct run.
+        let mut got = runner.call(rows);
+        if let Err(RunError::SubInterpreterIncompatible { module, .. }) = &got {
+            blocker = Some(module.clone());
+            runner = start(plan, mode, false)?;
+            got = runner.call(rows);
+        }
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                // This mode cannot run the UDF: a row of the report, and on
+                // with the others.
+                modes.push(ModeResult::failed(mode, format!("{e:#}")));
+                progress(mode.as_str());
+                continue;
+            }
         };
         let ran_as = runner.mode();
         let fallback = (ran_as != mode).then(|| match (&blocker, plan.spec.kind) {
@@ -190,10 +205,6 @@ pub fn run(
             (Some(m), _) => format!("imports {m}, which cannot load in a sub-interpreter"),
             (None, _) => "the mode cannot run this UDF".to_string(),
         });
-        // Warm up, and check the results against the direct run.
-        let got = runner
-            .call(rows)
-            .map_err(|e| anyhow::anyhow!("{mode} mode: {e}"))?;
         if got != want {
             let at = got
                 .iter()
@@ -229,12 +240,20 @@ pub fn run(
             requested: mode,
             ran_as,
             fallback,
+            failed: None,
             rows_per_sec: rows.len() as f64 / best,
             batch_p50: Duration::from_nanos(h.latency.value_at_quantile(0.5)),
             batch_p99: Duration::from_nanos(h.latency.value_at_quantile(0.99)),
             runs,
             metrics: after.since(&before),
         });
+    }
+    if modes.iter().all(|r| r.failed.is_some()) {
+        let why: Vec<String> = modes
+            .iter()
+            .map(|r| format!("{}: {}", r.requested, r.failed.as_deref().unwrap_or("")))
+            .collect();
+        bail!("no mode could run the UDF\n{}", why.join("\n"));
     }
     let advice = advise(plan, &modes, blocker.as_deref(), direct_rate);
     Ok(BenchReport {
@@ -245,6 +264,28 @@ pub fn run(
         subinterpreter_blocker: blocker,
         advice,
     })
+}
+
+impl ModeResult {
+    /// A mode that could not run the UDF, and why.
+    fn failed(mode: ExecutionMode, why: String) -> ModeResult {
+        ModeResult {
+            requested: mode,
+            ran_as: mode,
+            fallback: None,
+            failed: Some(why),
+            rows_per_sec: 0.0,
+            batch_p50: Duration::ZERO,
+            batch_p99: Duration::ZERO,
+            runs: 0,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Measured in the mode asked for (no fallback, no failure).
+    fn ran_as_asked(&self) -> bool {
+        self.requested == self.ran_as && self.failed.is_none()
+    }
 }
 
 /// Each mode is timed for at least this long (small inputs run many times).
@@ -265,7 +306,7 @@ fn advise(plan: &BenchPlan, modes: &[ModeResult], blocker: Option<&str>, direct:
     let rate = |m: ExecutionMode| {
         modes
             .iter()
-            .find(|r| r.requested == m && r.ran_as == m)
+            .find(|r| r.requested == m && r.ran_as_asked())
             .map(|r| r.rows_per_sec)
     };
     let mut reasons = Vec::new();
@@ -287,7 +328,14 @@ fn advise(plan: &BenchPlan, modes: &[ModeResult], blocker: Option<&str>, direct:
         rate(ExecutionMode::MultiThread),
         rate(ExecutionMode::SubInterpreter),
     );
-    for r in modes.iter().filter(|r| r.requested == r.ran_as) {
+    for r in modes.iter().filter(|r| r.failed.is_some()) {
+        reasons.push(format!(
+            "{} cannot run this UDF: {}",
+            r.requested,
+            r.failed.as_deref().unwrap_or("")
+        ));
+    }
+    for r in modes.iter().filter(|r| r.ran_as_asked()) {
         let python = r.metrics.python.as_secs_f64();
         let total = (python + r.metrics.codec().as_secs_f64() + r.metrics.transport.as_secs_f64())
             .max(1e-12);
@@ -369,6 +417,14 @@ impl BenchReport {
             "direct", self.direct_rows_per_sec, "1.00", "-", "-", "-", "-", "-"
         );
         for r in &self.modes {
+            if r.failed.is_some() {
+                s += &format!(
+                    "{:<16} {:>12} (failed, see below)\n",
+                    format!("{}!", r.requested),
+                    "-"
+                );
+                continue;
+            }
             let per_row = |d: Duration| {
                 format!(
                     "{:.0} ns",
@@ -400,6 +456,13 @@ impl BenchReport {
                 r.fallback.as_deref().unwrap_or("")
             );
         }
+        for r in self.modes.iter().filter(|r| r.failed.is_some()) {
+            s += &format!(
+                "! {} cannot run this UDF: {}\n",
+                r.requested,
+                r.failed.as_deref().unwrap_or("")
+            );
+        }
         s += "\ncodec, transport and python are per row (encode and decode on both sides; rings and waiting; the UDF).\n";
         s += &format!("\nAdvice: use {}\n", self.advice.mode);
         for reason in &self.advice.reasons {
@@ -420,6 +483,7 @@ impl BenchReport {
                 "mode": r.requested.as_str(),
                 "ran_as": r.ran_as.as_str(),
                 "fallback": r.fallback,
+                "failed": r.failed,
                 "rows_per_sec": r.rows_per_sec,
                 "vs_direct": r.rows_per_sec / self.direct_rows_per_sec,
                 "batch_p50_ns": ns(r.batch_p50),
@@ -451,6 +515,7 @@ impl BenchReport {
         bars.extend(
             self.modes
                 .iter()
+                .filter(|r| r.failed.is_none())
                 .map(|r| (r.requested.to_string(), r.rows_per_sec)),
         );
         let top = bars.iter().map(|b| b.1).fold(1.0, f64::max) * 1.15;
@@ -523,6 +588,7 @@ mod tests {
             requested: mode,
             ran_as,
             fallback: None,
+            failed: None,
             rows_per_sec,
             batch_p50: Duration::ZERO,
             batch_p99: Duration::ZERO,
@@ -595,5 +661,43 @@ mod tests {
         );
         let a = advise(&plan(UdfKind::Vectorized, "2"), &m, None, 17.0e6);
         assert_eq!(a.mode, P, "vectorized UDFs run in process mode only");
+    }
+
+    #[test]
+    fn a_mode_that_cannot_run_the_udf_is_reported_and_never_advised() {
+        let m = [
+            measured(P, P, 100.0),
+            measured(T, T, 90.0),
+            ModeResult::failed(S, "the UDF crashed the interpreter".into()),
+        ];
+        let report = BenchReport {
+            rows: 10,
+            bundle: 1,
+            direct_rows_per_sec: 95.0,
+            modes: m.to_vec(),
+            subinterpreter_blocker: None,
+            advice: advise(&plan(UdfKind::Scalar, "2"), &m, None, 95.0),
+        };
+        assert_ne!(report.advice.mode, S);
+        assert!(
+            report
+                .advice
+                .reasons
+                .iter()
+                .any(|r| r.contains("sub-interpreter cannot run this UDF")),
+            "{:?}",
+            report.advice.reasons
+        );
+        let table = report.table();
+        assert!(table.contains("sub-interpreter!"), "{table}");
+        assert!(
+            table
+                .contains("! sub-interpreter cannot run this UDF: the UDF crashed the interpreter"),
+            "{table}"
+        );
+        assert_eq!(
+            report.to_json()["modes"][2]["failed"],
+            "the UDF crashed the interpreter"
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use std::process::{Command, Stdio};
 
-use coil_host::{ExecutionMode, UdfKind};
+use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::Value;
 
 use crate::process::{ints, reference, start};
@@ -122,4 +122,159 @@ fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
             "run {run}: wrong output"
         );
     }
+}
+
+/// Rows of the call-time fallback tests.
+const LAZY_ROWS: i64 = 2_000;
+
+#[test]
+fn an_import_that_fails_only_at_call_time_moves_the_runner_to_process_mode() {
+    let pairs = [
+        "python.execution-mode=sub-interpreter",
+        "python.worker-count=2",
+        "python.fn-execution.bundle.size=10",
+    ];
+    // Every row needs the module: the first batch fails in a sub-interpreter
+    // and everything runs in process mode.
+    let runner = start("lazy_import.py", "lazy", UdfKind::Scalar, &pairs);
+    assert_eq!(runner.mode(), ExecutionMode::SubInterpreter);
+    let got = runner.call(&ints(0..LAZY_ROWS)).unwrap();
+    assert_eq!(got, (1..=LAZY_ROWS).map(Value::Int).collect::<Vec<_>>());
+    assert_eq!(runner.mode(), ExecutionMode::Process);
+    let m = runner.metrics();
+    assert_eq!(
+        (m.rows_in, m.rows_out, m.errors),
+        (LAZY_ROWS as u64, LAZY_ROWS as u64, 0)
+    );
+    // And it stays there.
+    assert_eq!(runner.call(&ints([7])).unwrap(), vec![Value::Int(8)]);
+    assert_eq!(runner.mode(), ExecutionMode::Process);
+
+    // Some rows from 500 on need it: the batches that succeeded in
+    // sub-interpreters are kept, the rest run in process mode; each row
+    // answered once, in order, through a stream.
+    let runner = start("lazy_import.py", "lazy_some", UdfKind::Scalar, &pairs);
+    let mut stream = runner.stream();
+    let mut got = Vec::new();
+    for x in 0..LAZY_ROWS {
+        stream.push(vec![Value::Int(x)]).unwrap();
+        while let Some(v) = stream.try_pull() {
+            got.push(v.unwrap());
+        }
+    }
+    for v in stream.by_ref() {
+        got.push(v.unwrap());
+    }
+    drop(stream);
+    assert_eq!(
+        got,
+        (0..LAZY_ROWS)
+            .map(|x| Value::Int(2 * x))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(runner.mode(), ExecutionMode::Process);
+    let m = runner.metrics();
+    assert_eq!(
+        (m.rows_in, m.rows_out),
+        (LAZY_ROWS as u64, LAZY_ROWS as u64)
+    );
+}
+
+#[test]
+fn in_strict_mode_a_call_time_incompatibility_names_the_module_and_the_row() {
+    let runner = start(
+        "lazy_import.py",
+        "lazy_late",
+        UdfKind::Scalar,
+        &[
+            "python.execution-mode=sub-interpreter",
+            "python.execution-mode.strict=true",
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=100",
+        ],
+    );
+    match runner.call(&ints(0..LAZY_ROWS)) {
+        Err(RunError::SubInterpreterIncompatible { row, module, error }) => {
+            assert_eq!((row, module.as_str()), (500, "readline"));
+            assert_eq!(error.type_name, "ImportError");
+            assert!(error.traceback.contains("lazy_late"), "{}", error.traceback);
+        }
+        other => panic!("expected an incompatibility error, got {other:?}"),
+    }
+    assert_eq!(runner.mode(), ExecutionMode::SubInterpreter);
+}
+
+#[test]
+fn coil_run_falls_back_at_call_time_with_one_warning() {
+    let udf = crate::process::udfs().join("lazy_import.py");
+    let input: String = (0..LAZY_ROWS).map(|i| format!("[{i}]\n")).collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["run", "--udf"])
+        .arg(format!("{}:lazy_some", udf.display()))
+        .args(["--mode", "sub-interpreter", "--workers", "2"])
+        .args(["--conf", "python.fn-execution.bundle.size=10"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(input.as_bytes()).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let want: String = (0..LAZY_ROWS).map(|x| format!("{}\n", 2 * x)).collect();
+    assert!(String::from_utf8_lossy(&out.stdout) == want, "wrong output");
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("imports readline, which cannot load in a sub-interpreter"))
+        .count();
+    assert_eq!(warnings, 1, "{stderr}");
+}
+
+#[test]
+fn coil_bench_reports_a_call_time_incompatibility_and_never_advises_that_mode() {
+    let dir = std::env::temp_dir().join(format!("coil-lazy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("ints.jsonl");
+    let lines: String = (0..400).map(|i| format!("[{i}]\n")).collect();
+    std::fs::write(&input, lines).unwrap();
+    let json = dir.join("report.json");
+    let udf = crate::process::udfs().join("lazy_import.py");
+    let out = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["bench", "--udf"])
+        .arg(format!("{}:lazy", udf.display()))
+        .arg("--input")
+        .arg(&input)
+        .args(["--workers", "2", "--repeat", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("sub-interpreter*"), "{stdout}");
+    assert!(
+        stdout.contains("sub-interpreter ran as process: imports readline, which cannot load in a sub-interpreter"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["subinterpreter_blocker"], "readline");
+    assert_ne!(report["advice"]["mode"], "sub-interpreter");
+    let sub = report["modes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mode"] == "sub-interpreter")
+        .unwrap();
+    assert_eq!(sub["ran_as"], "process");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -48,6 +48,15 @@ pub enum StartError {
     /// The mode cannot run here (yet).
     #[error("{0}")]
     Unsupported(String),
+    /// The UDF imports a module that cannot load in a sub-interpreter, and
+    /// `python.execution-mode.strict` forbids falling back to process mode.
+    #[error("UDF {target} imports {module}, which cannot load in a sub-interpreter (python.execution-mode.strict=true); use process mode")]
+    SubInterpreterIncompatible {
+        /// The UDF.
+        target: String,
+        /// The top-level package that cannot load.
+        module: String,
+    },
 }
 
 pub(crate) fn stderr_tail(s: &str) -> String {
@@ -71,6 +80,30 @@ pub enum RunError {
         row: u64,
         /// The exception, with its traceback.
         error: PyErrorInfo,
+    },
+    /// The UDF raised on a row because something it imports (only when it
+    /// is called) cannot load in a sub-interpreter, and
+    /// `python.execution-mode.strict` forbids falling back to process mode.
+    /// (Without strict, the runner re-runs the batch in process mode and
+    /// stays there.)
+    #[error("the UDF imports {module} on row {row}, which cannot load in a sub-interpreter (python.execution-mode.strict=true); use process mode\n{}", error.traceback)]
+    SubInterpreterIncompatible {
+        /// The row.
+        row: u64,
+        /// The top-level package that cannot load.
+        module: String,
+        /// The exception, with its traceback.
+        error: PyErrorInfo,
+    },
+    /// The UDF needs process mode (it imports `module`, which cannot load in
+    /// a sub-interpreter) but worker processes could not be started.
+    #[error("falling back to process mode (the UDF imports {module}, which cannot load in a sub-interpreter): {source}")]
+    Fallback {
+        /// The module that cannot load.
+        module: String,
+        /// Why the workers could not start.
+        #[source]
+        source: Box<StartError>,
     },
     /// A value could not be converted to or from Python.
     #[error("{}: {message}", row.map(|r| format!("row {r}")).unwrap_or_else(|| "a batch".into()))]

@@ -91,6 +91,8 @@ pub(crate) struct Settings {
     pub config: Config,
     pub spec: UdfSpec,
     pub command: WorkerCommand,
+    /// The runner's counters (shared with a fallback pool).
+    pub counters: Arc<Counters>,
 }
 
 /// Counters shared by a pool's users.
@@ -247,7 +249,10 @@ pub(crate) struct Pool {
     settings: Settings,
     idle: Mutex<Vec<Slot>>,
     returned: Condvar,
-    pub counters: Counters,
+    /// No new work: workers given back are shut down (the runner fell back
+    /// to another mode).
+    retired: std::sync::atomic::AtomicBool,
+    pub counters: Arc<Counters>,
     /// The largest batch (`python.fn-execution.max-message-size`).
     pub max_payload: usize,
 }
@@ -287,11 +292,13 @@ impl Pool {
             return Err(e);
         }
         let max_payload = settings.config.max_message_size();
+        let counters = Arc::clone(&settings.counters);
         Ok(Pool {
             settings,
             idle: Mutex::new(slots),
             returned: Condvar::new(),
-            counters: Counters::default(),
+            retired: std::sync::atomic::AtomicBool::new(false),
+            counters,
             max_payload,
         })
     }
@@ -331,8 +338,28 @@ impl Pool {
     }
 
     fn give_back(&self, slot: Slot) {
+        if self.retired.load(Ordering::Acquire) {
+            if let Some(w) = slot.worker {
+                w.shutdown();
+            }
+            return;
+        }
         self.idle.lock().expect("pool lock").push(slot);
         self.returned.notify_one();
+    }
+
+    /// Takes no more work: shuts down the idle workers now, and every
+    /// leased one when it comes back.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let slots = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        let mut closing: Vec<Worker> = slots.into_iter().filter_map(|s| s.worker).collect();
+        for w in &mut closing {
+            w.tx.close();
+        }
+        for w in closing {
+            w.shutdown();
+        }
     }
 }
 
@@ -357,6 +384,11 @@ pub(crate) struct Lease<'p> {
 }
 
 impl Lease<'_> {
+    /// Whether this lease is of `pool`.
+    pub fn is_of(&self, pool: &Pool) -> bool {
+        std::ptr::eq(self.pool, pool)
+    }
+
     /// The slot's id.
     pub fn id(&self) -> usize {
         self.slot.as_ref().expect("a live lease").id
@@ -371,6 +403,16 @@ impl Lease<'_> {
             slot.worker = Some(w);
         }
         Ok(slot.worker.as_mut().expect("just started"))
+    }
+
+    /// Kills the worker (it broke) and leaves the slot vacant: for a pool
+    /// that takes no more work ([`Pool::retire`]).
+    pub fn discard(&mut self, why: &RunError) {
+        let slot = self.slot.as_mut().expect("a live lease");
+        if let Some(w) = slot.worker.take() {
+            w.kill();
+        }
+        tracing::warn!(worker = slot.id, "stopping a retired worker: {why}");
     }
 
     /// Kills the worker (it broke) and starts its replacement.
@@ -939,6 +981,23 @@ fn read_answer<S: ByteSource + ?Sized>(
                     }))
                 }
                 _ => Err("malformed UDF error".into()),
+            }
+        }
+        protocol::TAG_INCOMPATIBLE => {
+            let row =
+                protocol::decode_one_row(frame, protocol::SEQ_LEN).map_err(|e| e.to_string())?;
+            match expect_row::<5>(row) {
+                Some([Value::Int(r), Value::Str(module), t, m, tb])
+                    if (0..n as i64).contains(&r) =>
+                {
+                    let error = py_error(t, m, tb).ok_or("malformed incompatibility error")?;
+                    Ok(Err(RunError::SubInterpreterIncompatible {
+                        row: rows.start + r as u64,
+                        module,
+                        error,
+                    }))
+                }
+                _ => Err("malformed incompatibility error".into()),
             }
         }
         protocol::TAG_BAD_ROW => {

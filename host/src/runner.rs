@@ -3,13 +3,16 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::pool::{Answer, BatchRecord, Histograms, Lease, Pool, Settings, WorkerCommand};
+use crate::pool::{
+    Answer, BatchRecord, Counters, Histograms, Lease, Pool, Settings, WorkerCommand,
+};
 use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
 use coil_ipc::{encode_batch, Row, Value};
 use coil_worker::protocol;
-use coil_worker::UdfSpec;
+use coil_worker::{BatchTimes, UdfSpec};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -28,10 +31,21 @@ use coil_worker::UdfSpec;
 /// # Ok(()) }
 /// ```
 pub struct Runner {
+    /// The pool of the mode the runner started in.
     pool: Pool,
+    /// Worker processes, once a sub-interpreter runner found at call time
+    /// that its UDF cannot run in a sub-interpreter; from then on all work
+    /// goes here.
+    fallback: OnceLock<Pool>,
+    /// How to start the fallback pool's workers (taken when it starts).
+    fallback_command: Mutex<Option<CommandSource>>,
+    counters: Arc<Counters>,
     config: Config,
     spec: UdfSpec,
 }
+
+/// Finds the worker program, when process workers are first needed.
+type CommandSource = Box<dyn FnOnce() -> Result<WorkerCommand, StartError> + Send>;
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,7 +84,7 @@ impl Runner {
     fn with_worker(
         config: &Config,
         spec: UdfSpec,
-        command: impl FnOnce() -> Result<WorkerCommand, StartError>,
+        command: impl FnOnce() -> Result<WorkerCommand, StartError> + Send + 'static,
     ) -> Result<Runner, StartError> {
         let mode = match (config.execution_mode(), spec.kind) {
             (ExecutionMode::Process, _) => ExecutionMode::Process,
@@ -88,7 +102,8 @@ impl Runner {
             }
             (m, _) => m,
         };
-        let mut command = Some(command);
+        let counters = Arc::new(Counters::default());
+        let mut command: Option<CommandSource> = Some(Box::new(command));
         let mut start = |mode: ExecutionMode| -> Result<Pool, StartError> {
             let command = if mode == ExecutionMode::Process {
                 (command.take().expect("process mode starts once"))()?
@@ -100,6 +115,7 @@ impl Runner {
                 config: config.clone(),
                 spec: spec.clone(),
                 command,
+                counters: Arc::clone(&counters),
             })
         };
         let pool = match start(mode) {
@@ -107,10 +123,7 @@ impl Runner {
                 let text = format!("{}\n{}", error.message, error.traceback);
                 match coil_worker::incompatible_module(&text) {
                     Some(module) if config.strict() => {
-                        return Err(StartError::Unsupported(format!(
-                            "UDF {target} imports {module}, which cannot load in a sub-interpreter \
-                             (python.execution-mode.strict=true); use process mode"
-                        )))
+                        return Err(StartError::SubInterpreterIncompatible { target, module })
                     }
                     Some(module) => {
                         tracing::warn!(
@@ -125,15 +138,64 @@ impl Runner {
         };
         Ok(Runner {
             pool,
+            fallback: OnceLock::new(),
+            fallback_command: Mutex::new(command),
+            counters,
             config: config.clone(),
             spec,
         })
     }
 
+    /// The pool new work goes to.
+    fn active(&self) -> &Pool {
+        self.fallback.get().unwrap_or(&self.pool)
+    }
+
+    /// Switches this runner to process mode for the rest of its life: the
+    /// UDF imports `module`, which cannot load in a sub-interpreter (found
+    /// when it was called). The first caller starts the worker processes
+    /// and logs one warning; the sub-interpreters are shut down as their
+    /// streams give them back.
+    fn fall_back(&self, module: &str) -> Result<&Pool, RunError> {
+        if let Some(pool) = self.fallback.get() {
+            return Ok(pool);
+        }
+        let mut command = self.fallback_command.lock().expect("fallback lock");
+        if let Some(pool) = self.fallback.get() {
+            return Ok(pool);
+        }
+        let failed = |source: StartError| RunError::Fallback {
+            module: module.to_string(),
+            source: Box::new(source),
+        };
+        let find = command.take().ok_or_else(|| {
+            failed(StartError::Unsupported(
+                "process workers failed to start before".into(),
+            ))
+        })?;
+        tracing::warn!(
+            "UDF {} imports {module}, which cannot load in a sub-interpreter: running it in process mode from now on",
+            self.spec.target
+        );
+        let pool = Pool::start(Settings {
+            mode: ExecutionMode::Process,
+            config: self.config.clone(),
+            spec: self.spec.clone(),
+            command: find().map_err(failed)?,
+            counters: Arc::clone(&self.counters),
+        })
+        .map_err(failed)?;
+        let pool = self.fallback.get_or_init(|| pool);
+        self.pool.retire();
+        Ok(pool)
+    }
+
     /// The mode the UDF runs in: the configured one, or `process` where
-    /// the configured mode cannot run this UDF (vectorized UDFs).
+    /// the configured mode cannot run this UDF (vectorized UDFs, or a UDF
+    /// whose imports cannot load in a sub-interpreter, found when it was
+    /// loaded or called).
     pub fn mode(&self) -> ExecutionMode {
-        self.pool.mode()
+        self.active().mode()
     }
 
     /// The configuration it runs with.
@@ -144,12 +206,12 @@ impl Runner {
     /// Process ids of the workers not running a batch right now (all of
     /// them between calls): for monitoring, e.g. their memory.
     pub fn worker_pids(&self) -> Vec<u32> {
-        self.pool.idle_pids()
+        self.active().idle_pids()
     }
 
     /// What this runner has done so far: counts, and where the time went.
     pub fn metrics(&self) -> Metrics {
-        let c = &self.pool.counters;
+        let c = &self.counters;
         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let d = |a: &std::sync::atomic::AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
         Metrics {
@@ -171,8 +233,7 @@ impl Runner {
     /// The per-batch time distributions so far (latency, encode, decode,
     /// executor decode, Python, executor encode, transport).
     pub fn histograms(&self) -> Histograms {
-        self.pool
-            .counters
+        self.counters
             .histograms
             .lock()
             .expect("histograms lock")
@@ -181,7 +242,7 @@ impl Runner {
 
     /// Worker processes replaced so far (crashed, hung or misbehaving).
     pub fn restarts(&self) -> u64 {
-        self.pool.counters.restarts.load(Ordering::Relaxed)
+        self.counters.restarts.load(Ordering::Relaxed)
     }
 
     /// Runs `rows` and returns one result per row, in order: the UDF's
@@ -298,7 +359,25 @@ struct InFlight {
     attempts: u32,
     /// In its worker's request ring (until that worker is replaced).
     sent: bool,
+    /// Its results, read before the older batches' were (when the stream
+    /// moved off a retired pool): the results, the executor's times, the
+    /// host's decode time.
+    done: Option<(Vec<Value>, BatchTimes, Duration)>,
     failed: Option<RunError>,
+}
+
+impl InFlight {
+    /// Sent to its worker and not answered yet.
+    fn pending(&self) -> bool {
+        self.sent && self.failed.is_none() && self.done.is_none()
+    }
+
+    /// To be sent (again), to a worker of the active pool.
+    fn unsent(&mut self) {
+        self.sent = false;
+        self.deadline = None;
+        self.started = None;
+    }
 }
 
 /// Rows in, results out, in order; see [`Runner::stream`].
@@ -372,11 +451,15 @@ impl<'r> RowStream<'r> {
 
     /// Sends `rows` as one batch (its failure, if any, is queued in order).
     fn send_rows(&mut self, rows: &[Row]) {
-        let pool = &self.runner.pool;
+        let pool = self.runner.active();
         let first = self.next_row;
         self.next_row += rows.len() as u64;
         let range = first..self.next_row;
-        let seq = pool.counters.next_seq.fetch_add(1, Ordering::Relaxed);
+        let seq = self
+            .runner
+            .counters
+            .next_seq
+            .fetch_add(1, Ordering::Relaxed);
         let mut payload = Vec::with_capacity(protocol::SEQ_LEN + coil_ipc::encoded_len(rows));
         protocol::put_seq(&mut payload, seq).expect("a Vec never fills");
         let mut entry = InFlight {
@@ -389,11 +472,13 @@ impl<'r> RowStream<'r> {
             queued: Instant::now(),
             attempts: 0,
             sent: false,
+            done: None,
             failed: None,
         };
         let encode_started = Instant::now();
         let encoded = encode_batch(rows, &mut entry.payload);
-        pool.counters
+        self.runner
+            .counters
             .record_sent(pool.mode(), rows.len() as u64, encode_started.elapsed());
         if let Err(e) = encoded {
             entry.failed = Some(RunError::BadRow {
@@ -420,21 +505,35 @@ impl<'r> RowStream<'r> {
     fn in_flight_on(&self, lease: usize) -> usize {
         self.flight
             .iter()
-            .filter(|e| e.lease == lease && e.failed.is_none())
+            .filter(|e| e.lease == lease && e.pending())
             .count()
     }
 
-    /// A leased worker with room for another batch: an idle one of ours,
-    /// else another idle worker from the pool, else one of ours with one
-    /// batch running, else wait for the oldest answer.
+    /// A leased worker of the active pool with room for another batch: an
+    /// idle one of ours, else another idle worker from the pool, else one
+    /// of ours with one batch running, else wait for the oldest answer.
     fn pick_lease(&mut self) -> usize {
+        let active = self.runner.active();
+        if self
+            .flight
+            .iter()
+            .any(|e| e.pending() && !self.leases[e.lease].is_of(active))
+        {
+            // The runner fell back to process mode since these were sent:
+            // settle them before anything goes to the new pool, so that
+            // every worker still answers in the stream's order.
+            self.move_off_retired();
+        }
         loop {
-            let best = (0..self.leases.len()).min_by_key(|&l| self.in_flight_on(l));
+            let ours: Vec<usize> = (0..self.leases.len())
+                .filter(|&l| self.leases[l].is_of(active))
+                .collect();
+            let best = ours.iter().copied().min_by_key(|&l| self.in_flight_on(l));
             if let Some(l) = best.filter(|&l| self.in_flight_on(l) == 0) {
                 return l;
             }
-            if self.leases.len() < self.runner.config.worker_count() {
-                if let Some(lease) = self.runner.pool.lease(self.leases.is_empty()) {
+            if ours.len() < self.runner.config.worker_count() {
+                if let Some(lease) = active.lease(ours.is_empty()) {
                     self.leases.push(lease);
                     return self.leases.len() - 1;
                 }
@@ -456,7 +555,7 @@ impl<'r> RowStream<'r> {
                 .flight
                 .iter()
                 .take(at)
-                .all(|e| e.lease != li || e.failed.is_some());
+                .all(|e| e.lease != li || !e.pending());
             let sent = match self.leases[li].worker() {
                 Err(e) => Err(e),
                 // Pieces go only to a worker with nothing else of ours to
@@ -516,6 +615,22 @@ impl<'r> RowStream<'r> {
             self.ready.push_back(Err(Box::new(e)));
             return true;
         }
+        if front.done.is_some() {
+            let entry = self.flight.pop_front().expect("the oldest batch");
+            let (values, times, decode) = entry.done.expect("an answered entry");
+            self.runner.counters.record_batch(
+                self.runner.mode(),
+                &BatchRecord {
+                    rows: values.len() as u64,
+                    latency: entry.queued.elapsed(),
+                    decode,
+                    times,
+                    transport: Duration::ZERO,
+                },
+            );
+            self.ready.extend(values.into_iter().map(Ok));
+            return true;
+        }
         let (li, seq, rows, deadline) =
             (front.lease, front.seq, front.rows.clone(), front.deadline);
         let timeout = self.runner.config.timeout();
@@ -531,7 +646,7 @@ impl<'r> RowStream<'r> {
                     let round_trip = started.elapsed().saturating_sub(decode);
                     round_trip.saturating_sub(times.decode + times.python + times.encode)
                 });
-                self.runner.pool.counters.record_batch(
+                self.runner.counters.record_batch(
                     self.runner.mode(),
                     &BatchRecord {
                         rows: values.len() as u64,
@@ -543,6 +658,27 @@ impl<'r> RowStream<'r> {
                 );
                 self.ready.extend(values.into_iter().map(Ok));
                 self.started_next_on(li);
+                true
+            }
+            Answer::Error(RunError::SubInterpreterIncompatible { module, .. })
+                if !self.runner.config.strict() =>
+            {
+                // Found at call time: the UDF cannot run in a
+                // sub-interpreter. The runner moves to process mode for
+                // good; this batch (which produced nothing) runs again
+                // there, with every other one still owed.
+                self.started_next_on(li);
+                match self.runner.fall_back(&module) {
+                    Ok(_) => {
+                        self.flight[0].unsent();
+                        self.move_off_retired();
+                    }
+                    Err(e) => {
+                        self.flight.pop_front();
+                        self.count_error(&e);
+                        self.ready.push_back(Err(Box::new(e)));
+                    }
+                }
                 true
             }
             Answer::Error(e) => {
@@ -559,10 +695,73 @@ impl<'r> RowStream<'r> {
         }
     }
 
+    /// Moves the stream off workers of a pool the runner retired (it fell
+    /// back to process mode): reads, in order, every answer those workers
+    /// still owe, keeping results and errors in place; then sends every
+    /// batch that must run again (the UDF could not run it in a
+    /// sub-interpreter, or its worker broke) to the active pool, in order.
+    /// Nothing is run twice that produced results, and nothing is dropped.
+    fn move_off_retired(&mut self) {
+        let active = self.runner.active();
+        let timeout = self.runner.config.timeout();
+        let strict = self.runner.config.strict();
+        for i in 0..self.flight.len() {
+            let li = self.flight[i].lease;
+            if !self.flight[i].pending() || self.leases[li].is_of(active) {
+                continue;
+            }
+            // Entries are visited in order, so this is the oldest one its
+            // worker owes: its answer is the next that worker sends.
+            let (seq, rows, deadline) = {
+                let e = &self.flight[i];
+                (e.seq, e.rows.clone(), e.deadline)
+            };
+            let answer = match self.leases[li].worker() {
+                Ok(w) => w.answer(seq, rows, deadline, timeout, true),
+                Err(e) => Answer::Broken(e),
+            };
+            match answer {
+                Answer::Values(values, times, decode) => {
+                    self.flight[i].done = Some((values, times, decode));
+                }
+                Answer::Error(RunError::SubInterpreterIncompatible { .. }) if !strict => {
+                    self.flight[i].unsent();
+                }
+                Answer::Broken(e) | Answer::Error(e @ RunError::Restart(_)) => {
+                    // Its worker is gone: this and what it still held run
+                    // again on the active pool.
+                    for entry in self.flight.iter_mut().skip(i) {
+                        if entry.lease == li && entry.pending() {
+                            entry.unsent();
+                        }
+                    }
+                    self.leases[li].discard(&e);
+                    continue;
+                }
+                Answer::Error(e) => self.flight[i].failed = Some(e),
+                Answer::Pending => self.flight[i].unsent(),
+            }
+            self.started_next_on(li);
+        }
+        let again: Vec<u64> = self
+            .flight
+            .iter()
+            .filter(|e| !e.sent && e.failed.is_none() && e.done.is_none())
+            .map(|e| e.seq)
+            .collect();
+        for seq in again {
+            let lease = self.pick_lease();
+            // Picking may have collected answers and moved the queue.
+            if let Some(at) = self.flight.iter().position(|e| e.seq == seq) {
+                self.flight[at].lease = lease;
+                self.dispatch(at);
+            }
+        }
+    }
+
     fn count_error(&self, e: &RunError) {
         let timeout = matches!(e, RunError::Timeout { .. });
         self.runner
-            .pool
             .counters
             .record_error(self.runner.mode(), timeout);
     }
@@ -573,7 +772,7 @@ impl<'r> RowStream<'r> {
         if let Some(next) = self
             .flight
             .iter_mut()
-            .find(|e| e.lease == li && e.failed.is_none())
+            .find(|e| e.lease == li && e.pending())
         {
             next.deadline = timeout.map(|t| Instant::now() + t);
             next.started = Some(Instant::now());
@@ -602,10 +801,9 @@ impl<'r> RowStream<'r> {
         for e in self
             .flight
             .iter_mut()
-            .filter(|e| e.lease == li && e.failed.is_none())
+            .filter(|e| e.lease == li && e.pending())
         {
-            e.deadline = None;
-            e.sent = false;
+            e.unsent();
             resend.push(e.seq);
         }
         for seq in resend {

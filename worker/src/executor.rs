@@ -161,6 +161,18 @@ pub enum BatchError {
         /// The exception.
         error: PyErrorInfo,
     },
+    /// The UDF raised on row `row` because something it imports cannot
+    /// load in a sub-interpreter (an `ImportError` saying so is in the
+    /// exception's chain): the batch can run in a worker process instead.
+    #[error("row {row}: {module} cannot load in a sub-interpreter: {error}")]
+    Incompatible {
+        /// Index of the row in the batch.
+        row: u32,
+        /// The top-level package that cannot load.
+        module: String,
+        /// The exception.
+        error: PyErrorInfo,
+    },
     /// A value of row `row` could not be converted to or from Python.
     #[error("row {}: {message}", row.map(|r| r.to_string()).unwrap_or_else(|| "?".into()))]
     BadRow {
@@ -402,9 +414,21 @@ impl Executor {
     }
 
     fn raised(&self, py: Python<'_>, row: u32, e: PyErr) -> BatchError {
-        BatchError::Udf {
-            row,
-            error: PyErrorInfo::from_err(py, self.helper.bind(py), e),
+        let helper = self.helper.bind(py);
+        // An import inside the UDF that cannot run in a sub-interpreter
+        // (found only now, at call time): its own answer, so the host can
+        // fall back to process mode.
+        let module = helper
+            .getattr("blocker")
+            .and_then(|b| b.call1((e.value(py),)))
+            .and_then(|m| m.extract::<Option<String>>())
+            .ok()
+            .flatten()
+            .and_then(|message| crate::subinterp::incompatible_module(&message));
+        let error = PyErrorInfo::from_err(py, helper, e);
+        match module {
+            Some(module) => BatchError::Incompatible { row, module, error },
+            None => BatchError::Udf { row, error },
         }
     }
 

@@ -11,6 +11,7 @@
 //! | [`TAG_RESULT`] | worker → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row per input row: `[result]` |
 //! | [`TAG_UDF_ERROR`] | worker → host | `seq: u64`, then one row: `[row, type, message, traceback]` |
 //! | [`TAG_BAD_ROW`] | worker → host | `seq: u64`, then one row: `[row, message]` |
+//! | [`TAG_INCOMPATIBLE`] | worker → host | `seq: u64`, then one row: `[row, module, type, message, traceback]` |
 //!
 //! A table UDF's result for one input row is a list of rows (each a list).
 //! The host closes ring 0 to shut the worker down; the worker then runs the
@@ -32,6 +33,9 @@ pub const TAG_RESULT: u16 = 12;
 pub const TAG_UDF_ERROR: u16 = 13;
 /// A row of a batch could not be converted (to or from Python).
 pub const TAG_BAD_ROW: u16 = 14;
+/// The UDF raised on a row of a batch because a module it imports cannot
+/// load in a sub-interpreter (the batch can run in process mode).
+pub const TAG_INCOMPATIBLE: u16 = 15;
 
 /// Bytes of the sequence number that starts a batch, result or error.
 pub const SEQ_LEN: usize = 8;

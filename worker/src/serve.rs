@@ -254,6 +254,12 @@ fn run(
                 one_row(Some(seq), &r, &mut out);
                 protocol::TAG_UDF_ERROR
             }
+            Err(BatchError::Incompatible { row, module, error }) => {
+                let mut r = vec![Value::Int(i64::from(row)), Value::Str(module)];
+                r.extend(error_row(&error));
+                one_row(Some(seq), &r, &mut out);
+                protocol::TAG_INCOMPATIBLE
+            }
             Err(BatchError::BadRow { row, message }) => {
                 let row = row.map(i64::from).unwrap_or(-1);
                 one_row(Some(seq), &[Value::Int(row), Value::Str(message)], &mut out);

@@ -61,6 +61,20 @@ def close(instance):
         closer()
 
 
+def blocker(exc):
+    """The message of the ImportError in EXC's chain (EXC itself, its
+    __cause__ or __context__, transitively) that says a module cannot load
+    in a sub-interpreter, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ImportError) and \
+                "does not support loading in subinterpreters" in str(exc):
+            return str(exc)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def describe(exc):
     """(type name, message, formatted traceback) of an exception."""
     kind = type(exc)
