@@ -6,6 +6,12 @@
 //! call loop in this process (no ring, no codec). UDFs: `inc` (`x + 1`),
 //! `upper` (`s.upper()` on 32-char strings), `spin` (a pure-Python loop of
 //! about 10 µs a call).
+//!
+//! `modes/balance/<mode>/<executors>` (issue 10): 1,500 rows of `spin` at
+//! about 1 ms a row with the default, adaptive batch sizes (bundle.size not
+//! set): 2 executors must be ≥ 1.7x as fast as 1 in `process` and
+//! `sub-interpreter`; `.../b1000` is the same with a fixed bundle of 1,000
+//! rows, where one executor gets two thirds of the work.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -40,6 +46,10 @@ fn rows(udf: &str) -> Vec<Row> {
 }
 
 fn runner(udf: &str, mode: &str, executors: usize) -> Runner {
+    runner_with(udf, mode, executors, Some(1000))
+}
+
+fn runner_with(udf: &str, mode: &str, executors: usize, bundle: Option<usize>) -> Runner {
     let mut config = Config::default();
     config
         .set_pair(&format!("python.execution-mode={mode}"))
@@ -47,9 +57,11 @@ fn runner(udf: &str, mode: &str, executors: usize) -> Runner {
     config
         .set_pair(&format!("python.worker-count={executors}"))
         .unwrap();
-    config
-        .set_pair("python.fn-execution.bundle.size=1000")
-        .unwrap();
+    if let Some(bundle) = bundle {
+        config
+            .set_pair(&format!("python.fn-execution.bundle.size={bundle}"))
+            .unwrap();
+    }
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/udfs.py");
     let spec = UdfSpec::new(format!("{}:{udf}", file.display())).kind(UdfKind::Scalar);
     let r = Runner::with_worker_command(
@@ -116,5 +128,41 @@ fn split(name: &str, m: &coil_host::Metrics) -> String {
     )
 }
 
-criterion_group!(benches, modes);
+/// Iterations of `spin` for about 1 ms a call.
+const SPIN_1MS: i64 = 7_500;
+/// Rows of the balance bench.
+const BALANCE_ROWS: usize = 1_500;
+
+/// Every worker busy whatever the input size: a small input of a slow UDF
+/// with adaptive batch sizes, 1 and 2 executors.
+fn balance(c: &mut Criterion) {
+    Python::initialize();
+    let data: Vec<Row> = (0..BALANCE_ROWS)
+        .map(|_| vec![Value::Int(SPIN_1MS)])
+        .collect();
+    let want = Python::attach(|py| direct(py, &bench_udf(py, "spin"), &data[..1]));
+    let mut g = c.benchmark_group("modes/balance");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(100))
+        .measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(data.len() as u64));
+    for mode in ["process", "sub-interpreter"] {
+        for (executors, bundle, name) in [
+            (1, None, "1".to_string()),
+            (2, None, "2".to_string()),
+            (2, Some(1000), "2/b1000".to_string()),
+        ] {
+            let r = runner_with("spin", mode, executors, bundle);
+            let got = r.call(&data).unwrap();
+            assert_eq!(got.len(), data.len());
+            assert!(got.iter().all(|v| *v == want[0]), "spin in {mode}");
+            g.bench_function(BenchmarkId::new(mode, name), |b| {
+                b.iter(|| r.call(black_box(&data)).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, modes, balance);
 criterion_main!(benches);

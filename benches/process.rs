@@ -5,6 +5,9 @@
 //! - `process/w<workers>/b<bundle>/<udf>`: `Runner::call` over the rows,
 //!   `python.worker-count` = 1 or 2, `python.fn-execution.bundle.size` = 1,
 //!   100 or 1000.
+//! - `process/w1/adaptive/<udf>`: the same with the default configuration
+//!   (bundle.size not set: batches sized from the measured time per row, at
+//!   most 1,000 rows).
 //! - `process/latency/{row,socketpair}`: one single-row call; one 64-byte
 //!   ping-pong over a Unix socketpair to a peer process. The p50 and p99 of
 //!   both are also printed and written to
@@ -61,13 +64,21 @@ fn expected(udf: &str, rows: &[Row]) -> Vec<Value> {
 }
 
 fn runner(udf: &str, workers: usize, bundle: usize) -> Runner {
+    runner_with(udf, workers, Some(bundle))
+}
+
+/// `bundle` `None`: the default, batches sized from the measured time per
+/// row (up to 1,000 rows).
+fn runner_with(udf: &str, workers: usize, bundle: Option<usize>) -> Runner {
     let mut config = Config::default();
     config
         .set_pair(&format!("python.worker-count={workers}"))
         .unwrap();
-    config
-        .set_pair(&format!("python.fn-execution.bundle.size={bundle}"))
-        .unwrap();
+    if let Some(bundle) = bundle {
+        config
+            .set_pair(&format!("python.fn-execution.bundle.size={bundle}"))
+            .unwrap();
+    }
     let spec = UdfSpec::new(format!("{}:{udf}", udf_file())).kind(UdfKind::Scalar);
     Runner::with_worker_command(
         &config,
@@ -107,6 +118,13 @@ fn throughput(c: &mut Criterion) {
                 );
             }
         }
+        // The default configuration: adaptive batch sizes.
+        let r = runner_with(udf, 1, None);
+        assert_eq!(r.call(&data).unwrap(), want);
+        g.throughput(Throughput::Elements(ROWS as u64));
+        g.bench_function(BenchmarkId::new("w1/adaptive", udf), |b| {
+            b.iter(|| r.call(black_box(&data)).unwrap())
+        });
     }
     g.finish();
 }

@@ -456,3 +456,31 @@ fn metrics_reach_the_metrics_facade_and_the_histograms() {
     assert_eq!(h.latency.len(), 6);
     assert!(h.latency.value_at_quantile(0.99) >= h.python.value_at_quantile(0.5));
 }
+
+/// Issue 10: a small input of a slow UDF, with the default batch size,
+/// is spread over every executor (with fixed batches of 1,000 rows all 40
+/// rows went to one).
+#[test]
+fn a_small_input_of_a_slow_udf_keeps_every_executor_busy() {
+    for mode in every_mode() {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "basic.py",
+            "where_and_slow",
+            UdfKind::Scalar,
+            &["python.worker-count=2", &conf],
+        );
+        let got = runner.call(&ints(0..40)).unwrap();
+        let executors: std::collections::HashSet<String> = got
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => s.clone(),
+                other => panic!("{mode}: {other:?}"),
+            })
+            .collect();
+        assert_eq!(executors.len(), 2, "{mode}: {got:?}");
+        // Once the time per row is known, batches hold ~5 ms of it.
+        let m = runner.metrics();
+        assert!(m.batches >= 8, "{mode}: {} batches", m.batches);
+    }
+}

@@ -73,6 +73,8 @@ pub const WORKER_COUNT: &str = "python.worker-count";
 pub const BUNDLE_SIZE: &str = "python.fn-execution.bundle.size";
 /// `python.fn-execution.bundle.time`.
 pub const BUNDLE_TIME: &str = "python.fn-execution.bundle.time";
+/// `python.fn-execution.bundle.target-time`.
+pub const BUNDLE_TARGET_TIME: &str = "python.fn-execution.bundle.target-time";
 /// `python.files`.
 pub const FILES: &str = "python.files";
 /// `python.fn-execution.ring.size`.
@@ -97,6 +99,12 @@ fn check_count(v: &str) -> Result<(), String> {
 }
 fn check_millis(v: &str) -> Result<(), String> {
     parse_millis(v).map(|_| ())
+}
+fn check_millis_positive(v: &str) -> Result<(), String> {
+    match parse_millis(v)? {
+        0 => Err("a positive number of milliseconds".into()),
+        _ => Ok(()),
+    }
 }
 fn check_ring(v: &str) -> Result<(), String> {
     parse_ring_size(v).map(|_| ())
@@ -137,7 +145,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: BUNDLE_SIZE,
         default: "1000",
-        doc: "rows per batch sent to a worker; a positive integer",
+        doc: "the most rows per batch sent to a worker, a positive integer; unless set, batches are sized from the UDF's measured time per row (see bundle.target-time) up to this bound; set, every batch holds this many rows",
         check: check_count,
     },
     Key {
@@ -145,6 +153,12 @@ pub const KEYS: &[Key] = &[
         default: "1000",
         doc: "milliseconds a streaming runner waits before it sends a partial batch; a positive integer",
         check: check_millis,
+    },
+    Key {
+        name: BUNDLE_TARGET_TIME,
+        default: "5",
+        doc: "milliseconds of executor time a batch aims at while bundle.size is not set: batches hold that long's worth of rows at the measured time per row (4 rows until a first batch was measured), so every worker gets work however small the input; a positive integer",
+        check: check_millis_positive,
     },
     Key {
         name: FILES,
@@ -380,6 +394,18 @@ impl Config {
         self.typed(BUNDLE_SIZE, parse_count)
     }
 
+    /// Whether `python.fn-execution.bundle.size` was set: then every batch
+    /// holds that many rows; otherwise it is an upper bound and batches are
+    /// sized from the measured time per row.
+    pub fn bundle_size_is_fixed(&self) -> bool {
+        self.get(BUNDLE_SIZE).is_some()
+    }
+
+    /// `python.fn-execution.bundle.target-time`.
+    pub fn bundle_target_time(&self) -> Duration {
+        Duration::from_millis(self.typed(BUNDLE_TARGET_TIME, parse_millis))
+    }
+
     /// `python.fn-execution.bundle.time`.
     pub fn bundle_time(&self) -> Duration {
         Duration::from_millis(self.typed(BUNDLE_TIME, parse_millis))
@@ -440,6 +466,8 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.execution_mode(), ExecutionMode::Process);
         assert_eq!(c.bundle_size(), 1000);
+        assert!(!c.bundle_size_is_fixed());
+        assert_eq!(c.bundle_target_time(), Duration::from_millis(5));
         assert_eq!(c.ring_size(), 4 << 20);
         assert_eq!(c.timeout(), Some(Duration::from_secs(300)));
         assert!(c.worker_count() >= 1);
@@ -488,6 +516,8 @@ mod tests {
             (MAX_MESSAGE_SIZE, "1k"),
             (MAX_MESSAGE_SIZE, "5g"),
             (EXECUTION_MODE_STRICT, "yes"),
+            (BUNDLE_TARGET_TIME, "0"),
+            (BUNDLE_TARGET_TIME, "2.5"),
         ] {
             assert!(Config::builder().set(k, v).is_err(), "{k}={v} accepted");
         }

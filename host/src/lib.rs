@@ -37,8 +37,8 @@ pub use coil_ipc as ipc;
 pub use coil_worker::{PyErrorInfo, UdfKind, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, KEYS};
 pub use config::{
-    BUNDLE_SIZE, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES, MAX_MESSAGE_SIZE,
-    RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
+    BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES,
+    MAX_MESSAGE_SIZE, RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
 pub use error::{RunError, StartError};
 pub use pool::{Histograms, WorkerCommand};

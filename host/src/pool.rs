@@ -111,6 +111,9 @@ pub(crate) struct Counters {
     pub python_ns: AtomicU64,
     pub worker_encode_ns: AtomicU64,
     pub transport_ns: AtomicU64,
+    /// The executor's time per row, nanoseconds as `f64` bits, smoothed
+    /// over the answered batches (0: nothing measured yet). Sizes batches.
+    pub row_cost: AtomicU64,
     pub histograms: Mutex<Histograms>,
 }
 
@@ -178,6 +181,17 @@ impl Counters {
     /// `metrics` facade (a no-op unless the host installed a recorder).
     pub fn record_batch(&self, mode: ExecutionMode, b: &BatchRecord) {
         self.batches.fetch_add(1, Ordering::Relaxed);
+        if b.rows > 0 {
+            let executor = b.times.decode + b.times.python + b.times.encode;
+            let cost = executor.as_nanos() as f64 / b.rows as f64;
+            // Exponential smoothing: half the weight on the newest batch.
+            // Racing updates from several streams may lose one sample; the
+            // estimate stays a plausible cost either way.
+            let old = f64::from_bits(self.row_cost.load(Ordering::Relaxed));
+            let new = if old > 0.0 { (old + cost) / 2.0 } else { cost };
+            self.row_cost
+                .store(new.max(1.0).to_bits(), Ordering::Relaxed);
+        }
         self.rows_out.fetch_add(b.rows, Ordering::Relaxed);
         Counters::add(&self.decode_ns, b.decode);
         Counters::add(&self.worker_decode_ns, b.times.decode);
@@ -207,6 +221,12 @@ impl Counters {
             metrics::histogram!("coil_batch_seconds", "mode" => m, "part" => part)
                 .record(d.as_secs_f64());
         }
+    }
+
+    /// The executor's measured time per row, if any batch was answered.
+    pub fn row_cost(&self) -> Option<Duration> {
+        let ns = f64::from_bits(self.row_cost.load(Ordering::Relaxed));
+        (ns > 0.0).then(|| Duration::from_secs_f64(ns / 1e9))
     }
 
     /// Counts a batch sent: its rows and the time to encode it.

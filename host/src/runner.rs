@@ -247,8 +247,8 @@ impl Runner {
 
     /// Runs `rows` and returns one result per row, in order: the UDF's
     /// value for scalar and vectorized UDFs, a list of rows (each a list)
-    /// for table UDFs. The rows are split into batches of
-    /// `python.fn-execution.bundle.size`, spread over the idle workers.
+    /// for table UDFs. The rows are split into batches (see
+    /// [`RowStream::batch_size`]), spread over the idle workers.
     ///
     /// # Errors
     ///
@@ -256,8 +256,11 @@ impl Runner {
     pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         let mut stream = self.stream();
         let mut out = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(self.config.bundle_size()) {
-            stream.send_rows(chunk);
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (batch, after) = rest.split_at(stream.batch_size().min(rest.len()));
+            rest = after;
+            stream.send_rows(batch);
             while let Some(v) = stream.ready.pop_front() {
                 out.push(v.map_err(|e| *e)?);
             }
@@ -266,6 +269,16 @@ impl Runner {
             out.push(v?);
         }
         Ok(out)
+    }
+
+    /// The rows in the next batch (see [`RowStream::batch_size`]).
+    fn batch_size(&self) -> usize {
+        batch_rows(
+            self.config.bundle_size(),
+            self.config.bundle_size_is_fixed(),
+            self.config.bundle_target_time(),
+            self.counters.row_cost(),
+        )
     }
 
     /// A stream: push rows, pull results in order. Rows are sent in batches
@@ -342,6 +355,11 @@ impl Metrics {
 /// the worker never waits for the host between batches.
 const DEPTH: usize = 2;
 
+/// Rows per batch until a batch has been answered and the time per row is
+/// known (unless `python.fn-execution.bundle.size` is set): small, so that
+/// a slow UDF's first batches do not give one worker all the work.
+const FIRST_BATCH: usize = 4;
+
 /// A batch sent to a worker and not yet answered (or failed before it
 /// could be sent).
 struct InFlight {
@@ -377,6 +395,24 @@ impl InFlight {
         self.sent = false;
         self.deadline = None;
         self.started = None;
+    }
+}
+
+/// Rows per batch: `bound` when `fixed` (the user set
+/// `python.fn-execution.bundle.size`); otherwise the rows the executor runs
+/// in `target` at `cost` per row, from 1 to `bound`, and [`FIRST_BATCH`]
+/// while nothing has been measured.
+fn batch_rows(bound: usize, fixed: bool, target: Duration, cost: Option<Duration>) -> usize {
+    if fixed {
+        return bound;
+    }
+    match cost {
+        Some(cost) if !cost.is_zero() => {
+            let rows = target.as_secs_f64() / cost.as_secs_f64();
+            // `as` saturates: a huge quotient is usize::MAX, then clamped.
+            (rows.round() as usize).clamp(1, bound)
+        }
+        _ => FIRST_BATCH.min(bound),
     }
 }
 
@@ -422,7 +458,7 @@ impl<'r> RowStream<'r> {
             self.buffer_since = Some(Instant::now());
         }
         self.buffer.push(row);
-        if self.buffer.len() >= self.runner.config.bundle_size() || self.overdue() {
+        if self.buffer.len() >= self.batch_size() || self.overdue() {
             self.flush()?;
         }
         Ok(())
@@ -841,6 +877,17 @@ impl<'r> RowStream<'r> {
         self.ready.pop_front().map(|r| r.map_err(|e| *e))
     }
 
+    /// How many rows the next batch holds: `python.fn-execution.bundle.size`
+    /// if it was set; otherwise as many as the UDF runs in
+    /// `python.fn-execution.bundle.target-time` at the time per row measured
+    /// so far (at least 1, at most `bundle.size`), and 4 until a first
+    /// batch has been measured. Small inputs and slow UDFs so make many
+    /// small batches that spread over every worker; fast UDFs get full
+    /// batches after the first few.
+    pub fn batch_size(&self) -> usize {
+        self.runner.batch_size()
+    }
+
     /// Rows pushed so far.
     pub fn rows_pushed(&self) -> u64 {
         self.next_row + self.buffer.len() as u64
@@ -867,6 +914,30 @@ impl Iterator for RowStream<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_are_sized_from_the_measured_time_per_row_unless_the_size_is_set() {
+        let ms = Duration::from_millis;
+        let us = Duration::from_micros;
+        let ns = Duration::from_nanos;
+        // Nothing measured yet: a small first batch, within the bound.
+        assert_eq!(batch_rows(1000, false, ms(5), None), FIRST_BATCH);
+        assert_eq!(batch_rows(4, false, ms(5), None), 4);
+        // A ~1 ms UDF: five rows make 5 ms.
+        assert_eq!(batch_rows(1000, false, ms(5), Some(ms(1))), 5);
+        // Slower than the target: one row at a time.
+        assert_eq!(batch_rows(1000, false, ms(5), Some(ms(80))), 1);
+        // `x + 1`: the bound, as before adaptive sizing.
+        assert_eq!(batch_rows(1000, false, ms(5), Some(ns(60))), 1000);
+        assert_eq!(batch_rows(1000, false, ms(5), Some(us(10))), 500);
+        assert_eq!(
+            batch_rows(1000, false, ms(5), Some(Duration::ZERO)),
+            FIRST_BATCH
+        );
+        // Set by the user: always that size.
+        assert_eq!(batch_rows(1000, true, ms(5), Some(ms(1))), 1000);
+        assert_eq!(batch_rows(7, true, ms(5), None), 7);
+    }
 
     /// Built against CPython 3.13 this starts sub-interpreters (and fails
     /// loading a UDF that does not exist); built against 3.12 (`.ci/run`

@@ -115,3 +115,13 @@ def interpreter_id(x):
     import _interpreters
 
     return _interpreters.get_current()[0]
+
+
+def where_and_slow(x):
+    """Which executor ran the row (process and thread), after 2 ms of
+    work: a slow UDF over a small input."""
+    import os
+    import threading
+    import time
+    time.sleep(0.002)
+    return f"{os.getpid()}-{threading.get_ident()}"
