@@ -48,7 +48,8 @@ pub use executor::{
 };
 pub use serve::{interrupt, serve, serve_in_process, watch_parent, ServeError};
 pub use subinterp::{
-    incompatible_module, interrupt_in, serve_in_subinterpreter, INCOMPATIBLE, SUBINTERPRETERS,
+    incompatible_module, interrupt_in, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST,
+    INCOMPATIBLE, SUBINTERPRETERS,
 };
 
 /// The largest batch or answer, in bytes, unless `--max-message` says
