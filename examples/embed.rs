@@ -56,12 +56,12 @@ fn run(mode: &str) -> anyhow::Result<()> {
         stream.push(vec![Value::Str(format!(
             "{} #{i}",
             titles[i % titles.len()]
-        ))])?;
+        ))]);
         while let Some(r) = stream.try_pull() {
             results.push(r?);
         }
     }
-    stream.flush()?;
+    stream.flush();
     for r in stream.by_ref() {
         results.push(r?);
     }

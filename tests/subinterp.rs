@@ -157,7 +157,7 @@ fn an_import_that_fails_only_at_call_time_moves_the_runner_to_process_mode() {
     let mut stream = runner.stream();
     let mut got = Vec::new();
     for x in 0..LAZY_ROWS {
-        stream.push(vec![Value::Int(x)]).unwrap();
+        stream.push(vec![Value::Int(x)]);
         while let Some(v) = stream.try_pull() {
             got.push(v.unwrap());
         }

@@ -452,6 +452,41 @@ impl Config {
     }
 }
 
+/// A configuration's values, parsed once for a runner (the hot path never
+/// parses a key).
+#[derive(Debug, Clone)]
+pub(crate) struct Tuning {
+    pub strict: bool,
+    pub workers: usize,
+    pub bundle_size: usize,
+    pub bundle_fixed: bool,
+    pub bundle_target_time: Duration,
+    pub bundle_time: Duration,
+    pub ring_size: usize,
+    pub max_message: usize,
+    pub timeout: Option<Duration>,
+    pub retries: u32,
+    pub start_timeout: Duration,
+}
+
+impl Tuning {
+    pub fn of(c: &Config) -> Tuning {
+        Tuning {
+            strict: c.strict(),
+            workers: c.worker_count(),
+            bundle_size: c.bundle_size(),
+            bundle_fixed: c.bundle_size_is_fixed(),
+            bundle_target_time: c.bundle_target_time(),
+            bundle_time: c.bundle_time(),
+            ring_size: c.ring_size(),
+            max_message: c.max_message_size(),
+            timeout: c.timeout(),
+            retries: c.retries(),
+            start_timeout: c.start_timeout(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,27 +1,121 @@
-//! What can go wrong when starting a runner or running rows.
+//! What can go wrong when starting a runner or running rows. Variants carry
+//! data (rows, sizes, exit status, module), and an error that wraps another
+//! names it as its source instead of repeating it in its own message.
 
+use std::fmt;
 use std::ops::Range;
 use std::time::Duration;
 
-use coil_worker::PyErrorInfo;
+use coil_proto::{MessageError, ProtoError, PyErrorInfo};
+
+use crate::ExecutionMode;
+
+/// How an executor ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkerExit {
+    /// The process exited with this code.
+    Code(i32),
+    /// The process was killed by this signal.
+    Signal {
+        /// The signal number.
+        number: i32,
+        /// Its name (`SIGKILL`), or `?` if unknown.
+        name: &'static str,
+    },
+    /// The process did not exit in time after it broke off; it was killed.
+    Killed,
+    /// An in-process executor's thread stopped.
+    ThreadStopped,
+    /// Its status could not be read.
+    Unknown,
+}
+
+impl WorkerExit {
+    /// From a reaped child's status.
+    pub(crate) fn from_status(status: std::process::ExitStatus) -> WorkerExit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => WorkerExit::Code(code),
+            (None, Some(number)) => WorkerExit::Signal {
+                number,
+                name: nix::sys::signal::Signal::try_from(number).map_or("?", |s| s.as_str()),
+            },
+            _ => WorkerExit::Unknown,
+        }
+    }
+}
+
+impl fmt::Display for WorkerExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkerExit::Code(c) => write!(f, "exited with code {c}"),
+            WorkerExit::Signal { number, name } => write!(f, "killed by signal {number} ({name})"),
+            WorkerExit::Killed => f.write_str("still running; killed"),
+            WorkerExit::ThreadStopped => f.write_str("its executor thread stopped"),
+            WorkerExit::Unknown => f.write_str("exit status unknown"),
+        }
+    }
+}
+
+/// What broke the conversation with an executor: it wrote something no
+/// executor would, or its ring failed in a way a live executor cannot
+/// cause.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// An answer that does not decode or does not match its batch.
+    #[error("a malformed answer")]
+    Answer(#[from] ProtoError),
+    /// The ring refused or corrupted a frame.
+    #[error("the answer ring failed")]
+    Recv(#[from] coil_ipc::RingRecvError),
+    /// The request ring refused a batch.
+    #[error("the request ring failed")]
+    Push(#[from] coil_ipc::RingPushError),
+    /// A message in pieces could not be sent or reassembled.
+    #[error("a message in pieces failed")]
+    Message(#[from] MessageError),
+}
+
+/// Which way a message too large to send was going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Rows to an executor.
+    Batch,
+    /// Results from an executor.
+    Results,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Batch => "encode",
+            Direction::Results => "produce results of",
+        })
+    }
+}
 
 /// Why a runner could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
     /// The worker program was not found.
-    #[error("cannot find the coil-worker program ({0}); set COIL_WORKER to its path")]
-    WorkerNotFound(String),
-    /// The worker could not be spawned.
-    #[error("spawning worker {program}: {source}")]
+    #[error("cannot find the coil-worker program (looked at {}); set COIL_WORKER to its path", looked.join(", "))]
+    WorkerNotFound {
+        /// The places looked at.
+        looked: Vec<String>,
+    },
+    /// The worker (a process or a thread) could not be spawned.
+    #[error("spawning {program}")]
     Spawn {
-        /// The program.
+        /// The program, or "an executor thread".
         program: String,
         /// Why.
         source: std::io::Error,
     },
-    /// The shared-memory region could not be created.
-    #[error("creating a worker's rings: {0}")]
+    /// The rings could not be created.
+    #[error("creating a worker's rings")]
     Region(#[from] coil_ipc::RegionCreateError),
     /// The UDF could not be loaded; carries the Python exception.
     #[error("loading UDF {target}: {error}\n{}", error.traceback)]
@@ -32,22 +126,27 @@ pub enum StartError {
         error: PyErrorInfo,
     },
     /// The worker exited before it was ready.
-    #[error("worker exited while starting ({status}){}", stderr_tail(.stderr))]
+    #[error("worker exited while starting ({exit}){}", stderr_tail(.stderr))]
     Exited {
         /// How it exited.
-        status: String,
+        exit: WorkerExit,
         /// The last lines it wrote to stderr.
         stderr: String,
     },
     /// The worker did not report ready in time.
-    #[error("worker did not start within {0:?}")]
+    #[error("worker did not start within {0:?} (python.worker.start-timeout)")]
     Timeout(Duration),
     /// The worker said something other than ready.
-    #[error("worker protocol error while starting: {0}")]
-    Protocol(String),
-    /// The mode cannot run here (yet).
-    #[error("{0}")]
-    Unsupported(String),
+    #[error("worker broke the protocol while starting")]
+    Protocol(#[source] ProtocolError),
+    /// The mode cannot run in this build.
+    #[error("python.execution-mode={mode} is not available: {reason}")]
+    ModeUnavailable {
+        /// The mode asked for.
+        mode: ExecutionMode,
+        /// Why not.
+        reason: &'static str,
+    },
     /// The UDF imports a module that cannot load in a sub-interpreter, and
     /// `python.execution-mode.strict` forbids falling back to process mode.
     #[error("UDF {target} imports {module}, which cannot load in a sub-interpreter (python.execution-mode.strict=true); use process mode")]
@@ -97,7 +196,7 @@ pub enum RunError {
     },
     /// The UDF needs process mode (it imports `module`, which cannot load in
     /// a sub-interpreter) but worker processes could not be started.
-    #[error("falling back to process mode (the UDF imports {module}, which cannot load in a sub-interpreter): {source}")]
+    #[error("falling back to process mode (the UDF imports {module}, which cannot load in a sub-interpreter)")]
     Fallback {
         /// The module that cannot load.
         module: String,
@@ -114,19 +213,19 @@ pub enum RunError {
         message: String,
     },
     /// The worker running these rows died; they produced no results.
-    #[error("worker {worker} died ({status}) while running rows {}..{}{}", rows.start, rows.end, stderr_tail(.stderr))]
+    #[error("worker {worker} died ({exit}) while running rows {}..{}{}", rows.start, rows.end, stderr_tail(.stderr))]
     WorkerDied {
         /// The worker's slot.
         worker: usize,
-        /// How it exited.
-        status: String,
+        /// How it ended.
+        exit: WorkerExit,
         /// The rows it held.
         rows: Range<u64>,
         /// The last lines it wrote to stderr.
         stderr: String,
     },
     /// The rows ran past `python.fn-execution.timeout`; the worker was
-    /// killed and replaced.
+    /// killed and replaced (or, in-process, interrupted).
     #[error("timed out after {after:?} {}", match row { Some(r) => format!("on row {r}"), None => format!("on rows {}..{}", rows.start, rows.end) })]
     Timeout {
         /// The row the UDF was running, when known.
@@ -138,29 +237,79 @@ pub enum RunError {
     },
     /// A worker broke the protocol (wrote garbage into its ring); it was
     /// killed and replaced.
-    #[error("worker {worker} sent a malformed answer for rows {}..{}: {message}", rows.start, rows.end)]
+    #[error("worker {worker} broke the protocol while running rows {}..{}", rows.start, rows.end)]
     Protocol {
         /// The worker's slot.
         worker: usize,
         /// The rows of the batch.
         rows: Range<u64>,
         /// What was wrong.
-        message: String,
+        #[source]
+        error: ProtocolError,
     },
-    /// A batch is larger than a ring.
-    #[error("rows {}..{} encode to {bytes} bytes, more than a ring holds ({limit}); raise python.fn-execution.ring.size or lower python.fn-execution.bundle.size", rows.start, rows.end)]
+    /// A batch, or its results, larger than
+    /// `python.fn-execution.max-message-size`.
+    #[error("rows {}..{} {direction} {bytes} bytes, more than python.fn-execution.max-message-size ({limit}); raise it or lower python.fn-execution.bundle.size", rows.start, rows.end)]
     TooLarge {
+        /// The rows or their results.
+        direction: Direction,
         /// The rows of the batch.
         rows: Range<u64>,
         /// Their encoded size.
-        bytes: usize,
-        /// The most a frame can hold.
-        limit: usize,
+        bytes: u64,
+        /// The limit.
+        limit: u64,
     },
     /// A replacement worker could not be started.
-    #[error("restarting a worker: {0}")]
+    #[error("restarting a worker")]
     Restart(#[source] Box<StartError>),
-    /// The runner was shut down.
-    #[error("the runner is shut down")]
-    Closed,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_errors_stay_small() {
+        // Errors travel in every stream's queue of answers (boxed there);
+        // keep the type itself from growing unnoticed. The largest today: a
+        // row, a module name and a Python exception.
+        assert!(
+            std::mem::size_of::<RunError>() <= 104,
+            "{}",
+            std::mem::size_of::<RunError>()
+        );
+    }
+
+    #[test]
+    fn a_wrapping_error_does_not_repeat_its_source() {
+        let e = RunError::Restart(Box::new(StartError::Timeout(Duration::from_secs(3))));
+        assert_eq!(e.to_string(), "restarting a worker");
+        let source = std::error::Error::source(&e).unwrap().to_string();
+        assert!(source.contains("did not start within 3s"), "{source}");
+    }
+
+    #[test]
+    fn too_large_names_the_limit_that_applies() {
+        let e = RunError::TooLarge {
+            direction: Direction::Results,
+            rows: 0..10,
+            bytes: 9000,
+            limit: 4096,
+        };
+        let m = e.to_string();
+        assert!(
+            m.contains("python.fn-execution.max-message-size (4096)"),
+            "{m}"
+        );
+        assert!(!m.contains("ring.size"), "{m}");
+        assert_eq!(
+            WorkerExit::Signal {
+                number: 9,
+                name: "SIGKILL"
+            }
+            .to_string(),
+            "killed by signal 9 (SIGKILL)"
+        );
+    }
 }

@@ -22,24 +22,29 @@
 //! config.set_pair("python.fn-execution.bundle.size=500")?;
 //! let runner = Runner::new(&config, UdfSpec::new("udfs/words.py:split").kind(UdfKind::Table))?;
 //! let mut stream = runner.stream();
-//! stream.push(vec![Value::Str("a b".into())])?;
-//! stream.flush()?;
+//! stream.push(vec![Value::Str("a b".into())]);
+//! stream.flush();
 //! let rows = stream.pull().expect("one result")?;
 //! # Ok(()) }
 //! ```
 
 mod config;
 mod error;
+mod link;
+mod metrics;
 mod pool;
 mod runner;
+mod stream;
 
 pub use coil_ipc as ipc;
-pub use coil_worker::{PyErrorInfo, UdfKind, UdfSpec};
+pub use coil_proto::{PyErrorInfo, UdfKind, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, KEYS};
 pub use config::{
     BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES,
     MAX_MESSAGE_SIZE, RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
-pub use error::{RunError, StartError};
-pub use pool::{Histograms, WorkerCommand};
-pub use runner::{Metrics, RowStream, Runner};
+pub use error::{Direction, ProtocolError, RunError, StartError, WorkerExit};
+pub use link::WorkerCommand;
+pub use metrics::{Histograms, Metrics};
+pub use runner::Runner;
+pub use stream::RowStream;

@@ -1,18 +1,18 @@
 //! The runner: one API for every execution mode.
 
-use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::pool::{
-    Answer, BatchRecord, Counters, Histograms, Lease, Pool, Settings, WorkerCommand,
-};
+use coil_ipc::{Row, Value};
+use coil_proto::UdfSpec;
+
+use crate::config::Tuning;
+use crate::link::WorkerCommand;
+use crate::metrics::{Counters, Histograms, Metrics};
+use crate::pool::{Pool, Settings};
+use crate::stream::{batch_rows, RowStream};
 use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
-use coil_ipc::{encode_batch, Row, Value};
-use coil_worker::protocol;
-use coil_worker::{BatchTimes, UdfSpec};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -38,14 +38,24 @@ pub struct Runner {
     /// goes here.
     fallback: OnceLock<Pool>,
     /// How to start the fallback pool's workers (taken when it starts).
-    fallback_command: Mutex<Option<CommandSource>>,
-    counters: Arc<Counters>,
+    fallback_command: Mutex<Option<FallbackCommand>>,
+    pub(crate) counters: Arc<Counters>,
     config: Config,
+    /// `config`, parsed once.
+    pub(crate) tuning: Tuning,
     spec: UdfSpec,
 }
 
 /// Finds the worker program, when process workers are first needed.
 type CommandSource = Box<dyn FnOnce() -> Result<WorkerCommand, StartError> + Send>;
+
+/// The worker program for a fall-back to process mode.
+enum FallbackCommand {
+    /// Not looked for yet.
+    Find(CommandSource),
+    /// Found.
+    Found(WorkerCommand),
+}
 
 impl std::fmt::Debug for Runner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,20 +99,24 @@ impl Runner {
         let mode = match (config.execution_mode(), spec.kind) {
             (ExecutionMode::Process, _) => ExecutionMode::Process,
             (m, UdfKind::Vectorized) => {
-                tracing::info!("vectorized UDFs run in process mode: {m} mode runs scalar and table UDFs only");
+                tracing::info!(
+                    "vectorized UDFs run in process mode: {m} mode runs scalar and table UDFs only"
+                );
                 ExecutionMode::Process
             }
             (ExecutionMode::SubInterpreter, _) if !coil_worker::SUBINTERPRETERS => {
-                return Err(StartError::Unsupported(
-                    "python.execution-mode=sub-interpreter needs a coil built against CPython >= 3.13: \
-                     on 3.12 decimal and datetime crash inside own-GIL sub-interpreters, and older \
-                     versions have none (see docs/python.md)"
-                        .into(),
-                ))
+                return Err(StartError::ModeUnavailable {
+                    mode: ExecutionMode::SubInterpreter,
+                    reason: "it needs a coil built against CPython >= 3.13: on 3.12 datetime, \
+                             decimal and ctypes cannot load in own-GIL sub-interpreters and \
+                             standard modules crashed inside them, and older versions have none \
+                             (see docs/python.md)",
+                })
             }
             (m, _) => m,
         };
         let counters = Arc::new(Counters::default());
+        let tuning = Tuning::of(config);
         let mut command: Option<CommandSource> = Some(Box::new(command));
         let mut start = |mode: ExecutionMode| -> Result<Pool, StartError> {
             let command = if mode == ExecutionMode::Process {
@@ -113,6 +127,7 @@ impl Runner {
             Pool::start(Settings {
                 mode,
                 config: config.clone(),
+                tuning: tuning.clone(),
                 spec: spec.clone(),
                 command,
                 counters: Arc::clone(&counters),
@@ -122,7 +137,7 @@ impl Runner {
             Err(StartError::Load { error, target }) if mode == ExecutionMode::SubInterpreter => {
                 let text = format!("{}\n{}", error.message, error.traceback);
                 match coil_worker::incompatible_module(&text) {
-                    Some(module) if config.strict() => {
+                    Some(module) if tuning.strict => {
                         return Err(StartError::SubInterpreterIncompatible { target, module })
                     }
                     Some(module) => {
@@ -139,15 +154,16 @@ impl Runner {
         Ok(Runner {
             pool,
             fallback: OnceLock::new(),
-            fallback_command: Mutex::new(command),
+            fallback_command: Mutex::new(command.map(FallbackCommand::Find)),
             counters,
             config: config.clone(),
+            tuning,
             spec,
         })
     }
 
     /// The pool new work goes to.
-    fn active(&self) -> &Pool {
+    pub(crate) fn active(&self) -> &Pool {
         self.fallback.get().unwrap_or(&self.pool)
     }
 
@@ -156,7 +172,7 @@ impl Runner {
     /// when it was called). The first caller starts the worker processes
     /// and logs one warning; the sub-interpreters are shut down as their
     /// streams give them back.
-    fn fall_back(&self, module: &str) -> Result<&Pool, RunError> {
+    pub(crate) fn fall_back(&self, module: &str) -> Result<&Pool, RunError> {
         if let Some(pool) = self.fallback.get() {
             return Ok(pool);
         }
@@ -168,11 +184,13 @@ impl Runner {
             module: module.to_string(),
             source: Box::new(source),
         };
-        let find = command.take().ok_or_else(|| {
-            failed(StartError::Unsupported(
-                "process workers failed to start before".into(),
-            ))
-        })?;
+        // Found once; a later attempt (after a failed start) reuses it.
+        let program = match command.take() {
+            Some(FallbackCommand::Found(program)) => program,
+            Some(FallbackCommand::Find(find)) => find().map_err(failed)?,
+            None => WorkerCommand::locate().map_err(failed)?,
+        };
+        *command = Some(FallbackCommand::Found(program.clone()));
         tracing::warn!(
             "UDF {} imports {module}, which cannot load in a sub-interpreter: running it in process mode from now on",
             self.spec.target
@@ -180,8 +198,9 @@ impl Runner {
         let pool = Pool::start(Settings {
             mode: ExecutionMode::Process,
             config: self.config.clone(),
+            tuning: self.tuning.clone(),
             spec: self.spec.clone(),
-            command: find().map_err(failed)?,
+            command: program,
             counters: Arc::clone(&self.counters),
         })
         .map_err(failed)?;
@@ -254,29 +273,16 @@ impl Runner {
     ///
     /// The first failed batch's error, in row order ([`RunError`]).
     pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
-        let mut stream = self.stream();
-        let mut out = Vec::with_capacity(rows.len());
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let (batch, after) = rest.split_at(stream.batch_size().min(rest.len()));
-            rest = after;
-            stream.send_rows(batch);
-            while let Some(v) = stream.ready.pop_front() {
-                out.push(v.map_err(|e| *e)?);
-            }
-        }
-        while let Some(v) = stream.pull() {
-            out.push(v?);
-        }
-        Ok(out)
+        self.stream().run_all(rows)
     }
 
     /// The rows in the next batch (see [`RowStream::batch_size`]).
-    fn batch_size(&self) -> usize {
+    pub(crate) fn batch_size(&self) -> usize {
+        let t = &self.tuning;
         batch_rows(
-            self.config.bundle_size(),
-            self.config.bundle_size_is_fixed(),
-            self.config.bundle_target_time(),
+            t.bundle_size,
+            t.bundle_fixed,
+            t.bundle_target_time,
             self.counters.row_cost(),
         )
     }
@@ -290,654 +296,9 @@ impl Runner {
     }
 }
 
-/// Counts and times of a runner since it started (see [`Runner::metrics`]).
-///
-/// Times are summed over batches, measured in the code: on the host,
-/// encoding batches and decoding answers; in the executor, decoding rows into
-/// Python objects, calling the UDF, and encoding results; `transport` is
-/// the rest of each batch's round trip, from the moment it started running
-/// until its answer was read: the rings, wake-ups and waiting.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Metrics {
-    /// Rows sent.
-    pub rows_in: u64,
-    /// Results received.
-    pub rows_out: u64,
-    /// Batches answered with results.
-    pub batches: u64,
-    /// Batches that failed (UDF errors, bad rows, dead or hung workers...).
-    pub errors: u64,
-    /// Batches that ran past the timeout.
-    pub timeouts: u64,
-    /// Workers replaced.
-    pub worker_restarts: u64,
-    /// Host: encoding rows.
-    pub encode: Duration,
-    /// Host: decoding results.
-    pub decode: Duration,
-    /// Executor: decoding rows into Python objects.
-    pub worker_decode: Duration,
-    /// Executor: calling the UDF.
-    pub python: Duration,
-    /// Executor: encoding results.
-    pub worker_encode: Duration,
-    /// Rings, wake-ups and waiting.
-    pub transport: Duration,
-}
-
-impl Metrics {
-    /// What happened between `earlier` (a snapshot of the same runner) and
-    /// this snapshot.
-    pub fn since(&self, earlier: &Metrics) -> Metrics {
-        Metrics {
-            rows_in: self.rows_in.saturating_sub(earlier.rows_in),
-            rows_out: self.rows_out.saturating_sub(earlier.rows_out),
-            batches: self.batches.saturating_sub(earlier.batches),
-            errors: self.errors.saturating_sub(earlier.errors),
-            timeouts: self.timeouts.saturating_sub(earlier.timeouts),
-            worker_restarts: self.worker_restarts.saturating_sub(earlier.worker_restarts),
-            encode: self.encode.saturating_sub(earlier.encode),
-            decode: self.decode.saturating_sub(earlier.decode),
-            worker_decode: self.worker_decode.saturating_sub(earlier.worker_decode),
-            python: self.python.saturating_sub(earlier.python),
-            worker_encode: self.worker_encode.saturating_sub(earlier.worker_encode),
-            transport: self.transport.saturating_sub(earlier.transport),
-        }
-    }
-
-    /// Encoding and decoding, on both sides.
-    pub fn codec(&self) -> Duration {
-        self.encode + self.decode + self.worker_decode + self.worker_encode
-    }
-}
-
-/// Batches in flight per worker: one running, one waiting in its ring, so
-/// the worker never waits for the host between batches.
-const DEPTH: usize = 2;
-
-/// Rows per batch until a batch has been answered and the time per row is
-/// known (unless `python.fn-execution.bundle.size` is set): small, so that
-/// a slow UDF's first batches do not give one worker all the work.
-const FIRST_BATCH: usize = 4;
-
-/// A batch sent to a worker and not yet answered (or failed before it
-/// could be sent).
-struct InFlight {
-    lease: usize,
-    seq: u64,
-    rows: Range<u64>,
-    /// Kept so the batch can be sent again to a replacement worker.
-    payload: Vec<u8>,
-    /// Set once the batch is the oldest on its worker (it is running).
-    deadline: Option<Instant>,
-    /// When it started running (became the oldest on its worker).
-    started: Option<Instant>,
-    /// When it was queued to be sent.
-    queued: Instant,
-    attempts: u32,
-    /// In its worker's request ring (until that worker is replaced).
-    sent: bool,
-    /// Its results, read before the older batches' were (when the stream
-    /// moved off a retired pool): the results, the executor's times, the
-    /// host's decode time.
-    done: Option<(Vec<Value>, BatchTimes, Duration)>,
-    failed: Option<RunError>,
-}
-
-impl InFlight {
-    /// Sent to its worker and not answered yet.
-    fn pending(&self) -> bool {
-        self.sent && self.failed.is_none() && self.done.is_none()
-    }
-
-    /// To be sent (again), to a worker of the active pool.
-    fn unsent(&mut self) {
-        self.sent = false;
-        self.deadline = None;
-        self.started = None;
-    }
-}
-
-/// Rows per batch: `bound` when `fixed` (the user set
-/// `python.fn-execution.bundle.size`); otherwise the rows the executor runs
-/// in `target` at `cost` per row, from 1 to `bound`, and [`FIRST_BATCH`]
-/// while nothing has been measured.
-fn batch_rows(bound: usize, fixed: bool, target: Duration, cost: Option<Duration>) -> usize {
-    if fixed {
-        return bound;
-    }
-    match cost {
-        Some(cost) if !cost.is_zero() => {
-            let rows = target.as_secs_f64() / cost.as_secs_f64();
-            // `as` saturates: a huge quotient is usize::MAX, then clamped.
-            (rows.round() as usize).clamp(1, bound)
-        }
-        _ => FIRST_BATCH.min(bound),
-    }
-}
-
-/// Rows in, results out, in order; see [`Runner::stream`].
-///
-/// The stream drives its workers from the calling thread: a batch goes
-/// straight into a worker's ring and its answer straight back, with no
-/// hand-off to another host thread. A failed batch yields its error once in
-/// place of its rows' results, and the stream goes on with the next batch.
-pub struct RowStream<'r> {
-    runner: &'r Runner,
-    leases: Vec<Lease<'r>>,
-    flight: VecDeque<InFlight>,
-    /// Answers in row order; errors boxed to keep the queue's items small.
-    ready: VecDeque<Result<Value, Box<RunError>>>,
-    buffer: Vec<Row>,
-    buffer_since: Option<Instant>,
-    next_row: u64,
-}
-
-impl<'r> RowStream<'r> {
-    fn new(runner: &'r Runner) -> Self {
-        RowStream {
-            runner,
-            leases: Vec::new(),
-            flight: VecDeque::new(),
-            ready: VecDeque::new(),
-            buffer: Vec::new(),
-            buffer_since: None,
-            next_row: 0,
-        }
-    }
-
-    /// Adds a row; sends a batch when one is full (or has waited
-    /// `bundle.time`). Blocks while every leased worker has two batches in
-    /// flight, until the oldest is answered.
-    ///
-    /// # Errors
-    ///
-    /// [`RunError::Closed`] if the runner is shut down.
-    pub fn push(&mut self, row: Row) -> Result<(), RunError> {
-        if self.buffer.is_empty() {
-            self.buffer_since = Some(Instant::now());
-        }
-        self.buffer.push(row);
-        if self.buffer.len() >= self.batch_size() || self.overdue() {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    fn overdue(&self) -> bool {
-        self.buffer_since
-            .is_some_and(|t| t.elapsed() >= self.runner.config.bundle_time())
-    }
-
-    /// Sends the rows buffered so far as a batch.
-    ///
-    /// # Errors
-    ///
-    /// [`RunError::Closed`] if the runner is shut down.
-    pub fn flush(&mut self) -> Result<(), RunError> {
-        if !self.buffer.is_empty() {
-            let mut rows = std::mem::take(&mut self.buffer);
-            self.buffer_since = None;
-            self.send_rows(&rows);
-            rows.clear();
-            self.buffer = rows;
-        }
-        Ok(())
-    }
-
-    /// Sends `rows` as one batch (its failure, if any, is queued in order).
-    fn send_rows(&mut self, rows: &[Row]) {
-        let pool = self.runner.active();
-        let first = self.next_row;
-        self.next_row += rows.len() as u64;
-        let range = first..self.next_row;
-        let seq = self
-            .runner
-            .counters
-            .next_seq
-            .fetch_add(1, Ordering::Relaxed);
-        let mut payload = Vec::with_capacity(protocol::SEQ_LEN + coil_ipc::encoded_len(rows));
-        protocol::put_seq(&mut payload, seq).expect("a Vec never fills");
-        let mut entry = InFlight {
-            lease: usize::MAX,
-            seq,
-            rows: range.clone(),
-            payload,
-            deadline: None,
-            started: None,
-            queued: Instant::now(),
-            attempts: 0,
-            sent: false,
-            done: None,
-            failed: None,
-        };
-        let encode_started = Instant::now();
-        let encoded = encode_batch(rows, &mut entry.payload);
-        self.runner
-            .counters
-            .record_sent(pool.mode(), rows.len() as u64, encode_started.elapsed());
-        if let Err(e) = encoded {
-            entry.failed = Some(RunError::BadRow {
-                row: None,
-                message: e.to_string(),
-            });
-        } else if entry.payload.len() > pool.max_payload {
-            entry.failed = Some(RunError::TooLarge {
-                rows: range,
-                bytes: entry.payload.len(),
-                limit: pool.max_payload,
-            });
-        }
-        if entry.failed.is_some() {
-            self.flight.push_back(entry);
-            return;
-        }
-        entry.lease = self.pick_lease();
-        self.flight.push_back(entry);
-        let at = self.flight.len() - 1;
-        self.dispatch(at);
-    }
-
-    fn in_flight_on(&self, lease: usize) -> usize {
-        self.flight
-            .iter()
-            .filter(|e| e.lease == lease && e.pending())
-            .count()
-    }
-
-    /// A leased worker of the active pool with room for another batch: an
-    /// idle one of ours, else another idle worker from the pool, else one
-    /// of ours with one batch running, else wait for the oldest answer.
-    fn pick_lease(&mut self) -> usize {
-        let active = self.runner.active();
-        if self
-            .flight
-            .iter()
-            .any(|e| e.pending() && !self.leases[e.lease].is_of(active))
-        {
-            // The runner fell back to process mode since these were sent:
-            // settle them before anything goes to the new pool, so that
-            // every worker still answers in the stream's order.
-            self.move_off_retired();
-        }
-        loop {
-            let ours: Vec<usize> = (0..self.leases.len())
-                .filter(|&l| self.leases[l].is_of(active))
-                .collect();
-            let best = ours.iter().copied().min_by_key(|&l| self.in_flight_on(l));
-            if let Some(l) = best.filter(|&l| self.in_flight_on(l) == 0) {
-                return l;
-            }
-            if ours.len() < self.runner.config.worker_count() {
-                if let Some(lease) = active.lease(ours.is_empty()) {
-                    self.leases.push(lease);
-                    return self.leases.len() - 1;
-                }
-            }
-            if let Some(l) = best.filter(|&l| self.in_flight_on(l) < DEPTH) {
-                return l;
-            }
-            self.collect_oldest(true);
-        }
-    }
-
-    /// Sends flight entry `at` to its worker; on failure the entry carries
-    /// the error.
-    fn dispatch(&mut self, mut at: usize) {
-        let li = self.flight[at].lease;
-        let timeout = self.runner.config.timeout();
-        loop {
-            let first_on_worker = self
-                .flight
-                .iter()
-                .take(at)
-                .all(|e| e.lease != li || !e.pending());
-            let sent = match self.leases[li].worker() {
-                Err(e) => Err(e),
-                // Pieces go only to a worker with nothing else of ours to
-                // answer (it must read while we write): take answers first.
-                Ok(w) if !first_on_worker && w.needs_pieces(self.flight[at].payload.len()) => {
-                    Ok(false)
-                }
-                Ok(w) if first_on_worker => {
-                    // Nothing of ours ahead of it: the worker is reading,
-                    // so waiting for room cannot deadlock.
-                    let wait = timeout.unwrap_or(Duration::from_secs(3600));
-                    w.send(&self.flight[at].payload, wait).map(|()| true)
-                }
-                Ok(w) => w.try_send(&self.flight[at].payload),
-            };
-            match sent {
-                Ok(true) => {
-                    self.flight[at].sent = true;
-                    if first_on_worker {
-                        self.flight[at].deadline = timeout.map(|t| Instant::now() + t);
-                        self.flight[at].started = Some(Instant::now());
-                    }
-                    return;
-                }
-                Ok(false) => {
-                    // The request ring is full behind our own batches: take
-                    // the oldest answer first, so the worker can go on.
-                    let before = self.flight.len();
-                    self.collect_oldest(true);
-                    at -= before - self.flight.len();
-                    let e = &self.flight[at];
-                    if e.sent || e.failed.is_some() || e.lease != li {
-                        return; // answered, failed, or re-sent meanwhile
-                    }
-                }
-                Err(e) => {
-                    self.flight[at].failed = Some(e);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Moves the oldest batch's results (or its error) to `ready`; returns
-    /// false if it is not back yet and `wait` is false.
-    fn collect_oldest(&mut self, wait: bool) -> bool {
-        let Some(front) = self.flight.front() else {
-            return false;
-        };
-        if front.failed.is_some() {
-            let e = self
-                .flight
-                .pop_front()
-                .and_then(|e| e.failed)
-                .expect("a failed entry");
-            self.count_error(&e);
-            self.ready.push_back(Err(Box::new(e)));
-            return true;
-        }
-        if front.done.is_some() {
-            let entry = self.flight.pop_front().expect("the oldest batch");
-            let (values, times, decode) = entry.done.expect("an answered entry");
-            self.runner.counters.record_batch(
-                self.runner.mode(),
-                &BatchRecord {
-                    rows: values.len() as u64,
-                    latency: entry.queued.elapsed(),
-                    decode,
-                    times,
-                    transport: Duration::ZERO,
-                },
-            );
-            self.ready.extend(values.into_iter().map(Ok));
-            return true;
-        }
-        let (li, seq, rows, deadline) =
-            (front.lease, front.seq, front.rows.clone(), front.deadline);
-        let timeout = self.runner.config.timeout();
-        let answer = match self.leases[li].worker() {
-            Ok(w) => w.answer(seq, rows, deadline, timeout, wait),
-            Err(e) => Answer::Error(e),
-        };
-        match answer {
-            Answer::Pending => false,
-            Answer::Values(values, times, decode) => {
-                let entry = self.flight.pop_front().expect("the oldest batch");
-                let transport = entry.started.map_or(Duration::ZERO, |started| {
-                    let round_trip = started.elapsed().saturating_sub(decode);
-                    round_trip.saturating_sub(times.decode + times.python + times.encode)
-                });
-                self.runner.counters.record_batch(
-                    self.runner.mode(),
-                    &BatchRecord {
-                        rows: values.len() as u64,
-                        latency: entry.queued.elapsed(),
-                        decode,
-                        times,
-                        transport,
-                    },
-                );
-                self.ready.extend(values.into_iter().map(Ok));
-                self.started_next_on(li);
-                true
-            }
-            Answer::Error(RunError::SubInterpreterIncompatible { module, .. })
-                if !self.runner.config.strict() =>
-            {
-                // Found at call time: the UDF cannot run in a
-                // sub-interpreter. The runner moves to process mode for
-                // good; this batch (which produced nothing) runs again
-                // there, with every other one still owed.
-                self.started_next_on(li);
-                match self.runner.fall_back(&module) {
-                    Ok(_) => {
-                        self.flight[0].unsent();
-                        self.move_off_retired();
-                    }
-                    Err(e) => {
-                        self.flight.pop_front();
-                        self.count_error(&e);
-                        self.ready.push_back(Err(Box::new(e)));
-                    }
-                }
-                true
-            }
-            Answer::Error(e) => {
-                self.flight.pop_front();
-                self.count_error(&e);
-                self.ready.push_back(Err(Box::new(e)));
-                self.started_next_on(li);
-                true
-            }
-            Answer::Broken(e) => {
-                self.broken(li, e);
-                true
-            }
-        }
-    }
-
-    /// Moves the stream off workers of a pool the runner retired (it fell
-    /// back to process mode): reads, in order, every answer those workers
-    /// still owe, keeping results and errors in place; then sends every
-    /// batch that must run again (the UDF could not run it in a
-    /// sub-interpreter, or its worker broke) to the active pool, in order.
-    /// Nothing is run twice that produced results, and nothing is dropped.
-    fn move_off_retired(&mut self) {
-        let active = self.runner.active();
-        let timeout = self.runner.config.timeout();
-        let strict = self.runner.config.strict();
-        for i in 0..self.flight.len() {
-            let li = self.flight[i].lease;
-            if !self.flight[i].pending() || self.leases[li].is_of(active) {
-                continue;
-            }
-            // Entries are visited in order, so this is the oldest one its
-            // worker owes: its answer is the next that worker sends.
-            let (seq, rows, deadline) = {
-                let e = &self.flight[i];
-                (e.seq, e.rows.clone(), e.deadline)
-            };
-            let answer = match self.leases[li].worker() {
-                Ok(w) => w.answer(seq, rows, deadline, timeout, true),
-                Err(e) => Answer::Broken(e),
-            };
-            match answer {
-                Answer::Values(values, times, decode) => {
-                    self.flight[i].done = Some((values, times, decode));
-                }
-                Answer::Error(RunError::SubInterpreterIncompatible { .. }) if !strict => {
-                    self.flight[i].unsent();
-                }
-                Answer::Broken(e) | Answer::Error(e @ RunError::Restart(_)) => {
-                    // Its worker is gone: this and what it still held run
-                    // again on the active pool.
-                    for entry in self.flight.iter_mut().skip(i) {
-                        if entry.lease == li && entry.pending() {
-                            entry.unsent();
-                        }
-                    }
-                    self.leases[li].discard(&e);
-                    continue;
-                }
-                Answer::Error(e) => self.flight[i].failed = Some(e),
-                Answer::Pending => self.flight[i].unsent(),
-            }
-            self.started_next_on(li);
-        }
-        let again: Vec<u64> = self
-            .flight
-            .iter()
-            .filter(|e| !e.sent && e.failed.is_none() && e.done.is_none())
-            .map(|e| e.seq)
-            .collect();
-        for seq in again {
-            let lease = self.pick_lease();
-            // Picking may have collected answers and moved the queue.
-            if let Some(at) = self.flight.iter().position(|e| e.seq == seq) {
-                self.flight[at].lease = lease;
-                self.dispatch(at);
-            }
-        }
-    }
-
-    fn count_error(&self, e: &RunError) {
-        let timeout = matches!(e, RunError::Timeout { .. });
-        self.runner
-            .counters
-            .record_error(self.runner.mode(), timeout);
-    }
-
-    /// The next batch on worker `li` starts running now: its timeout starts.
-    fn started_next_on(&mut self, li: usize) {
-        let timeout = self.runner.config.timeout();
-        if let Some(next) = self
-            .flight
-            .iter_mut()
-            .find(|e| e.lease == li && e.pending())
-        {
-            next.deadline = timeout.map(|t| Instant::now() + t);
-            next.started = Some(Instant::now());
-        }
-    }
-
-    /// Worker `li` broke on the oldest batch: replace it; fail that batch
-    /// (or retry it once, if configured and the worker died), and send the
-    /// batches queued behind it, which got no answer, to the replacement.
-    fn broken(&mut self, li: usize, e: RunError) {
-        self.leases[li].replace(&e);
-        let retry = matches!(e, RunError::WorkerDied { .. })
-            && self.flight[0].attempts < self.runner.config.retries();
-        if retry {
-            self.flight[0].attempts += 1;
-            tracing::warn!(
-                worker = self.leases[li].id(),
-                "retrying rows {}..{}",
-                self.flight[0].rows.start,
-                self.flight[0].rows.end
-            );
-        } else {
-            self.flight[0].failed = Some(e);
-        }
-        let mut resend = Vec::new();
-        for e in self
-            .flight
-            .iter_mut()
-            .filter(|e| e.lease == li && e.pending())
-        {
-            e.unsent();
-            resend.push(e.seq);
-        }
-        for seq in resend {
-            // An earlier dispatch may have collected answers and moved the
-            // queue: find the entry by its sequence number.
-            if let Some(at) = self.flight.iter().position(|e| e.seq == seq) {
-                if !self.flight[at].sent && self.flight[at].failed.is_none() {
-                    self.dispatch(at);
-                }
-            }
-        }
-    }
-
-    /// The next result if it is back, without waiting (sends a partial
-    /// batch that has waited `bundle.time`).
-    pub fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.overdue() && self.flush().is_err() {
-            return Some(Err(RunError::Closed));
-        }
-        while self.ready.is_empty() && self.collect_oldest(false) {}
-        self.ready.pop_front().map(|r| r.map_err(|e| *e))
-    }
-
-    /// The next result, waiting for it; sends any buffered rows first.
-    /// `None` once every pushed row has been answered.
-    pub fn pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.ready.is_empty() && self.flight.is_empty() {
-            if let Err(e) = self.flush() {
-                return Some(Err(e));
-            }
-        }
-        while self.ready.is_empty() && !self.flight.is_empty() {
-            self.collect_oldest(true);
-        }
-        self.ready.pop_front().map(|r| r.map_err(|e| *e))
-    }
-
-    /// How many rows the next batch holds: `python.fn-execution.bundle.size`
-    /// if it was set; otherwise as many as the UDF runs in
-    /// `python.fn-execution.bundle.target-time` at the time per row measured
-    /// so far (at least 1, at most `bundle.size`), and 4 until a first
-    /// batch has been measured. Small inputs and slow UDFs so make many
-    /// small batches that spread over every worker; fast UDFs get full
-    /// batches after the first few.
-    pub fn batch_size(&self) -> usize {
-        self.runner.batch_size()
-    }
-
-    /// Rows pushed so far.
-    pub fn rows_pushed(&self) -> u64 {
-        self.next_row + self.buffer.len() as u64
-    }
-}
-
-impl Drop for RowStream<'_> {
-    fn drop(&mut self) {
-        // Take every outstanding answer, so each worker goes back to the
-        // pool with empty rings.
-        while !self.flight.is_empty() {
-            self.collect_oldest(true);
-        }
-    }
-}
-
-impl Iterator for RowStream<'_> {
-    type Item = Result<Value, RunError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.pull()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn batches_are_sized_from_the_measured_time_per_row_unless_the_size_is_set() {
-        let ms = Duration::from_millis;
-        let us = Duration::from_micros;
-        let ns = Duration::from_nanos;
-        // Nothing measured yet: a small first batch, within the bound.
-        assert_eq!(batch_rows(1000, false, ms(5), None), FIRST_BATCH);
-        assert_eq!(batch_rows(4, false, ms(5), None), 4);
-        // A ~1 ms UDF: five rows make 5 ms.
-        assert_eq!(batch_rows(1000, false, ms(5), Some(ms(1))), 5);
-        // Slower than the target: one row at a time.
-        assert_eq!(batch_rows(1000, false, ms(5), Some(ms(80))), 1);
-        // `x + 1`: the bound, as before adaptive sizing.
-        assert_eq!(batch_rows(1000, false, ms(5), Some(ns(60))), 1000);
-        assert_eq!(batch_rows(1000, false, ms(5), Some(us(10))), 500);
-        assert_eq!(
-            batch_rows(1000, false, ms(5), Some(Duration::ZERO)),
-            FIRST_BATCH
-        );
-        // Set by the user: always that size.
-        assert_eq!(batch_rows(1000, true, ms(5), Some(ms(1))), 1000);
-        assert_eq!(batch_rows(7, true, ms(5), None), 7);
-    }
 
     /// Built against CPython 3.13 this starts sub-interpreters (and fails
     /// loading a UDF that does not exist); built against 3.12 (`.ci/run`
@@ -958,8 +319,8 @@ mod tests {
             (true, Err(StartError::Load { error, .. })) => {
                 assert_eq!(error.type_name, "FileNotFoundError")
             }
-            (false, Err(StartError::Unsupported(message))) => {
-                assert!(message.contains("3.13"), "{message}")
+            (false, Err(e @ StartError::ModeUnavailable { .. })) => {
+                assert!(e.to_string().contains("3.13"), "{e}")
             }
             (can, other) => panic!("sub-interpreters {can}: unexpected {other:?}"),
         }

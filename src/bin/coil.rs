@@ -272,7 +272,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         let row = json::parse_args(&line).map_err(|e| anyhow::anyhow!("line {number}: {e}"))?;
         lines.push(number);
-        stream.push(row)?;
+        stream.push(row);
         while let Some(r) = stream.try_pull() {
             emit(r, &mut written, &lines)?;
         }

@@ -3,10 +3,9 @@
 //! frame and results straight into the answer's bytes.
 
 use std::ffi::CString;
-use std::fmt;
-use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
+
+use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec};
 
 use coil_ipc::{
     BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
@@ -17,135 +16,32 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
 use smallvec::SmallVec;
 
-/// How a UDF maps input rows to output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UdfKind {
-    /// One row in, one value out.
-    #[default]
-    Scalar,
-    /// One row in, zero or more rows out (a generator or an iterable; each
-    /// item a tuple or list, or a single value for a one-column row).
-    Table,
-    /// A whole batch in as columns (Python lists, or numpy arrays when the
-    /// UDF sets `coil_numpy = True`), one column out.
-    Vectorized,
-}
-
-impl UdfKind {
-    /// The name used in configuration and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            UdfKind::Scalar => "scalar",
-            UdfKind::Table => "table",
-            UdfKind::Vectorized => "vectorized",
-        }
+/// Describes `err` with the loader module's `describe`.
+fn error_info(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
+    let described = helper
+        .getattr("describe")
+        .and_then(|d| d.call1((err.value(py),)))
+        .and_then(|t| t.extract::<(String, String, String)>());
+    match described {
+        Ok((type_name, message, traceback)) => PyErrorInfo {
+            type_name,
+            message,
+            traceback,
+        },
+        Err(_) => bare_error_info(py, &err),
     }
 }
 
-impl fmt::Display for UdfKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A UDF kind that is not `scalar`, `table` or `vectorized`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown UDF kind {0:?}: expected scalar, table or vectorized")]
-pub struct UnknownKind(pub String);
-
-impl FromStr for UdfKind {
-    type Err = UnknownKind;
-    fn from_str(s: &str) -> Result<Self, UnknownKind> {
-        match s.to_ascii_lowercase().as_str() {
-            "scalar" => Ok(UdfKind::Scalar),
-            "table" => Ok(UdfKind::Table),
-            "vectorized" | "vectorised" | "pandas" => Ok(UdfKind::Vectorized),
-            _ => Err(UnknownKind(s.to_string())),
-        }
-    }
-}
-
-/// What to load: `path/to/file.py:name` or `package.module:name`, its kind,
-/// and directories to put on `sys.path` first (PyFlink's `python.files`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UdfSpec {
-    /// `path/to/file.py:name` or `package.module:name`; `name` may be
-    /// dotted (`module:Class.method`).
-    pub target: String,
-    /// Scalar, table or vectorized.
-    pub kind: UdfKind,
-    /// Extra `sys.path` entries, in order.
-    pub paths: Vec<PathBuf>,
-}
-
-impl UdfSpec {
-    /// A scalar UDF with no extra paths.
-    pub fn new(target: impl Into<String>) -> Self {
-        UdfSpec {
-            target: target.into(),
-            kind: UdfKind::Scalar,
-            paths: Vec::new(),
-        }
-    }
-
-    /// Sets the kind.
-    pub fn kind(mut self, kind: UdfKind) -> Self {
-        self.kind = kind;
-        self
-    }
-
-    /// Adds a `sys.path` entry.
-    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
-        self.paths.push(path.into());
-        self
-    }
-}
-
-/// A Python exception, as the host reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PyErrorInfo {
-    /// The exception's type, qualified by its module unless built in.
-    pub type_name: String,
-    /// `str(exception)`.
-    pub message: String,
-    /// The formatted traceback, ending with the exception line.
-    pub traceback: String,
-}
-
-impl PyErrorInfo {
-    /// Describes `err` with the loader module's `describe`.
-    fn from_err(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
-        let described = helper
-            .getattr("describe")
-            .and_then(|d| d.call1((err.value(py),)))
-            .and_then(|t| t.extract::<(String, String, String)>());
-        match described {
-            Ok((type_name, message, traceback)) => PyErrorInfo {
-                type_name,
-                message,
-                traceback,
-            },
-            Err(_) => PyErrorInfo::bare(py, &err),
-        }
-    }
-
-    /// Type and message only: when the formatter itself is unavailable.
-    fn bare(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
-        PyErrorInfo {
-            type_name: err
-                .get_type(py)
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default(),
-            message: err.value(py).to_string(),
-            traceback: String::new(),
-        }
-    }
-}
-
-impl fmt::Display for PyErrorInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.type_name, self.message)
+/// Type and message only: when the formatter itself is unavailable.
+fn bare_error_info(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
+    PyErrorInfo {
+        type_name: err
+            .get_type(py)
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        message: err.value(py).to_string(),
+        traceback: String::new(),
     }
 }
 
@@ -203,7 +99,7 @@ pub struct Executor {
     numpy: Option<Py<PyAny>>,
     scratch: Vec<u8>,
     progress: Option<coil_ipc::UserWord>,
-    times: BatchTimes,
+    times: Times,
 }
 
 /// Every how many rows the executor times the parts of a row.
@@ -227,28 +123,15 @@ fn ticks() -> u64 {
     }
 }
 
-/// Where the executor's time on one batch went.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchTimes {
-    /// Decoding the rows into Python objects.
-    pub decode: Duration,
-    /// Calling the UDF (and running a table UDF's generator).
-    pub python: Duration,
-    /// Encoding the results.
-    pub encode: Duration,
-}
-
-impl BatchTimes {
-    /// Splits a measured `total` in the proportions of sampled `parts`
-    /// (decode, Python, encode; in any unit).
-    fn split(total: Duration, parts: [u64; 3]) -> BatchTimes {
-        let sum = u128::from(parts.iter().sum::<u64>()).max(1);
-        let share = |p: u64| Duration::from_nanos((total.as_nanos() * u128::from(p) / sum) as u64);
-        BatchTimes {
-            decode: share(parts[0]),
-            python: share(parts[1]),
-            encode: share(parts[2]),
-        }
+/// Splits a measured `total` in the proportions of sampled `parts`
+/// (decode, Python, encode; in any unit).
+fn split_times(total: Duration, parts: [u64; 3]) -> Times {
+    let sum = u128::from(parts.iter().sum::<u64>()).max(1);
+    let share = |p: u64| Duration::from_nanos((total.as_nanos() * u128::from(p) / sum) as u64);
+    Times {
+        decode: share(parts[0]),
+        python: share(parts[1]),
+        encode: share(parts[2]),
     }
 }
 
@@ -279,12 +162,12 @@ impl Executor {
             PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf").map_err(|e| {
                 LoadError {
                     target: spec.target.clone(),
-                    error: PyErrorInfo::bare(py, &e),
+                    error: bare_error_info(py, &e),
                 }
             })?;
         let fail = |e: PyErr| LoadError {
             target: spec.target.clone(),
-            error: PyErrorInfo::from_err(py, &helper, e),
+            error: error_info(py, &helper, e),
         };
         let paths: Vec<String> = spec
             .paths
@@ -316,7 +199,7 @@ impl Executor {
             numpy,
             scratch: Vec::new(),
             progress: None,
-            times: BatchTimes::default(),
+            times: Times::default(),
         })
     }
 
@@ -334,7 +217,7 @@ impl Executor {
     }
 
     /// Where the time of the last successful batch went.
-    pub fn last_times(&self) -> BatchTimes {
+    pub fn last_times(&self) -> Times {
         self.times
     }
 
@@ -406,7 +289,7 @@ impl Executor {
                         parts[2] += t3.wrapping_sub(t2);
                     }
                 }
-                self.times = BatchTimes::split(start.elapsed(), parts);
+                self.times = split_times(start.elapsed(), parts);
             }
             UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows)?,
         }
@@ -425,7 +308,7 @@ impl Executor {
             .ok()
             .flatten()
             .and_then(|message| crate::subinterp::incompatible_module(&message));
-        let error = PyErrorInfo::from_err(py, helper, e);
+        let error = error_info(py, helper, e);
         match module {
             Some(module) => BatchError::Incompatible { row, module, error },
             None => BatchError::Udf { row, error },
@@ -589,7 +472,7 @@ impl Executor {
             enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
             put_py(enc, &item, 0).map_err(|m| bad_row(row, format!("result: {m}")))?;
         }
-        self.times = BatchTimes {
+        self.times = Times {
             decode: t1 - t0,
             python: t2 - t1,
             encode: t2.elapsed(),
@@ -608,7 +491,7 @@ impl Executor {
             helper
                 .getattr("close")
                 .and_then(|c| c.call1((instance,)))
-                .map_err(|e| PyErrorInfo::from_err(py, helper, e))?;
+                .map_err(|e| error_info(py, helper, e))?;
         }
         Ok(())
     }
@@ -792,4 +675,26 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
         .map(|m| m == "numpy")
         .unwrap_or(false)
         && obj.hasattr("item").unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_measured_total_is_split_in_the_sampled_proportions() {
+        let t = split_times(Duration::from_micros(100), [1, 3, 1]);
+        assert_eq!(t.decode, Duration::from_micros(20));
+        assert_eq!(t.python, Duration::from_micros(60));
+        assert_eq!(t.encode, Duration::from_micros(20));
+        // Nothing sampled: nothing attributed, and no division by zero.
+        assert_eq!(
+            split_times(Duration::from_micros(5), [0, 0, 0]),
+            Times::default()
+        );
+        // The parts never add up to more than the total.
+        let t = split_times(Duration::from_nanos(1000), [1, 1, 1]);
+        assert!(t.total() <= Duration::from_nanos(1000));
+        assert!(t.total() >= Duration::from_nanos(997));
+    }
 }

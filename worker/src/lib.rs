@@ -37,15 +37,14 @@
 //! ```
 
 mod executor;
-pub mod protocol;
 mod serve;
 mod subinterp;
 
 pub use coil_ipc as ipc;
+pub use coil_proto as proto;
+pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
 pub use executor::route_output_to_log;
-pub use executor::{
-    BatchError, BatchTimes, Executor, LoadError, PyErrorInfo, UdfKind, UdfSpec, UnknownKind,
-};
+pub use executor::{BatchError, Executor, LoadError};
 pub use serve::{interrupt, serve, serve_in_process, watch_parent, ServeError};
 pub use subinterp::{
     incompatible_module, interrupt_in, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST,

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError, Value};
+use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError};
+use coil_proto::{layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, Tag, UdfSpec};
 use pyo3::prelude::*;
 
-use crate::executor::{BatchError, Executor, PyErrorInfo, UdfSpec};
-use crate::protocol::{self, After};
+use crate::executor::{BatchError, Executor};
 
 /// How long a worker waits for its next batch before it checks in with
 /// itself (it waits again; the host closes the ring to stop it).
@@ -21,65 +21,46 @@ pub enum ServeError {
     #[error(transparent)]
     Load(#[from] crate::executor::LoadError),
     /// The region's rings could not be taken.
-    #[error("ring endpoint: {0}")]
+    #[error("taking the region's rings")]
     Endpoint(#[from] coil_ipc::EndpointError),
     /// A ring failed: the host died, or wrote something no host would.
-    #[error("ring: {0}")]
+    #[error("waiting for a batch")]
     Recv(#[from] RingRecvError),
     /// An answer could not be sent.
-    #[error("sending an answer: {0}")]
+    #[error("sending an answer")]
     Push(#[from] coil_ipc::RingPushError),
-    /// A frame that is not a batch.
-    #[error("unexpected frame tag {0}")]
-    UnexpectedTag(u16),
+    /// A frame that is not a batch, or a batch too short for its header.
+    #[error("reading a batch")]
+    Proto(#[from] ProtoError),
     /// A message could not be sent or reassembled.
-    #[error("message: {0}")]
-    Message(#[from] protocol::MessageError),
+    #[error("sending or reassembling a message")]
+    Message(#[from] MessageError),
     /// The mode cannot run in this build or on this machine.
     #[error("{0}")]
     Unsupported(String),
-    /// A batch frame too short for its sequence number.
-    #[error("batch frame: {0}")]
-    Decode(#[from] coil_ipc::DecodeError),
 }
 
-fn one_row(tag_seq: Option<u64>, row: &[Value], out: &mut Vec<u8>) {
-    out.clear();
-    if let Some(seq) = tag_seq {
-        protocol::put_seq(out, seq).expect("a Vec never fills");
-    }
-    coil_ipc::encode_batch(std::slice::from_ref(&row.to_vec()), out).expect("a Vec never fills");
-}
-
-/// Tells the host that loading failed, as a `LOAD_FAILED` frame.
-pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &str) {
+/// Sends the start-up message `answer` (ready or load failed).
+fn send_start(tx: &mut Producer, answer: &Answer) -> Result<(), coil_ipc::RingPushError> {
     let mut out = Vec::new();
-    one_row(
-        None,
-        &[
-            Value::Str(type_name.into()),
-            Value::Str(message.into()),
-            Value::Str(String::new()),
-        ],
-        &mut out,
-    );
-    if tx
-        .push_timeout(protocol::TAG_LOAD_FAILED, &out, ANSWER)
-        .is_ok()
-    {
-        tx.flush();
-    }
+    let tag = answer.encode(&mut out).expect("a Vec never fills");
+    tx.push_timeout(tag.raw(), &out, ANSWER)?;
+    tx.flush();
+    Ok(())
 }
 
-fn error_row(e: &PyErrorInfo) -> [Value; 3] {
-    [
-        Value::Str(e.type_name.clone()),
-        Value::Str(e.message.clone()),
-        Value::Str(e.traceback.clone()),
-    ]
+/// Tells the host that loading failed, as a `LoadFailed` message.
+pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &str) {
+    let error = PyErrorInfo {
+        type_name: type_name.into(),
+        message: message.into(),
+        traceback: String::new(),
+    };
+    let _ = send_start(tx, &Answer::LoadFailed { error });
 }
 
-/// Serves ring 0 (batches in) and ring 1 (answers out) of `region` with the
+/// Serves the request ring (batches in) and the answer ring (answers out)
+/// of `region` ([`layout`]) with the
 /// UDF `spec` until the host closes ring 0, then runs the UDF's `close()`.
 /// Batches and answers larger than a frame travel in pieces, up to
 /// `max_message` bytes.
@@ -88,8 +69,8 @@ fn error_row(e: &PyErrorInfo) -> [Value; 3] {
 ///
 /// [`ServeError`]; a load failure has been reported to the host first.
 pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), ServeError> {
-    let mut rx = region.consumer(0)?;
-    let mut tx = region.producer(1)?;
+    let mut rx = region.consumer(layout::REQUESTS)?;
+    let mut tx = region.producer(layout::ANSWERS)?;
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
@@ -110,8 +91,8 @@ pub fn serve_in_process(
     spec: &UdfSpec,
     max_message: usize,
 ) -> Result<(), ServeError> {
-    let mut rx = region.consumer(0)?;
-    let mut tx = region.producer(1)?;
+    let mut rx = region.consumer(layout::REQUESTS)?;
+    let mut tx = region.producer(layout::ANSWERS)?;
     Python::initialize();
     Python::attach(|py| run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {}))
 }
@@ -136,7 +117,7 @@ pub(crate) fn run_in_process(
     // SAFETY: the runtime is initialized and this thread is attached; the
     // call only reads the current thread's identifier.
     let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
-    if let Some(w) = region.user_word(1) {
+    if let Some(w) = region.user_word(coil_proto::layout::WORD_THREAD) {
         w.store(ident as u64);
     }
     run(py, region, spec, max_message, rx, tx, loaded)
@@ -169,32 +150,31 @@ fn run(
     tx: &mut Producer,
     loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
-    let mut out = Vec::with_capacity(64 * 1024);
     let exec = Executor::load(py, spec);
     loaded();
     let mut exec = match exec {
         Ok(e) => e,
         Err(e) => {
-            one_row(None, &error_row(&e.error), &mut out);
-            tx.push_timeout(protocol::TAG_LOAD_FAILED, &out, ANSWER)?;
-            tx.flush();
+            send_start(
+                tx,
+                &Answer::LoadFailed {
+                    error: e.error.clone(),
+                },
+            )?;
             return Err(e.into());
         }
     };
-    if let Some(word) = region.user_word(0) {
+    if let Some(word) = region.user_word(layout::WORD_PROGRESS) {
         exec.set_progress(word);
     }
-    let version = Python::version_str().to_string();
-    one_row(
-        None,
-        &[
-            Value::Int(i64::from(std::process::id())),
-            Value::Str(version),
-        ],
-        &mut out,
-    );
-    tx.push_timeout(protocol::TAG_READY, &out, ANSWER)?;
-    tx.flush();
+    send_start(
+        tx,
+        &Answer::Ready {
+            pid: std::process::id(),
+            python: Python::version_str().to_string(),
+        },
+    )?;
+    let mut out = Vec::with_capacity(64 * 1024);
     let mut big = Vec::new();
     loop {
         let frame = match py.detach(|| rx.recv_timeout(IDLE)) {
@@ -203,70 +183,65 @@ fn run(
             Err(RingRecvError::Timeout { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        out.clear();
-        let (seq, result) = if frame.tag() == protocol::TAG_PART {
+        let (seq, result) = if frame.tag() == Tag::Part.raw() {
             // A batch larger than a frame: collect its pieces first.
             big.clear();
             frame.copy_into(&mut big);
             drop(frame);
-            let tag = py.detach(|| protocol::assemble_rest(rx, &mut big, max_message, IDLE))?;
-            if tag != protocol::TAG_BATCH {
-                return Err(ServeError::UnexpectedTag(tag));
+            let tag = py.detach(|| coil_proto::assemble_rest(rx, &mut big, max_message, IDLE))?;
+            if tag != Tag::Batch {
+                return Err(ProtoError::Unexpected {
+                    tag,
+                    expected: "a batch",
+                }
+                .into());
             }
-            let seq = protocol::read_seq(&big[..])?;
-            protocol::put_seq(&mut out, seq).expect("a Vec never fills");
-            out.extend_from_slice(&[0; protocol::TIMES_LEN]);
-            (
-                seq,
-                exec.run_batch(py, &After::new(&big[..], protocol::SEQ_LEN), &mut out),
-            )
+            let seq = Batch::seq(&big[..])?;
+            Answer::begin_results(seq, &mut out);
+            (seq, exec.run_batch(py, &Batch::rows(&big[..]), &mut out))
         } else {
-            if frame.tag() != protocol::TAG_BATCH {
-                return Err(ServeError::UnexpectedTag(frame.tag()));
+            match Tag::try_from(frame.tag())? {
+                Tag::Batch => {}
+                tag => {
+                    return Err(ProtoError::Unexpected {
+                        tag,
+                        expected: "a batch",
+                    }
+                    .into())
+                }
             }
-            let seq = protocol::read_seq(&frame)?;
-            protocol::put_seq(&mut out, seq).expect("a Vec never fills");
-            out.extend_from_slice(&[0; protocol::TIMES_LEN]);
-            (
-                seq,
-                exec.run_batch(py, &After::new(&frame, protocol::SEQ_LEN), &mut out),
-            )
+            let seq = Batch::seq(&frame)?;
+            Answer::begin_results(seq, &mut out);
+            (seq, exec.run_batch(py, &Batch::rows(&frame), &mut out))
         };
         let tag = match result {
             Ok(()) if out.len() <= max_message => {
-                let mut times = Vec::with_capacity(protocol::TIMES_LEN);
-                protocol::put_times(&mut times, exec.last_times()).expect("a Vec never fills");
-                out[protocol::SEQ_LEN..protocol::SEQ_LEN + protocol::TIMES_LEN]
-                    .copy_from_slice(&times);
-                protocol::TAG_RESULT
+                Answer::finish_results(&mut out, exec.last_times());
+                Tag::Results
             }
-            Ok(()) => {
-                let msg = format!(
-                    "the results of this batch take {} bytes, more than python.fn-execution.max-message-size ({max_message})",
-                    out.len(),
-                );
-                one_row(Some(seq), &[Value::Int(-1), Value::Str(msg)], &mut out);
-                protocol::TAG_BAD_ROW
+            Ok(()) => Answer::TooLarge {
+                seq,
+                bytes: out.len() as u64,
+                limit: max_message as u64,
             }
-            Err(BatchError::Udf { row, error }) => {
-                let mut r = vec![Value::Int(i64::from(row))];
-                r.extend(error_row(&error));
-                one_row(Some(seq), &r, &mut out);
-                protocol::TAG_UDF_ERROR
+            .encode(&mut out)
+            .expect("a Vec never fills"),
+            Err(BatchError::Udf { row, error }) => Answer::UdfError { seq, row, error }
+                .encode(&mut out)
+                .expect("a Vec never fills"),
+            Err(BatchError::Incompatible { row, module, error }) => Answer::Incompatible {
+                seq,
+                row,
+                module,
+                error,
             }
-            Err(BatchError::Incompatible { row, module, error }) => {
-                let mut r = vec![Value::Int(i64::from(row)), Value::Str(module)];
-                r.extend(error_row(&error));
-                one_row(Some(seq), &r, &mut out);
-                protocol::TAG_INCOMPATIBLE
-            }
-            Err(BatchError::BadRow { row, message }) => {
-                let row = row.map(i64::from).unwrap_or(-1);
-                one_row(Some(seq), &[Value::Int(row), Value::Str(message)], &mut out);
-                protocol::TAG_BAD_ROW
-            }
+            .encode(&mut out)
+            .expect("a Vec never fills"),
+            Err(BatchError::BadRow { row, message }) => Answer::BadRow { seq, row, message }
+                .encode(&mut out)
+                .expect("a Vec never fills"),
         };
-        py.detach(|| protocol::send_message(tx, tag, &out, ANSWER))?;
+        py.detach(|| coil_proto::send_message(tx, tag, &out, ANSWER))?;
     }
     if let Err(e) = exec.close(py) {
         eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);

@@ -28,8 +28,8 @@
 
 use coil_ipc::Region;
 
-use crate::executor::UdfSpec;
 use crate::serve::ServeError;
+use coil_proto::UdfSpec;
 
 /// Whether this build can run own-GIL sub-interpreters (CPython ≥ 3.13).
 pub const SUBINTERPRETERS: bool = cfg!(Py_3_13);
@@ -219,8 +219,8 @@ pub fn serve_in_subinterpreter(
 ) -> Result<(), ServeError> {
     use pyo3::Python;
 
-    let mut rx = region.consumer(0)?;
-    let mut tx = region.producer(1)?;
+    let mut rx = region.consumer(coil_proto::layout::REQUESTS)?;
+    let mut tx = region.producer(coil_proto::layout::ANSWERS)?;
     Python::initialize();
     let starting = lifecycle();
     Python::attach(|main| {
@@ -236,7 +236,7 @@ pub fn serve_in_subinterpreter(
         // `Python::attach`), so the token is valid until `sub` is dropped
         // below; every object made with it is dropped inside `run`.
         let py = unsafe { Python::assume_attached() };
-        if let Some(w2) = region.user_word(2) {
+        if let Some(w2) = region.user_word(coil_proto::layout::WORD_INTERPRETER) {
             w2.store(sub.interp() as u64);
         }
         let mut starting = Some(starting);
@@ -247,7 +247,7 @@ pub fn serve_in_subinterpreter(
         // Released when the UDF loaded; this covers a serve loop that ended
         // before it got that far (ending `sub` takes the lock again).
         drop(starting);
-        if let Some(w2) = region.user_word(2) {
+        if let Some(w2) = region.user_word(coil_proto::layout::WORD_INTERPRETER) {
             w2.store(0);
         }
         drop(sub);

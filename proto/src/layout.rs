@@ -1,0 +1,27 @@
+//! Which ring and which header word of a host↔executor region carries what.
+//!
+//! A region has two rings and a few application words in its header
+//! (`coil_ipc::Region::user_word`). The executor writes the words; the host
+//! only reads them, and never trusts them beyond what it checks.
+
+/// The ring of requests: host → executor ([`Tag::Batch`](crate::Tag)).
+pub const REQUESTS: usize = 0;
+/// The ring of answers: executor → host.
+pub const ANSWERS: usize = 1;
+/// Rings per region.
+pub const RINGS: usize = 2;
+
+/// Header word: `row + 1` while the UDF runs row `row` of the current batch,
+/// 0 between batches. A host that gives up on a hung executor reads it to
+/// name the row (and bounds-checks it against the batch).
+pub const WORD_PROGRESS: usize = 0;
+
+/// Header word, in-process executors only (private memory, same process):
+/// the executor thread's Python thread identifier, for raising
+/// `TimeoutError` in it.
+pub const WORD_THREAD: usize = 1;
+
+/// Header word, sub-interpreter executors only (private memory, same
+/// process): the executor's interpreter, while it lives (0 before and
+/// after), for raising `TimeoutError` in it.
+pub const WORD_INTERPRETER: usize = 2;

@@ -1,0 +1,115 @@
+//! What a UDF is, and how a Python exception travels.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// How a UDF maps input rows to output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UdfKind {
+    /// One row in, one value out.
+    #[default]
+    Scalar,
+    /// One row in, zero or more rows out (a generator or an iterable; each
+    /// item a tuple or list, or a single value for a one-column row).
+    Table,
+    /// A whole batch in as columns (Python lists, or numpy arrays when the
+    /// UDF sets `coil_numpy = True`), one column out.
+    Vectorized,
+}
+
+impl UdfKind {
+    /// The name used in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UdfKind::Scalar => "scalar",
+            UdfKind::Table => "table",
+            UdfKind::Vectorized => "vectorized",
+        }
+    }
+}
+
+impl fmt::Display for UdfKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A UDF kind that is not `scalar`, `table` or `vectorized`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown UDF kind {0:?}: expected scalar, table or vectorized")]
+pub struct UnknownKind(pub String);
+
+impl FromStr for UdfKind {
+    type Err = UnknownKind;
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        match s.to_ascii_lowercase().as_str() {
+            "scalar" => Ok(UdfKind::Scalar),
+            "table" => Ok(UdfKind::Table),
+            "vectorized" | "vectorised" | "pandas" => Ok(UdfKind::Vectorized),
+            _ => Err(UnknownKind(s.to_string())),
+        }
+    }
+}
+
+/// What to load: `path/to/file.py:name` or `package.module:name`, its kind,
+/// and directories to put on `sys.path` first (PyFlink's `python.files`).
+///
+/// # Examples
+///
+/// ```
+/// use coil_proto::{UdfKind, UdfSpec};
+/// let spec = UdfSpec::new("udfs/words.py:split").kind(UdfKind::Table).path("lib");
+/// assert_eq!(spec.kind, UdfKind::Table);
+/// assert_eq!("vectorized".parse::<UdfKind>(), Ok(UdfKind::Vectorized));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfSpec {
+    /// `path/to/file.py:name` or `package.module:name`; `name` may be
+    /// dotted (`module:Class.method`).
+    pub target: String,
+    /// Scalar, table or vectorized.
+    pub kind: UdfKind,
+    /// Extra `sys.path` entries, in order.
+    pub paths: Vec<PathBuf>,
+}
+
+impl UdfSpec {
+    /// A scalar UDF with no extra paths.
+    pub fn new(target: impl Into<String>) -> Self {
+        UdfSpec {
+            target: target.into(),
+            kind: UdfKind::Scalar,
+            paths: Vec::new(),
+        }
+    }
+
+    /// Sets the kind.
+    pub fn kind(mut self, kind: UdfKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Adds a `sys.path` entry.
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.paths.push(path.into());
+        self
+    }
+}
+
+/// A Python exception, as the host reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PyErrorInfo {
+    /// The exception's type, qualified by its module unless built in.
+    pub type_name: String,
+    /// `str(exception)`.
+    pub message: String,
+    /// The formatted traceback, ending with the exception line.
+    pub traceback: String,
+}
+
+impl fmt::Display for PyErrorInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.type_name, self.message)
+    }
+}
