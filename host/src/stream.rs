@@ -3,6 +3,11 @@
 //! flight per executor, takes answers back in order, and recovers from
 //! broken executors and from a fall-back to process mode without losing or
 //! repeating a row.
+//!
+//! The scheduler ([`Scheduler`]) drives executors through two small traits,
+//! [`Executors`] (a runner's pools) and [`Leased`] (one leased executor), so
+//! its unit tests run it against fakes that answer, fail, die and fall
+//! back on cue.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -12,12 +17,145 @@ use std::time::{Duration, Instant};
 use coil_ipc::{Row, Value};
 use coil_proto::{Batch, Times};
 
+use crate::config::Tuning;
 use crate::error::Direction;
 use crate::link::Reply;
-use crate::metrics::BatchRecord;
+use crate::metrics::{BatchRecord, Counters};
 use crate::pool::Lease;
 use crate::runner::Runner;
-use crate::RunError;
+use crate::{ExecutionMode, RunError};
+
+/// What the scheduler needs from the executors it drives: a runner's pools
+/// for real, a fake in tests.
+pub(crate) trait Executors {
+    /// A leased executor.
+    type Lease: Leased;
+    /// The runner's configuration, parsed.
+    fn tuning(&self) -> &Tuning;
+    /// The runner's counters.
+    fn counters(&self) -> &Counters;
+    /// The mode new work runs in.
+    fn mode(&self) -> ExecutionMode;
+    /// Rows in the next batch.
+    fn batch_size(&self) -> usize;
+    /// The largest batch, in bytes.
+    fn max_payload(&self) -> usize;
+    /// An idle executor of the active pool; waits for one if `wait`.
+    fn lease(&self, wait: bool) -> Option<Self::Lease>;
+    /// Whether `lease` is of the active pool (not of one retired by a
+    /// fall-back).
+    fn is_active(&self, lease: &Self::Lease) -> bool;
+    /// Moves new work to process mode for good: the UDF imports `module`,
+    /// which cannot load in a sub-interpreter.
+    fn fall_back(&self, module: &str) -> Result<(), RunError>;
+}
+
+/// One leased executor, as the scheduler drives it.
+pub(crate) trait Leased {
+    /// Its slot, for log lines.
+    fn id(&self) -> usize;
+    /// Puts a batch into the executor's request ring: waiting up to `wait`
+    /// for room when `alone` (nothing else of ours ahead of it there, so
+    /// the executor is reading), else without waiting. `Ok(false)`: no room
+    /// now (or the batch must travel in pieces, which only a batch `alone`
+    /// may).
+    fn send_batch(&mut self, payload: &[u8], alone: bool, wait: Duration)
+        -> Result<bool, RunError>;
+    /// The answer to batch `seq` (rows `rows`), the next one this executor
+    /// sends; waits until `deadline` if `wait`.
+    fn answer(
+        &mut self,
+        seq: u64,
+        rows: Range<u64>,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+        wait: bool,
+    ) -> Reply;
+    /// The executor broke: kill it and start a replacement.
+    fn replace(&mut self, why: &RunError);
+    /// The executor broke and its pool is retired: kill it, no replacement.
+    fn discard(&mut self, why: &RunError);
+}
+
+impl<'r> Executors for &'r Runner {
+    type Lease = Lease<'r>;
+
+    fn tuning(&self) -> &Tuning {
+        &self.tuning
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn mode(&self) -> ExecutionMode {
+        Runner::mode(self)
+    }
+
+    fn batch_size(&self) -> usize {
+        Runner::batch_size(self)
+    }
+
+    fn max_payload(&self) -> usize {
+        self.active().max_payload
+    }
+
+    fn lease(&self, wait: bool) -> Option<Lease<'r>> {
+        self.active().lease(wait)
+    }
+
+    fn is_active(&self, lease: &Lease<'r>) -> bool {
+        lease.is_of(self.active())
+    }
+
+    fn fall_back(&self, module: &str) -> Result<(), RunError> {
+        Runner::fall_back(self, module).map(drop)
+    }
+}
+
+impl Leased for Lease<'_> {
+    fn id(&self) -> usize {
+        Lease::id(self)
+    }
+
+    fn send_batch(
+        &mut self,
+        payload: &[u8],
+        alone: bool,
+        wait: Duration,
+    ) -> Result<bool, RunError> {
+        let link = self.worker()?;
+        if alone {
+            link.send(payload, wait).map(|()| true)
+        } else if link.needs_pieces(payload.len()) {
+            Ok(false)
+        } else {
+            link.try_send(payload)
+        }
+    }
+
+    fn answer(
+        &mut self,
+        seq: u64,
+        rows: Range<u64>,
+        deadline: Option<Instant>,
+        timeout: Option<Duration>,
+        wait: bool,
+    ) -> Reply {
+        match self.worker() {
+            Ok(link) => link.answer(seq, rows, deadline, timeout, wait),
+            Err(e) => Reply::Error(e),
+        }
+    }
+
+    fn replace(&mut self, why: &RunError) {
+        Lease::replace(self, why)
+    }
+
+    fn discard(&mut self, why: &RunError) {
+        Lease::discard(self, why)
+    }
+}
 
 /// Batches in flight per worker: one running, one waiting in its ring, so
 /// the worker never waits for the host between batches.
@@ -28,41 +166,62 @@ const DEPTH: usize = 2;
 /// a slow UDF's first batches do not give one worker all the work.
 const FIRST_BATCH: usize = 4;
 
-/// A batch sent to a worker and not yet answered (or failed before it
-/// could be sent).
+/// Where a batch is.
+enum State {
+    /// In no executor's ring: new, or to be sent again (its executor broke,
+    /// or its pool was retired).
+    Unsent,
+    /// In its executor's ring behind another batch of ours.
+    Queued,
+    /// The oldest of ours on its executor, so running: since when, and when
+    /// it times out.
+    Running {
+        since: Instant,
+        deadline: Option<Instant>,
+    },
+    /// Answered before the older batches were (while the stream moved off
+    /// a retired pool): the results, the executor's times, the host's
+    /// decode time; delivered in its turn.
+    Done(Box<(Vec<Value>, Times, Duration)>),
+    /// Failed; the error is delivered in its rows' place.
+    Failed(Box<RunError>),
+}
+
+/// A batch of the stream, from being cut until its results are delivered.
 struct InFlight {
+    /// Index of its executor in the stream's leases.
     lease: usize,
     seq: u64,
     rows: Range<u64>,
-    /// Kept so the batch can be sent again to a replacement worker.
+    /// Kept so the batch can be sent again to a replacement executor.
     payload: Vec<u8>,
-    /// Set once the batch is the oldest on its worker (it is running).
-    deadline: Option<Instant>,
-    /// When it started running (became the oldest on its worker).
-    started: Option<Instant>,
     /// When it was queued to be sent.
     queued: Instant,
+    /// Times it was sent again after its executor died.
     attempts: u32,
-    /// In its worker's request ring (until that worker is replaced).
-    sent: bool,
-    /// Its results, read before the older batches' were (when the stream
-    /// moved off a retired pool): the results, the executor's times, the
-    /// host's decode time.
-    done: Option<(Vec<Value>, Times, Duration)>,
-    failed: Option<RunError>,
+    state: State,
 }
 
 impl InFlight {
-    /// Sent to its worker and not answered yet.
+    /// In its executor's ring, not answered yet.
     fn pending(&self) -> bool {
-        self.sent && self.failed.is_none() && self.done.is_none()
+        matches!(self.state, State::Queued | State::Running { .. })
     }
 
-    /// To be sent (again), to a worker of the active pool.
+    /// To be sent (again), to an executor of the active pool.
     fn unsent(&mut self) {
-        self.sent = false;
-        self.deadline = None;
-        self.started = None;
+        self.state = State::Unsent;
+    }
+
+    fn fail(&mut self, e: RunError) {
+        self.state = State::Failed(Box::new(e));
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Running { deadline, .. } => deadline,
+            _ => None,
+        }
     }
 }
 
@@ -96,8 +255,75 @@ pub(crate) fn batch_rows(
 /// hand-off to another host thread. A failed batch yields its error once in
 /// place of its rows' results, and the stream goes on with the next batch.
 pub struct RowStream<'r> {
-    runner: &'r Runner,
-    leases: Vec<Lease<'r>>,
+    scheduler: Scheduler<&'r Runner>,
+}
+
+impl<'r> RowStream<'r> {
+    pub(crate) fn new(runner: &'r Runner) -> Self {
+        RowStream {
+            scheduler: Scheduler::new(runner),
+        }
+    }
+
+    /// Adds a row; sends a batch when one is full (or has waited
+    /// `bundle.time`). Blocks while every leased worker has two batches in
+    /// flight, until the oldest is answered. A batch that fails yields its
+    /// error from [`RowStream::pull`], in its rows' place.
+    pub fn push(&mut self, row: Row) {
+        self.scheduler.push(row)
+    }
+
+    /// Sends the rows buffered so far as a batch.
+    pub fn flush(&mut self) {
+        self.scheduler.flush()
+    }
+
+    /// The next result if it is back, without waiting (sends a partial
+    /// batch that has waited `bundle.time`).
+    pub fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
+        self.scheduler.try_pull()
+    }
+
+    /// The next result, waiting for it; sends any buffered rows first.
+    /// `None` once every pushed row has been answered.
+    pub fn pull(&mut self) -> Option<Result<Value, RunError>> {
+        self.scheduler.pull()
+    }
+
+    /// How many rows the next batch holds: `python.fn-execution.bundle.size`
+    /// if it was set; otherwise as many as the UDF runs in
+    /// `python.fn-execution.bundle.target-time` at the time per row measured
+    /// so far (at least 1, at most `bundle.size`), and 4 until a first
+    /// batch has been measured. Small inputs and slow UDFs so make many
+    /// small batches that spread over every worker; fast UDFs get full
+    /// batches after the first few.
+    pub fn batch_size(&self) -> usize {
+        self.scheduler.executors.batch_size()
+    }
+
+    /// Rows pushed so far.
+    pub fn rows_pushed(&self) -> u64 {
+        self.scheduler.rows_pushed()
+    }
+
+    /// Runs all of `rows` and returns their results in order, or the first
+    /// failed batch's error ([`Runner::call`]).
+    pub(crate) fn run_all(mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
+        self.scheduler.run_all(rows)
+    }
+}
+
+impl Iterator for RowStream<'_> {
+    type Item = Result<Value, RunError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.pull()
+    }
+}
+
+/// The scheduler behind a [`RowStream`], over any [`Executors`].
+pub(crate) struct Scheduler<E: Executors> {
+    executors: E,
+    leases: Vec<E::Lease>,
     flight: VecDeque<InFlight>,
     /// Answers in row order; errors boxed to keep the queue's items small.
     ready: VecDeque<Result<Value, Box<RunError>>>,
@@ -106,10 +332,10 @@ pub struct RowStream<'r> {
     next_row: u64,
 }
 
-impl<'r> RowStream<'r> {
-    pub(crate) fn new(runner: &'r Runner) -> Self {
-        RowStream {
-            runner,
+impl<E: Executors> Scheduler<E> {
+    pub(crate) fn new(executors: E) -> Self {
+        Scheduler {
+            executors,
             leases: Vec::new(),
             flight: VecDeque::new(),
             ready: VecDeque::new(),
@@ -119,27 +345,22 @@ impl<'r> RowStream<'r> {
         }
     }
 
-    /// Adds a row; sends a batch when one is full (or has waited
-    /// `bundle.time`). Blocks while every leased worker has two batches in
-    /// flight, until the oldest is answered. A batch that fails yields its
-    /// error from [`RowStream::pull`], in its rows' place.
-    pub fn push(&mut self, row: Row) {
+    fn push(&mut self, row: Row) {
         if self.buffer.is_empty() {
             self.buffer_since = Some(Instant::now());
         }
         self.buffer.push(row);
-        if self.buffer.len() >= self.batch_size() || self.overdue() {
+        if self.buffer.len() >= self.executors.batch_size() || self.overdue() {
             self.flush();
         }
     }
 
     fn overdue(&self) -> bool {
-        self.buffer_since
-            .is_some_and(|t| t.elapsed() >= self.runner.tuning.bundle_time)
+        let wait = self.executors.tuning().bundle_time;
+        self.buffer_since.is_some_and(|t| t.elapsed() >= wait)
     }
 
-    /// Sends the rows buffered so far as a batch.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if !self.buffer.is_empty() {
             let mut rows = std::mem::take(&mut self.buffer);
             self.buffer_since = None;
@@ -149,50 +370,86 @@ impl<'r> RowStream<'r> {
         }
     }
 
+    fn rows_pushed(&self) -> u64 {
+        self.next_row + self.buffer.len() as u64
+    }
+
+    fn run_all(&mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
+        let mut out = Vec::with_capacity(rows.len());
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let (batch, after) = rest.split_at(self.executors.batch_size().min(rest.len()));
+            rest = after;
+            self.send_rows(batch);
+            while let Some(v) = self.ready.pop_front() {
+                out.push(v.map_err(|e| *e)?);
+            }
+        }
+        while let Some(v) = self.pull() {
+            out.push(v?);
+        }
+        Ok(out)
+    }
+
+    fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
+        if self.overdue() {
+            self.flush();
+        }
+        while self.ready.is_empty() && self.collect_oldest(false) {}
+        self.ready.pop_front().map(|r| r.map_err(|e| *e))
+    }
+
+    fn pull(&mut self) -> Option<Result<Value, RunError>> {
+        if self.ready.is_empty() && self.flight.is_empty() {
+            self.flush();
+        }
+        while self.ready.is_empty() && !self.flight.is_empty() {
+            self.collect_oldest(true);
+        }
+        self.ready.pop_front().map(|r| r.map_err(|e| *e))
+    }
+
     /// Sends `rows` as one batch (its failure, if any, is queued in order).
     fn send_rows(&mut self, rows: &[Row]) {
-        let pool = self.runner.active();
         let first = self.next_row;
         self.next_row += rows.len() as u64;
         let range = first..self.next_row;
         let seq = self
-            .runner
-            .counters
+            .executors
+            .counters()
             .next_seq
             .fetch_add(1, Ordering::Relaxed);
-        let payload = Vec::with_capacity(coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows));
         let mut entry = InFlight {
             lease: usize::MAX,
             seq,
             rows: range.clone(),
-            payload,
-            deadline: None,
-            started: None,
+            payload: Vec::with_capacity(coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows)),
             queued: Instant::now(),
             attempts: 0,
-            sent: false,
-            done: None,
-            failed: None,
+            state: State::Unsent,
         };
         let encode_started = Instant::now();
         let encoded = Batch::encode(seq, rows, &mut entry.payload);
-        self.runner
-            .counters
-            .record_sent(pool.mode(), rows.len() as u64, encode_started.elapsed());
+        self.executors.counters().record_sent(
+            self.executors.mode(),
+            rows.len() as u64,
+            encode_started.elapsed(),
+        );
+        let limit = self.executors.max_payload();
         if let Err(e) = encoded {
-            entry.failed = Some(RunError::BadRow {
+            entry.fail(RunError::BadRow {
                 row: None,
                 message: e.to_string(),
             });
-        } else if entry.payload.len() > pool.max_payload {
-            entry.failed = Some(RunError::TooLarge {
+        } else if entry.payload.len() > limit {
+            entry.fail(RunError::TooLarge {
                 direction: Direction::Batch,
                 rows: range,
                 bytes: entry.payload.len() as u64,
-                limit: pool.max_payload as u64,
+                limit: limit as u64,
             });
         }
-        if entry.failed.is_some() {
+        if matches!(entry.state, State::Failed(_)) {
             self.flight.push_back(entry);
             return;
         }
@@ -209,31 +466,30 @@ impl<'r> RowStream<'r> {
             .count()
     }
 
-    /// A leased worker of the active pool with room for another batch: an
-    /// idle one of ours, else another idle worker from the pool, else one
-    /// of ours with one batch running, else wait for the oldest answer.
+    /// A leased executor of the active pool with room for another batch:
+    /// an idle one of ours, else another idle executor from the pool, else
+    /// one of ours with one batch running, else wait for the oldest answer.
     fn pick_lease(&mut self) -> usize {
-        let active = self.runner.active();
         if self
             .flight
             .iter()
-            .any(|e| e.pending() && !self.leases[e.lease].is_of(active))
+            .any(|e| e.pending() && !self.executors.is_active(&self.leases[e.lease]))
         {
             // The runner fell back to process mode since these were sent:
             // settle them before anything goes to the new pool, so that
-            // every worker still answers in the stream's order.
+            // every executor still answers in the stream's order.
             self.move_off_retired();
         }
         loop {
             let ours: Vec<usize> = (0..self.leases.len())
-                .filter(|&l| self.leases[l].is_of(active))
+                .filter(|&l| self.executors.is_active(&self.leases[l]))
                 .collect();
             let best = ours.iter().copied().min_by_key(|&l| self.in_flight_on(l));
             if let Some(l) = best.filter(|&l| self.in_flight_on(l) == 0) {
                 return l;
             }
-            if ours.len() < self.runner.tuning.workers {
-                if let Some(lease) = active.lease(ours.is_empty()) {
+            if ours.len() < self.executors.tuning().workers {
+                if let Some(lease) = self.executors.lease(ours.is_empty()) {
                     self.leases.push(lease);
                     return self.leases.len() - 1;
                 }
@@ -245,54 +501,47 @@ impl<'r> RowStream<'r> {
         }
     }
 
-    /// Sends flight entry `at` to its worker; on failure the entry carries
-    /// the error.
+    /// Sends flight entry `at` to its executor; on failure the entry
+    /// carries the error.
     fn dispatch(&mut self, mut at: usize) {
         let li = self.flight[at].lease;
-        let timeout = self.runner.tuning.timeout;
+        let timeout = self.executors.tuning().timeout;
         loop {
-            let first_on_worker = self
+            let alone = self
                 .flight
                 .iter()
                 .take(at)
                 .all(|e| e.lease != li || !e.pending());
-            let sent = match self.leases[li].worker() {
-                Err(e) => Err(e),
-                // Pieces go only to a worker with nothing else of ours to
-                // answer (it must read while we write): take answers first.
-                Ok(w) if !first_on_worker && w.needs_pieces(self.flight[at].payload.len()) => {
-                    Ok(false)
-                }
-                Ok(w) if first_on_worker => {
-                    // Nothing of ours ahead of it: the worker is reading,
-                    // so waiting for room cannot deadlock.
-                    let wait = timeout.unwrap_or(Duration::from_secs(3600));
-                    w.send(&self.flight[at].payload, wait).map(|()| true)
-                }
-                Ok(w) => w.try_send(&self.flight[at].payload),
-            };
+            // Nothing of ours ahead of it: the executor is reading, so
+            // waiting for room cannot deadlock.
+            let wait = timeout.unwrap_or(Duration::from_secs(3600));
+            let sent = self.leases[li].send_batch(&self.flight[at].payload, alone, wait);
             match sent {
                 Ok(true) => {
-                    self.flight[at].sent = true;
-                    if first_on_worker {
-                        self.flight[at].deadline = timeout.map(|t| Instant::now() + t);
-                        self.flight[at].started = Some(Instant::now());
-                    }
+                    self.flight[at].state = if alone {
+                        State::Running {
+                            since: Instant::now(),
+                            deadline: timeout.map(|t| Instant::now() + t),
+                        }
+                    } else {
+                        State::Queued
+                    };
                     return;
                 }
                 Ok(false) => {
-                    // The request ring is full behind our own batches: take
-                    // the oldest answer first, so the worker can go on.
+                    // The request ring is full behind our own batches (or
+                    // this batch must travel in pieces): take the oldest
+                    // answer first, so the executor can go on.
                     let before = self.flight.len();
                     self.collect_oldest(true);
                     at -= before - self.flight.len();
                     let e = &self.flight[at];
-                    if e.sent || e.failed.is_some() || e.lease != li {
+                    if !matches!(e.state, State::Unsent) || e.lease != li {
                         return; // answered, failed, or re-sent meanwhile
                     }
                 }
                 Err(e) => {
-                    self.flight[at].failed = Some(e);
+                    self.flight[at].fail(e);
                     return;
                 }
             }
@@ -305,71 +554,69 @@ impl<'r> RowStream<'r> {
         let Some(front) = self.flight.front() else {
             return false;
         };
-        if front.failed.is_some() {
-            let e = self
-                .flight
-                .pop_front()
-                .and_then(|e| e.failed)
-                .expect("a failed entry");
-            self.count_error(&e);
-            self.ready.push_back(Err(Box::new(e)));
-            return true;
-        }
-        if front.done.is_some() {
-            let entry = self.flight.pop_front().expect("the oldest batch");
-            let (values, times, decode) = entry.done.expect("an answered entry");
-            self.runner.counters.record_batch(
-                self.runner.mode(),
-                &BatchRecord {
-                    rows: values.len() as u64,
-                    latency: entry.queued.elapsed(),
-                    decode,
-                    times,
-                    transport: Duration::ZERO,
-                },
-            );
-            self.ready.extend(values.into_iter().map(Ok));
-            return true;
+        match front.state {
+            State::Failed(_) => {
+                let entry = self.flight.pop_front().expect("the oldest batch");
+                let State::Failed(e) = entry.state else {
+                    unreachable!("matched above")
+                };
+                self.count_error(&e);
+                self.ready.push_back(Err(e));
+                return true;
+            }
+            State::Done(_) => {
+                let entry = self.flight.pop_front().expect("the oldest batch");
+                let State::Done(done) = entry.state else {
+                    unreachable!("matched above")
+                };
+                let (values, times, decode) = *done;
+                self.record(&values, times, decode, entry.queued, Duration::ZERO);
+                self.ready.extend(values.into_iter().map(Ok));
+                return true;
+            }
+            State::Unsent => {
+                // Every path that unsends a batch sends it again before
+                // anything waits on it; this would wait forever.
+                debug_assert!(false, "the oldest batch was never sent");
+                let mut entry = self.flight.pop_front().expect("the oldest batch");
+                entry.fail(RunError::BadRow {
+                    row: None,
+                    message: "internal error: a batch was never sent".into(),
+                });
+                self.flight.push_front(entry);
+                return true;
+            }
+            State::Queued | State::Running { .. } => {}
         }
         let (li, seq, rows, deadline) =
-            (front.lease, front.seq, front.rows.clone(), front.deadline);
-        let timeout = self.runner.tuning.timeout;
-        let answer = match self.leases[li].worker() {
-            Ok(w) => w.answer(seq, rows, deadline, timeout, wait),
-            Err(e) => Reply::Error(e),
-        };
-        match answer {
+            (front.lease, front.seq, front.rows.clone(), front.deadline());
+        let timeout = self.executors.tuning().timeout;
+        match self.leases[li].answer(seq, rows, deadline, timeout, wait) {
             Reply::Pending => false,
             Reply::Values(values, times, decode) => {
                 let entry = self.flight.pop_front().expect("the oldest batch");
-                let transport = entry.started.map_or(Duration::ZERO, |started| {
-                    let round_trip = started.elapsed().saturating_sub(decode);
-                    round_trip.saturating_sub(times.decode + times.python + times.encode)
-                });
-                self.runner.counters.record_batch(
-                    self.runner.mode(),
-                    &BatchRecord {
-                        rows: values.len() as u64,
-                        latency: entry.queued.elapsed(),
-                        decode,
-                        times,
-                        transport,
-                    },
-                );
+                let transport = match entry.state {
+                    State::Running { since, .. } => since
+                        .elapsed()
+                        .saturating_sub(decode)
+                        .saturating_sub(times.total()),
+                    _ => Duration::ZERO,
+                };
+                self.record(&values, times, decode, entry.queued, transport);
                 self.ready.extend(values.into_iter().map(Ok));
                 self.started_next_on(li);
                 true
             }
             Reply::Error(RunError::SubInterpreterIncompatible { module, .. })
-                if !self.runner.tuning.strict =>
+                if !self.executors.tuning().strict =>
             {
                 // Found at call time: the UDF cannot run in a
                 // sub-interpreter. The runner moves to process mode for
                 // good; this batch (which produced nothing) runs again
                 // there, with every other one still owed.
                 self.started_next_on(li);
-                match self.runner.fall_back(&module) {
-                    Ok(_) => {
+                match self.executors.fall_back(&module) {
+                    Ok(()) => {
                         self.flight[0].unsent();
                         self.move_off_retired();
                     }
@@ -395,41 +642,57 @@ impl<'r> RowStream<'r> {
         }
     }
 
-    /// Moves the stream off workers of a pool the runner retired (it fell
-    /// back to process mode): reads, in order, every answer those workers
-    /// still owe, keeping results and errors in place; then sends every
-    /// batch that must run again (the UDF could not run it in a
-    /// sub-interpreter, or its worker broke) to the active pool, in order.
-    /// Nothing is run twice that produced results, and nothing is dropped.
+    fn record(
+        &self,
+        values: &[Value],
+        times: Times,
+        decode: Duration,
+        queued: Instant,
+        transport: Duration,
+    ) {
+        self.executors.counters().record_batch(
+            self.executors.mode(),
+            &BatchRecord {
+                rows: values.len() as u64,
+                latency: queued.elapsed(),
+                decode,
+                times,
+                transport,
+            },
+        );
+    }
+
+    /// Moves the stream off executors of a pool the runner retired (it
+    /// fell back to process mode): reads, in order, every answer those
+    /// executors still owe, keeping results and errors in place; then sends
+    /// every batch that must run again (the UDF could not run it in a
+    /// sub-interpreter, or its executor broke) to the active pool, in
+    /// order. Nothing that produced results runs twice, and nothing is
+    /// dropped.
     fn move_off_retired(&mut self) {
-        let active = self.runner.active();
-        let timeout = self.runner.tuning.timeout;
-        let strict = self.runner.tuning.strict;
+        let timeout = self.executors.tuning().timeout;
+        let strict = self.executors.tuning().strict;
         for i in 0..self.flight.len() {
             let li = self.flight[i].lease;
-            if !self.flight[i].pending() || self.leases[li].is_of(active) {
+            if !self.flight[i].pending() || self.executors.is_active(&self.leases[li]) {
                 continue;
             }
             // Entries are visited in order, so this is the oldest one its
-            // worker owes: its answer is the next that worker sends.
+            // executor owes: its answer is the next that executor sends.
             let (seq, rows, deadline) = {
                 let e = &self.flight[i];
-                (e.seq, e.rows.clone(), e.deadline)
+                (e.seq, e.rows.clone(), e.deadline())
             };
-            let answer = match self.leases[li].worker() {
-                Ok(w) => w.answer(seq, rows, deadline, timeout, true),
-                Err(e) => Reply::Broken(e),
-            };
-            match answer {
+            match self.leases[li].answer(seq, rows, deadline, timeout, true) {
                 Reply::Values(values, times, decode) => {
-                    self.flight[i].done = Some((values, times, decode));
+                    self.flight[i].state = State::Done(Box::new((values, times, decode)));
                 }
                 Reply::Error(RunError::SubInterpreterIncompatible { .. }) if !strict => {
                     self.flight[i].unsent();
                 }
                 Reply::Broken(e) | Reply::Error(e @ RunError::Restart(_)) => {
-                    // Its worker is gone: this and what it still held run
-                    // again on the active pool.
+                    // Its executor is gone: this and what it still held
+                    // run again on the active pool.
                     for entry in self.flight.iter_mut().skip(i) {
                         if entry.lease == li && entry.pending() {
                             entry.unsent();
@@ -438,7 +701,7 @@ impl<'r> RowStream<'r> {
                     self.leases[li].discard(&e);
                     continue;
                 }
-                Reply::Error(e) => self.flight[i].failed = Some(e),
+                Reply::Error(e) => self.flight[i].fail(e),
                 Reply::Pending => self.flight[i].unsent(),
             }
             self.started_next_on(li);
@@ -446,7 +709,7 @@ impl<'r> RowStream<'r> {
         let again: Vec<u64> = self
             .flight
             .iter()
-            .filter(|e| !e.sent && e.failed.is_none() && e.done.is_none())
+            .filter(|e| matches!(e.state, State::Unsent))
             .map(|e| e.seq)
             .collect();
         for seq in again {
@@ -461,31 +724,36 @@ impl<'r> RowStream<'r> {
 
     fn count_error(&self, e: &RunError) {
         let timeout = matches!(e, RunError::Timeout { .. });
-        self.runner
-            .counters
-            .record_error(self.runner.mode(), timeout);
+        self.executors
+            .counters()
+            .record_error(self.executors.mode(), timeout);
     }
 
-    /// The next batch on worker `li` starts running now: its timeout starts.
+    /// The next batch on executor `li` starts running now: its timeout
+    /// starts.
     fn started_next_on(&mut self, li: usize) {
-        let timeout = self.runner.tuning.timeout;
+        let timeout = self.executors.tuning().timeout;
         if let Some(next) = self
             .flight
             .iter_mut()
             .find(|e| e.lease == li && e.pending())
         {
-            next.deadline = timeout.map(|t| Instant::now() + t);
-            next.started = Some(Instant::now());
+            let now = Instant::now();
+            next.state = State::Running {
+                since: now,
+                deadline: timeout.map(|t| now + t),
+            };
         }
     }
 
-    /// Worker `li` broke on the oldest batch: replace it; fail that batch
-    /// (or retry it once, if configured and the worker died), and send the
-    /// batches queued behind it, which got no answer, to the replacement.
+    /// Executor `li` broke on the oldest batch: replace it; fail that batch
+    /// (or retry it once, if configured and the executor died), and send
+    /// the batches queued behind it, which got no answer, to the
+    /// replacement.
     fn broken(&mut self, li: usize, e: RunError) {
         self.leases[li].replace(&e);
         let retry = matches!(e, RunError::WorkerDied { .. })
-            && self.flight[0].attempts < self.runner.tuning.retries;
+            && self.flight[0].attempts < self.executors.tuning().retries;
         if retry {
             self.flight[0].attempts += 1;
             tracing::warn!(
@@ -495,7 +763,7 @@ impl<'r> RowStream<'r> {
                 self.flight[0].rows.end
             );
         } else {
-            self.flight[0].failed = Some(e);
+            self.flight[0].fail(e);
         }
         let mut resend = Vec::new();
         for e in self
@@ -510,74 +778,17 @@ impl<'r> RowStream<'r> {
             // An earlier dispatch may have collected answers and moved the
             // queue: find the entry by its sequence number.
             if let Some(at) = self.flight.iter().position(|e| e.seq == seq) {
-                if !self.flight[at].sent && self.flight[at].failed.is_none() {
+                if matches!(self.flight[at].state, State::Unsent) {
                     self.dispatch(at);
                 }
             }
         }
     }
-
-    /// The next result if it is back, without waiting (sends a partial
-    /// batch that has waited `bundle.time`).
-    pub fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.overdue() {
-            self.flush();
-        }
-        while self.ready.is_empty() && self.collect_oldest(false) {}
-        self.ready.pop_front().map(|r| r.map_err(|e| *e))
-    }
-
-    /// The next result, waiting for it; sends any buffered rows first.
-    /// `None` once every pushed row has been answered.
-    pub fn pull(&mut self) -> Option<Result<Value, RunError>> {
-        if self.ready.is_empty() && self.flight.is_empty() {
-            self.flush();
-        }
-        while self.ready.is_empty() && !self.flight.is_empty() {
-            self.collect_oldest(true);
-        }
-        self.ready.pop_front().map(|r| r.map_err(|e| *e))
-    }
-
-    /// Runs all of `rows` and returns their results in order, or the first
-    /// failed batch's error ([`Runner::call`]).
-    pub(crate) fn run_all(mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
-        let mut out = Vec::with_capacity(rows.len());
-        let mut rest = rows;
-        while !rest.is_empty() {
-            let (batch, after) = rest.split_at(self.batch_size().min(rest.len()));
-            rest = after;
-            self.send_rows(batch);
-            while let Some(v) = self.ready.pop_front() {
-                out.push(v.map_err(|e| *e)?);
-            }
-        }
-        while let Some(v) = self.pull() {
-            out.push(v?);
-        }
-        Ok(out)
-    }
-
-    /// How many rows the next batch holds: `python.fn-execution.bundle.size`
-    /// if it was set; otherwise as many as the UDF runs in
-    /// `python.fn-execution.bundle.target-time` at the time per row measured
-    /// so far (at least 1, at most `bundle.size`), and 4 until a first
-    /// batch has been measured. Small inputs and slow UDFs so make many
-    /// small batches that spread over every worker; fast UDFs get full
-    /// batches after the first few.
-    pub fn batch_size(&self) -> usize {
-        self.runner.batch_size()
-    }
-
-    /// Rows pushed so far.
-    pub fn rows_pushed(&self) -> u64 {
-        self.next_row + self.buffer.len() as u64
-    }
 }
 
-impl Drop for RowStream<'_> {
+impl<E: Executors> Drop for Scheduler<E> {
     fn drop(&mut self) {
-        // Take every outstanding answer, so each worker goes back to the
+        // Take every outstanding answer, so each executor goes back to the
         // pool with empty rings.
         while !self.flight.is_empty() {
             self.collect_oldest(true);
@@ -585,16 +796,16 @@ impl Drop for RowStream<'_> {
     }
 }
 
-impl Iterator for RowStream<'_> {
-    type Item = Result<Value, RunError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.pull()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::{Cell, RefCell};
+    use std::collections::HashMap;
+    use std::rc::Rc;
+
+    use crate::error::WorkerExit;
+    use crate::Config;
+    use coil_proto::PyErrorInfo;
 
     #[test]
     fn batches_are_sized_from_the_measured_time_per_row_unless_the_size_is_set() {
@@ -618,5 +829,362 @@ mod tests {
         // Set by the user: always that size.
         assert_eq!(batch_rows(1000, true, ms(5), Some(ms(1))), 1000);
         assert_eq!(batch_rows(7, true, ms(5), None), 7);
+    }
+
+    /// What a fake executor does with a batch.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Act {
+        /// Answers every row with `x + 1`.
+        Answer,
+        /// The UDF raises on the batch's first row.
+        Raise,
+        /// Raises the sub-interpreter incompatibility on its first row.
+        Incompatible,
+        /// Dies: this batch and everything behind it get no answer.
+        Die,
+    }
+
+    /// The fakes' shared state: what each pool does with which batch, and
+    /// what happened.
+    struct World {
+        /// (pool, seq, attempt) → what to do; default `Answer`.
+        script: Box<dyn Fn(usize, u64, u32) -> Act>,
+        /// The pool new work goes to (0 until a fall-back, then 1).
+        active: Cell<usize>,
+        fallbacks: Cell<u32>,
+        /// Leases handed out, per pool.
+        leased: RefCell<[usize; 2]>,
+        /// How often each (seq) was answered with results, and by which pool.
+        computed: RefCell<HashMap<u64, Vec<usize>>>,
+        /// Times each seq was run (any outcome).
+        runs: RefCell<HashMap<u64, u32>>,
+        replaced: Cell<u32>,
+        discarded: Cell<u32>,
+        /// The most batches one executor ever held at once.
+        deepest: Cell<usize>,
+    }
+
+    struct Fake {
+        world: Rc<World>,
+        tuning: Tuning,
+        counters: Counters,
+    }
+
+    struct FakeLease {
+        world: Rc<World>,
+        id: usize,
+        pool: usize,
+        /// Batches in its ring, in order: (seq, rows, encoded payload).
+        ring: VecDeque<(u64, Vec<Row>)>,
+        dead: bool,
+    }
+
+    impl Executors for Fake {
+        type Lease = FakeLease;
+        fn tuning(&self) -> &Tuning {
+            &self.tuning
+        }
+        fn counters(&self) -> &Counters {
+            &self.counters
+        }
+        fn mode(&self) -> ExecutionMode {
+            [ExecutionMode::SubInterpreter, ExecutionMode::Process][self.world.active.get()]
+        }
+        fn batch_size(&self) -> usize {
+            self.tuning.bundle_size
+        }
+        fn max_payload(&self) -> usize {
+            self.tuning.max_message
+        }
+        fn lease(&self, wait: bool) -> Option<FakeLease> {
+            let pool = self.world.active.get();
+            let mut leased = self.world.leased.borrow_mut();
+            if leased[pool] == self.tuning.workers {
+                assert!(!wait, "the stream would wait forever for an executor");
+                return None;
+            }
+            leased[pool] += 1;
+            Some(FakeLease {
+                world: Rc::clone(&self.world),
+                id: leased[pool] - 1,
+                pool,
+                ring: VecDeque::new(),
+                dead: false,
+            })
+        }
+        fn is_active(&self, lease: &FakeLease) -> bool {
+            lease.pool == self.world.active.get()
+        }
+        fn fall_back(&self, _module: &str) -> Result<(), RunError> {
+            self.world.fallbacks.set(self.world.fallbacks.get() + 1);
+            self.world.active.set(1);
+            Ok(())
+        }
+    }
+
+    impl Leased for FakeLease {
+        fn id(&self) -> usize {
+            self.id
+        }
+        fn send_batch(
+            &mut self,
+            payload: &[u8],
+            _alone: bool,
+            _wait: Duration,
+        ) -> Result<bool, RunError> {
+            assert!(!self.dead, "a batch sent to a dead executor");
+            let seq = Batch::seq(payload).unwrap();
+            let rows = coil_ipc::decode_batch(&Batch::rows(payload)).unwrap();
+            self.ring.push_back((seq, rows));
+            let deepest = self.world.deepest.get().max(self.ring.len());
+            self.world.deepest.set(deepest);
+            Ok(true)
+        }
+        fn answer(
+            &mut self,
+            seq: u64,
+            rows: Range<u64>,
+            _deadline: Option<Instant>,
+            _timeout: Option<Duration>,
+            _wait: bool,
+        ) -> Reply {
+            let (got, values) = self.ring.pop_front().expect("an answer owed");
+            assert_eq!(got, seq, "executor {} answers in its own order", self.id);
+            let attempt = {
+                let mut runs = self.world.runs.borrow_mut();
+                let n = runs.entry(seq).or_default();
+                *n += 1;
+                *n - 1
+            };
+            let error = || PyErrorInfo {
+                type_name: "ImportError".into(),
+                message: "module m does not support loading in subinterpreters".into(),
+                traceback: String::new(),
+            };
+            match (self.world.script)(self.pool, seq, attempt) {
+                Act::Answer => {
+                    self.world
+                        .computed
+                        .borrow_mut()
+                        .entry(seq)
+                        .or_default()
+                        .push(self.pool);
+                    let out = values
+                        .iter()
+                        .map(|r| match r[0] {
+                            Value::Int(x) => Value::Int(x + 1),
+                            _ => Value::Null,
+                        })
+                        .collect();
+                    Reply::Values(out, Times::default(), Duration::ZERO)
+                }
+                Act::Raise => Reply::Error(RunError::Udf {
+                    row: rows.start,
+                    error: error(),
+                }),
+                Act::Incompatible => Reply::Error(RunError::SubInterpreterIncompatible {
+                    row: rows.start,
+                    module: "m".into(),
+                    error: error(),
+                }),
+                Act::Die => {
+                    self.ring.clear();
+                    self.dead = true;
+                    Reply::Broken(RunError::WorkerDied {
+                        worker: self.id,
+                        exit: WorkerExit::Signal {
+                            number: 9,
+                            name: "SIGKILL",
+                        },
+                        rows,
+                        stderr: String::new(),
+                    })
+                }
+            }
+        }
+        fn replace(&mut self, _why: &RunError) {
+            self.world.replaced.set(self.world.replaced.get() + 1);
+            self.ring.clear();
+            self.dead = false;
+        }
+        fn discard(&mut self, _why: &RunError) {
+            self.world.discarded.set(self.world.discarded.get() + 1);
+            self.ring.clear();
+        }
+    }
+
+    fn fake(pairs: &[&str], script: impl Fn(usize, u64, u32) -> Act + 'static) -> Fake {
+        let mut c = Config::default();
+        for p in pairs {
+            c.set_pair(p).unwrap();
+        }
+        Fake {
+            world: Rc::new(World {
+                script: Box::new(script),
+                active: Cell::new(0),
+                fallbacks: Cell::new(0),
+                leased: RefCell::new([0, 0]),
+                computed: RefCell::new(HashMap::new()),
+                runs: RefCell::new(HashMap::new()),
+                replaced: Cell::new(0),
+                discarded: Cell::new(0),
+                deepest: Cell::new(0),
+            }),
+            tuning: Tuning::of(&c),
+            counters: Counters::default(),
+        }
+    }
+
+    const ROWS: i64 = 100;
+
+    /// Pushes 0..ROWS through a scheduler, then pulls every result or
+    /// error, in order.
+    fn drive(f: Fake) -> (Vec<Result<Value, RunError>>, Rc<World>) {
+        let world = Rc::clone(&f.world);
+        let mut s = Scheduler::new(f);
+        let mut out = Vec::new();
+        // Push everything first: the scheduler keeps up to two batches in
+        // flight on each executor and takes answers only when it must.
+        for x in 0..ROWS {
+            s.push(vec![Value::Int(x)]);
+        }
+        while let Some(v) = s.pull() {
+            out.push(v);
+        }
+        (out, world)
+    }
+
+    fn values(out: &[Result<Value, RunError>]) -> Vec<i64> {
+        out.iter()
+            .filter_map(|r| match r {
+                Ok(Value::Int(x)) => Some(*x),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const TWO: &[&str] = &["python.worker-count=2", "python.fn-execution.bundle.size=3"];
+
+    #[test]
+    fn results_come_back_in_order_across_executors_two_batches_deep_at_most() {
+        let (out, world) = drive(fake(TWO, |_, _, _| Act::Answer));
+        assert_eq!(values(&out), (1..=ROWS).collect::<Vec<_>>());
+        assert_eq!(out.len(), ROWS as usize);
+        assert_eq!(*world.leased.borrow(), [2, 0], "both executors used");
+        assert!(world.deepest.get() <= DEPTH, "{}", world.deepest.get());
+    }
+
+    #[test]
+    fn a_udf_error_takes_the_place_of_its_batch_only() {
+        let (out, _) = drive(fake(
+            TWO,
+            |_, seq, _| if seq == 5 { Act::Raise } else { Act::Answer },
+        ));
+        // Batch 5 holds rows 15..18: one error in their place.
+        assert_eq!(out.len(), ROWS as usize - 3 + 1);
+        assert!(
+            matches!(out[15], Err(RunError::Udf { row: 15, .. })),
+            "{:?}",
+            out[15]
+        );
+        let want: Vec<i64> = (0..ROWS)
+            .filter(|x| !(15..18).contains(x))
+            .map(|x| x + 1)
+            .collect();
+        assert_eq!(values(&out), want);
+    }
+
+    #[test]
+    fn a_dead_executor_fails_its_batch_and_what_it_held_runs_on_the_replacement() {
+        let (out, world) = drive(fake(TWO, |_, seq, attempt| {
+            if seq == 6 && attempt == 0 {
+                Act::Die
+            } else {
+                Act::Answer
+            }
+        }));
+        assert!(
+            matches!(out[18], Err(RunError::WorkerDied { .. })),
+            "{:?}",
+            out[18]
+        );
+        let want: Vec<i64> = (0..ROWS)
+            .filter(|x| !(18..21).contains(x))
+            .map(|x| x + 1)
+            .collect();
+        assert_eq!(values(&out), want, "every other row, once, in order");
+        assert_eq!(world.replaced.get(), 1);
+        // Nothing answered twice.
+        assert!(world.computed.borrow().values().all(|p| p.len() == 1));
+    }
+
+    #[test]
+    fn with_one_retry_a_dead_executors_batch_runs_again() {
+        let mut pairs = TWO.to_vec();
+        pairs.push("python.fn-execution.retries=1");
+        let (out, world) = drive(fake(&pairs, |_, seq, attempt| {
+            if seq == 6 && attempt == 0 {
+                Act::Die
+            } else {
+                Act::Answer
+            }
+        }));
+        assert_eq!(values(&out), (1..=ROWS).collect::<Vec<_>>());
+        assert_eq!(out.len(), ROWS as usize);
+        assert_eq!(world.replaced.get(), 1);
+        assert!(world.computed.borrow().values().all(|p| p.len() == 1));
+    }
+
+    #[test]
+    fn a_fall_back_keeps_every_answer_and_reruns_only_what_produced_nothing() {
+        // In pool 0 (sub-interpreters) batches from 8 on fail every other
+        // time; pool 1 (processes) answers everything.
+        let (out, world) = drive(fake(TWO, |pool, seq, _| {
+            if pool == 0 && seq >= 8 && seq % 2 == 1 {
+                Act::Incompatible
+            } else {
+                Act::Answer
+            }
+        }));
+        assert_eq!(values(&out), (1..=ROWS).collect::<Vec<_>>());
+        assert_eq!(out.len(), ROWS as usize);
+        assert_eq!(world.fallbacks.get(), 1);
+        let computed = world.computed.borrow();
+        // Every batch produced results exactly once...
+        assert_eq!(computed.len() as i64, (ROWS + 2) / 3);
+        assert!(computed.values().all(|p| p.len() == 1), "{computed:?}");
+        // ... the failed one in process mode, and everything after the
+        // fall-back too; batches answered in sub-interpreters stayed there.
+        assert_eq!(computed[&9], vec![1]);
+        assert_eq!(computed[&0], vec![0]);
+        // Batch 10 was in flight on the other executor when 9 failed: its
+        // answer from the sub-interpreter was kept (read out of order and
+        // delivered in its turn), not run again.
+        assert_eq!(computed[&10], vec![0]);
+        // Only batches already in flight when 9 failed (at most two per
+        // executor: 9..=12) ran in sub-interpreters after it.
+        let in_flight = 9 + 2 * DEPTH as u64 - 1;
+        assert!(computed
+            .iter()
+            .all(|(seq, p)| *seq <= in_flight || p == &vec![1]));
+    }
+
+    #[test]
+    fn in_strict_mode_an_incompatibility_is_the_batchs_error() {
+        let mut pairs = TWO.to_vec();
+        pairs.push("python.execution-mode.strict=true");
+        let (out, world) = drive(fake(&pairs, |_, seq, _| {
+            if seq == 4 {
+                Act::Incompatible
+            } else {
+                Act::Answer
+            }
+        }));
+        assert!(matches!(
+            out[12],
+            Err(RunError::SubInterpreterIncompatible { row: 12, .. })
+        ));
+        assert_eq!(world.fallbacks.get(), 0);
+        assert_eq!(out.len(), ROWS as usize - 3 + 1);
     }
 }
