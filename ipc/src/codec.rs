@@ -1,54 +1,5 @@
 //! The row codec: batches of rows in a flat little-endian layout, written
-//! straight into a ring frame and decoded in place from it.
-//!
-//! ```text
-//! batch  = row_count: u32, row × row_count
-//! row    = value_count: u32, value × value_count
-//! value  = tag: u8, payload
-//!   tag 0 null    (no payload)
-//!   tag 1 false   (no payload)
-//!   tag 2 true    (no payload)
-//!   tag 3 int     i64, 8 bytes
-//!   tag 4 float   f64 bits, 8 bytes
-//!   tag 5 str     len: u32, len bytes of UTF-8
-//!   tag 6 bytes   len: u32, len bytes
-//!   tag 7 list    count: u32, value × count
-//! ```
-//!
-//! All integers are little-endian and unaligned; there is no padding. A
-//! batch of 1,000 rows of (i64, f64, 32-character string) takes 58 bytes a
-//! row.
-//!
-//! **Hostile input.** The decoder reads only through [`ByteSource::read_at`],
-//! which copies (a ring frame in shared memory is never turned into a
-//! `&[u8]`), and reads each length once. Every count and length is checked
-//! against the bytes that remain before anything is allocated (a value takes
-//! at least 1 byte, a row at least 4), lists nest at most [`MAX_DEPTH`]
-//! deep, string bytes are copied out *before* they are checked as UTF-8, and
-//! trailing bytes are an error. Bad input is a [`DecodeError`] with its
-//! offset, never a panic.
-//!
-//! **Why not bincode.** bincode 2.0.1 (pinned; 3.0.0 is a tombstone and
-//! RUSTSEC-2025-0141 marks it unmaintained) needs a `&[u8]`, which shared
-//! memory cannot safely give, and decodes into its own types first; the
-//! streaming [`BatchDecoder`] lets a caller build Python objects straight
-//! from the frame. The numbers are in `docs/benchmarks.md` (`codec` group).
-//!
-//! # Examples
-//!
-//! ```
-//! use coil_ipc::{decode_batch, encode_batch, encoded_len, Value};
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let rows = vec![
-//!     vec![Value::Int(1), Value::Str("ünïcode".into())],
-//!     vec![Value::Null, Value::List(vec![Value::Float(0.5), Value::Bool(true)])],
-//! ];
-//! let mut buf = Vec::new();
-//! let n = encode_batch(&rows, &mut buf)?;
-//! assert_eq!(n, encoded_len(&rows));
-//! assert_eq!(decode_batch(&buf[..])?, rows);
-//! # Ok(()) }
-//! ```
+//! (The model is documented in the crate docs, section "The row codec".)
 
 /// One value of a row.
 #[derive(Debug, Clone, PartialEq)]
@@ -849,7 +800,7 @@ impl<'a, S: ByteSource + ?Sized> BatchDecoder<'a, S> {
 ///
 /// # Errors
 ///
-/// Any [`DecodeError`]; see the [module docs](self) for what is checked.
+/// Any [`DecodeError`]; see [the row codec](crate#the-row-codec) for what is checked.
 pub fn decode_batch<S: ByteSource + ?Sized>(src: &S) -> Result<Vec<Row>, DecodeError> {
     let mut dec = BatchDecoder::new(src)?;
     let mut rows = Vec::with_capacity(dec.rows_remaining() as usize);

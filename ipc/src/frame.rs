@@ -1,21 +1,5 @@
 //! Frames: the unit the ring carries, and the checks a consumer applies to
-//! every frame header before it believes it.
-//!
-//! ```text
-//! frame at a position p (p % 8 == 0), contiguous in the data area
-//! ┌───────────┬───────────┬───────────┬────────────────────┬─────────┐
-//! │ len: u32  │ tag: u16  │ kind: u16 │ payload: len bytes │ pad → 8 │
-//! └───────────┴───────────┴───────────┴────────────────────┴─────────┘
-//!   +0          +4          +6          +8
-//! ```
-//!
-//! `kind` is `KIND_DATA` (0) for a frame the user wrote and `KIND_PAD` (1) for
-//! filler the producer writes when a frame does not fit before the end of the
-//! data area; a pad always runs exactly to the end, and the consumer skips it.
-//! `tag` is the user's (for example: batch, control, error). A frame occupies
-//! `8 + len` bytes rounded up to 8, so every frame header is 8-byte aligned,
-//! and a frame never wraps: its payload is one contiguous run of bytes on both
-//! sides. The largest payload is therefore `capacity - 8`.
+//! (The model is documented in the crate docs, section "Frames".)
 
 /// Bytes of the frame header.
 pub const FRAME_HEADER_LEN: usize = 8;

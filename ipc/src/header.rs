@@ -1,48 +1,5 @@
 //! The memory layout of a region: its header, its ring table and each ring's
-//! control block.
-//!
-//! ```text
-//! region (a multiple of 64 bytes; every block starts on a cache line)
-//! ┌──────────────────────────────────────────────────────────────────────┐
-//! │ header, 192 bytes                                                    │
-//! │  off size field            written by   when / ordering              │
-//! │    0   8  magic            creator      before `ready`               │
-//! │    8   4  layout_version   creator      before `ready`               │
-//! │   12   4  ring_count       creator      before `ready`               │
-//! │   16   8  region_size      creator      before `ready`               │
-//! │   24   4  ready            creator      last, Release (opener: Acquire)
-//! │   28   4  creator_pid      creator      before `ready`               │
-//! │   32  32  user words: 4 × u64, either side, any time (untrusted)     │
-//! │   64 128 ring table: 8 × { offset: u64, capacity: u64 }              │
-//! ├──────────────────────────────────────────────────────────────────────┤
-//! │ ring 0 control block, 128 bytes (at ring_table[0].offset)            │
-//! │  line 0, written by the producer only                                │
-//! │   +0   8  head             bytes ever committed; Release store       │
-//! │   +8   4  data_bell        futex word the consumer parks on          │
-//! │  +12   4  producer_waiting 1 while the producer is parked for space  │
-//! │  +16   4  producer_closed  1 once the producer has closed            │
-//! │  line 1, written by the consumer only                                │
-//! │  +64   8  tail             bytes ever released; Release store        │
-//! │  +72   4  space_bell       futex word the producer parks on          │
-//! │  +76   4  consumer_waiting 1 while the consumer is parked for data   │
-//! │  +80   4  consumer_closed  1 once the consumer has closed            │
-//! ├──────────────────────────────────────────────────────────────────────┤
-//! │ ring 0 data, `capacity` bytes (a power of two, ≥ 64)                 │
-//! ├──────────────────────────────────────────────────────────────────────┤
-//! │ ring 1 control block, ring 1 data, …                                 │
-//! └──────────────────────────────────────────────────────────────────────┘
-//! ```
-//!
-//! Head and tail are byte positions that only grow (a `u64` does not wrap in
-//! the lifetime of a machine); a position's place in the data area is
-//! `position & (capacity - 1)`. Each side keeps a private copy of its own
-//! counter and only ever *reads* the other side's, so a peer that scribbles
-//! over the control block can make the ring report corruption but cannot make
-//! this side index out of bounds.
-//!
-//! Only integers and atomics live here: no `bool`, enum or pointer is ever
-//! read out of shared memory. The `const` assertions at the bottom keep the
-//! diagram and the code from drifting apart.
+//! (The model is documented in the crate docs, section "The header".)
 
 use crate::sync::{AtomicU32, AtomicU64};
 

@@ -1,10 +1,5 @@
 //! Noticing a dead peer without waiting out a long timeout.
-//!
-//! A parked side wakes at least every [`WaitStrategy::park_slice`] and asks
-//! its [`PeerWatch`] whether the other side still lives; a peer that closed
-//! its end cleanly wakes the waiter at once instead.
-//!
-//! [`WaitStrategy::park_slice`]: crate::WaitStrategy::park_slice
+//! (The model is documented in the crate docs, section "Dead peers".)
 
 use std::os::fd::{AsFd, OwnedFd};
 

@@ -1,9 +1,5 @@
 //! Memory regions: a validated header followed by one or more rings, over
-//! private memory (threads) or a sealed memfd (processes).
-//!
-//! The ring code never learns which backing it runs on: it gets a control
-//! block pointer, a data pointer and a capacity from [`Region`], and the same
-//! code, with the same checks, runs over both.
+//! (The model is documented in the crate docs, section "Regions".)
 
 mod private;
 mod shared;

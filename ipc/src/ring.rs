@@ -1,47 +1,5 @@
 //! The SPSC ring of variable-length frames: [`Producer`] and [`Consumer`].
-//!
-//! The producer reserves room for a frame ([`Producer::reserve`]), writes the
-//! payload in place through a [`FrameWriter`] and commits it; the consumer
-//! borrows the next committed [`Frame`], reads it in place and releases it by
-//! dropping it. Neither side allocates, takes a lock or makes a syscall while
-//! the other keeps up.
-//!
-//! **Batched publication.** A commit only advances the producer's private
-//! head; [`Producer::flush`] publishes it (one Release store, and a wake-up
-//! only if the consumer is parked). Likewise releases advance the consumer's
-//! private tail and are published in batches, or at once when the consumer
-//! has caught up. Both sides publish on their own when a quarter of the ring
-//! is pending and before they wait, so a forgotten flush delays the peer but
-//! never deadlocks a single ring.
-//!
-//! **Wrapping.** A frame never wraps: when it does not fit before the end of
-//! the data area, the producer fills the rest with padding that the consumer
-//! skips, and starts the frame at offset 0. So a frame of up to
-//! `capacity - 8` bytes always fits once the consumer has drained the ring;
-//! a non-blocking [`Producer::try_reserve`] may report `Full` until the
-//! consumer has skipped that padding (its next receive does).
-//!
-//! **Caching.** Each side caches the other's counter and re-reads it (one
-//! Acquire load of the peer's cache line) only when the cached value says the
-//! ring is full, or empty.
-//!
-//! **A hostile peer.** Every counter read from the control block is checked
-//! (monotonic, within one capacity of ours, 8-byte aligned) and every frame
-//! header is read once into locals and checked against the committed,
-//! contiguous bytes before its payload is touched. A failed check yields
-//! [`FrameError`] and breaks the endpoint for good; it is never a panic or an
-//! out-of-bounds access. Payload bytes are only ever *copied* out of the ring
-//! (no `&[u8]` into memory another process can write), so a peer that keeps
-//! scribbling can change what we read, never where.
-//!
-//! # Deadlocks
-//!
-//! One ring cannot deadlock. Two rings used as request/response between the
-//! same pair can: if A blocks pushing requests into a full ring while B blocks
-//! pushing responses into a full ring that A is not reading, both wait until
-//! their timeouts. Drain responses while you send requests (or bound the
-//! requests in flight), and call [`Consumer::flush`] before a long computation
-//! so the space you already consumed is handed back.
+//! (The model is documented in the crate docs, section "The ring".)
 
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
@@ -213,7 +171,7 @@ impl Endpoint {
     }
 }
 
-/// The producing end of a ring. See the [module docs](self).
+/// The producing end of a ring. See [the ring](crate#the-ring).
 ///
 /// A `Producer` can be moved to another thread but not shared between
 /// threads: a ring has exactly one producer.
@@ -708,7 +666,7 @@ impl crate::codec::ByteSink for FrameWriter<'_> {
     }
 }
 
-/// The consuming end of a ring. See the [module docs](self).
+/// The consuming end of a ring. See [the ring](crate#the-ring).
 ///
 /// ```compile_fail
 /// fn shared<T: Sync>() {}

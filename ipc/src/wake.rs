@@ -1,17 +1,5 @@
 //! How a side of a ring waits: spin briefly, then park on a futex.
-//!
-//! A waiter first spins for a bounded *time* ([`WaitStrategy::spin`]),
-//! because on a 2-core machine a bound in iterations lets two spinners starve
-//! each other, and the cost of a `pause` differs between CPUs. Measured on
-//! this project's machines: a spin-then-park round trip with a ready peer
-//! costs about 0.12 µs, a futex wait/wake round trip about 11 µs (see
-//! `docs/benchmarks.md`). If the condition still does not hold, the waiter
-//! parks on the ring's doorbell word (see `wake/futex.rs`) in slices of
-//! [`WaitStrategy::park_slice`], and between slices it checks its deadline,
-//! whether the peer closed, and whether the peer is still alive.
-//!
-//! The notifier makes a wake syscall only when the waiter announced that it
-//! may be parked, so two busy sides exchange frames without any syscall.
+//! (The model is documented in the crate docs, section "Wake-ups".)
 
 pub(crate) mod futex;
 pub(crate) mod spin;
