@@ -85,13 +85,10 @@ impl WorkerCommand {
 /// The first frame of an answer: decoded, or the first piece of a large
 /// one, copied out of the ring.
 enum First {
-    Whole(Result<Answer, ProtoErrorAt>),
+    Whole(Result<Answer, ProtocolError>),
     Piece(Vec<u8>),
     Nothing,
 }
-
-/// A protocol error, before it is tied to a link and rows.
-type ProtoErrorAt = ProtocolError;
 
 /// How waiting for a batch's answer ended.
 pub(crate) enum Reply {
