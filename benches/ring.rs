@@ -158,7 +158,7 @@ fn payload(size: usize) -> Vec<u8> {
 fn ring_burst(p: &mut RingPeer, data: &[u8], n: u64) {
     let tx = p.tx();
     for _ in 0..n {
-        let mut w = tx.reserve(data.len(), WAIT).unwrap();
+        let mut w = tx.reserve_timeout(data.len(), WAIT).unwrap();
         w.append(data).unwrap();
         w.commit(1);
     }

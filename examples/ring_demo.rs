@@ -101,7 +101,7 @@ fn throughput(size: usize) -> anyhow::Result<()> {
     for _ in 0..3 {
         let start = Instant::now();
         for _ in 0..frames {
-            let mut w = tx.reserve(size, TIMEOUT)?;
+            let mut w = tx.reserve_timeout(size, TIMEOUT)?;
             w.append(&payload)?;
             w.commit(0);
         }

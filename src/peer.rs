@@ -85,7 +85,7 @@ pub fn serve(region: &Region, mode: Mode) -> Result<()> {
                 Err(RingRecvError::Closed) => return Ok(()),
                 Err(e) => return Err(e.into()),
             };
-            let mut w = tx.reserve(frame.len(), IDLE)?;
+            let mut w = tx.reserve_timeout(frame.len(), IDLE)?;
             let mut chunk = [0u8; 4096];
             let mut at = 0;
             while at < frame.len() {
@@ -103,7 +103,7 @@ pub fn serve(region: &Region, mode: Mode) -> Result<()> {
                 let mut buf = Vec::new();
                 for seq in 0..n {
                     crate::stream::fill(seq, max, &mut buf);
-                    let mut w = tx.reserve(buf.len(), IDLE)?;
+                    let mut w = tx.reserve_timeout(buf.len(), IDLE)?;
                     w.append(&buf)?;
                     w.commit(seq as u16);
                 }

@@ -67,7 +67,7 @@ fn processes_exchange_a_million_checksummed_frames_each_way() {
         let mut buf = Vec::new();
         for seq in 0..EXCHANGE_FRAMES {
             stream::fill(seq, EXCHANGE_MAX, &mut buf);
-            let mut w = tx.reserve(buf.len(), WATCHDOG).unwrap();
+            let mut w = tx.reserve_timeout(buf.len(), WATCHDOG).unwrap();
             w.append(&buf).unwrap();
             w.commit(seq as u16);
         }
@@ -120,7 +120,7 @@ fn killed_peer_makes_a_producer_waiting_for_room_fail_before_its_timeout() {
     let peer = Peer::spawn(&region, &["hold"]);
     let mut tx = region.producer(0).unwrap();
     tx.set_peer_watch(PidWatch::new(peer.0.id()).unwrap());
-    while tx.push(0, &[0; 1000]).is_ok() {}
+    while tx.try_push(0, &[0; 1000]).is_ok() {}
     let pid = nix::unistd::Pid::from_raw(peer.0.id() as i32);
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));

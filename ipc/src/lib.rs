@@ -164,7 +164,7 @@
 //!
 //! The SPSC ring of variable-length frames: [`Producer`] and [`Consumer`].
 //!
-//! The producer reserves room for a frame ([`Producer::reserve`]), writes the
+//! The producer reserves room for a frame ([`Producer::reserve_timeout`]), writes the
 //! payload in place through a [`FrameWriter`] and commits it; the consumer
 //! borrows the next committed [`Frame`], reads it in place and releases it by
 //! dropping it. Neither side allocates, takes a lock or makes a syscall while

@@ -177,7 +177,7 @@ struct Inner {
 /// let region = Region::create_private(&[4096])?;
 /// let mut tx = region.producer(0)?;
 /// let mut rx = region.consumer(0)?;
-/// tx.push(7, b"hello")?;
+/// tx.try_push(7, b"hello")?;
 /// let frame = rx.try_recv()?.expect("a frame");
 /// assert_eq!((frame.tag(), frame.to_vec()), (7, b"hello".to_vec()));
 /// # Ok(()) }
@@ -561,7 +561,7 @@ mod tests {
         assert!(region.user_word(USER_WORDS).is_none());
         // The rings are untouched by the words next to them.
         let (mut tx, mut rx) = (region.producer(0).unwrap(), other.consumer(0).unwrap());
-        tx.push(3, b"ok").unwrap();
+        tx.try_push(3, b"ok").unwrap();
         tx.flush();
         assert_eq!(rx.try_recv().unwrap().unwrap().to_vec(), b"ok");
     }
@@ -676,7 +676,7 @@ mod tests {
                     let cap = other.capacity(i).unwrap();
                     proptest::prop_assert!(cap.is_power_of_two() && cap <= other.size());
                     let (mut tx, mut rx) = (other.producer(i).unwrap(), other.consumer(i).unwrap());
-                    let _ = tx.push(1, &[1, 2, 3]);
+                    let _ = tx.try_push(1, &[1, 2, 3]);
                     let len = rx.try_recv().ok().flatten().map(|f| f.len());
                     proptest::prop_assert!(len.unwrap_or(0) < cap);
                 }

@@ -271,14 +271,14 @@ impl Producer {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let region = coil_ipc::Region::create_private(&[1024])?;
     /// let mut tx = region.producer(0)?;
-    /// let mut w = tx.reserve(16, Duration::from_secs(1))?;
+    /// let mut w = tx.reserve_timeout(16, Duration::from_secs(1))?;
     /// w.write_at(0, b"0123456789abcdef")?;
     /// w.commit(1);
     /// tx.flush();
-    /// assert!(tx.reserve(2000, Duration::ZERO).is_err());
+    /// assert!(tx.reserve_timeout(2000, Duration::ZERO).is_err());
     /// # Ok(()) }
     /// ```
-    pub fn reserve(
+    pub fn reserve_timeout(
         &mut self,
         len: usize,
         timeout: Duration,
@@ -290,7 +290,7 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// `Full` if there is no room now; otherwise as [`Producer::reserve`].
+    /// `Full` if there is no room now; otherwise as [`Producer::reserve_timeout`].
     pub fn try_reserve(&mut self, len: usize) -> Result<FrameWriter<'_>, RingPushError> {
         self.reserve_inner(len, Deadline::Now)
     }
@@ -301,7 +301,7 @@ impl Producer {
     /// # Errors
     ///
     /// As [`Producer::try_reserve`].
-    pub fn push(&mut self, tag: u16, payload: &[u8]) -> Result<(), RingPushError> {
+    pub fn try_push(&mut self, tag: u16, payload: &[u8]) -> Result<(), RingPushError> {
         self.push_inner(tag, payload, Deadline::Now)
     }
 
@@ -310,7 +310,7 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// As [`Producer::reserve`].
+    /// As [`Producer::reserve_timeout`].
     pub fn push_timeout(
         &mut self,
         tag: u16,
@@ -770,7 +770,7 @@ impl Consumer {
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let region = coil_ipc::Region::create_private(&[1024])?;
     /// let (mut tx, mut rx) = (region.producer(0)?, region.consumer(0)?);
-    /// tx.push(0, b"last words")?;
+    /// tx.try_push(0, b"last words")?;
     /// drop(tx);
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(1))?.to_vec(), b"last words");
     /// assert_eq!(rx.recv_timeout(Duration::from_secs(1)).unwrap_err(), RingRecvError::Closed);
@@ -1161,7 +1161,7 @@ mod tests {
     fn corrupted_frame_length_is_reported_not_followed() {
         let region = Region::create_shared(&[4096]).unwrap();
         let (mut tx, mut rx) = (region.producer(0).unwrap(), region.consumer(0).unwrap());
-        tx.push(1, &[7; 100]).unwrap();
+        tx.try_push(1, &[7; 100]).unwrap();
         poke_data(&rx, 0, &9000u32.to_le_bytes());
         let err = rx.try_recv().unwrap_err();
         assert_eq!(
@@ -1196,10 +1196,10 @@ mod tests {
     fn tail_moving_backwards_or_past_head_is_reported() {
         let region = Region::create_private(&[256]).unwrap();
         let (mut tx, rx) = (region.producer(0).unwrap(), region.consumer(0).unwrap());
-        tx.push(0, &[0; 200]).unwrap();
+        tx.try_push(0, &[0; 200]).unwrap();
         rx.end.ctl().c.tail.store(4096, Ordering::Release);
         assert!(matches!(
-            tx.push(0, &[0; 200]).unwrap_err(),
+            tx.try_push(0, &[0; 200]).unwrap_err(),
             RingPushError::Corrupt(FrameError::CounterOutOfRange {
                 counter: "tail",
                 value: 4096,
@@ -1212,7 +1212,7 @@ mod tests {
     fn unknown_frame_kind_is_reported() {
         let region = Region::create_private(&[256]).unwrap();
         let (mut tx, mut rx) = (region.producer(0).unwrap(), region.consumer(0).unwrap());
-        tx.push(0, &[0; 8]).unwrap();
+        tx.try_push(0, &[0; 8]).unwrap();
         poke_data(&rx, 4, &[0, 0, 9, 0]);
         assert!(matches!(
             rx.try_recv().unwrap_err(),

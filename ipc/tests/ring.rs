@@ -77,10 +77,10 @@ fn push_same_thread(
     tag: u16,
     data: &[u8],
 ) {
-    match tx.push(tag, data) {
+    match tx.try_push(tag, data) {
         Err(RingPushError::Full) => {
             assert!(rx.try_recv().unwrap().is_none(), "ring was not drained");
-            tx.push(tag, data)
+            tx.try_push(tag, data)
                 .expect("a drained ring takes any frame up to its maximum");
         }
         other => other.unwrap(),
@@ -90,7 +90,7 @@ fn push_same_thread(
 fn push_then_recv_preserves_bytes_and_tag(b: Backing) {
     let r = region(b, &[4096]);
     let (mut tx, mut rx) = (r.producer(0).unwrap(), r.consumer(0).unwrap());
-    tx.push(42, b"hello, ring").unwrap();
+    tx.try_push(42, b"hello, ring").unwrap();
     let f = rx.try_recv().unwrap().unwrap();
     assert_eq!(f.tag(), 42);
     assert_eq!(f.len(), 11);
@@ -119,7 +119,7 @@ fn push_fails_when_full_and_succeeds_after_a_release(b: Backing) {
     // 56-byte payloads occupy 64 bytes: exactly 16 fit.
     let mut pushed = 0;
     loop {
-        match tx.push(pushed, &[pushed as u8; 56]) {
+        match tx.try_push(pushed, &[pushed as u8; 56]) {
             Ok(()) => pushed += 1,
             Err(RingPushError::Full) => break,
             Err(e) => panic!("unexpected {e}"),
@@ -128,8 +128,8 @@ fn push_fails_when_full_and_succeeds_after_a_release(b: Backing) {
     assert_eq!(pushed, 16);
     assert_eq!(rx.try_recv().unwrap().unwrap().tag(), 0);
     rx.flush();
-    tx.push(99, &[0; 56]).unwrap();
-    assert_eq!(tx.push(100, &[0; 56]), Err(RingPushError::Full));
+    tx.try_push(99, &[0; 56]).unwrap();
+    assert_eq!(tx.try_push(100, &[0; 56]), Err(RingPushError::Full));
     for tag in (1..16).chain([99]) {
         assert_eq!(rx.try_recv().unwrap().unwrap().tag(), tag);
     }
@@ -148,7 +148,9 @@ fn frame_larger_than_ring_is_refused_without_waiting(b: Backing) {
     let mut tx = r.producer(0).unwrap();
     let _rx = r.consumer(0).unwrap();
     let start = Instant::now();
-    let err = tx.reserve(1017, Duration::from_secs(60)).unwrap_err();
+    let err = tx
+        .reserve_timeout(1017, Duration::from_secs(60))
+        .unwrap_err();
     assert_eq!(
         err,
         RingPushError::TooLarge {
@@ -161,7 +163,7 @@ fn frame_larger_than_ring_is_refused_without_waiting(b: Backing) {
         "a too-large frame must not wait for room"
     );
     assert!(err.to_string().contains("1017") && err.to_string().contains("1016"));
-    tx.push(0, &[1; 1016]).unwrap();
+    tx.try_push(0, &[1; 1016]).unwrap();
 }
 
 fn wrap_around_pads_and_keeps_frames_contiguous(b: Backing) {
@@ -204,7 +206,7 @@ fn abandoned_writer_leaves_nothing_behind(b: Backing) {
     }
     tx.flush();
     assert!(rx.try_recv().unwrap().is_none());
-    tx.push(1, b"x").unwrap();
+    tx.try_push(1, b"x").unwrap();
     assert_eq!(rx.try_recv().unwrap().unwrap().to_vec(), b"x");
 }
 
@@ -237,7 +239,7 @@ fn closed_producer_delivers_pending_frames_then_reports_closed(b: Backing) {
 fn closing_consumer_wakes_a_producer_waiting_for_room(b: Backing) {
     let r = region(b, &[256]);
     let (mut tx, rx) = (r.producer(0).unwrap(), r.consumer(0).unwrap());
-    tx.push(0, &[0; 248]).unwrap();
+    tx.try_push(0, &[0; 248]).unwrap();
     let closer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         drop(rx);
@@ -286,7 +288,7 @@ fn dead_peer_is_reported_while_waiting(b: Backing) {
         rx.recv_timeout(Duration::from_secs(600)).unwrap_err(),
         RingRecvError::PeerDead
     );
-    tx.push(0, &[0; 248]).unwrap();
+    tx.try_push(0, &[0; 248]).unwrap();
     tx.set_peer_watch(|| false);
     assert_eq!(
         tx.push_timeout(0, &[0; 8], Duration::from_secs(600)),
@@ -321,7 +323,7 @@ fn exchange(b: Backing, wait: WaitStrategy) {
     let producer = std::thread::spawn(move || {
         for seq in 0..THREADED_FRAMES {
             let data = payload(seq, max);
-            let mut w = tx.reserve(data.len(), WATCHDOG).unwrap();
+            let mut w = tx.reserve_timeout(data.len(), WATCHDOG).unwrap();
             w.append(&data).unwrap();
             w.commit(seq as u16);
             // Flush at irregular intervals to exercise batched publication.
