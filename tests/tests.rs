@@ -6,6 +6,8 @@
 //! - `process`: process-mode runners against plain Python, under faults
 //!   (exit, SIGKILL, segfault, hang, garbage in the ring), from many threads,
 //!   and at shutdown.
+//! - `recovery`: replacements that die while starting are retried, then a
+//!   clear error.
 //! - `modes`: the in-process modes against process mode and plain Python;
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
@@ -18,4 +20,5 @@ mod docs;
 mod ipc_process;
 mod modes;
 mod process;
+mod recovery;
 mod subinterp;

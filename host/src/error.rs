@@ -213,12 +213,15 @@ pub enum RunError {
         message: String,
     },
     /// The worker running these rows died; they produced no results.
-    #[error("worker {worker} died ({exit}) while running rows {}..{}{}", rows.start, rows.end, stderr_tail(.stderr))]
+    #[error("worker {worker} died ({exit}) {}{}", match row { Some(r) => format!("on row {r} of rows {}..{}", rows.start, rows.end), None => format!("holding rows {}..{}", rows.start, rows.end) }, stderr_tail(.stderr))]
     WorkerDied {
         /// The worker's slot.
         worker: usize,
         /// How it ended.
         exit: WorkerExit,
+        /// The row it was running, when it had started one (`None`: it
+        /// died before it started the batch, or after it finished it).
+        row: Option<u64>,
         /// The rows it held.
         rows: Range<u64>,
         /// The last lines it wrote to stderr.
@@ -260,9 +263,15 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
-    /// A replacement worker could not be started.
-    #[error("restarting a worker")]
-    Restart(#[source] Box<StartError>),
+    /// No replacement worker started, after `attempts` tries in a row.
+    #[error("no replacement worker started after {attempts} attempts")]
+    Restart {
+        /// Consecutive failed starts.
+        attempts: u32,
+        /// Why the last one failed.
+        #[source]
+        source: Box<StartError>,
+    },
 }
 
 #[cfg(test)]
@@ -283,8 +292,14 @@ mod tests {
 
     #[test]
     fn a_wrapping_error_does_not_repeat_its_source() {
-        let e = RunError::Restart(Box::new(StartError::Timeout(Duration::from_secs(3))));
-        assert_eq!(e.to_string(), "restarting a worker");
+        let e = RunError::Restart {
+            attempts: 5,
+            source: Box::new(StartError::Timeout(Duration::from_secs(3))),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no replacement worker started after 5 attempts"
+        );
         let source = std::error::Error::source(&e).unwrap().to_string();
         assert!(source.contains("did not start within 3s"), "{source}");
     }

@@ -483,20 +483,27 @@ impl Link {
         RunError::WorkerDied {
             worker: self.slot,
             exit,
+            row: self.running_row(&rows),
             rows,
             stderr: self.stderr_tail(),
         }
     }
 
-    fn timed_out(&mut self, rows: Range<u64>, after: Option<Duration>) -> RunError {
-        // The executor publishes `row + 1` of the row it runs: untrusted,
-        // so only a value within the batch names a row.
+    /// The row of `rows` the executor says it is running, if it is running
+    /// one of them. It publishes `row + 1` while it runs a row and 0
+    /// between batches: untrusted, so only a value within the batch names a
+    /// row.
+    fn running_row(&self, rows: &Range<u64>) -> Option<u64> {
         let at = self
             .region
             .user_word(layout::WORD_PROGRESS)
             .map_or(0, |w| w.load());
         let len = rows.end - rows.start;
-        let row = (at > 0 && at <= len).then(|| rows.start + at - 1);
+        (at > 0 && at <= len).then(|| rows.start + at - 1)
+    }
+
+    fn timed_out(&mut self, rows: Range<u64>, after: Option<Duration>) -> RunError {
+        let row = self.running_row(&rows);
         RunError::Timeout {
             row,
             after: after.unwrap_or_default(),

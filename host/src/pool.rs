@@ -180,11 +180,15 @@ impl Lease<'_> {
     }
 
     /// The leased worker, restarting it first if the slot is vacant.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Restart`] if no replacement starts within
+    /// [`START_ATTEMPTS`] attempts.
     pub fn worker(&mut self) -> Result<&mut Link, RunError> {
         let slot = self.slot.as_mut().expect("a live lease");
         if slot.worker.is_none() {
-            let w = Link::start(slot.id, &self.pool.settings)
-                .map_err(|e| RunError::Restart(Box::new(e)))?;
+            let w = start_with_retries(slot.id, &self.pool.settings)?;
             slot.worker = Some(w);
         }
         Ok(slot.worker.as_mut().expect("just started"))
@@ -210,9 +214,57 @@ impl Lease<'_> {
         metrics::counter!("coil_worker_restarts_total", "mode" => self.pool.settings.mode.as_str())
             .increment(1);
         tracing::warn!(worker = slot.id, "replacing worker: {why}");
-        match Link::start(slot.id, &self.pool.settings) {
-            Ok(w) => slot.worker = Some(w),
-            Err(e) => tracing::error!(worker = slot.id, "restarting worker: {e}"),
+        // A replacement that fails every attempt leaves the slot vacant:
+        // the next batch for it tries again, and fails with the reason.
+        if let Ok(w) = start_with_retries(slot.id, &self.pool.settings) {
+            slot.worker = Some(w);
+        }
+    }
+}
+
+/// Consecutive attempts to start a replacement executor before giving up.
+pub(crate) const START_ATTEMPTS: u32 = 5;
+
+/// How long to wait before start attempt `attempt` (0-based) of a
+/// replacement: nothing before the first, then 50 ms doubling to at most
+/// 800 ms (1.5 s over all five attempts), so a worker killed while it
+/// starts is retried at once and a persistent failure does not spin.
+pub(crate) fn start_backoff(attempt: u32) -> std::time::Duration {
+    match attempt {
+        0 => std::time::Duration::ZERO,
+        n => std::time::Duration::from_millis(50 << (n - 1).min(4)),
+    }
+}
+
+/// Starts a replacement executor for `slot`, retrying a failed start up to
+/// [`START_ATTEMPTS`] times with [`start_backoff`] between attempts: a
+/// replacement that dies while it starts (killed, out of memory) does not
+/// end the run.
+fn start_with_retries(slot: usize, settings: &Settings) -> Result<Link, RunError> {
+    let mut attempt = 0;
+    loop {
+        std::thread::sleep(start_backoff(attempt));
+        attempt += 1;
+        match Link::start(slot, settings) {
+            Ok(link) => return Ok(link),
+            Err(e) if attempt < START_ATTEMPTS => {
+                tracing::warn!(
+                    worker = slot,
+                    attempt,
+                    "a replacement worker did not start: {e}"
+                );
+            }
+            Err(e) => {
+                tracing::error!(
+                    worker = slot,
+                    attempts = attempt,
+                    "no replacement worker started: {e}"
+                );
+                return Err(RunError::Restart {
+                    attempts: attempt,
+                    source: Box::new(e),
+                });
+            }
         }
     }
 }
@@ -222,5 +274,21 @@ impl Drop for Lease<'_> {
         if let Some(slot) = self.slot.take() {
             self.pool.give_back(slot);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn restarts_back_off_boundedly() {
+        let waits: Vec<Duration> = (0..START_ATTEMPTS).map(start_backoff).collect();
+        assert_eq!(waits[0], Duration::ZERO, "the first attempt is immediate");
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]), "{waits:?}");
+        let total: Duration = waits.iter().sum();
+        assert!(total <= Duration::from_secs(2), "{total:?}");
+        assert_eq!(start_backoff(30), Duration::from_millis(800), "capped");
     }
 }

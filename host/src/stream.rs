@@ -161,6 +161,10 @@ impl Leased for Lease<'_> {
 /// the worker never waits for the host between batches.
 const DEPTH: usize = 2;
 
+/// Times a batch is sent again, without spending its retry budget, after
+/// an executor died before it started the batch's first row.
+const FREE_RESENDS: u32 = 3;
+
 /// Rows per batch until a batch has been answered and the time per row is
 /// known (unless `python.fn-execution.bundle.size` is set): small, so that
 /// a slow UDF's first batches do not give one worker all the work.
@@ -197,8 +201,10 @@ struct InFlight {
     payload: Vec<u8>,
     /// When it was queued to be sent.
     queued: Instant,
-    /// Times it was sent again after its executor died.
+    /// Times it was sent again after its executor died while running it.
     attempts: u32,
+    /// Times it was sent again after its executor died before running it.
+    free_resends: u32,
     state: State,
 }
 
@@ -377,7 +383,15 @@ impl<E: Executors> Scheduler<E> {
     fn run_all(&mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         let mut out = Vec::with_capacity(rows.len());
         let mut rest = rows;
-        while !rest.is_empty() {
+        // The call ends at its first failed batch: once one has failed,
+        // send nothing more (a broken executor's replacement is not
+        // started again for every later batch).
+        while !rest.is_empty()
+            && !self
+                .flight
+                .iter()
+                .any(|e| matches!(e.state, State::Failed(_)))
+        {
             let (batch, after) = rest.split_at(self.executors.batch_size().min(rest.len()));
             rest = after;
             self.send_rows(batch);
@@ -426,6 +440,7 @@ impl<E: Executors> Scheduler<E> {
             payload: Vec::with_capacity(coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows)),
             queued: Instant::now(),
             attempts: 0,
+            free_resends: 0,
             state: State::Unsent,
         };
         let encode_started = Instant::now();
@@ -690,7 +705,7 @@ impl<E: Executors> Scheduler<E> {
                 Reply::Error(RunError::SubInterpreterIncompatible { .. }) if !strict => {
                     self.flight[i].unsent();
                 }
-                Reply::Broken(e) | Reply::Error(e @ RunError::Restart(_)) => {
+                Reply::Broken(e) | Reply::Error(e @ RunError::Restart { .. }) => {
                     // Its executor is gone: this and what it still held
                     // run again on the active pool.
                     for entry in self.flight.iter_mut().skip(i) {
@@ -752,10 +767,20 @@ impl<E: Executors> Scheduler<E> {
     /// replacement.
     fn broken(&mut self, li: usize, e: RunError) {
         self.leases[li].replace(&e);
+        let front = &self.flight[0];
+        // A death before the batch's first row started does not spend its
+        // retry budget (the worker never ran it), up to a bound, so that a
+        // worker that always dies at once still ends in an error.
+        let unstarted = matches!(e, RunError::WorkerDied { row: None, .. })
+            && front.free_resends < FREE_RESENDS;
         let retry = matches!(e, RunError::WorkerDied { .. })
-            && self.flight[0].attempts < self.executors.tuning().retries;
+            && (unstarted || front.attempts < self.executors.tuning().retries);
         if retry {
-            self.flight[0].attempts += 1;
+            if unstarted {
+                self.flight[0].free_resends += 1;
+            } else {
+                self.flight[0].attempts += 1;
+            }
             tracing::warn!(
                 worker = self.leases[li].id(),
                 "retrying rows {}..{}",
@@ -840,8 +865,11 @@ mod tests {
         Raise,
         /// Raises the sub-interpreter incompatibility on its first row.
         Incompatible,
-        /// Dies: this batch and everything behind it get no answer.
+        /// Dies running the batch: it and everything behind it get no
+        /// answer.
         Die,
+        /// Dies before it started the batch's first row.
+        DieUnstarted,
     }
 
     /// The fakes' shared state: what each pool does with which batch, and
@@ -987,7 +1015,7 @@ mod tests {
                     module: "m".into(),
                     error: error(),
                 }),
-                Act::Die => {
+                act @ (Act::Die | Act::DieUnstarted) => {
                     self.ring.clear();
                     self.dead = true;
                     Reply::Broken(RunError::WorkerDied {
@@ -996,6 +1024,7 @@ mod tests {
                             number: 9,
                             name: "SIGKILL",
                         },
+                        row: (act == Act::Die).then_some(rows.start),
                         rows,
                         stderr: String::new(),
                     })
@@ -1185,6 +1214,37 @@ mod tests {
             Err(RunError::SubInterpreterIncompatible { row: 12, .. })
         ));
         assert_eq!(world.fallbacks.get(), 0);
+        assert_eq!(out.len(), ROWS as usize - 3 + 1);
+    }
+
+    #[test]
+    fn a_death_before_the_batch_started_does_not_spend_its_retries() {
+        // No retries configured: a worker that died before it ran batch 6
+        // does not cost batch 6 its answer.
+        let (out, world) = drive(fake(TWO, |_, seq, attempt| {
+            if seq == 6 && attempt == 0 {
+                Act::DieUnstarted
+            } else {
+                Act::Answer
+            }
+        }));
+        assert_eq!(values(&out), (1..=ROWS).collect::<Vec<_>>());
+        assert_eq!(world.replaced.get(), 1);
+        // ... but a worker that always dies at once ends in an error, after
+        // a bounded number of free resends.
+        let (out, world) = drive(fake(TWO, |_, seq, _| {
+            if seq == 6 {
+                Act::DieUnstarted
+            } else {
+                Act::Answer
+            }
+        }));
+        assert!(
+            matches!(out[18], Err(RunError::WorkerDied { row: None, .. })),
+            "{:?}",
+            out[18]
+        );
+        assert_eq!(world.runs.borrow()[&6], FREE_RESENDS + 1);
         assert_eq!(out.len(), ROWS as usize - 3 + 1);
     }
 }
