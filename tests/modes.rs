@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::{Row, Value};
 
-use crate::process::{assert_same_as_python, ints, start};
+use crate::util::{assert_same_as_python, config, ints, start, udfs, worker};
 
 /// The modes this build runs in-process.
 const IN_PROCESS: &[&str] = &["multi-thread", "sub-interpreter"];
@@ -260,15 +260,13 @@ fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
         "numpy cannot load in a sub-interpreter"
     );
     assert_eq!(runner.call(&ints([21])).unwrap(), vec![Value::Int(42)]);
-    let spec = coil_host::UdfSpec::new(format!(
-        "{}:double",
-        crate::process::udfs().join("uses_numpy.py").display()
-    ));
-    let strict = crate::process::config(&[
+    let spec =
+        coil_host::UdfSpec::new(format!("{}:double", udfs().join("uses_numpy.py").display()));
+    let strict = config(&[
         "python.execution-mode=sub-interpreter",
         "python.execution-mode.strict=true",
     ]);
-    match coil_host::Runner::with_worker_command(&strict, spec, crate::process::worker()) {
+    match coil_host::Runner::with_worker_command(&strict, spec, worker()) {
         Err(e) => {
             let e = e.to_string();
             assert!(e.contains("numpy") && e.contains("sub-interpreter"), "{e}");

@@ -1,5 +1,8 @@
 //! coil's integration tests: one binary, one module per area.
 //!
+//! - `util`: what the others share: runners over the `coil` binary's
+//!   worker mode, plain Python's answers to compare with, and `/proc` scans
+//!   for child processes and ring descriptors.
 //! - `process`: process-mode runners against plain Python, under faults
 //!   (exit, SIGKILL, segfault, hang, garbage in the ring), from many threads,
 //!   and at shutdown.
@@ -19,3 +22,4 @@ mod docs;
 mod modes;
 mod process;
 mod subinterp;
+mod util;
