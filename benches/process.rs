@@ -9,12 +9,14 @@
 //!   (bundle.size not set: batches sized from the measured time per row, at
 //!   most 1,000 rows).
 //! - `process/latency/{row,socketpair}`: one single-row call; one 64-byte
-//!   ping-pong over a Unix socketpair to a peer process. The p50 and p99 of
-//!   both are also printed and written to
+//!   ping-pong over a Unix socketpair to a peer process (this bench's own
+//!   executable, run again with `COIL_BENCH_SOCKET_ECHO` set). The p50 and
+//!   p99 of both are also printed and written to
 //!   `target/criterion/process-latency.json`.
 
 use std::hint::black_box;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,12 +24,16 @@ use std::time::{Duration, Instant};
 
 use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use pyo3::prelude::*;
 
 #[path = "common.rs"]
 mod common;
 use common::{bench_udf, direct};
+
+/// Set in the environment of this bench's executable when it runs again as
+/// the far end of the socketpair baseline.
+const SOCKET_ECHO: &str = "COIL_BENCH_SOCKET_ECHO";
 
 /// Rows per measured call: enough batches that filling and draining the
 /// pipeline (host encoding the first batch, decoding the last) is noise.
@@ -139,8 +145,8 @@ fn latency(c: &mut Criterion) {
     assert_eq!(r.call(&one).unwrap(), vec![Value::Int(42)]);
 
     let (mut ours, theirs) = UnixStream::pair().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil-ring-peer"))
-        .arg("sock-echo")
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(SOCKET_ECHO, "1")
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .spawn()
         .unwrap();
@@ -231,4 +237,21 @@ fn memory(_: &mut Criterion) {
 }
 
 criterion_group!(benches, throughput, latency, memory);
-criterion_main!(benches);
+
+/// `criterion_main!`, except that with [`SOCKET_ECHO`] set this executable
+/// is the socketpair baseline's peer process: it echoes every frame on the
+/// socket that is its standard input (the loop `coil-ring-peer sock-echo`
+/// runs) until the bench hangs up.
+fn main() {
+    if std::env::var_os(SOCKET_ECHO).is_some() {
+        let sock = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .expect("standard input is the socket");
+        coil_testkit::peer::serve_socket(UnixStream::from(sock), true)
+            .expect("the socket echo peer");
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,23 +1,23 @@
-//! Support for coil's integration tests, benchmarks and ring demo: a
-//! deterministic, checksummed frame stream and the peer process that serves
-//! the other end of a ring across a process boundary.
+//! The library behind the `coil` command line: JSON Lines to rows and back
+//! ([`json`]), and `coil bench`, which measures a UDF in every execution
+//! mode and advises one ([`bench`](mod@bench)). The `coil` binary only parses
+//! arguments, calls these, and maps errors to exit codes.
 //!
-//! This package is not part of the product; `coil-ipc`, `coil-worker` and
-//! `coil-host` are. It exists so that tests, benches and the demo exercise
-//! the same peer code.
+//! The product's API is `coil-host` (with `coil-ipc` and `coil-worker`
+//! beneath it); this library serves the CLI alone. Test support for rings
+//! across processes is in `coil-testkit`.
 //!
 //! # Examples
 //!
 //! ```
-//! use coil::stream;
-//! let mut frame = Vec::new();
-//! stream::fill(17, 4096, &mut frame);
-//! assert!(stream::check(17, 4096, &frame).is_ok());
-//! frame[3] ^= 1;
-//! assert!(stream::check(17, 4096, &frame).is_err());
+//! use coil::json;
+//! use coil_ipc::Value;
+//!
+//! let row = json::parse_args(r#"[41, "é", null]"#).map_err(anyhow::Error::msg)?;
+//! assert_eq!(row, vec![Value::Int(41), Value::Str("é".into()), Value::Null]);
+//! assert_eq!(json::to_json(&Value::Bytes(vec![0, 255])).to_string(), r#"{"$bytes":"00ff"}"#);
+//! # Ok::<(), anyhow::Error>(())
 //! ```
 
 pub mod bench;
 pub mod json;
-pub mod peer;
-pub mod stream;

@@ -2,11 +2,49 @@
 //! enough to run here are run; the rest are checked against the project
 //! (a benchmark named must exist) or are CI's own steps.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `PREFIX [-p PACKAGE] FLAG TARGET ...` as `(PACKAGE, TARGET)`, e.g.
+/// `cargo bench -p coil-testkit --bench ring` with prefix `cargo bench` and
+/// flag `--bench`.
+fn target_of<'a>(cmd: &'a str, prefix: &str, flag: &str) -> Option<(Option<&'a str>, &'a str)> {
+    let mut words = cmd.strip_prefix(prefix)?.split_whitespace();
+    let mut word = words.next()?;
+    let mut package = None;
+    if word == "-p" {
+        package = Some(words.next()?);
+        word = words.next()?;
+    }
+    (word == flag).then_some(())?;
+    Some((package, words.next()?))
+}
+
+/// The directory of the workspace package `-p` names (the root's when none
+/// is named).
+fn package_dir(package: Option<&str>) -> PathBuf {
+    let Some(name) = package else {
+        return root().to_path_buf();
+    };
+    let mut dirs = vec![root().to_path_buf()];
+    dirs.extend(
+        std::fs::read_dir(root())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|d| d.join("Cargo.toml").is_file()),
+    );
+    dirs.into_iter()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml"))
+                .unwrap()
+                .contains(&format!("name = \"{name}\""))
+        })
+        .unwrap_or_else(|| panic!("no workspace package {name}"))
 }
 
 /// The command lines of every ```sh block (continuations joined, trailing
@@ -47,28 +85,31 @@ fn commands() -> Vec<(String, String)> {
 #[test]
 fn every_command_in_the_docs_runs_or_names_something_that_exists() {
     let coil = env!("CARGO_BIN_EXE_coil");
-    let cargo_toml = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     let cmds = commands();
     assert!(cmds.len() >= 10, "found only {} commands", cmds.len());
     for (file, cmd) in cmds {
-        if let Some(bench) = cmd.strip_prefix("cargo bench --bench ") {
-            let bench = bench.split_whitespace().next().unwrap();
+        if let Some((package, bench)) = target_of(&cmd, "cargo bench", "--bench") {
+            let dir = package_dir(package);
             assert!(
-                root().join(format!("benches/{bench}.rs")).is_file(),
-                "{file}: no bench {bench}"
+                dir.join(format!("benches/{bench}.rs")).is_file(),
+                "{file}: no bench {bench} in {}",
+                dir.display()
             );
+            let cargo_toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
             assert!(
                 cargo_toml.contains(&format!("name = \"{bench}\"")),
-                "{file}: bench {bench} not in Cargo.toml"
+                "{file}: bench {bench} not in {}/Cargo.toml",
+                dir.display()
             );
             continue;
         }
-        if let Some(example) = cmd.strip_prefix("cargo run --release --example ") {
-            let example = example.split_whitespace().next().unwrap();
+        if let Some((package, example)) = target_of(&cmd, "cargo run --release", "--example") {
+            let dir = package_dir(package);
             // Built by `cargo test`; run by .ci/run.
             assert!(
-                root().join(format!("examples/{example}.rs")).is_file(),
-                "{file}: no example {example}"
+                dir.join(format!("examples/{example}.rs")).is_file(),
+                "{file}: no example {example} in {}",
+                dir.display()
             );
             continue;
         }

@@ -6,10 +6,13 @@ use std::time::{Duration, Instant};
 use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::{Row, Value};
 
-use crate::process::{assert_same_as_python, ints, start};
+use crate::util::{assert_same_as_python, config, ints, start, udfs, worker};
 
 /// The modes this build runs in-process.
 const IN_PROCESS: &[&str] = &["multi-thread", "sub-interpreter"];
+/// Generous bound for anything that should end promptly (a liveness check,
+/// never a speed: a UDF that is never interrupted runs forever).
+const WATCHDOG: Duration = Duration::from_secs(60);
 
 fn every_mode() -> Vec<&'static str> {
     let mut m = vec!["process"];
@@ -154,7 +157,7 @@ fn a_runaway_udf_in_process_is_interrupted_and_its_executor_freed() {
             }
             other => panic!("{mode}: expected a timeout, got {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(started.elapsed() < WATCHDOG, "{mode}: never interrupted");
         // The same executor serves the next call: it was freed, not replaced.
         assert_eq!(
             runner.call(&ints([1, 2])).unwrap(),
@@ -257,15 +260,13 @@ fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
         "numpy cannot load in a sub-interpreter"
     );
     assert_eq!(runner.call(&ints([21])).unwrap(), vec![Value::Int(42)]);
-    let spec = coil_host::UdfSpec::new(format!(
-        "{}:double",
-        crate::process::udfs().join("uses_numpy.py").display()
-    ));
-    let strict = crate::process::config(&[
+    let spec =
+        coil_host::UdfSpec::new(format!("{}:double", udfs().join("uses_numpy.py").display()));
+    let strict = config(&[
         "python.execution-mode=sub-interpreter",
         "python.execution-mode.strict=true",
     ]);
-    match coil_host::Runner::with_worker_command(&strict, spec, crate::process::worker()) {
+    match coil_host::Runner::with_worker_command(&strict, spec, worker()) {
         Err(e) => {
             let e = e.to_string();
             assert!(e.contains("numpy") && e.contains("sub-interpreter"), "{e}");
@@ -326,16 +327,20 @@ fn metrics_count_what_ran_and_split_the_time() {
             ],
         );
         let rows: Vec<Row> = (0..95).map(|_| vec![Value::Int(2000)]).collect();
+        let started = Instant::now();
         assert_eq!(runner.call(&rows).unwrap().len(), 95);
+        let wall = started.elapsed();
         let m = runner.metrics();
         assert_eq!(
             (m.rows_in, m.rows_out, m.batches, m.errors),
             (95, 95, 10, 0),
             "{mode}"
         );
-        // 95 calls of a ~70 µs loop: Python dominates, and is measured.
-        assert!(m.python >= Duration::from_millis(3), "{mode}: {m:?}");
-        assert!(m.python > m.codec(), "{mode}: {m:?}");
+        // Python time is measured, and (one executor, one batch at a time)
+        // fits inside the call: true at any speed, unlike comparing it with
+        // the codec's time.
+        assert!(m.python > Duration::ZERO, "{mode}: {m:?}");
+        assert!(m.python <= wall, "{mode}: {m:?} in {wall:?}");
         let failing = start(
             "basic.py",
             "fails_on_three",
@@ -454,6 +459,8 @@ fn metrics_reach_the_metrics_facade_and_the_histograms() {
     );
     let h = runner.histograms();
     assert_eq!(h.latency.len(), 6);
+    // Each batch's latency contains its Python time, so this holds at any
+    // speed.
     assert!(h.latency.value_at_quantile(0.99) >= h.python.value_at_quantile(0.5));
 }
 

@@ -1,76 +1,18 @@
 //! Process mode end to end: `coil-host` runners over `coil worker`
 //! processes, against plain Python and under faults.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coil::json::to_json;
 use coil_host::{
-    Config, Direction, ProtocolError, RunError, Runner, StartError, UdfKind, UdfSpec,
-    WorkerCommand, WorkerExit,
+    Direction, ProtocolError, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerExit,
 };
 use coil_ipc::{Row, Value};
 
-pub(crate) fn udfs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/udfs")
-}
-
-pub(crate) fn worker() -> WorkerCommand {
-    WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker")
-}
-
-pub(crate) fn config(pairs: &[&str]) -> Config {
-    let mut c = Config::default();
-    for p in pairs {
-        c.set_pair(p).unwrap();
-    }
-    c
-}
-
-pub(crate) fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Runner {
-    let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display())).kind(kind);
-    Runner::with_worker_command(&config(pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
-}
-
-pub(crate) fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
-    xs.into_iter().map(|x| vec![Value::Int(x)]).collect()
-}
-
-/// What plain Python (the interpreter coil embeds) returns for `rows`.
-pub(crate) fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json::Value {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python");
-    let input: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| serde_json::Value::Array(r.iter().map(to_json).collect()))
-        .collect();
-    let mut child = Command::new(python)
-        .arg(udfs().join("reference.py"))
-        .arg(udfs().join(file))
-        .arg(name)
-        .arg(kind.as_str())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "reference run failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-pub(crate) fn assert_same_as_python(
-    file: &str,
-    name: &str,
-    kind: UdfKind,
-    rows: Vec<Row>,
-    pairs: &[&str],
-) {
-    let runner = start(file, name, kind, pairs);
-    let got = runner.call(&rows).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let got = serde_json::Value::Array(got.iter().map(to_json).collect());
-    assert_eq!(got, reference(file, name, kind, &rows), "{name}");
-}
+use crate::util::{
+    assert_same_as_python, children, children_of, config, ints, is_gone, ring_descriptors, start,
+    udfs, worker,
+};
 
 #[test]
 fn scalar_udfs_match_plain_python() {
@@ -636,22 +578,6 @@ fn many_host_threads_share_one_runner() {
     });
 }
 
-fn children() -> Vec<u32> {
-    children_of(std::process::id())
-}
-
-fn ring_descriptors() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|l| l.to_string_lossy().contains("memfd:coil-ring"))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
 #[test]
 fn shutdown_runs_close_and_leaves_no_processes_or_shared_memory() {
     let before = ring_descriptors();
@@ -680,31 +606,6 @@ fn shutdown_runs_close_and_leaves_no_processes_or_shared_memory() {
         before,
         "no ring memory left mapped or open"
     );
-}
-
-fn is_gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
-    }
-}
-
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut kids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the command's closing parenthesis: state, ppid, ...
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        if after.split(' ').nth(1).unwrap().parse::<u32>().unwrap() == parent {
-            kids.push(pid);
-        }
-    }
-    kids
 }
 
 #[test]

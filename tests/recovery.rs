@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use coil_host::{RunError, Runner, StartError, UdfKind, UdfSpec, WorkerExit};
 use coil_ipc::Value;
 
-use crate::process::{config, ints, worker};
+use crate::util::{config, ints, worker};
 
 /// A UDF whose worker kills itself on row 50 (once), and whose module,
 /// loaded by every worker that starts, exits during loading for the starts

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::Value;
 
-use crate::process::{ints, reference, start};
+use crate::util::{as_json, ints, reference, start, udfs};
 
 /// Runner start/stop cycles (every cycle creates and ends the interpreters;
 /// the crashes of issue 10 came at the end of a run).
@@ -19,10 +19,6 @@ const CYCLES: usize = 4;
 const MIX_ROWS: i64 = 2_000;
 /// Rows of the datetime-only UDF per cycle.
 const DT_ROWS: i64 = 20_000;
-
-fn as_json(values: &[Value]) -> serde_json::Value {
-    serde_json::Value::Array(values.iter().map(coil::json::to_json).collect())
-}
 
 #[test]
 fn issue_10_stdlib_modules_in_concurrent_subinterpreters_never_crash_or_answer_wrong() {
@@ -78,7 +74,7 @@ fn issue_10_stdlib_modules_in_concurrent_subinterpreters_never_crash_or_answer_w
 /// pointer` after writing every row: now exit 0 and every row right.
 #[test]
 fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
-    let udf = crate::process::udfs().join("stdlib_mix.py");
+    let udf = udfs().join("stdlib_mix.py");
     let input: String = (0..DT_ROWS).map(|i| format!("[{i}]\n")).collect();
     let want = reference(
         "stdlib_mix.py",
@@ -206,7 +202,7 @@ fn in_strict_mode_a_call_time_incompatibility_names_the_module_and_the_row() {
 
 #[test]
 fn coil_run_falls_back_at_call_time_with_one_warning() {
-    let udf = crate::process::udfs().join("lazy_import.py");
+    let udf = udfs().join("lazy_import.py");
     let input: String = (0..LAZY_ROWS).map(|i| format!("[{i}]\n")).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
         .args(["run", "--udf"])
@@ -244,7 +240,7 @@ fn coil_bench_reports_a_call_time_incompatibility_and_never_advises_that_mode() 
     let lines: String = (0..400).map(|i| format!("[{i}]\n")).collect();
     std::fs::write(&input, lines).unwrap();
     let json = dir.join("report.json");
-    let udf = crate::process::udfs().join("lazy_import.py");
+    let udf = udfs().join("lazy_import.py");
     let out = Command::new(env!("CARGO_BIN_EXE_coil"))
         .args(["bench", "--udf"])
         .arg(format!("{}:lazy", udf.display()))

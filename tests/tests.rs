@@ -1,8 +1,8 @@
 //! coil's integration tests: one binary, one module per area.
 //!
-//! - `ipc_process`: rings between this process and a `coil-ring-peer` child
-//!   (a million checksummed frames each way, killed and closed peers, a
-//!   descriptor that is not a region).
+//! - `util`: what the others share: runners over the `coil` binary's
+//!   worker mode, plain Python's answers to compare with, and `/proc` scans
+//!   for child processes and ring descriptors.
 //! - `process`: process-mode runners against plain Python, under faults
 //!   (exit, SIGKILL, segfault, hang, garbage in the ring), from many threads,
 //!   and at shutdown.
@@ -14,11 +14,15 @@
 //!   concurrent sub-interpreters, start/stop cycles, call-time fallback.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
 //! - `docs`: every command in the README and `docs/` runs as written.
+//!
+//! Rings between this process and a peer process (no Python) are tested in
+//! `testkit/tests/ipc_process.rs`, beside the `coil-ring-peer` program they
+//! spawn.
 
 mod cli;
 mod docs;
-mod ipc_process;
 mod modes;
 mod process;
 mod recovery;
 mod subinterp;
+mod util;

@@ -8,16 +8,16 @@
 //!    reading every byte in place.
 //!
 //! ```text
-//! cargo run --release --example ring_demo
+//! cargo run --release -p coil-testkit --example ring_demo
 //! ```
 
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use coil::peer::{serve, Mode, TAG_END};
-use coil::stream;
 use coil_ipc::{PidWatch, Region};
+use coil_testkit::peer::{serve, Mode, TAG_END};
+use coil_testkit::stream;
 
 const EXCHANGE_FRAMES: u64 = 200_000;
 const EXCHANGE_MAX: usize = 2000;
@@ -146,7 +146,9 @@ fn run() -> anyhow::Result<()> {
     for size in [64, 1024, 64 * 1024] {
         throughput(size)?;
     }
-    println!("benchmarks against a Unix socketpair and memcpy: cargo bench --bench ring");
+    println!(
+        "benchmarks against a Unix socketpair and memcpy: cargo bench -p coil-testkit --bench ring"
+    );
     Ok(())
 }
 

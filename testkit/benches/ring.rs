@@ -19,8 +19,8 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coil::peer::{self, Mode, TAG_END};
 use coil_ipc::{Consumer, Producer, Region};
+use coil_testkit::peer::{self, Mode, TAG_END};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const SIZES: [usize; 3] = [64, 1024, 64 * 1024];

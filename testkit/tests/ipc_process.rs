@@ -3,8 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coil::stream;
 use coil_ipc::{PidWatch, Region, RingPushError, RingRecvError};
+use coil_testkit::stream;
 
 /// Frames each way in the exchange test (the issue asks for at least 1 M).
 const EXCHANGE_FRAMES: u64 = 1_000_000;

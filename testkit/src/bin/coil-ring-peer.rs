@@ -9,8 +9,8 @@
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use coil::peer::{serve, serve_socket, Mode};
 use coil_ipc::Region;
+use coil_testkit::peer::{serve, serve_socket, Mode};
 
 fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,0 +1,322 @@
+//! Measuring: the UDF run directly on this thread (the floor), then in each
+//! mode, each result checked against the direct run before it is timed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use coil_host::{
+    Config, ExecutionMode, Metrics, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerCommand,
+};
+use coil_ipc::{decode_batch, encode_batch, Row, Value};
+use coil_worker::Executor;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchPlan {
+    /// The UDF.
+    pub spec: UdfSpec,
+    /// The base configuration (the mode key is set per run).
+    pub config: Config,
+    /// The modes to compare.
+    pub modes: Vec<ExecutionMode>,
+    /// Timed runs per mode (the best is reported).
+    pub repeat: usize,
+    /// How to start worker processes.
+    pub worker: WorkerCommand,
+}
+
+/// One mode's measurements.
+#[derive(Debug, Clone)]
+pub struct ModeResult {
+    /// The mode asked for.
+    pub requested: ExecutionMode,
+    /// The mode the runner ran in (differs after a fallback).
+    pub ran_as: ExecutionMode,
+    /// Why it ran in another mode, if it did.
+    pub fallback: Option<String>,
+    /// Why the mode could not run the UDF, if it could not (then nothing
+    /// was measured, and the mode is never advised).
+    pub failed: Option<String>,
+    /// Rows per second of the best run.
+    pub rows_per_sec: f64,
+    /// Batch latency, median and 99th percentile.
+    pub batch_p50: Duration,
+    /// 99th percentile.
+    pub batch_p99: Duration,
+    /// Timed runs.
+    pub runs: usize,
+    /// Counters of the timed runs.
+    pub metrics: Metrics,
+}
+
+impl ModeResult {
+    /// A mode that could not run the UDF, and why.
+    pub(crate) fn failed(mode: ExecutionMode, why: String) -> ModeResult {
+        ModeResult {
+            requested: mode,
+            ran_as: mode,
+            fallback: None,
+            failed: Some(why),
+            rows_per_sec: 0.0,
+            batch_p50: Duration::ZERO,
+            batch_p99: Duration::ZERO,
+            runs: 0,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Measured in the mode asked for (no fallback, no failure).
+    pub(crate) fn ran_as_asked(&self) -> bool {
+        self.requested == self.ran_as && self.failed.is_none()
+    }
+}
+
+#[cfg(test)]
+impl ModeResult {
+    /// Asked for `requested`, measured at `rows_per_sec` in `ran_as`, with
+    /// empty counters: made-up numbers for the advice and report tests.
+    pub(crate) fn measured(
+        requested: ExecutionMode,
+        ran_as: ExecutionMode,
+        rows_per_sec: f64,
+    ) -> ModeResult {
+        ModeResult {
+            requested,
+            ran_as,
+            fallback: None,
+            failed: None,
+            rows_per_sec,
+            batch_p50: Duration::ZERO,
+            batch_p99: Duration::ZERO,
+            runs: 1,
+            metrics: Metrics::default(),
+        }
+    }
+}
+
+/// What [`measure`] found, before any advice.
+#[derive(Debug, Clone)]
+pub(crate) struct Measured {
+    /// Rows per second calling the executor directly on this thread.
+    pub(crate) direct_rows_per_sec: f64,
+    /// Per mode, in the order asked.
+    pub(crate) modes: Vec<ModeResult>,
+    /// A module the UDF imports that cannot load in a sub-interpreter.
+    pub(crate) blocker: Option<String>,
+}
+
+/// Each mode is timed for at least this long (small inputs run many times).
+const MIN_TIME: Duration = Duration::from_millis(300);
+
+/// The bundle size `coil bench` uses unless told otherwise: the default,
+/// but small enough that every executor gets at least four batches.
+pub fn bundle_for(rows: usize, workers: usize) -> usize {
+    (rows / (4 * workers.max(1))).clamp(1, 1000)
+}
+
+/// Reads JSON Lines of UDF arguments.
+///
+/// # Errors
+///
+/// The 1-based line that is not a JSON array of supported values.
+pub fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        rows.push(
+            crate::json::parse_args(line).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?,
+        );
+    }
+    if rows.is_empty() {
+        bail!("{} holds no rows", path.display());
+    }
+    Ok(rows)
+}
+
+/// Runs the UDF through its executor on this thread, batch by batch (the
+/// floor: no ring, no other thread or process), returning the results and
+/// rows per second.
+fn direct(
+    spec: &UdfSpec,
+    config: &Config,
+    rows: &[Row],
+    repeat: usize,
+) -> anyhow::Result<(Vec<Value>, f64)> {
+    use pyo3::Python;
+    Python::initialize();
+    let mut spec = spec.clone();
+    spec.paths.extend(config.files());
+    Python::attach(|py| {
+        let mut exec =
+            Executor::load(py, &spec).map_err(|e| anyhow::anyhow!("{e}\n{}", e.error.traceback))?;
+        let mut best = f64::INFINITY;
+        let mut results = Vec::new();
+        let (mut input, mut out) = (Vec::new(), Vec::new());
+        let began = Instant::now();
+        let mut runs = 0;
+        while runs < repeat.max(1) || (began.elapsed() < MIN_TIME && runs < 10_000) {
+            runs += 1;
+            results.clear();
+            let start = Instant::now();
+            for chunk in rows.chunks(config.bundle_size()) {
+                input.clear();
+                out.clear();
+                encode_batch(chunk, &mut input)?;
+                exec.run_batch(py, &input[..], &mut out)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                for mut row in decode_batch(&out[..])? {
+                    results.push(row.pop().unwrap_or(Value::Null));
+                }
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let _ = exec.close(py);
+        Ok((results, rows.len() as f64 / best))
+    })
+}
+
+fn start(plan: &BenchPlan, mode: ExecutionMode, strict: bool) -> Result<Runner, StartError> {
+    let mut config = plan.config.clone();
+    config
+        .set(coil_host::EXECUTION_MODE, mode.as_str())
+        .expect("a valid mode");
+    if strict {
+        config
+            .set(coil_host::EXECUTION_MODE_STRICT, "true")
+            .expect("a valid flag");
+    }
+    Runner::with_worker_command(&config, plan.spec.clone(), plan.worker.clone())
+}
+
+/// Measures the direct call and every mode of `plan` over `rows`;
+/// `progress` is called after each timed run.
+///
+/// # Errors
+///
+/// A mode that fails to start or run, results that differ between modes,
+/// or no mode that could run the UDF at all.
+pub(crate) fn measure(
+    plan: &BenchPlan,
+    rows: &[Row],
+    mut progress: impl FnMut(&str),
+) -> anyhow::Result<Measured> {
+    let (want, direct_rate) = direct(&plan.spec, &plan.config, rows, plan.repeat)?;
+    progress("direct");
+    let mut blocker = None;
+    let mut modes = Vec::new();
+    for &mode in &plan.modes {
+        // Strict first: it names the module that keeps the UDF out of
+        // sub-interpreters, whether the UDF imports it when it loads or only
+        // when it is called; then as a user would run it (with fallback).
+        let mut runner = match start(plan, mode, mode == ExecutionMode::SubInterpreter) {
+            Err(StartError::SubInterpreterIncompatible { module, .. }) => {
+                blocker = Some(module);
+                start(plan, mode, false)?
+            }
+            other => other?,
+        };
+        // Warm up, and check the results against the direct run.
+        let mut got = runner.call(rows);
+        if let Err(RunError::SubInterpreterIncompatible { module, .. }) = &got {
+            blocker = Some(module.clone());
+            runner = start(plan, mode, false)?;
+            got = runner.call(rows);
+        }
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                // This mode cannot run the UDF: a row of the report, and on
+                // with the others.
+                modes.push(ModeResult::failed(mode, format!("{e:#}")));
+                progress(mode.as_str());
+                continue;
+            }
+        };
+        let ran_as = runner.mode();
+        let fallback = (ran_as != mode).then(|| match (&blocker, plan.spec.kind) {
+            (_, UdfKind::Vectorized) => "vectorized UDFs run in process mode".to_string(),
+            (Some(m), _) => format!("imports {m}, which cannot load in a sub-interpreter"),
+            (None, _) => "the mode cannot run this UDF".to_string(),
+        });
+        if got != want {
+            let at = got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a != b)
+                .unwrap_or(got.len().min(want.len()));
+            bail!(
+                "{mode} mode gave a different result than the direct run for input row {}",
+                at + 1
+            );
+        }
+        let before = runner.metrics();
+        let hist_before = runner.histograms().latency.len();
+        let mut best = f64::INFINITY;
+        let began = Instant::now();
+        let mut runs = 0;
+        // At least `repeat` runs, and enough of them to fill MIN_TIME.
+        while runs < plan.repeat.max(1) || (began.elapsed() < MIN_TIME && runs < 10_000) {
+            let t = Instant::now();
+            runner
+                .call(rows)
+                .map_err(|e| anyhow::anyhow!("{mode} mode: {e}"))?;
+            best = best.min(t.elapsed().as_secs_f64());
+            if runs < plan.repeat.max(1) {
+                progress(mode.as_str());
+            }
+            runs += 1;
+        }
+        let after = runner.metrics();
+        let h = runner.histograms();
+        debug_assert!(h.latency.len() >= hist_before);
+        modes.push(ModeResult {
+            requested: mode,
+            ran_as,
+            fallback,
+            failed: None,
+            rows_per_sec: rows.len() as f64 / best,
+            batch_p50: Duration::from_nanos(h.latency.value_at_quantile(0.5)),
+            batch_p99: Duration::from_nanos(h.latency.value_at_quantile(0.99)),
+            runs,
+            metrics: after.since(&before),
+        });
+    }
+    if modes.iter().all(|r| r.failed.is_some()) {
+        let why: Vec<String> = modes
+            .iter()
+            .map(|r| format!("{}: {}", r.requested, r.failed.as_deref().unwrap_or("")))
+            .collect();
+        bail!("no mode could run the UDF\n{}", why.join("\n"));
+    }
+    Ok(Measured {
+        direct_rows_per_sec: direct_rate,
+        modes,
+        blocker,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_batches_give_every_executor_at_least_four_within_the_default() {
+        assert_eq!(bundle_for(400, 2), 50);
+        assert_eq!(bundle_for(3, 2), 1);
+        assert_eq!(bundle_for(1_000_000, 2), 1000);
+        assert_eq!(bundle_for(40, 0), 10, "no executors counts as one");
+    }
+
+    #[test]
+    fn only_a_mode_measured_as_asked_counts_as_its_own() {
+        use ExecutionMode::{Process as P, SubInterpreter as S};
+        assert!(ModeResult::measured(S, S, 1.0).ran_as_asked());
+        assert!(!ModeResult::measured(S, P, 1.0).ran_as_asked());
+        assert!(!ModeResult::failed(S, "crashed".into()).ran_as_asked());
+    }
+}

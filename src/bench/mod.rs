@@ -1,0 +1,51 @@
+//! `coil bench`: runs a UDF over the user's own input in each execution mode
+//! and directly on the calling thread, checks that every mode gives the same
+//! results, and measures what each mode costs, to advise which to use.
+//!
+//! Three jobs, one file each:
+//!
+//! - `measure`: runs the UDF (directly, then in each mode), checks the
+//!   results against the direct run and times it;
+//! - `advice`: pure functions from the measured numbers to a recommended
+//!   mode and its reasons (no timing, no I/O, unit-tested with tables);
+//! - `report`: the report as a table, as JSON and as an SVG chart.
+
+mod advice;
+mod measure;
+mod report;
+
+pub use advice::Advice;
+pub use measure::{bundle_for, read_rows, BenchPlan, ModeResult};
+pub use report::BenchReport;
+
+use coil_ipc::Row;
+
+/// Measures every mode of `plan` over `rows` and advises one; `progress` is
+/// called after each timed run.
+///
+/// # Errors
+///
+/// A mode that fails to start or run, results that differ between modes,
+/// or no mode that could run the UDF at all.
+pub fn run(
+    plan: &BenchPlan,
+    rows: &[Row],
+    progress: impl FnMut(&str),
+) -> anyhow::Result<BenchReport> {
+    let measured = measure::measure(plan, rows, progress)?;
+    let advice = advice::advise(&advice::Facts {
+        kind: plan.spec.kind,
+        workers: plan.config.worker_count(),
+        direct_rows_per_sec: measured.direct_rows_per_sec,
+        modes: &measured.modes,
+        blocker: measured.blocker.as_deref(),
+    });
+    Ok(BenchReport {
+        rows: rows.len(),
+        bundle: plan.config.bundle_size(),
+        direct_rows_per_sec: measured.direct_rows_per_sec,
+        modes: measured.modes,
+        subinterpreter_blocker: measured.blocker,
+        advice,
+    })
+}

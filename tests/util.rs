@@ -1,0 +1,124 @@
+//! What the test modules share: runners over the `coil` binary's worker
+//! mode, plain Python's answers to compare them with, and scans of `/proc`
+//! for child processes and ring descriptors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use coil::json::to_json;
+use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_ipc::{Row, Value};
+
+/// The test UDFs' directory, `tests/udfs`.
+pub(crate) fn udfs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/udfs")
+}
+
+/// Worker processes are `coil worker`, from the binary this test was built
+/// with.
+pub(crate) fn worker() -> WorkerCommand {
+    WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker")
+}
+
+/// A configuration from `KEY=VALUE` pairs.
+pub(crate) fn config(pairs: &[&str]) -> Config {
+    let mut c = Config::default();
+    for p in pairs {
+        c.set_pair(p).unwrap();
+    }
+    c
+}
+
+/// A runner for `name` in `tests/udfs/<file>`, configured by `pairs`.
+pub(crate) fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Runner {
+    let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display())).kind(kind);
+    Runner::with_worker_command(&config(pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Rows of one integer each.
+pub(crate) fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
+    xs.into_iter().map(|x| vec![Value::Int(x)]).collect()
+}
+
+/// Results as a JSON array, as `coil run` writes them.
+pub(crate) fn as_json(values: &[Value]) -> serde_json::Value {
+    serde_json::Value::Array(values.iter().map(to_json).collect())
+}
+
+/// What plain Python (the interpreter coil embeds) returns for `rows`.
+pub(crate) fn reference(file: &str, name: &str, kind: UdfKind, rows: &[Row]) -> serde_json::Value {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python");
+    let input: Vec<serde_json::Value> = rows.iter().map(|r| as_json(r)).collect();
+    let mut child = Command::new(python)
+        .arg(udfs().join("reference.py"))
+        .arg(udfs().join(file))
+        .arg(name)
+        .arg(kind.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    serde_json::to_writer(child.stdin.take().unwrap(), &input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "reference run failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `rows` through a runner configured by `pairs` and checks the
+/// results against plain Python's.
+pub(crate) fn assert_same_as_python(
+    file: &str,
+    name: &str,
+    kind: UdfKind,
+    rows: Vec<Row>,
+    pairs: &[&str],
+) {
+    let runner = start(file, name, kind, pairs);
+    let got = runner.call(&rows).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(as_json(&got), reference(file, name, kind, &rows), "{name}");
+}
+
+/// This process's children, zombies included.
+pub(crate) fn children() -> Vec<u32> {
+    children_of(std::process::id())
+}
+
+/// The children of `parent`, zombies included.
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
+    let mut kids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command's closing parenthesis: state, ppid, ...
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        if after.split(' ').nth(1).unwrap().parse::<u32>().unwrap() == parent {
+            kids.push(pid);
+        }
+    }
+    kids
+}
+
+/// Whether `pid` has exited (gone, or a zombie).
+pub(crate) fn is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat[stat.rfind(')').unwrap() + 2..].starts_with('Z'),
+    }
+}
+
+/// Descriptors this process holds on ring memory (`memfd:coil-ring`).
+pub(crate) fn ring_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy().contains("memfd:coil-ring"))
+                .unwrap_or(false)
+        })
+        .count()
+}
