@@ -119,10 +119,17 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
         {
             continue; // CI's own steps (the 3.12 build runs there too)
         }
-        // Run it, with the `coil` this test was built with.
+        // Run it, with the `coil` this test was built with; charts go to a
+        // scratch directory, not over the ones the docs show.
+        let scratch = std::env::temp_dir().join(format!("coil-docs-{}", std::process::id()));
+        std::fs::create_dir_all(&scratch).unwrap();
         let runnable = cmd
             .replace("cargo run -q --release --bin coil --", coil)
-            .replace("cargo run --release --bin coil --", coil);
+            .replace("cargo run --release --bin coil --", coil)
+            .replace(
+                "--plot docs/img/",
+                &format!("--plot {}/", scratch.display()),
+            );
         assert!(
             !runnable.contains("cargo ") || runnable.starts_with("python3"),
             "{file}: add a rule for {cmd:?} to this test"
