@@ -18,6 +18,7 @@ use coil_ipc::{
     ByteSource, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError, Value,
 };
 use coil_proto::{layout, Answer, Expect, MessageError, Tag, Times};
+use coil_worker::InterruptTarget;
 
 use crate::error::{Direction, ProtocolError, RunError, StartError, WorkerExit};
 use crate::pool::Settings;
@@ -112,8 +113,12 @@ enum Executor {
         logs: Vec<JoinHandle<()>>,
         stderr: Arc<Mutex<VecDeque<String>>>,
     },
-    /// An executor thread of this process (`None` once abandoned).
-    Thread { handle: Option<JoinHandle<()>> },
+    /// An executor thread of this process: its handle (`None` once
+    /// abandoned), and where to raise `TimeoutError` in it.
+    Thread {
+        handle: Option<JoinHandle<()>>,
+        interrupt: Option<InterruptTarget>,
+    },
 }
 
 /// One executor and the host's ends of its rings.
@@ -155,10 +160,16 @@ impl Link {
             ExecutionMode::SubInterpreter => coil_worker::serve_in_subinterpreter,
             _ => coil_worker::serve_in_process,
         };
+        // The executor hands over where to raise `TimeoutError` in it before
+        // it loads the UDF, so by the time it is ready the target is here.
+        let (targets, target) = std::sync::mpsc::channel::<InterruptTarget>();
         let handle = std::thread::Builder::new()
             .name(format!("coil-executor-{slot}"))
             .spawn(move || {
-                if let Err(e) = serve(&theirs, &spec, max) {
+                let started = move |t: InterruptTarget| {
+                    let _ = targets.send(t);
+                };
+                if let Err(e) = serve(&theirs, &spec, max, &started) {
                     if !matches!(e, coil_worker::ServeError::Load(_)) {
                         tracing::error!(worker = slot, "executor thread stopped: {e}");
                     }
@@ -174,6 +185,7 @@ impl Link {
             slot,
             executor: Executor::Thread {
                 handle: Some(handle),
+                interrupt: None,
             },
             region,
             tx,
@@ -181,7 +193,12 @@ impl Link {
             max_message: settings.tuning.max_message,
         };
         match link.await_ready(settings) {
-            Ok(()) => Ok(link),
+            Ok(()) => {
+                if let Executor::Thread { interrupt, .. } = &mut link.executor {
+                    *interrupt = target.try_recv().ok();
+                }
+                Ok(link)
+            }
             Err(e) => {
                 link.kill();
                 Err(e)
@@ -455,16 +472,12 @@ impl Link {
     /// not come back; it is then abandoned (closed, left to finish).
     fn interrupt(&mut self, rows: Range<u64>, timeout: Option<Duration>) -> Reply {
         let error = self.timed_out(rows, timeout);
-        let word = |i| self.region.user_word(i).map_or(0, |w| w.load());
-        let (ident, interp) = (word(layout::WORD_THREAD), word(layout::WORD_INTERPRETER));
-        if interp != 0 {
-            // SAFETY: the executor publishes its interpreter in this word
-            // while it lives and clears it before ending it; it is running
-            // our batch (we are waiting for its answer), so it is alive. The
-            // region is private memory of this process.
-            unsafe { coil_worker::interrupt_in(interp, ident) };
-        } else if ident != 0 {
-            coil_worker::interrupt(ident);
+        if let Executor::Thread {
+            interrupt: Some(target),
+            ..
+        } = &self.executor
+        {
+            target.interrupt();
         }
         let back = match self.rx.recv_timeout(INTERRUPT_GRACE) {
             Ok(frame) => frame.tag() != Tag::Part.raw(),
@@ -559,7 +572,7 @@ impl Link {
                 let _ = child.kill();
                 let _ = child.wait();
             }
-            Executor::Thread { handle } => drop(handle.take()),
+            Executor::Thread { handle, .. } => drop(handle.take()),
         }
     }
 
@@ -569,7 +582,7 @@ impl Link {
         self.tx.close();
         let deadline = Instant::now() + Duration::from_secs(5);
         match &mut self.executor {
-            Executor::Thread { handle } => {
+            Executor::Thread { handle, .. } => {
                 if let Some(thread) = handle.take() {
                     while !thread.is_finished() && Instant::now() < deadline {
                         std::thread::sleep(Duration::from_millis(2));

@@ -15,13 +15,3 @@ pub const RINGS: usize = 2;
 /// 0 between batches. A host that gives up on a hung executor reads it to
 /// name the row (and bounds-checks it against the batch).
 pub const WORD_PROGRESS: usize = 0;
-
-/// Header word, in-process executors only (private memory, same process):
-/// the executor thread's Python thread identifier, for raising
-/// `TimeoutError` in it.
-pub const WORD_THREAD: usize = 1;
-
-/// Header word, sub-interpreter executors only (private memory, same
-/// process): the executor's interpreter, while it lives (0 before and
-/// after), for raising `TimeoutError` in it.
-pub const WORD_INTERPRETER: usize = 2;

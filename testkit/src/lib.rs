@@ -36,7 +36,7 @@
 //! let far = region.clone();
 //! let echo = std::thread::spawn(move || peer::serve(&far, Mode::Echo));
 //! let (mut tx, mut rx) = (region.producer(0)?, region.consumer(1)?);
-//! tx.push(7, b"ping")?;
+//! tx.try_push(7, b"ping")?;
 //! let back = rx.recv_timeout(std::time::Duration::from_secs(60))?;
 //! assert_eq!((back.tag(), back.len()), (7, 4));
 //! drop(back);

@@ -36,19 +36,26 @@
 //! # Ok(()) }
 //! ```
 
+mod convert;
 mod executor;
+mod interp;
+mod log;
 mod serve;
 mod subinterp;
+mod timing;
 
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
-pub use executor::route_output_to_log;
 pub use executor::{BatchError, Executor, LoadError};
-pub use serve::{interrupt, serve, serve_in_process, watch_parent, ServeError};
+pub use interp::InterruptTarget;
+#[cfg(Py_3_13)]
+pub use interp::SubInterpreter;
+pub use log::route_output_to_log;
+pub use serve::{serve, serve_in_process, watch_parent, ServeError};
 pub use subinterp::{
-    incompatible_module, interrupt_in, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST,
-    INCOMPATIBLE, SUBINTERPRETERS,
+    incompatible_module, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, INCOMPATIBLE,
+    SUBINTERPRETERS,
 };
 
 /// The largest batch or answer, in bytes, unless `--max-message` says

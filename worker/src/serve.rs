@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError};
-use coil_proto::{layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, Tag, UdfSpec};
+use coil_proto::{
+    layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, Tag, Times, UdfSpec,
+};
 use pyo3::prelude::*;
 
 use crate::executor::{BatchError, Executor};
+use crate::interp::InterruptTarget;
 
 /// How long a worker waits for its next batch before it checks in with
 /// itself (it waits again; the host closes the ring to stop it).
@@ -61,7 +64,8 @@ pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &
 
 /// Serves the request ring (batches in) and the answer ring (answers out)
 /// of `region` ([`layout`]) with the
-/// UDF `spec` until the host closes ring 0, then runs the UDF's `close()`.
+/// UDF `spec` until the host closes the request ring, then runs the UDF's
+/// `close()`.
 /// Batches and answers larger than a frame travel in pieces, up to
 /// `max_message` bytes.
 ///
@@ -79,9 +83,10 @@ pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), 
 
 /// Serves `region` like [`serve`], on the calling thread of a process that
 /// embeds Python itself (the in-process modes): no parent watch, output of
-/// the interpreter routed to `tracing` (target `coil::worker`), and the
-/// thread's Python ident published in header word 1 so that
-/// [`interrupt`](crate::interrupt) can raise `TimeoutError` in it.
+/// the interpreter routed to `tracing` (target `coil::worker`). `started`
+/// receives, before the UDF loads, the [`InterruptTarget`] through which
+/// the host raises `TimeoutError` in this thread; it is retired when this
+/// returns.
 ///
 /// # Errors
 ///
@@ -90,16 +95,23 @@ pub fn serve_in_process(
     region: &Region,
     spec: &UdfSpec,
     max_message: usize,
+    started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     let mut rx = region.consumer(layout::REQUESTS)?;
     let mut tx = region.producer(layout::ANSWERS)?;
     Python::initialize();
-    Python::attach(|py| run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {}))
+    Python::attach(|py| {
+        let target = InterruptTarget::current(py);
+        started(target.clone());
+        let result = run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {});
+        // With the GIL released: see `interp`'s `# Deadlocks`.
+        py.detach(|| target.retire());
+        result
+    })
 }
 
 /// The in-process serve loop, in whichever interpreter this thread is
-/// attached to: routes the interpreter's output to the log, publishes the
-/// thread's Python ident in header word 1 (for interrupting it), and runs.
+/// attached to: routes the interpreter's output to the log and runs.
 /// `loaded` is called once the UDF has loaded (or failed to), before the
 /// first batch.
 pub(crate) fn run_in_process(
@@ -111,34 +123,10 @@ pub(crate) fn run_in_process(
     tx: &mut Producer,
     loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
-    if let Err(e) = crate::executor::route_output_to_log(py) {
+    if let Err(e) = crate::log::route_output_to_log(py) {
         tracing::warn!("cannot route Python's output to the log: {e}");
     }
-    // SAFETY: the runtime is initialized and this thread is attached; the
-    // call only reads the current thread's identifier.
-    let ident = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
-    if let Some(w) = region.user_word(coil_proto::layout::WORD_THREAD) {
-        w.store(ident as u64);
-    }
     run(py, region, spec, max_message, rx, tx, loaded)
-}
-
-/// Raises `TimeoutError` in the main-interpreter thread whose Python ident
-/// is `ident` (as [`serve_in_process`] publishes it). It lands when that
-/// thread next runs Python bytecode: a thread blocked in C (a long
-/// `time.sleep`, a C extension's loop) is not interrupted until it returns.
-pub fn interrupt(ident: u64) {
-    Python::attach(|_py| {
-        // SAFETY: we are attached to the interpreter the thread runs in
-        // (the main one); `PyExc_TimeoutError` is a static exception type;
-        // the call only marks the target thread state.
-        unsafe {
-            pyo3::ffi::PyThreadState_SetAsyncExc(
-                ident as std::os::raw::c_long,
-                pyo3::ffi::PyExc_TimeoutError,
-            );
-        }
-    });
 }
 
 fn run(
@@ -183,7 +171,7 @@ fn run(
             Err(RingRecvError::Timeout { .. }) => continue,
             Err(e) => return Err(e.into()),
         };
-        let (seq, result) = if frame.tag() == Tag::Part.raw() {
+        let tag = if frame.tag() == Tag::Part.raw() {
             // A batch larger than a frame: collect its pieces first.
             big.clear();
             frame.copy_into(&mut big);
@@ -197,8 +185,10 @@ fn run(
                 .into());
             }
             let seq = Batch::seq(&big[..])?;
-            Answer::begin_results(seq, &mut out);
-            (seq, exec.run_batch(py, &Batch::rows(&big[..]), &mut out))
+            answer_batch(seq, &mut out, max_message, |out| {
+                exec.run_batch(py, &Batch::rows(&big[..]), out)
+                    .map(|()| exec.last_times())
+            })
         } else {
             match Tag::try_from(frame.tag())? {
                 Tag::Batch => {}
@@ -211,42 +201,74 @@ fn run(
                 }
             }
             let seq = Batch::seq(&frame)?;
-            Answer::begin_results(seq, &mut out);
-            (seq, exec.run_batch(py, &Batch::rows(&frame), &mut out))
+            answer_batch(seq, &mut out, max_message, |out| {
+                exec.run_batch(py, &Batch::rows(&frame), out)
+                    .map(|()| exec.last_times())
+            })
         };
-        let tag = match result {
-            Ok(()) if out.len() <= max_message => {
-                Answer::finish_results(&mut out, exec.last_times());
-                Tag::Results
-            }
-            Ok(()) => Answer::TooLarge {
-                seq,
-                bytes: out.len() as u64,
-                limit: max_message as u64,
-            }
-            .encode(&mut out)
-            .expect("a Vec never fills"),
-            Err(BatchError::Udf { row, error }) => Answer::UdfError { seq, row, error }
-                .encode(&mut out)
-                .expect("a Vec never fills"),
-            Err(BatchError::Incompatible { row, module, error }) => Answer::Incompatible {
-                seq,
-                row,
-                module,
-                error,
-            }
-            .encode(&mut out)
-            .expect("a Vec never fills"),
-            Err(BatchError::BadRow { row, message }) => Answer::BadRow { seq, row, message }
-                .encode(&mut out)
-                .expect("a Vec never fills"),
-        };
+        if tag == Tag::BadRow {
+            // Possibly a panic: leave no half-run batch behind (the
+            // progress word, a pending Python exception).
+            exec.after_failure(py);
+        }
         py.detach(|| coil_proto::send_message(tx, tag, &out, ANSWER))?;
     }
     if let Err(e) = exec.close(py) {
         eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
     }
     Ok(())
+}
+
+/// Runs batch `seq` with `run` (which appends its results to the buffer
+/// and returns the executor's times) and leaves its answer in `out`:
+/// results, or the error answer. A panic inside `run` becomes the batch's
+/// `BadRow` answer, so no panic crosses into CPython or ends the executor
+/// without an answer (`BadRow` because the protocol has no answer of its
+/// own for it; the message says what happened).
+fn answer_batch(
+    seq: u64,
+    out: &mut Vec<u8>,
+    max_message: usize,
+    run: impl FnOnce(&mut Vec<u8>) -> Result<Times, BatchError>,
+) -> Tag {
+    Answer::begin_results(seq, out);
+    // AssertUnwindSafe: after a panic, nothing `run` touched is used to
+    // answer this batch except `out`, which is rewritten from scratch
+    // below; the executor resets its own per-batch state
+    // (`Executor::after_failure`).
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut *out)));
+    let answer = match result {
+        Ok(Ok(times)) if out.len() <= max_message => {
+            Answer::finish_results(out, times);
+            return Tag::Results;
+        }
+        Ok(Ok(_)) => Answer::TooLarge {
+            seq,
+            bytes: out.len() as u64,
+            limit: max_message as u64,
+        },
+        Ok(Err(BatchError::Udf { row, error })) => Answer::UdfError { seq, row, error },
+        Ok(Err(BatchError::Incompatible { row, module, error })) => Answer::Incompatible {
+            seq,
+            row,
+            module,
+            error,
+        },
+        Ok(Err(BatchError::BadRow { row, message })) => Answer::BadRow { seq, row, message },
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            Answer::BadRow {
+                seq,
+                row: None,
+                message: format!("the executor panicked running this batch: {what}"),
+            }
+        }
+    };
+    answer.encode(out).expect("a Vec never fills")
 }
 
 /// Exits the process when its parent dies, even while a UDF runs and the
@@ -275,4 +297,53 @@ pub fn watch_parent(host: Option<u32>) {
             }
         })
         .expect("spawning the parent watch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coil_ipc::Value;
+    use coil_proto::Expect;
+
+    #[test]
+    fn a_panic_in_a_batch_becomes_its_error_answer() {
+        let mut out = Vec::new();
+        let tag = answer_batch(7, &mut out, 1 << 20, |_| panic!("boom in row 3"));
+        assert_eq!(tag, Tag::BadRow);
+        match Answer::decode(tag, &out[..], Expect::Batch { seq: 7, rows: 5 }).unwrap() {
+            Answer::BadRow {
+                row: None, message, ..
+            } => {
+                assert!(
+                    message.contains("panicked") && message.contains("boom in row 3"),
+                    "{message}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // And the next batch is answered as usual.
+        let tag = answer_batch(8, &mut out, 1 << 20, |out| {
+            coil_ipc::encode_batch(&[vec![Value::Int(1)]], out).unwrap();
+            Ok(Times::default())
+        });
+        assert_eq!(tag, Tag::Results);
+        assert!(matches!(
+            Answer::decode(tag, &out[..], Expect::Batch { seq: 8, rows: 1 }),
+            Ok(Answer::Results { .. })
+        ));
+    }
+
+    #[test]
+    fn results_over_the_limit_are_a_too_large_answer() {
+        let mut out = Vec::new();
+        let tag = answer_batch(1, &mut out, 64, |out| {
+            coil_ipc::encode_batch(&[vec![Value::Str("x".repeat(100))]], out).unwrap();
+            Ok(Times::default())
+        });
+        assert_eq!(tag, Tag::TooLarge);
+        assert!(matches!(
+            Answer::decode(tag, &out[..], Expect::Batch { seq: 1, rows: 1 }),
+            Ok(Answer::TooLarge { limit: 64, .. })
+        ));
+    }
 }

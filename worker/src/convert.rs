@@ -1,0 +1,167 @@
+//! Values between the row codec and Python: decoding a value of a frame
+//! straight into a Python object, and encoding a Python object straight
+//! into an answer, within the row model (`None`, `bool`, `int` within i64,
+//! `float`, `str`, `bytes`, and lists of these; numpy scalars through
+//! `.item()`).
+
+use coil_ipc::{
+    BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
+    MAX_DEPTH,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use crate::executor::{bad_row, enc_err, BatchError};
+
+/// Reads one value of the batch as a Python object.
+///
+/// `scratch` is a buffer reused across values (strings and bytes are
+/// copied out of the frame into it, then into a Python object).
+pub(crate) fn read_py<'py, S: ByteSource + ?Sized>(
+    py: Python<'py>,
+    dec: &mut BatchDecoder<'_, S>,
+    scratch: &mut Vec<u8>,
+    depth: usize,
+) -> Result<Bound<'py, PyAny>, DecodeError> {
+    let at = dec.position();
+    Ok(match dec.next_value()? {
+        ValueHeader::Null => py.None().into_bound(py),
+        ValueHeader::Bool(b) => PyBool::new(py, b).to_owned().into_any(),
+        ValueHeader::Int(i) => PyInt::new(py, i).into_any(),
+        ValueHeader::Float(f) => PyFloat::new(py, f).into_any(),
+        ValueHeader::Str { len } => {
+            scratch.clear();
+            dec.append_bytes(len, scratch)?;
+            let s = std::str::from_utf8(scratch).map_err(|_| DecodeError {
+                offset: at,
+                kind: coil_ipc::DecodeErrorKind::InvalidUtf8,
+            })?;
+            PyString::new(py, s).into_any()
+        }
+        ValueHeader::Bytes { len } => {
+            scratch.clear();
+            dec.append_bytes(len, scratch)?;
+            PyBytes::new(py, scratch).into_any()
+        }
+        ValueHeader::List { len } => {
+            if depth >= MAX_DEPTH {
+                return Err(DecodeError {
+                    offset: at,
+                    kind: coil_ipc::DecodeErrorKind::TooDeep {
+                        max: MAX_DEPTH as u32,
+                    },
+                });
+            }
+            let list = PyList::empty(py);
+            for _ in 0..len {
+                let item = read_py(py, dec, scratch, depth + 1)?;
+                list.append(item).expect("appending to a new list");
+            }
+            list.into_any()
+        }
+    })
+}
+
+/// Encodes the rows a table UDF emitted for one input row: each a tuple or
+/// list, or a single value for a one-column row.
+pub(crate) fn put_emitted<S: ByteSink + ?Sized>(
+    enc: &mut BatchEncoder<'_, S>,
+    emitted: &[Bound<'_, PyAny>],
+    row: u32,
+) -> Result<(), BatchError> {
+    enc.begin_list(emitted.len())
+        .map_err(|e| enc_err(Some(row), e))?;
+    for item in emitted {
+        if item.is_instance_of::<PyTuple>() || item.is_instance_of::<PyList>() {
+            put_py(enc, item, 1).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+        } else {
+            enc.begin_list(1).map_err(|e| enc_err(Some(row), e))?;
+            put_py(enc, item, 2).map_err(|m| bad_row(row, format!("emitted row: {m}")))?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Encodes a Python object as a row-model value: `None`, `bool`, `int`
+/// (within i64), `float`, `str`, `bytes`/`bytearray`, and lists or tuples of
+/// these; numpy scalars through `.item()`.
+pub(crate) fn put_py<S: ByteSink + ?Sized>(
+    enc: &mut BatchEncoder<'_, S>,
+    obj: &Bound<'_, PyAny>,
+    depth: usize,
+) -> Result<(), String> {
+    let full = |e: EncodeError| e.to_string();
+    // The common exact types first: one pointer comparison each.
+    if obj.is_exact_instance_of::<PyInt>() {
+        let i: i64 = obj.extract().map_err(|_| too_big(obj))?;
+        return enc.put_int(i).map_err(full);
+    }
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        return enc.put_str(s).map_err(full);
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return enc.put_float(f.value()).map_err(full);
+    }
+    if obj.is_none() {
+        enc.put_null().map_err(full)
+    } else if let Ok(b) = obj.cast::<PyBool>() {
+        enc.put_bool(b.is_true()).map_err(full)
+    } else if obj.is_instance_of::<PyInt>() {
+        let i: i64 = obj.extract().map_err(|_| too_big(obj))?;
+        enc.put_int(i).map_err(full)
+    } else if let Ok(f) = obj.cast::<PyFloat>() {
+        enc.put_float(f.value()).map_err(full)
+    } else if let Ok(s) = obj.cast::<PyString>() {
+        let s = s
+            .to_str()
+            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        enc.put_str(s).map_err(full)
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        enc.put_bytes(b.as_bytes()).map_err(full)
+    } else if let Ok(b) = obj.cast::<PyByteArray>() {
+        enc.put_bytes(&b.to_vec()).map_err(full)
+    } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
+        if depth >= MAX_DEPTH {
+            return Err(format!("lists nest deeper than {MAX_DEPTH}"));
+        }
+        let n = obj.len().map_err(|e| e.to_string())?;
+        enc.begin_list(n).map_err(full)?;
+        for item in obj.try_iter().map_err(|e| e.to_string())? {
+            put_py(enc, &item.map_err(|e| e.to_string())?, depth + 1)?;
+        }
+        Ok(())
+    } else if is_numpy_scalar(obj) {
+        let item = obj.call_method0("item").map_err(|e| e.to_string())?;
+        put_py(enc, &item, depth)
+    } else {
+        Err(format!(
+            "a value of type {} is not supported (None, bool, int, float, str, bytes, list, tuple)",
+            type_name(obj)
+        ))
+    }
+}
+
+fn too_big(obj: &Bound<'_, PyAny>) -> String {
+    format!(
+        "int {} does not fit in a 64-bit integer",
+        obj.str().map(|s| s.to_string()).unwrap_or_default()
+    )
+}
+
+fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .module()
+        .map(|m| m == "numpy")
+        .unwrap_or(false)
+        && obj.hasattr("item").unwrap_or(false)
+}
