@@ -5,12 +5,12 @@
 //!
 //! A crash here kills the test process, which nextest reports as a failure.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::Value;
 
-use crate::util::{as_json, ints, reference, start, udfs};
+use crate::util::{as_json, coil, ints, reference, start, udfs};
 
 /// Runner start/stop cycles (every cycle creates and ends the interpreters;
 /// the crashes of issue 10 came at the end of a run).
@@ -89,24 +89,21 @@ fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
         .map(|v| format!("{v}\n"))
         .collect();
     for run in 0..3 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-            .args(["run", "--udf"])
-            .arg(format!("{}:dt_only", udf.display()))
-            .args(["--mode", "sub-interpreter", "--workers", "2"])
-            .args(["--conf", "python.fn-execution.bundle.size=100"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feed = input.clone();
-        let writer = std::thread::spawn(move || {
-            use std::io::Write;
-            stdin.write_all(feed.as_bytes()).unwrap();
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
+        let target = format!("{}:dt_only", udf.display());
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                &target,
+                "--mode",
+                "sub-interpreter",
+                "--workers",
+                "2",
+                "--conf",
+                "python.fn-execution.bundle.size=100",
+            ],
+            &input,
+        );
         assert!(
             out.status.success(),
             "run {run}: {:?}\n{}",
@@ -204,23 +201,21 @@ fn in_strict_mode_a_call_time_incompatibility_names_the_module_and_the_row() {
 fn coil_run_falls_back_at_call_time_with_one_warning() {
     let udf = udfs().join("lazy_import.py");
     let input: String = (0..LAZY_ROWS).map(|i| format!("[{i}]\n")).collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(["run", "--udf"])
-        .arg(format!("{}:lazy_some", udf.display()))
-        .args(["--mode", "sub-interpreter", "--workers", "2"])
-        .args(["--conf", "python.fn-execution.bundle.size=10"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || {
-        use std::io::Write;
-        stdin.write_all(input.as_bytes()).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    let target = format!("{}:lazy_some", udf.display());
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            &target,
+            "--mode",
+            "sub-interpreter",
+            "--workers",
+            "2",
+            "--conf",
+            "python.fn-execution.bundle.size=10",
+        ],
+        &input,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let want: String = (0..LAZY_ROWS).map(|x| format!("{}\n", 2 * x)).collect();

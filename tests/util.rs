@@ -122,3 +122,29 @@ pub(crate) fn ring_descriptors() -> usize {
         })
         .count()
 }
+
+/// Runs the `coil` command line in the repository root with `args`, feeding
+/// `stdin` from another thread (so a large input and a large output cannot
+/// block each other on full pipes).
+pub(crate) fn coil(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_string();
+    let writer = std::thread::spawn(move || {
+        // A coil that exits early (a bad line) closes its end: not ours to
+        // report here, the caller checks the exit status.
+        let _ = pipe.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}

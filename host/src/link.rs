@@ -477,7 +477,9 @@ impl Link {
             ..
         } = &self.executor
         {
-            target.interrupt();
+            // Whether it was marked shows in whether the executor comes
+            // back below.
+            let _ = target.interrupt();
         }
         let back = match self.rx.recv_timeout(INTERRUPT_GRACE) {
             Ok(frame) => frame.tag() != Tag::Part.raw(),

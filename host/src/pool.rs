@@ -137,6 +137,12 @@ impl Pool {
     /// leased one when it comes back.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
+        self.shut_down_idle();
+    }
+
+    /// Shuts down the idle workers: closes every one's input first, so
+    /// they run the UDF's `close()` in parallel, then waits for each.
+    fn shut_down_idle(&self) {
         let slots = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
         let mut closing: Vec<Link> = slots.into_iter().filter_map(|s| s.worker).collect();
         for w in &mut closing {
@@ -150,15 +156,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let slots = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
-        // Close every worker's input first, so they run close() in parallel.
-        let mut closing: Vec<Link> = slots.into_iter().filter_map(|s| s.worker).collect();
-        for w in &mut closing {
-            w.close_input();
-        }
-        for w in closing {
-            w.shutdown();
-        }
+        self.shut_down_idle();
     }
 }
 

@@ -124,26 +124,27 @@ impl InterruptTarget {
     /// Raises `TimeoutError` in the executor's thread; it lands when that
     /// thread next runs Python bytecode (a thread blocked in C, in a long
     /// `time.sleep` or a C extension's loop, is not interrupted until it
-    /// returns). Does nothing once the executor has ended.
-    pub fn interrupt(&self) {
+    /// returns). Does nothing once the executor has ended. Returns whether
+    /// the exception was set in the executor's thread.
+    pub fn interrupt(&self) -> bool {
         let guard = self
             .0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(t) = *guard else { return };
+        let Some(t) = *guard else { return false };
         if t.interp.is_null() {
-            Python::attach(|_py| {
+            return Python::attach(|_py| {
                 // SAFETY: attached to the main interpreter, which the target
                 // thread runs in; `PyExc_TimeoutError` is a static
-                // exception type; the call only marks the target thread.
-                unsafe { ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError) };
+                // exception type; the call only marks the target thread and
+                // returns how many threads it marked.
+                unsafe { ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError) == 1 }
             });
-            return;
         }
         // `PyThreadState_SetAsyncExc` only searches the current thread's
         // interpreter, and attaching to a sub-interpreter needs a thread
         // with no thread state of any interpreter: a fresh one.
-        let _ = std::thread::spawn(move || {
+        let marked = std::thread::spawn(move || {
             // The whole `Target` moves here (it is `Send`), not its fields.
             let t: Target = t;
             // SAFETY: `t.interp` is alive: we hold the target's lock, and
@@ -155,13 +156,16 @@ impl InterruptTarget {
             unsafe {
                 let ts = ffi::PyThreadState_New(t.interp);
                 ffi::PyEval_RestoreThread(ts);
-                ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError);
+                let marked = ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError);
                 ffi::PyThreadState_Clear(ts);
                 ffi::PyThreadState_DeleteCurrent();
+                marked == 1
             }
         })
-        .join();
+        .join()
+        .unwrap_or(false);
         drop(guard);
+        marked
     }
 
     /// Makes [`InterruptTarget::interrupt`] do nothing from now on. Call

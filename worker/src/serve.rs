@@ -300,10 +300,144 @@ pub fn watch_parent(host: Option<u32>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use coil_ipc::{Consumer, Producer, Region, Row, Value};
+    use coil_proto::{Expect, UdfSpec};
+
     use super::*;
-    use coil_ipc::Value;
-    use coil_proto::Expect;
+
+    /// Bounds a broken test's waits; a working executor answers in
+    /// milliseconds.
+    const PATIENCE: Duration = Duration::from_secs(60);
+
+    /// The largest message in these tests.
+    pub(crate) const MAX: usize = 1 << 20;
+
+    /// A UDF that never returns by itself: a pure-Python loop.
+    pub(crate) const SPIN: &str = "def spin(x):\n    while True:\n        pass\n";
+
+    /// Writes `source` to a file of its own and names `name` in it.
+    pub(crate) fn udf(name: &str, source: &str) -> UdfSpec {
+        let dir = std::env::temp_dir().join(format!("coil-worker-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let file = dir.join(format!("{name}.py"));
+        std::fs::write(&file, source).expect("writing the UDF");
+        UdfSpec::new(format!("{}:{name}", file.display()))
+    }
+
+    /// The host's end of an executor thread under test.
+    pub(crate) struct TestHost {
+        region: Region,
+        tx: Producer,
+        rx: Consumer,
+        thread: JoinHandle<Result<(), ServeError>>,
+        /// What the executor handed over as it started.
+        pub(crate) target: InterruptTarget,
+    }
+
+    impl TestHost {
+        /// Starts `serve` on a thread of its own (it gets the region and
+        /// the callback for its interrupt target) and waits until it is
+        /// ready.
+        pub(crate) fn start(
+            serve: impl FnOnce(&Region, &dyn Fn(InterruptTarget)) -> Result<(), ServeError>
+                + Send
+                + 'static,
+        ) -> TestHost {
+            let region = Region::create_private(&[1 << 16, 1 << 16]).expect("a region");
+            let theirs = region.clone();
+            let (send_target, got_target) = mpsc::channel();
+            let thread = std::thread::spawn(move || {
+                serve(&theirs, &move |t| {
+                    let _ = send_target.send(t);
+                })
+            });
+            let target = got_target
+                .recv_timeout(PATIENCE)
+                .expect("the executor hands over its target first");
+            let tx = region.producer(layout::REQUESTS).expect("a fresh region");
+            let rx = region.consumer(layout::ANSWERS).expect("a fresh region");
+            let mut host = TestHost {
+                region,
+                tx,
+                rx,
+                thread,
+                target,
+            };
+            match host.next(Expect::Start) {
+                Answer::Ready { .. } => host,
+                other => panic!("expected Ready, got {other:?}"),
+            }
+        }
+
+        fn next(&mut self, expect: Expect) -> Answer {
+            let frame = self.rx.recv_timeout(PATIENCE).expect("an answer");
+            let tag = Tag::try_from(frame.tag()).expect("a known tag");
+            let answer = Answer::decode(tag, &frame, expect).expect("a well-formed answer");
+            drop(frame);
+            self.rx.flush();
+            answer
+        }
+
+        /// Sends batch `seq`.
+        pub(crate) fn send(&mut self, seq: u64, rows: &[Row]) {
+            let mut payload = Vec::new();
+            Batch::encode(seq, rows, &mut payload).expect("encoding a batch");
+            coil_proto::send_message(&mut self.tx, Tag::Batch, &payload, PATIENCE)
+                .expect("sending a batch");
+        }
+
+        /// The answer to batch `seq` of `rows` rows.
+        pub(crate) fn answer(&mut self, seq: u64, rows: usize) -> Answer {
+            self.next(Expect::Batch {
+                seq,
+                rows: rows as u64,
+            })
+        }
+
+        /// Waits until the UDF runs row `row` of the current batch.
+        pub(crate) fn wait_for_row(&self, row: u64) {
+            let deadline = Instant::now() + PATIENCE;
+            let progress = || {
+                self.region
+                    .user_word(layout::WORD_PROGRESS)
+                    .map_or(0, |w| w.load())
+            };
+            while progress() != row + 1 {
+                assert!(Instant::now() < deadline, "the UDF never reached row {row}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+
+        /// Closes the executor's input and waits for it to stop.
+        pub(crate) fn finish(mut self) -> Result<(), ServeError> {
+            self.tx.close();
+            self.thread
+                .join()
+                .expect("the executor thread does not panic")
+        }
+    }
+
+    #[test]
+    fn an_interrupt_raises_timeout_error_in_the_udf_and_does_nothing_once_the_executor_is_gone() {
+        let spec = udf("spin", SPIN);
+        let mut host =
+            TestHost::start(move |region, started| serve_in_process(region, &spec, MAX, started));
+        let target = host.target.clone();
+        host.send(0, &[vec![Value::Int(1)]]);
+        host.wait_for_row(0);
+        assert!(target.interrupt(), "the executor thread was found");
+        match host.answer(0, 1) {
+            Answer::UdfError { row: 0, error, .. } => assert_eq!(error.type_name, "TimeoutError"),
+            other => panic!("expected a TimeoutError, got {other:?}"),
+        }
+        host.finish().expect("the executor stops cleanly");
+        assert!(!target.interrupt(), "a late interrupt finds no executor");
+    }
 
     #[test]
     fn a_panic_in_a_batch_becomes_its_error_answer() {
