@@ -113,9 +113,13 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
             );
             continue;
         }
-        if ["cargo nextest run --workspace", "cargo build --release", "tools/test"]
-            .iter()
-            .any(|c| cmd.ends_with(c))
+        if [
+            "cargo nextest run --workspace",
+            "cargo build --release",
+            "tools/test",
+        ]
+        .iter()
+        .any(|c| cmd.ends_with(c))
         {
             continue; // CI's own steps (the 3.12 build and the tests run there)
         }

@@ -422,11 +422,10 @@ pub(crate) mod tests {
         }
     }
 
-    #[test]
-    fn an_interrupt_raises_timeout_error_in_the_udf_and_does_nothing_once_the_executor_is_gone() {
-        let spec = udf("spin", SPIN);
-        let mut host =
-            TestHost::start(move |region, started| serve_in_process(region, &spec, MAX, started));
+    /// Runs [`SPIN`] in the executor `host` serves, interrupts it, expects
+    /// the `TimeoutError` answer, stops the executor, and checks that a
+    /// late interrupt finds nothing to touch.
+    pub(crate) fn interrupt_then_retire(mut host: TestHost) {
         let target = host.target.clone();
         host.send(0, &[vec![Value::Int(1)]]);
         host.wait_for_row(0);
@@ -437,6 +436,14 @@ pub(crate) mod tests {
         }
         host.finish().expect("the executor stops cleanly");
         assert!(!target.interrupt(), "a late interrupt finds no executor");
+    }
+
+    #[test]
+    fn an_interrupt_raises_timeout_error_in_the_udf_and_does_nothing_once_the_executor_is_gone() {
+        let spec = udf("spin", SPIN);
+        interrupt_then_retire(TestHost::start(move |region, started| {
+            serve_in_process(region, &spec, MAX, started)
+        }));
     }
 
     #[test]

@@ -196,24 +196,13 @@ mod tests {
     #[cfg(Py_3_13)]
     #[test]
     fn an_interrupt_reaches_a_sub_interpreter_and_does_nothing_once_it_has_ended() {
-        use crate::serve::tests::{udf, TestHost, MAX, SPIN};
-        use coil_ipc::Value;
-        use coil_proto::Answer;
+        use crate::serve::tests::{interrupt_then_retire, udf, TestHost, MAX, SPIN};
 
         let spec = udf("spin", SPIN);
-        let mut host = TestHost::start(move |region, started| {
+        // After `finish` the interpreter has ended: the late interrupt must
+        // not touch it.
+        interrupt_then_retire(TestHost::start(move |region, started| {
             serve_in_subinterpreter(region, &spec, MAX, started)
-        });
-        let target = host.target.clone();
-        host.send(0, &[vec![Value::Int(1)]]);
-        host.wait_for_row(0);
-        assert!(target.interrupt(), "the executor thread was found");
-        match host.answer(0, 1) {
-            Answer::UdfError { row: 0, error, .. } => assert_eq!(error.type_name, "TimeoutError"),
-            other => panic!("expected a TimeoutError, got {other:?}"),
-        }
-        host.finish().expect("the executor stops cleanly");
-        // The interpreter has ended: the target must not touch it.
-        assert!(!target.interrupt(), "a late interrupt finds no executor");
+        }));
     }
 }
