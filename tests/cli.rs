@@ -336,3 +336,64 @@ fn the_example_udfs_do_what_they_say() {
         "{z:?}"
     );
 }
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Issue 12, part 3: `coil run` over an endless input runs in constant
+/// memory. It used to keep every input line's number (8 bytes a row: 16 MB
+/// over the 2,000,000 rows between the two samples here).
+#[test]
+fn run_keeps_flat_memory_on_a_long_input() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    /// Rows before the first sample (the host has warmed up), and in all.
+    const WARM: u64 = 500_000;
+    const ROWS: u64 = 2_500_000;
+    /// Allowed growth between the samples: a generous bound, half of what
+    /// keeping 8 bytes a row would take.
+    const GROWTH_KIB: u64 = 8 * 1024;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["run", "--udf", "benches/udfs.py:inc", "--workers", "1"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || BufReader::new(out).lines().count() as u64);
+    let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+    let mut sample = None;
+    for i in 0..ROWS {
+        writeln!(stdin, "[{i}]").unwrap();
+        if i + 1 == WARM {
+            stdin.flush().unwrap();
+            // Let the host catch up with what was written.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            sample = Some(rss_kib(pid));
+        }
+    }
+    stdin.flush().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let late = rss_kib(pid);
+    drop(stdin);
+    let answered = reader.join().unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(answered, ROWS);
+    let early = sample.unwrap();
+    assert!(
+        late <= early + GROWTH_KIB,
+        "RSS grew from {early} KiB to {late} KiB over {} rows",
+        ROWS - WARM
+    );
+}

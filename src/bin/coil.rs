@@ -243,13 +243,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let started = std::time::Instant::now();
-    // Row i of the stream came from input line lines[i] (1-based).
-    let mut lines: Vec<u64> = Vec::new();
-    let mut written = 0usize;
+    // The input line of each row not answered yet: kept only while the row
+    // is in flight, so memory stays flat however long the input.
+    let mut lines = LineMap::default();
+    let mut pushed = 0u64;
+    let mut written = 0u64;
     let mut stream = runner.stream();
     let mut emit = |result: Result<coil_ipc::Value, RunError>,
-                    written: &mut usize,
-                    lines: &[u64]|
+                    written: &mut u64,
+                    lines: &mut LineMap|
      -> anyhow::Result<()> {
         match result {
             Ok(v) => {
@@ -257,6 +259,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     .map_err(std::io::Error::from)?;
                 out.write_all(b"\n")?;
                 *written += 1;
+                lines.answered();
                 Ok(())
             }
             Err(e) => Err(describe(e, lines)),
@@ -271,19 +274,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             continue;
         }
         let row = json::parse_args(&line).map_err(|e| anyhow::anyhow!("line {number}: {e}"))?;
-        lines.push(number);
+        lines.pushed(number);
+        pushed += 1;
         stream.push(row);
         while let Some(r) = stream.try_pull() {
-            emit(r, &mut written, &lines)?;
+            emit(r, &mut written, &mut lines)?;
         }
     }
     while let Some(r) = stream.pull() {
-        emit(r, &mut written, &lines)?;
+        emit(r, &mut written, &mut lines)?;
     }
     progress.finish_and_clear();
     drop(stream);
-    if written != lines.len() {
-        bail!("{} results for {} input rows", written, lines.len());
+    if written != pushed {
+        bail!("{written} results for {pushed} input rows");
     }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -296,9 +300,39 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The 1-based input line of every row pushed and not answered yet (rows
+/// are answered in order, so the oldest goes first).
+#[derive(Default)]
+struct LineMap {
+    /// The first row still held.
+    first: u64,
+    /// Input lines of rows `first..`.
+    lines: std::collections::VecDeque<u64>,
+}
+
+impl LineMap {
+    fn pushed(&mut self, line: u64) {
+        self.lines.push_back(line);
+    }
+
+    fn answered(&mut self) {
+        if self.lines.pop_front().is_some() {
+            self.first += 1;
+        }
+    }
+
+    /// The input line of stream row `row` (row + 1 if no longer held).
+    fn line(&self, row: u64) -> u64 {
+        row.checked_sub(self.first)
+            .and_then(|i| self.lines.get(i as usize))
+            .copied()
+            .unwrap_or(row + 1)
+    }
+}
+
 /// Turns a run error into a message that names the input line.
-fn describe(e: RunError, lines: &[u64]) -> anyhow::Error {
-    let line = |row: u64| lines.get(row as usize).copied().unwrap_or(row + 1);
+fn describe(e: RunError, lines: &LineMap) -> anyhow::Error {
+    let line = |row: u64| lines.line(row);
     match &e {
         RunError::Udf { row, error } => anyhow::anyhow!(
             "line {}: the UDF raised {}: {}\n{}",
