@@ -12,8 +12,13 @@ use serde_json::Value as Json;
 ///
 /// # Errors
 ///
-/// A message for objects and integers beyond i64.
+/// A message for objects, integers beyond i64 and lists nested deeper than
+/// coil's values hold ([`coil_ipc::MAX_DEPTH`]).
 pub fn to_value(j: &Json) -> Result<Value, String> {
+    to_value_at(j, 0)
+}
+
+fn to_value_at(j: &Json, depth: usize) -> Result<Value, String> {
     Ok(match j {
         Json::Null => Value::Null,
         Json::Bool(b) => Value::Bool(*b),
@@ -27,7 +32,18 @@ pub fn to_value(j: &Json) -> Result<Value, String> {
             (None, None) => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         Json::String(s) => Value::Str(s.clone()),
-        Json::Array(items) => Value::List(items.iter().map(to_value).collect::<Result<_, _>>()?),
+        Json::Array(_) if depth >= coil_ipc::MAX_DEPTH => {
+            return Err(format!(
+                "lists nest deeper than {}, the most coil's values hold",
+                coil_ipc::MAX_DEPTH
+            ))
+        }
+        Json::Array(items) => Value::List(
+            items
+                .iter()
+                .map(|i| to_value_at(i, depth + 1))
+                .collect::<Result<_, _>>()?,
+        ),
         Json::Object(_) => return Err("JSON objects are not supported as UDF arguments".into()),
     })
 }
@@ -39,7 +55,15 @@ pub fn to_value(j: &Json) -> Result<Value, String> {
 /// A message saying what is wrong with the line.
 pub fn parse_args(line: &str) -> Result<Vec<Value>, String> {
     match serde_json::from_str::<Json>(line) {
-        Ok(Json::Array(items)) => items.iter().map(to_value).collect(),
+        Ok(Json::Array(items)) => {
+            let row = items.iter().map(to_value).collect::<Result<Vec<_>, _>>()?;
+            // serde_json reads an integer beyond 64 bits as the nearest
+            // float: look at the text where a float could be one of those.
+            if row.iter().any(maybe_a_big_integer) {
+                refuse_big_integers(line)?;
+            }
+            Ok(row)
+        }
         Ok(other) => Err(format!(
             "expected a JSON array of the UDF's arguments, got {}",
             match other {
@@ -52,6 +76,40 @@ pub fn parse_args(line: &str) -> Result<Vec<Value>, String> {
         )),
         Err(e) => Err(format!("invalid JSON: {e}")),
     }
+}
+
+/// 2^63: every integer literal below it in magnitude parses as an integer.
+const BIG: f64 = 9_223_372_036_854_775_808.0;
+
+/// Whether `v` holds a float that an integer literal beyond 64 bits could
+/// have been parsed into.
+fn maybe_a_big_integer(v: &Value) -> bool {
+    match v {
+        Value::Float(f) => f.fract() == 0.0 && f.abs() >= BIG,
+        Value::List(items) => items.iter().any(maybe_a_big_integer),
+        _ => false,
+    }
+}
+
+/// Refuses the first integer literal in `json` (a valid JSON array) that
+/// does not fit in an i64: coil would otherwise see a different number.
+fn refuse_big_integers(json: &str) -> Result<(), String> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?;
+    for item in items {
+        let text = item.get().trim();
+        if text.starts_with('[') {
+            refuse_big_integers(text)?;
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit())
+            && !text.contains(['.', 'e', 'E'])
+            && text.parse::<i64>().is_err()
+        {
+            return Err(format!(
+                "integer {text} does not fit in a 64-bit signed integer"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Converts a result to JSON.
@@ -108,5 +166,44 @@ mod tests {
         assert!(parse_args("[18446744073709551615]")
             .unwrap_err()
             .contains("64-bit"));
+    }
+
+    /// Issue 12, part 4: a number reaches the UDF exactly as written, or
+    /// the line is refused; never a nearby float.
+    #[test]
+    fn integers_beyond_64_bits_are_refused_not_rounded() {
+        for line in [
+            "[100000000000000000000]",
+            "[-9223372036854775809]",
+            "[1, [2, 18446744073709551616]]",
+            "[9223372036854775808]",
+        ] {
+            let e = parse_args(line).unwrap_err();
+            assert!(
+                e.contains("does not fit in a 64-bit signed integer"),
+                "{line}: {e}"
+            );
+        }
+        assert_eq!(
+            parse_args("[9223372036854775807]"),
+            Ok(vec![Value::Int(i64::MAX)])
+        );
+        assert_eq!(
+            parse_args("[-9223372036854775808]"),
+            Ok(vec![Value::Int(i64::MIN)])
+        );
+        // Written as floats, they stay floats.
+        assert_eq!(
+            parse_args("[1e20, -1.0E19]"),
+            Ok(vec![Value::Float(1e20), Value::Float(-1e19)])
+        );
+    }
+
+    #[test]
+    fn lists_deeper_than_coil_values_hold_are_refused_with_the_limit() {
+        let nest = |k: usize| format!("[{}{}]", "[".repeat(k), "]".repeat(k));
+        assert!(parse_args(&nest(coil_ipc::MAX_DEPTH)).is_ok());
+        let e = parse_args(&nest(coil_ipc::MAX_DEPTH + 1)).unwrap_err();
+        assert!(e.contains("lists nest deeper than 64"), "{e}");
     }
 }

@@ -397,3 +397,48 @@ fn run_keeps_flat_memory_on_a_long_input() {
         ROWS - WARM
     );
 }
+
+/// Issue 12, part 4: the CLI names the line of a value coil cannot hold
+/// exactly, and of bytes that are not UTF-8.
+#[test]
+fn run_refuses_values_it_cannot_hold_exactly_naming_the_line() {
+    let out = coil(
+        &["run", "--udf", "tests/udfs/basic.py:inc"],
+        "[1]\n[100000000000000000000]\n",
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("100000000000000000000 does not fit"),
+        "{err}"
+    );
+    let deep = format!("[1]\n[{}{}]\n", "[".repeat(70), "]".repeat(70));
+    let out = coil(&["run", "--udf", "tests/udfs/basic.py:inc"], &deep);
+    let err = text(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("line 2") && err.contains("nest deeper than 64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_names_the_line_that_is_not_utf8() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["run", "--udf", "tests/udfs/basic.py:inc"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"[1]\n[2]\n[\"\xff\"]\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("reading input line 3"), "{err}");
+}

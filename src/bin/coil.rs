@@ -267,7 +267,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let reader = BufReader::new(input);
     for (i, line) in reader.lines().enumerate() {
-        let line = line.context("reading input")?;
+        let line = line.with_context(|| format!("reading input line {}", i + 1))?;
         progress.inc(line.len() as u64 + 1);
         let number = i as u64 + 1;
         if line.trim().is_empty() {
