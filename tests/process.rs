@@ -669,3 +669,18 @@ fn shutdown_runs_close_of_class_udfs_once_per_worker() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "7\n");
     let _ = std::fs::remove_file(&marker);
 }
+
+/// Issue 12, part 4: a list subclass whose `len()` and iteration disagree
+/// is encoded as it iterates, so every row keeps its own answer.
+#[test]
+fn a_list_whose_len_lies_is_encoded_as_it_iterates() {
+    let runner = start(
+        "basic.py",
+        "lying_list",
+        UdfKind::Scalar,
+        &["python.worker-count=1"],
+    );
+    let got = runner.call(&ints([1, 10, 100])).unwrap();
+    let list = |x: i64| Value::List(vec![Value::Int(x), Value::Int(x + 1), Value::Int(x + 2)]);
+    assert_eq!(got, vec![list(1), list(10), list(100)]);
+}

@@ -125,3 +125,14 @@ def where_and_slow(x):
     import time
     time.sleep(0.002)
     return f"{os.getpid()}-{threading.get_ident()}"
+
+
+class _Liar(list):
+    """A list whose len() disagrees with its iteration."""
+
+    def __len__(self):
+        return 1
+
+
+def lying_list(x):
+    return _Liar([x, x + 1, x + 2])

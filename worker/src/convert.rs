@@ -134,10 +134,17 @@ pub(crate) fn put_py<S: ByteSink + ?Sized>(
         if depth >= MAX_DEPTH {
             return Err(format!("lists nest deeper than {MAX_DEPTH}"));
         }
-        let n = obj.len().map_err(|e| e.to_string())?;
-        enc.begin_list(n).map_err(full)?;
-        for item in obj.try_iter().map_err(|e| e.to_string())? {
-            put_py(enc, &item.map_err(|e| e.to_string())?, depth + 1)?;
+        // Encode what iterating gives, counted as it comes: a subclass
+        // whose `len()` disagrees with its iteration must not make the
+        // answer claim one count and hold another.
+        let items = obj
+            .try_iter()
+            .map_err(|e| e.to_string())?
+            .collect::<PyResult<smallvec::SmallVec<[Bound<'_, PyAny>; 8]>>>()
+            .map_err(|e| e.to_string())?;
+        enc.begin_list(items.len()).map_err(full)?;
+        for item in &items {
+            put_py(enc, item, depth + 1)?;
         }
         Ok(())
     } else if is_numpy_scalar(obj) {
