@@ -442,3 +442,64 @@ fn run_names_the_line_that_is_not_utf8() {
     let err = text(&out.stderr);
     assert!(err.contains("reading input line 3"), "{err}");
 }
+
+/// Issue 12, part 5: `coil run` never reports success for output it did not
+/// deliver: a full disk is an error, not exit 0.
+#[test]
+fn run_fails_when_its_output_cannot_be_written() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["run", "--udf", "tests/udfs/basic.py:inc"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(std::fs::File::create("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"[1]\n[41]\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "exit 0 with nothing written");
+    let err = text(&out.stderr);
+    assert!(err.contains("writing the results"), "{err}");
+}
+
+/// Issue 12, part 5: `--input f --output f` (or through a link) would empty
+/// the input: refused, and the input is left as it was.
+#[test]
+fn run_refuses_to_write_over_its_input() {
+    let dir = std::env::temp_dir().join(format!("coil-same-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("in.jsonl");
+    std::fs::write(&input, "[1]\n[2]\n").unwrap();
+    let link = dir.join("link.jsonl");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    for output in [&input, &link] {
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                "tests/udfs/basic.py:inc",
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            "",
+        );
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains("are the same file"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "[1]\n[2]\n");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

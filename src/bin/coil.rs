@@ -216,6 +216,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let spec = UdfSpec::new(&args.udf).kind(kind);
     let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
         .arg("worker");
+    if let (Some(i), Some(o)) = (&args.input, &args.output) {
+        if same_file(i, o) {
+            bail!(
+                "--input {} and --output {} are the same file: writing the results would destroy the input",
+                i.display(),
+                o.display()
+            );
+        }
+    }
     let runner = Runner::with_worker_command(&config, spec, command)?;
 
     let (input, size): (Box<dyn Read>, Option<u64>) = match &args.input {
@@ -256,8 +265,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         match result {
             Ok(v) => {
                 serde_json::to_writer(&mut out, &json::to_json(&v))
-                    .map_err(std::io::Error::from)?;
-                out.write_all(b"\n")?;
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .with_context(|| {
+                        format!("writing the results ({} rows delivered before)", *written)
+                    })?;
                 *written += 1;
                 lines.answered();
                 Ok(())
@@ -286,6 +298,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     drop(stream);
+    // Every result is delivered only once the output has taken it: a
+    // failed final write (a full disk, a closed stdout) is an error.
+    out.flush().with_context(|| {
+        format!(
+            "writing the results to {} ({written} rows may not have been delivered whole)",
+            args.output
+                .as_ref()
+                .map_or("standard output".into(), |p| p.display().to_string())
+        )
+    })?;
+    drop(out);
     if written != pushed {
         bail!("{written} results for {pushed} input rows");
     }
@@ -298,6 +321,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         runner.config().worker_count()
     );
     Ok(())
+}
+
+/// Whether `a` and `b` name the same file (also through links), when both
+/// exist.
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// The 1-based input line of every row pushed and not answered yet (rows
