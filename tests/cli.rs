@@ -503,3 +503,25 @@ fn run_refuses_to_write_over_its_input() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 12, part 5: a process the UDF started, holding the worker's
+/// output pipes, does not keep `coil run` waiting after its work is done.
+#[test]
+fn run_does_not_wait_for_a_process_the_udf_left_behind() {
+    // A liveness bound: the sleeper lives 30 s; coil is done in well under.
+    const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(20);
+    let started = std::time::Instant::now();
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:starts_a_sleeper",
+            "--workers",
+            "1",
+        ],
+        "[1]\n[2]\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2\n3\n");
+    assert!(started.elapsed() < WATCHDOG);
+}

@@ -557,9 +557,7 @@ impl Link {
             return String::new();
         };
         // Let the log threads drain what the worker wrote before it died.
-        for h in logs.drain(..) {
-            let _ = h.join();
-        }
+        finish_relaying(logs, Duration::from_secs(1));
         let tail = stderr.lock().expect("stderr tail lock");
         tail.iter().cloned().collect::<Vec<_>>().join("\n")
     }
@@ -617,10 +615,25 @@ impl Link {
                         }
                     }
                 }
-                for h in logs.drain(..) {
-                    let _ = h.join();
-                }
+                finish_relaying(logs, Duration::from_millis(200));
             }
+        }
+    }
+}
+
+/// Waits up to `grace` for the threads relaying an exited worker's output
+/// to drain what it wrote, then leaves them: a process the UDF started
+/// (`subprocess.Popen`) may hold the pipes open for as long as it lives,
+/// and must not keep the host waiting. A relay left behind ends with its
+/// pipe, or with the host.
+fn finish_relaying(logs: &mut Vec<JoinHandle<()>>, grace: Duration) {
+    let deadline = Instant::now() + grace;
+    for h in logs.drain(..) {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if h.is_finished() {
+            let _ = h.join();
         }
     }
 }

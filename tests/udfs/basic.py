@@ -136,3 +136,11 @@ class _Liar(list):
 
 def lying_list(x):
     return _Liar([x, x + 1, x + 2])
+
+
+def starts_a_sleeper(x):
+    """Starts a background process that outlives the worker, holding its
+    stdout and stderr."""
+    import subprocess
+    subprocess.Popen(["sleep", "30"])
+    return x + 1
