@@ -525,3 +525,31 @@ fn run_does_not_wait_for_a_process_the_udf_left_behind() {
     assert_eq!(text(&out.stdout), "2\n3\n");
     assert!(started.elapsed() < WATCHDOG);
 }
+
+/// Issue 12, part 5: in the in-process modes a UDF's `os._exit` would end
+/// the host with exit 0 and nothing written; it is refused instead, as an
+/// error naming the line.
+#[test]
+fn run_in_process_refuses_os_exit_naming_the_line() {
+    let input: String = (0..1000).map(|i| format!("[{i}]\n")).collect();
+    for mode in ["multi-thread", "sub-interpreter"] {
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                "tests/udfs/basic.py:exits_on_500",
+                "--mode",
+                mode,
+                "--workers",
+                "1",
+            ],
+            &input,
+        );
+        assert!(!out.status.success(), "{mode}: exit 0");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("line 501") && err.contains("os._exit(0) would end the host"),
+            "{mode}: {err}"
+        );
+    }
+}

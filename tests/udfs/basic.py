@@ -144,3 +144,10 @@ def starts_a_sleeper(x):
     import subprocess
     subprocess.Popen(["sleep", "30"])
     return x + 1
+
+
+def exits_on_500(x):
+    if x == 500:
+        import os
+        os._exit(0)
+    return x + 1

@@ -117,8 +117,25 @@ class _LogWriter:
 
 
 def route_output(sink):
-    """Sends this interpreter's stdout and stderr to SINK, once."""
+    """Sends this interpreter's stdout and stderr to SINK, once; and, since
+    this interpreter runs inside the host process, makes os._exit refuse to
+    end the host (a forked child may still call it)."""
     if not getattr(sys, "_coil_routed", False):
         sys.stdout = _LogWriter(sink, "stdout")
         sys.stderr = _LogWriter(sink, "stderr")
+        _guard_exit()
         sys._coil_routed = True
+
+
+def _guard_exit():
+    host = os.getpid()
+    real_exit = os._exit
+
+    def _exit(status):
+        if os.getpid() != host:
+            real_exit(status)
+        raise RuntimeError(
+            f"os._exit({status}) would end the host process: refused in coil's "
+            "in-process modes (use process mode for a UDF that exits)")
+
+    os._exit = _exit
