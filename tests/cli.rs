@@ -553,3 +553,40 @@ fn run_in_process_refuses_os_exit_naming_the_line() {
         );
     }
 }
+
+/// Issue 12, part 5: on a live input (`tail -f`), a partial batch goes out
+/// after `bundle.time` and its result is written at once, before the next
+/// line comes.
+#[test]
+fn run_answers_a_live_stream_as_it_comes() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    // A liveness bound: the first answer is due after ~100 ms.
+    const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(20);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(["run", "--udf", "tests/udfs/basic.py:inc", "--workers", "1"])
+        .args(["--conf", "python.fn-execution.bundle.time=100"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    stdin.write_all(b"[1]\n").unwrap();
+    stdin.flush().unwrap();
+    // The answer to the first line arrives while its stdin stays open.
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), "2");
+    stdin.write_all(b"[41]\n").unwrap();
+    stdin.flush().unwrap();
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), "42");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

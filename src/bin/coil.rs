@@ -227,13 +227,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let runner = Runner::with_worker_command(&config, spec, command)?;
 
-    let (input, size): (Box<dyn Read>, Option<u64>) = match &args.input {
+    let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
         Some(p) => {
             let f = File::open(p).with_context(|| format!("opening {}", p.display()))?;
             let size = f.metadata().ok().map(|m| m.len());
             (Box::new(f), size)
         }
-        None => (Box::new(std::io::stdin().lock()), None),
+        None => (Box::new(std::io::stdin()), None),
     };
     let mut out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(BufWriter::new(
@@ -258,13 +258,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut pushed = 0u64;
     let mut written = 0u64;
     let mut stream = runner.stream();
-    let mut emit = |result: Result<coil_ipc::Value, RunError>,
-                    written: &mut u64,
-                    lines: &mut LineMap|
+    let emit = |out: &mut Box<dyn Write>,
+                result: Result<coil_ipc::Value, RunError>,
+                written: &mut u64,
+                lines: &mut LineMap|
      -> anyhow::Result<()> {
         match result {
             Ok(v) => {
-                serde_json::to_writer(&mut out, &json::to_json(&v))
+                serde_json::to_writer(&mut *out, &json::to_json(&v))
                     .map_err(std::io::Error::from)
                     .and_then(|()| out.write_all(b"\n"))
                     .with_context(|| {
@@ -277,11 +278,47 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => Err(describe(e, lines)),
         }
     };
-    let reader = BufReader::new(input);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading input line {}", i + 1))?;
+    // Lines are read on a thread of their own, a bounded queue ahead, so
+    // that while the input is idle (`tail -f`) the partial batch still goes
+    // out after python.fn-execution.bundle.time and its results are written
+    // and flushed as they come.
+    let (lines_tx, lines_rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(4096);
+    std::thread::Builder::new()
+        .name("coil-input".into())
+        .spawn(move || {
+            for line in BufReader::new(input).lines() {
+                let failed = line.is_err();
+                if lines_tx.send(line).is_err() || failed {
+                    break;
+                }
+            }
+        })
+        .context("starting the input reader")?;
+    // Results to a pipe or a terminal go out as they come; to a file, in
+    // large writes.
+    let live = args.output.is_none() && !stdout_is_a_file();
+    let mut number = 0u64;
+    loop {
+        let line = match lines_rx.recv_timeout(IDLE_TICK) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Idle input: send what waited long enough, deliver what
+                // is back.
+                let mut any = false;
+                while let Some(r) = stream.try_pull() {
+                    emit(&mut out, r, &mut written, &mut lines)?;
+                    any = true;
+                }
+                if any {
+                    out.flush().context("writing the results")?;
+                }
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        number += 1;
+        let line = line.with_context(|| format!("reading input line {number}"))?;
         progress.inc(line.len() as u64 + 1);
-        let number = i as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -289,12 +326,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         lines.pushed(number);
         pushed += 1;
         stream.push(row);
+        let mut any = false;
         while let Some(r) = stream.try_pull() {
-            emit(r, &mut written, &mut lines)?;
+            emit(&mut out, r, &mut written, &mut lines)?;
+            any = true;
+        }
+        if any && live {
+            out.flush().context("writing the results")?;
         }
     }
     while let Some(r) = stream.pull() {
-        emit(r, &mut written, &mut lines)?;
+        emit(&mut out, r, &mut written, &mut lines)?;
     }
     progress.finish_and_clear();
     drop(stream);
@@ -321,6 +363,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         runner.config().worker_count()
     );
     Ok(())
+}
+
+/// How long `coil run` waits for an input line before it looks for results
+/// to deliver (and partial batches due to be sent).
+const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether standard output is a regular file.
+fn stdout_is_a_file() -> bool {
+    use std::os::fd::AsFd;
+    std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| File::from(fd).metadata().ok())
+        .is_some_and(|m| m.is_file())
 }
 
 /// Whether `a` and `b` name the same file (also through links), when both
