@@ -76,8 +76,14 @@ fn replacements_that_never_start_end_in_a_clear_error() {
     let (dir, spec) = udf("range(1, 1000)");
     let runner = runner(spec);
     match runner.call(&ints(0..200)) {
-        Err(RunError::Restart { attempts, source }) => {
+        Err(RunError::Restart {
+            rows,
+            attempts,
+            source,
+        }) => {
             assert_eq!(attempts, 5);
+            // Row 50 killed its worker; its batch (bundle 10) found none.
+            assert_eq!(rows, 50..60);
             assert!(
                 matches!(
                     *source,

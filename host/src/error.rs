@@ -263,9 +263,12 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
-    /// No replacement worker started, after `attempts` tries in a row.
-    #[error("no replacement worker started after {attempts} attempts")]
+    /// No replacement worker started, after `attempts` tries in a row, to
+    /// run these rows.
+    #[error("no replacement worker started after {attempts} attempts to run rows {}..{}", rows.start, rows.end)]
     Restart {
+        /// The rows that had no worker to run them.
+        rows: Range<u64>,
         /// Consecutive failed starts.
         attempts: u32,
         /// Why the last one failed.
@@ -293,12 +296,13 @@ mod tests {
     #[test]
     fn a_wrapping_error_does_not_repeat_its_source() {
         let e = RunError::Restart {
+            rows: 10..20,
             attempts: 5,
             source: Box::new(StartError::Timeout(Duration::from_secs(3))),
         };
         assert_eq!(
             e.to_string(),
-            "no replacement worker started after 5 attempts"
+            "no replacement worker started after 5 attempts to run rows 10..20"
         );
         let source = std::error::Error::source(&e).unwrap().to_string();
         assert!(source.contains("did not start within 3s"), "{source}");

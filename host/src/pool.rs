@@ -258,7 +258,9 @@ fn start_with_retries(slot: usize, settings: &Settings) -> Result<Link, RunError
                     attempts = attempt,
                     "no replacement worker started: {e}"
                 );
+                // The scheduler fills in the rows it could not run.
                 return Err(RunError::Restart {
+                    rows: 0..0,
                     attempts: attempt,
                     source: Box::new(e),
                 });

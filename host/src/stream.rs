@@ -161,6 +161,21 @@ impl Leased for Lease<'_> {
 /// the worker never waits for the host between batches.
 const DEPTH: usize = 2;
 
+/// Names `rows` in an error raised before anyone knew which rows it would
+/// cost (a replacement worker that did not start).
+fn with_rows(e: RunError, rows: Range<u64>) -> RunError {
+    match e {
+        RunError::Restart {
+            attempts, source, ..
+        } => RunError::Restart {
+            rows,
+            attempts,
+            source,
+        },
+        other => other,
+    }
+}
+
 /// Times a batch is sent again, without spending its retry budget, after
 /// an executor died before it started the batch's first row.
 const FREE_RESENDS: u32 = 3;
@@ -556,7 +571,8 @@ impl<E: Executors> Scheduler<E> {
                     }
                 }
                 Err(e) => {
-                    self.flight[at].fail(e);
+                    let rows = self.flight[at].rows.clone();
+                    self.flight[at].fail(with_rows(e, rows));
                     return;
                 }
             }
@@ -644,7 +660,8 @@ impl<E: Executors> Scheduler<E> {
                 true
             }
             Reply::Error(e) => {
-                self.flight.pop_front();
+                let entry = self.flight.pop_front().expect("the oldest batch");
+                let e = with_rows(e, entry.rows);
                 self.count_error(&e);
                 self.ready.push_back(Err(Box::new(e)));
                 self.started_next_on(li);

@@ -438,7 +438,8 @@ fn describe(e: RunError, lines: &LineMap) -> anyhow::Error {
         RunError::Timeout { row: Some(row), .. } => anyhow::anyhow!("line {}: {e}", line(*row)),
         RunError::WorkerDied { rows, .. }
         | RunError::Protocol { rows, .. }
-        | RunError::TooLarge { rows, .. } => {
+        | RunError::TooLarge { rows, .. }
+        | RunError::Restart { rows, .. } => {
             anyhow::anyhow!(
                 "lines {}..={}: {e}",
                 line(rows.start),
