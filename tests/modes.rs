@@ -491,3 +491,33 @@ fn a_small_input_of_a_slow_udf_keeps_every_executor_busy() {
         assert!(m.batches >= 8, "{mode}: {} batches", m.batches);
     }
 }
+
+/// An interrupt that lands while the UDF sleeps in C is delivered only when
+/// it returns; it must not then fire in the next, unrelated call.
+#[test]
+fn a_late_timeout_does_not_fire_in_the_next_call() {
+    for mode in IN_PROCESS {
+        let conf = format!("python.execution-mode={mode}");
+        let runner = start(
+            "basic.py",
+            "sleeps_in_c",
+            UdfKind::Scalar,
+            &[
+                "python.worker-count=1",
+                "python.fn-execution.timeout=100",
+                &conf,
+            ],
+        );
+        assert!(
+            matches!(runner.call(&ints([0])), Err(RunError::Timeout { .. })),
+            "{mode}"
+        );
+        for _ in 0..3 {
+            assert_eq!(
+                runner.call(&ints([1, 2])).unwrap_or_else(|e| panic!("{mode}: {e}")),
+                vec![Value::Int(2), Value::Int(3)],
+                "{mode}"
+            );
+        }
+    }
+}

@@ -151,3 +151,11 @@ def exits_on_500(x):
         import os
         os._exit(0)
     return x + 1
+
+
+def sleeps_in_c(x):
+    """Sleeps in C (no bytecode runs while it sleeps) when x is 0."""
+    import time
+    if x == 0:
+        time.sleep(0.5)
+    return x + 1
