@@ -514,7 +514,9 @@ fn a_late_timeout_does_not_fire_in_the_next_call() {
         );
         for _ in 0..3 {
             assert_eq!(
-                runner.call(&ints([1, 2])).unwrap_or_else(|e| panic!("{mode}: {e}")),
+                runner
+                    .call(&ints([1, 2]))
+                    .unwrap_or_else(|e| panic!("{mode}: {e}")),
                 vec![Value::Int(2), Value::Int(3)],
                 "{mode}"
             );
