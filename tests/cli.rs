@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::util::coil;
+use crate::util::{coil, spawn_coil};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -354,21 +354,18 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn run_keeps_flat_memory_on_a_long_input() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     /// Rows before the first sample (the host has warmed up), and in all.
     const WARM: u64 = 500_000;
     const ROWS: u64 = 2_500_000;
     /// Allowed growth between the samples: a generous bound, half of what
     /// keeping 8 bytes a row would take.
     const GROWTH_KIB: u64 = 8 * 1024;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(["run", "--udf", "benches/udfs.py:inc", "--workers", "1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_coil(
+        &["run", "--udf", "benches/udfs.py:inc", "--workers", "1"],
+        Stdio::piped(),
+        Stdio::null(),
+    );
     let pid = child.id();
     let out = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || BufReader::new(out).lines().count() as u64);
@@ -425,15 +422,12 @@ fn run_refuses_values_it_cannot_hold_exactly_naming_the_line() {
 #[test]
 fn run_names_the_line_that_is_not_utf8() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(["run", "--udf", "tests/udfs/basic.py:inc"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    use std::process::Stdio;
+    let mut child = spawn_coil(
+        &["run", "--udf", "tests/udfs/basic.py:inc"],
+        Stdio::null(),
+        Stdio::piped(),
+    );
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"[1]\n[2]\n[\"\xff\"]\n").unwrap();
     drop(stdin);
@@ -448,15 +442,12 @@ fn run_names_the_line_that_is_not_utf8() {
 #[test]
 fn run_fails_when_its_output_cannot_be_written() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(["run", "--udf", "tests/udfs/basic.py:inc"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create("/dev/full").unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    use std::process::Stdio;
+    let mut child = spawn_coil(
+        &["run", "--udf", "tests/udfs/basic.py:inc"],
+        std::fs::File::create("/dev/full").unwrap(),
+        Stdio::piped(),
+    );
     child
         .stdin
         .take()
@@ -560,18 +551,22 @@ fn run_in_process_refuses_os_exit_naming_the_line() {
 #[test]
 fn run_answers_a_live_stream_as_it_comes() {
     use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     // A liveness bound: the first answer is due after ~100 ms.
     const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(20);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(["run", "--udf", "tests/udfs/basic.py:inc", "--workers", "1"])
-        .args(["--conf", "python.fn-execution.bundle.time=100"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_coil(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--workers",
+            "1",
+            "--conf",
+            "python.fn-execution.bundle.time=100",
+        ],
+        Stdio::piped(),
+        Stdio::null(),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();

@@ -128,15 +128,8 @@ pub(crate) fn ring_descriptors() -> usize {
 /// block each other on full pipes).
 pub(crate) fn coil(args: &[&str], stdin: &str) -> std::process::Output {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_coil"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    use std::process::Stdio;
+    let mut child = spawn_coil(args, Stdio::piped(), Stdio::piped());
     let mut pipe = child.stdin.take().unwrap();
     let input = stdin.to_string();
     let writer = std::thread::spawn(move || {
@@ -147,4 +140,21 @@ pub(crate) fn coil(args: &[&str], stdin: &str) -> std::process::Output {
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
     out
+}
+
+/// Starts the `coil` command line in the repository root with `args`, its
+/// stdin a pipe, its stdout and stderr as given.
+pub(crate) fn spawn_coil(
+    args: &[&str],
+    stdout: impl Into<std::process::Stdio>,
+    stderr: impl Into<std::process::Stdio>,
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_coil"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
 }
