@@ -511,15 +511,18 @@ impl<E: Executors> Scheduler<E> {
             self.move_off_retired();
         }
         loop {
-            let ours: Vec<usize> = (0..self.leases.len())
-                .filter(|&l| self.executors.is_active(&self.leases[l]))
-                .collect();
-            let best = ours.iter().copied().min_by_key(|&l| self.in_flight_on(l));
+            // The stream's leases of the active pool: how many, and the one
+            // with the fewest batches in flight (no allocation: this runs
+            // for every batch).
+            let ours =
+                || (0..self.leases.len()).filter(|&l| self.executors.is_active(&self.leases[l]));
+            let count = ours().count();
+            let best = ours().min_by_key(|&l| self.in_flight_on(l));
             if let Some(l) = best.filter(|&l| self.in_flight_on(l) == 0) {
                 return l;
             }
-            if ours.len() < self.executors.tuning().workers {
-                if let Some(lease) = self.executors.lease(ours.is_empty()) {
+            if count < self.executors.tuning().workers {
+                if let Some(lease) = self.executors.lease(count == 0) {
                     self.leases.push(lease);
                     return self.leases.len() - 1;
                 }
