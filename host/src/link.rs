@@ -181,7 +181,7 @@ impl Link {
             })?;
         let tx = region.producer(layout::REQUESTS).expect("a fresh region");
         let rx = region.consumer(layout::ANSWERS).expect("a fresh region");
-        let mut link = Link {
+        let link = Link {
             slot,
             executor: Executor::Thread {
                 handle: Some(handle),
@@ -192,18 +192,11 @@ impl Link {
             rx,
             max_message: settings.tuning.max_message,
         };
-        match link.await_ready(settings) {
-            Ok(()) => {
-                if let Executor::Thread { interrupt, .. } = &mut link.executor {
-                    *interrupt = target.try_recv().ok();
-                }
-                Ok(link)
-            }
-            Err(e) => {
-                link.kill();
-                Err(e)
-            }
+        let mut link = link.ready_or_killed(settings)?;
+        if let Executor::Thread { interrupt, .. } = &mut link.executor {
+            *interrupt = target.try_recv().ok();
         }
+        Ok(link)
     }
 
     /// A `coil-worker` process behind a ring pair in a sealed memfd.
@@ -256,7 +249,7 @@ impl Link {
         let mut rx = region.consumer(layout::ANSWERS).expect("a fresh region");
         watch(&mut |p| tx.set_peer_watch(p));
         watch(&mut |p| rx.set_peer_watch(p));
-        let mut link = Link {
+        let link = Link {
             slot,
             executor: Executor::Process {
                 child,
@@ -268,13 +261,18 @@ impl Link {
             rx,
             max_message: settings.tuning.max_message,
         };
-        match link.await_ready(settings) {
-            Ok(()) => {
-                tracing::debug!(worker = slot, pid, "worker ready");
-                Ok(link)
-            }
+        let link = link.ready_or_killed(settings)?;
+        tracing::debug!(worker = slot, pid, "worker ready");
+        Ok(link)
+    }
+
+    /// The link once its executor reported ready; an executor that did not
+    /// is killed, and the reason returned.
+    fn ready_or_killed(mut self, settings: &Settings) -> Result<Link, StartError> {
+        match self.await_ready(settings) {
+            Ok(()) => Ok(self),
             Err(e) => {
-                link.kill();
+                self.kill();
                 Err(e)
             }
         }
