@@ -6,6 +6,8 @@
 //! - `process`: process-mode runners against plain Python, under faults
 //!   (exit, SIGKILL, segfault, hang, garbage in the ring), from many threads,
 //!   and at shutdown.
+//! - `on_error`: `python.fn-execution.on-error`: rows that fail alone, in
+//!   every mode, on the host API and in `coil run`.
 //! - `recovery`: replacements that die while starting are retried, then a
 //!   clear error.
 //! - `modes`: the in-process modes against process mode and plain Python;
@@ -22,6 +24,7 @@
 mod cli;
 mod docs;
 mod modes;
+mod on_error;
 mod process;
 mod recovery;
 mod subinterp;

@@ -87,7 +87,57 @@ pub const TIMEOUT: &str = "python.fn-execution.timeout";
 pub const RETRIES: &str = "python.fn-execution.retries";
 /// `python.worker.start-timeout`.
 pub const START_TIMEOUT: &str = "python.worker.start-timeout";
+/// `python.fn-execution.on-error`.
+pub const ON_ERROR: &str = "python.fn-execution.on-error";
 
+/// What a row that fails does to the rest (`python.fn-execution.on-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The row's batch fails: its error takes the place of the batch's
+    /// results, and `Runner::call` and `coil run` stop there.
+    #[default]
+    Fail,
+    /// Only the row fails: every other row is answered, in order, and the
+    /// failed row's place holds its own error ([`RunError::Row`](crate::RunError::Row)).
+    /// `coil run` leaves the row out of its output and logs it.
+    Skip,
+    /// As `Skip` for a host; `coil run` also writes each failed row, with
+    /// its input and error, to the file given by `--errors`.
+    DeadLetter,
+}
+
+impl OnError {
+    /// The value as written in configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Fail => "fail",
+            OnError::Skip => "skip",
+            OnError::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+impl fmt::Display for OnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OnError {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(OnError::Fail),
+            "skip" => Ok(OnError::Skip),
+            "dead-letter" | "deadletter" | "dead_letter" => Ok(OnError::DeadLetter),
+            _ => Err("fail, skip or dead-letter".into()),
+        }
+    }
+}
+
+fn check_on_error(v: &str) -> Result<(), String> {
+    v.parse::<OnError>().map(|_| ())
+}
 fn check_mode(v: &str) -> Result<(), String> {
     v.parse::<ExecutionMode>().map(|_| ())
 }
@@ -181,8 +231,14 @@ pub const KEYS: &[Key] = &[
     Key {
         name: TIMEOUT,
         default: "300000",
-        doc: "milliseconds a batch may run before its worker is killed and replaced and the caller gets a timeout error; 0 disables",
+        doc: "milliseconds a batch may run before the row running is stopped (a worker process is killed and replaced; an executor thread gets TimeoutError raised in it) and the caller gets a timeout error; 0 disables",
         check: check_millis,
+    },
+    Key {
+        name: ON_ERROR,
+        default: "fail",
+        doc: "what a failed row (the UDF raised, timed out, killed its worker, or returned a value coil cannot hold) does: fail (its batch fails in its place), skip (only that row fails: every other row is answered in order and the row's own error takes its place), dead-letter (as skip; coil run also writes failed rows to --errors FILE)",
+        check: check_on_error,
     },
     Key {
         name: RETRIES,
@@ -450,6 +506,11 @@ impl Config {
     pub fn start_timeout(&self) -> Duration {
         Duration::from_millis(self.typed(START_TIMEOUT, parse_millis))
     }
+
+    /// `python.fn-execution.on-error`.
+    pub fn on_error(&self) -> OnError {
+        self.typed(ON_ERROR, str::parse)
+    }
 }
 
 /// A configuration's values, parsed once for a runner (the hot path never
@@ -467,6 +528,8 @@ pub(crate) struct Tuning {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub start_timeout: Duration,
+    /// A row fails alone (`on-error` is `skip` or `dead-letter`).
+    pub per_row: bool,
 }
 
 impl Tuning {
@@ -483,6 +546,7 @@ impl Tuning {
             timeout: c.timeout(),
             retries: c.retries(),
             start_timeout: c.start_timeout(),
+            per_row: c.on_error() != OnError::Fail,
         }
     }
 }

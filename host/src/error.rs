@@ -263,6 +263,11 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
+    /// One row failed, and only it (`python.fn-execution.on-error` =
+    /// `skip` or `dead-letter`): its input and why. Takes that row's place
+    /// in a stream; the rows around it are answered as usual.
+    #[error("{}", .0.error)]
+    Row(Box<RowError>),
     /// No replacement worker started, after `attempts` tries in a row, to
     /// run these rows.
     #[error("no replacement worker started after {attempts} attempts to run rows {}..{}", rows.start, rows.end)]
@@ -275,6 +280,51 @@ pub enum RunError {
         #[source]
         source: Box<StartError>,
     },
+}
+
+impl RunError {
+    /// The failed row, if this is one row's error
+    /// ([`RunError::Row`]).
+    pub fn row_error(&self) -> Option<&RowError> {
+        match self {
+            RunError::Row(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A row that failed alone (`python.fn-execution.on-error` = `skip` or
+/// `dead-letter`).
+#[derive(Debug)]
+pub struct RowError {
+    /// The row: its index in the call or the stream, from 0.
+    pub row: u64,
+    /// Its input values.
+    pub args: coil_ipc::Row,
+    /// Why it failed: [`RunError::Udf`] (with the traceback),
+    /// [`RunError::Timeout`], [`RunError::WorkerDied`] (the worker died
+    /// running it, also after `retries`) or [`RunError::BadRow`] (a result
+    /// coil cannot hold); each names this row.
+    pub error: RunError,
+}
+
+impl RowError {
+    /// Row `row`'s error, as a stream yields it.
+    pub(crate) fn boxed(row: u64, args: coil_ipc::Row, error: RunError) -> RunError {
+        RunError::Row(Box::new(RowError { row, args, error }))
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for RowError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
 }
 
 #[cfg(test)]

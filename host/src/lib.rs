@@ -38,12 +38,12 @@ mod stream;
 
 pub use coil_ipc as ipc;
 pub use coil_proto::{PyErrorInfo, UdfKind, UdfSpec};
-pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, KEYS};
+pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};
 pub use config::{
     BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES,
-    MAX_MESSAGE_SIZE, RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
+    MAX_MESSAGE_SIZE, ON_ERROR, RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
-pub use error::{Direction, ProtocolError, RunError, StartError, WorkerExit};
+pub use error::{Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
 pub use runner::Runner;

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use coil_ipc::{
     ByteSource, Consumer, PidWatch, Producer, Region, RingPushError, RingRecvError, Value,
 };
-use coil_proto::{layout, Answer, Expect, MessageError, Tag, Times};
+use coil_proto::{layout, Answer, Expect, MessageError, RowFault, Tag, Times};
 use coil_worker::InterruptTarget;
 
 use crate::error::{Direction, ProtocolError, RunError, StartError, WorkerExit};
@@ -93,9 +93,14 @@ enum First {
 
 /// How waiting for a batch's answer ended.
 pub(crate) enum Reply {
-    /// The batch's results, where the executor's time went, and how long
-    /// the host took to decode them.
-    Values(Vec<Value>, Times, Duration),
+    /// The batch's results, where the executor's time went, how long the
+    /// host took to decode them, and the rows that failed alone (a null
+    /// in `values` holds each one's place).
+    Values(Vec<Value>, Times, Duration, Vec<(u64, RunError)>),
+    /// The row running timed out and was interrupted; the executor went on
+    /// with the batch's other rows (a per-row batch in an executor thread):
+    /// wait again, with a fresh deadline.
+    Interrupted,
     /// An error the UDF or a row caused; the executor is fine.
     Error(RunError),
     /// The executor broke (died, hung, wrote garbage) and must be replaced.
@@ -129,6 +134,17 @@ pub(crate) struct Link {
     tx: Producer,
     rx: Consumer,
     max_message: usize,
+    /// The tag batches go with: [`Tag::BatchPerRow`] when rows fail alone.
+    batch_tag: Tag,
+}
+
+/// The tag of a batch under `settings`' error policy.
+fn batch_tag(settings: &Settings) -> Tag {
+    if settings.tuning.per_row {
+        Tag::BatchPerRow
+    } else {
+        Tag::Batch
+    }
 }
 
 /// How long an interrupted executor thread has to come back.
@@ -191,6 +207,7 @@ impl Link {
             tx,
             rx,
             max_message: settings.tuning.max_message,
+            batch_tag: batch_tag(settings),
         };
         let mut link = link.ready_or_killed(settings)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
@@ -260,6 +277,7 @@ impl Link {
             tx,
             rx,
             max_message: settings.tuning.max_message,
+            batch_tag: batch_tag(settings),
         };
         let link = link.ready_or_killed(settings)?;
         tracing::debug!(worker = slot, pid, "worker ready");
@@ -328,7 +346,7 @@ impl Link {
         match self.tx.try_reserve(payload.len()) {
             Ok(mut w) => {
                 w.append(payload).expect("reserved exactly this much");
-                w.commit(Tag::Batch.raw());
+                w.commit(self.batch_tag.raw());
                 self.tx.flush();
                 Ok(true)
             }
@@ -347,7 +365,7 @@ impl Link {
     /// `wait` for room for each frame. Only call it while the executor has
     /// nothing else of ours to answer: it reads while we write.
     pub fn send(&mut self, payload: &[u8], wait: Duration) -> Result<(), RunError> {
-        match coil_proto::send_message(&mut self.tx, Tag::Batch, payload, wait) {
+        match coil_proto::send_message(&mut self.tx, self.batch_tag, payload, wait) {
             Ok(()) => Ok(()),
             Err(MessageError::Push(RingPushError::PeerDead | RingPushError::Closed)) => {
                 Err(self.died(0..0))
@@ -435,8 +453,32 @@ impl Link {
         };
         let at = |row: u32| rows.start + u64::from(row);
         match answer {
-            Answer::Results { times, values, .. } => {
-                Reply::Values(values, times, decode_started.elapsed())
+            Answer::Results {
+                times,
+                values,
+                failed,
+                ..
+            } => {
+                let failed = failed
+                    .into_iter()
+                    .map(|f| {
+                        let row = at(f.row);
+                        let error = match f.fault {
+                            RowFault::Raised(error) => RunError::Udf { row, error },
+                            RowFault::TimedOut(_) => RunError::Timeout {
+                                row: Some(row),
+                                after: timeout.unwrap_or_default(),
+                                rows: row..row + 1,
+                            },
+                            RowFault::BadValue(message) => RunError::BadRow {
+                                row: Some(row),
+                                message,
+                            },
+                        };
+                        (row, error)
+                    })
+                    .collect();
+                Reply::Values(values, times, decode_started.elapsed(), failed)
             }
             Answer::UdfError { row, error, .. } => Reply::Error(RunError::Udf {
                 row: at(row),
@@ -469,6 +511,7 @@ impl Link {
     /// and wait briefly for it to come back. A thread stuck in C code does
     /// not come back; it is then abandoned (closed, left to finish).
     fn interrupt(&mut self, rows: Range<u64>, timeout: Option<Duration>) -> Reply {
+        let running = self.progress();
         let error = self.timed_out(rows, timeout);
         if let Executor::Thread {
             interrupt: Some(target),
@@ -478,6 +521,18 @@ impl Link {
             // Whether it was marked shows in whether the executor comes
             // back below.
             let _ = target.interrupt();
+        }
+        if self.batch_tag == Tag::BatchPerRow {
+            // The row fails alone and the executor goes on with the next:
+            // it came back once it runs another row (or none).
+            let deadline = Instant::now() + INTERRUPT_GRACE;
+            while Instant::now() < deadline {
+                if self.progress() != running {
+                    return Reply::Interrupted;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            return Reply::Broken(error);
         }
         let back = match self.rx.recv_timeout(INTERRUPT_GRACE) {
             Ok(frame) => frame.tag() != Tag::Part.raw(),
@@ -507,12 +562,16 @@ impl Link {
     /// between batches: untrusted, so only a value within the batch names a
     /// row.
     fn running_row(&self, rows: &Range<u64>) -> Option<u64> {
-        let at = self
-            .region
-            .user_word(layout::WORD_PROGRESS)
-            .map_or(0, |w| w.load());
+        let at = self.progress();
         let len = rows.end - rows.start;
         (at > 0 && at <= len).then(|| rows.start + at - 1)
+    }
+
+    /// The executor's progress word, as it published it.
+    fn progress(&self) -> u64 {
+        self.region
+            .user_word(layout::WORD_PROGRESS)
+            .map_or(0, |w| w.load())
     }
 
     fn timed_out(&mut self, rows: Range<u64>, after: Option<Duration>) -> RunError {

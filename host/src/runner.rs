@@ -12,7 +12,7 @@ use crate::link::WorkerCommand;
 use crate::metrics::{Counters, Histograms, Metrics};
 use crate::pool::{Pool, Settings};
 use crate::stream::{batch_rows, RowStream};
-use crate::{Config, ExecutionMode, RunError, StartError, UdfKind};
+use crate::{Config, ExecutionMode, RowError, RunError, StartError, UdfKind};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -217,6 +217,11 @@ impl Runner {
         self.active().mode()
     }
 
+    /// The UDF it runs.
+    pub fn spec(&self) -> &UdfSpec {
+        &self.spec
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -271,9 +276,28 @@ impl Runner {
     ///
     /// # Errors
     ///
-    /// The first failed batch's error, in row order ([`RunError`]).
+    /// The first failed batch's error, in row order ([`RunError`]); with
+    /// `python.fn-execution.on-error` = `skip` or `dead-letter`, the first
+    /// failed row's ([`RunError::Row`]): use [`Runner::call_each`] or a
+    /// stream to collect them and go on.
     pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         self.stream().run_all(rows)
+    }
+
+    /// Runs `rows` and returns, for each row in order, its result or its
+    /// own error: with `python.fn-execution.on-error` = `skip` or
+    /// `dead-letter`, a row that fails (the UDF raised, timed out, killed
+    /// its worker, or returned a value coil cannot hold) fails alone and
+    /// every other row is answered. With `fail` (the default), as
+    /// [`Runner::call`].
+    ///
+    /// # Errors
+    ///
+    /// What is not one row's fault: a worker that cannot be restarted, a
+    /// batch too large, a broken protocol; with `fail`, the first failed
+    /// batch's error.
+    pub fn call_each(&self, rows: &[Row]) -> Result<Vec<Result<Value, RowError>>, RunError> {
+        self.stream().run_each(rows)
     }
 
     /// The rows in the next batch (see [`RowStream::batch_size`]).

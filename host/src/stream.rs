@@ -19,11 +19,12 @@ use coil_proto::{Batch, Times};
 
 use crate::config::Tuning;
 use crate::error::Direction;
+use crate::error::RowError;
 use crate::link::Reply;
 use crate::metrics::{BatchRecord, Counters};
 use crate::pool::Lease;
 use crate::runner::Runner;
-use crate::{ExecutionMode, RunError};
+use crate::{ExecutionMode, RunError, UdfKind};
 
 /// What the scheduler needs from the executors it drives: a runner's pools
 /// for real, a fake in tests.
@@ -36,6 +37,8 @@ pub(crate) trait Executors {
     fn counters(&self) -> &Counters;
     /// The mode new work runs in.
     fn mode(&self) -> ExecutionMode;
+    /// The UDF's kind.
+    fn kind(&self) -> UdfKind;
     /// Rows in the next batch.
     fn batch_size(&self) -> usize;
     /// The largest batch, in bytes.
@@ -90,6 +93,10 @@ impl<'r> Executors for &'r Runner {
 
     fn mode(&self) -> ExecutionMode {
         Runner::mode(self)
+    }
+
+    fn kind(&self) -> UdfKind {
+        self.spec().kind
     }
 
     fn batch_size(&self) -> usize {
@@ -200,11 +207,15 @@ enum State {
     },
     /// Answered before the older batches were (while the stream moved off
     /// a retired pool): the results, the executor's times, the host's
-    /// decode time; delivered in its turn.
-    Done(Box<(Vec<Value>, Times, Duration)>),
+    /// decode time, the rows that failed alone; delivered in its turn.
+    Done(Box<Answered>),
     /// Failed; the error is delivered in its rows' place.
     Failed(Box<RunError>),
 }
+
+/// A batch's answer, kept until its turn: results, the executor's times,
+/// the host's decode time, the rows that failed alone.
+type Answered = (Vec<Value>, Times, Duration, Vec<(u64, RunError)>);
 
 /// A batch of the stream, from being cut until its results are delivered.
 struct InFlight {
@@ -236,6 +247,12 @@ impl InFlight {
 
     fn fail(&mut self, e: RunError) {
         self.state = State::Failed(Box::new(e));
+    }
+
+    /// Its rows' input values, decoded again from its payload (empty if it
+    /// has none).
+    fn args(&self) -> Vec<Row> {
+        coil_ipc::decode_batch(&Batch::rows(&self.payload[..])).unwrap_or_default()
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -332,6 +349,24 @@ impl<'r> RowStream<'r> {
     pub(crate) fn run_all(mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         self.scheduler.run_all(rows)
     }
+
+    /// Runs all of `rows` and returns a result or a row's own error for
+    /// each, in order ([`Runner::call_each`]).
+    pub(crate) fn run_each(
+        mut self,
+        rows: &[Row],
+    ) -> Result<Vec<Result<Value, RowError>>, RunError> {
+        let mut out = Vec::with_capacity(rows.len());
+        self.scheduler.run_each(rows, |r| {
+            match r {
+                Ok(v) => out.push(Ok(v)),
+                Err(RunError::Row(e)) => out.push(Err(*e)),
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
 }
 
 impl Iterator for RowStream<'_> {
@@ -397,27 +432,41 @@ impl<E: Executors> Scheduler<E> {
 
     fn run_all(&mut self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
         let mut out = Vec::with_capacity(rows.len());
+        self.run_each(rows, |r| {
+            out.push(r?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Runs `rows`, handing each result (or error) to `take` in order;
+    /// stops at the first error `take` returns.
+    fn run_each(
+        &mut self,
+        rows: &[Row],
+        mut take: impl FnMut(Result<Value, RunError>) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
         let mut rest = rows;
-        // The call ends at its first failed batch: once one has failed,
-        // send nothing more (a broken executor's replacement is not
-        // started again for every later batch).
+        // The call ends at its first failed batch: once one has failed
+        // (other than a row alone), send nothing more (a broken executor's
+        // replacement is not started again for every later batch).
         while !rest.is_empty()
-            && !self
-                .flight
-                .iter()
-                .any(|e| matches!(e.state, State::Failed(_)))
+            && !self.flight.iter().any(|e| match &e.state {
+                State::Failed(e) => e.row_error().is_none(),
+                _ => false,
+            })
         {
             let (batch, after) = rest.split_at(self.executors.batch_size().min(rest.len()));
             rest = after;
             self.send_rows(batch);
             while let Some(v) = self.ready.pop_front() {
-                out.push(v.map_err(|e| *e)?);
+                take(v.map_err(|e| *e))?;
             }
         }
         while let Some(v) = self.pull() {
-            out.push(v?);
+            take(v)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
@@ -599,13 +648,13 @@ impl<E: Executors> Scheduler<E> {
                 return true;
             }
             State::Done(_) => {
-                let entry = self.flight.pop_front().expect("the oldest batch");
-                let State::Done(done) = entry.state else {
+                let mut entry = self.flight.pop_front().expect("the oldest batch");
+                let State::Done(done) = std::mem::replace(&mut entry.state, State::Unsent) else {
                     unreachable!("matched above")
                 };
-                let (values, times, decode) = *done;
+                let (values, times, decode, failed) = *done;
                 self.record(&values, times, decode, entry.queued, Duration::ZERO);
-                self.ready.extend(values.into_iter().map(Ok));
+                self.deliver(&entry, values, failed);
                 return true;
             }
             State::Unsent => {
@@ -627,7 +676,15 @@ impl<E: Executors> Scheduler<E> {
         let timeout = self.executors.tuning().timeout;
         match self.leases[li].answer(seq, rows, deadline, timeout, wait) {
             Reply::Pending => false,
-            Reply::Values(values, times, decode) => {
+            Reply::Interrupted => {
+                // The row that ran past the timeout failed alone; the rest
+                // of the batch gets a fresh timeout.
+                if let State::Running { deadline, .. } = &mut self.flight[0].state {
+                    *deadline = timeout.map(|t| Instant::now() + t);
+                }
+                true
+            }
+            Reply::Values(values, times, decode, failed) => {
                 let entry = self.flight.pop_front().expect("the oldest batch");
                 let transport = match entry.state {
                     State::Running { since, .. } => since
@@ -637,7 +694,7 @@ impl<E: Executors> Scheduler<E> {
                     _ => Duration::ZERO,
                 };
                 self.record(&values, times, decode, entry.queued, transport);
-                self.ready.extend(values.into_iter().map(Ok));
+                self.deliver(&entry, values, failed);
                 self.started_next_on(li);
                 true
             }
@@ -714,14 +771,24 @@ impl<E: Executors> Scheduler<E> {
             }
             // Entries are visited in order, so this is the oldest one its
             // executor owes: its answer is the next that executor sends.
-            let (seq, rows, deadline) = {
-                let e = &self.flight[i];
-                (e.seq, e.rows.clone(), e.deadline())
-            };
-            match self.leases[li].answer(seq, rows, deadline, timeout, true) {
-                Reply::Values(values, times, decode) => {
-                    self.flight[i].state = State::Done(Box::new((values, times, decode)));
+            let (seq, rows) = (self.flight[i].seq, self.flight[i].rows.clone());
+            let reply = loop {
+                let deadline = self.flight[i].deadline();
+                match self.leases[li].answer(seq, rows.clone(), deadline, timeout, true) {
+                    Reply::Interrupted => {
+                        // Its executor goes on with the batch: wait again.
+                        if let State::Running { deadline, .. } = &mut self.flight[i].state {
+                            *deadline = timeout.map(|t| Instant::now() + t);
+                        }
+                    }
+                    reply => break reply,
                 }
+            };
+            match reply {
+                Reply::Values(values, times, decode, failed) => {
+                    self.flight[i].state = State::Done(Box::new((values, times, decode, failed)));
+                }
+                Reply::Interrupted => unreachable!("waited again above"),
                 Reply::Error(RunError::SubInterpreterIncompatible { .. }) if !strict => {
                     self.flight[i].unsent();
                 }
@@ -757,6 +824,125 @@ impl<E: Executors> Scheduler<E> {
         }
     }
 
+    /// Queues a batch's results in order. Under the per-row policy each
+    /// failed row's own error, with its input (decoded again from the
+    /// batch), takes its place; otherwise (an executor only reports rows
+    /// that way for a per-row batch) the first failure is the batch's.
+    fn deliver(&mut self, entry: &InFlight, values: Vec<Value>, failed: Vec<(u64, RunError)>) {
+        if failed.is_empty() {
+            self.ready.extend(values.into_iter().map(Ok));
+            return;
+        }
+        if !self.executors.tuning().per_row {
+            let (_, e) = failed.into_iter().next().expect("not empty");
+            self.count_error(&e);
+            self.ready.push_back(Err(Box::new(e)));
+            return;
+        }
+        let mut args = entry.args();
+        let mut failed = failed.into_iter().peekable();
+        for (i, v) in values.into_iter().enumerate() {
+            let row = entry.rows.start + i as u64;
+            match failed.next_if(|(r, _)| *r == row) {
+                Some((_, error)) => {
+                    let args = args.get_mut(i).map(std::mem::take).unwrap_or_default();
+                    self.fail_row(row, args, error);
+                }
+                None => self.ready.push_back(Ok(v)),
+            }
+        }
+    }
+
+    /// Queues row `row`'s own error in its place.
+    fn fail_row(&mut self, row: u64, args: Row, error: RunError) {
+        self.count_error(&error);
+        self.ready
+            .push_back(Err(Box::new(RowError::boxed(row, args, error))));
+    }
+
+    /// Under the per-row policy, splits the oldest batch, whose executor
+    /// broke with `e` while running it, so that only the row to blame
+    /// fails: the row `e` names (for a vectorized UDF, which runs the whole
+    /// batch at once, no row is to blame: every row goes alone, and fails
+    /// alone if it breaks its executor again). The rows around it become
+    /// new batches, unsent, on executor `li`; returns their sequence
+    /// numbers, or `e` if it is not a row's fault.
+    fn split_front(&mut self, li: usize, e: RunError) -> Result<Vec<u64>, RunError> {
+        let named = match &e {
+            RunError::Timeout { row, .. } => *row,
+            RunError::WorkerDied { row: Some(r), .. } => Some(*r),
+            _ => return Err(e),
+        };
+        let front = &self.flight[0];
+        let rows = front.rows.clone();
+        let named = named
+            .filter(|r| rows.contains(r))
+            .filter(|_| self.executors.kind() != UdfKind::Vectorized);
+        let mut args = front.args();
+        if args.len() as u64 != rows.end - rows.start {
+            return Err(e);
+        }
+        let attempts = front.attempts;
+        let mut entries = Vec::new();
+        let mut part = |range: Range<u64>, args: &[Row], failed: Option<RunError>| {
+            if range.is_empty() {
+                return;
+            }
+            let seq = self
+                .executors
+                .counters()
+                .next_seq
+                .fetch_add(1, Ordering::Relaxed);
+            let mut payload = Vec::new();
+            let state = match failed {
+                Some(error) => State::Failed(Box::new(RowError::boxed(
+                    range.start,
+                    args[0].clone(),
+                    error,
+                ))),
+                None => {
+                    Batch::encode(seq, args, &mut payload).expect("these rows encoded before");
+                    State::Unsent
+                }
+            };
+            entries.push(InFlight {
+                lease: li,
+                seq,
+                rows: range,
+                payload,
+                queued: Instant::now(),
+                attempts,
+                free_resends: 0,
+                state,
+            });
+        };
+        let at = |r: u64| (r - rows.start) as usize;
+        match named {
+            Some(r) => {
+                part(rows.start..r, &args[..at(r)], None);
+                part(r..r + 1, &args[at(r)..=at(r)], Some(e));
+                part(r + 1..rows.end, &args[at(r) + 1..], None);
+            }
+            None if rows.end - rows.start == 1 => part(rows, &args, Some(e)),
+            None => {
+                for (i, row) in args.iter_mut().enumerate() {
+                    let r = rows.start + i as u64;
+                    part(r..r + 1, std::slice::from_ref(row), None);
+                }
+            }
+        }
+        self.flight.pop_front();
+        let unsent = entries
+            .iter()
+            .filter(|e| matches!(e.state, State::Unsent))
+            .map(|e| e.seq)
+            .collect();
+        for entry in entries.into_iter().rev() {
+            self.flight.push_front(entry);
+        }
+        Ok(unsent)
+    }
+
     fn count_error(&self, e: &RunError) {
         let timeout = matches!(e, RunError::Timeout { .. });
         self.executors
@@ -782,11 +968,13 @@ impl<E: Executors> Scheduler<E> {
     }
 
     /// Executor `li` broke on the oldest batch: replace it; fail that batch
-    /// (or retry it once, if configured and the executor died), and send
-    /// the batches queued behind it, which got no answer, to the
+    /// (or retry it, if configured and the executor died; or, under the
+    /// per-row policy, fail only the row to blame and send the rest again),
+    /// and send the batches queued behind it, which got no answer, to the
     /// replacement.
     fn broken(&mut self, li: usize, e: RunError) {
         self.leases[li].replace(&e);
+        let mut resend = Vec::new();
         let front = &self.flight[0];
         // A death before the batch's first row started does not spend its
         // retry budget (the worker never ran it), up to a bound, so that a
@@ -807,10 +995,14 @@ impl<E: Executors> Scheduler<E> {
                 self.flight[0].rows.start,
                 self.flight[0].rows.end
             );
+        } else if self.executors.tuning().per_row {
+            match self.split_front(li, e) {
+                Ok(parts) => resend = parts,
+                Err(e) => self.flight[0].fail(e),
+            }
         } else {
             self.flight[0].fail(e);
         }
-        let mut resend = Vec::new();
         for e in self
             .flight
             .iter_mut()
@@ -890,7 +1082,20 @@ mod tests {
         Die,
         /// Dies before it started the batch's first row.
         DieUnstarted,
+        /// The row holding [`POISON`] raises (alone, in a per-row batch);
+        /// other batches are answered.
+        PoisonRaises,
+        /// The row holding [`POISON`] kills its executor; the executor
+        /// names it as the row running (for a vectorized UDF: the batch's
+        /// first row, as a real executor does).
+        PoisonKills,
+        /// The row holding [`POISON`] runs past the timeout in a process:
+        /// the executor is killed.
+        PoisonHangs,
     }
+
+    /// The value that [`Act::PoisonRaises`] and friends fail on.
+    const POISON: i64 = 13;
 
     /// The fakes' shared state: what each pool does with which batch, and
     /// what happened.
@@ -916,10 +1121,13 @@ mod tests {
         world: Rc<World>,
         tuning: Tuning,
         counters: Counters,
+        kind: UdfKind,
     }
 
     struct FakeLease {
         world: Rc<World>,
+        kind: UdfKind,
+        per_row: bool,
         id: usize,
         pool: usize,
         /// Batches in its ring, in order: (seq, rows, encoded payload).
@@ -938,6 +1146,9 @@ mod tests {
         fn mode(&self) -> ExecutionMode {
             [ExecutionMode::SubInterpreter, ExecutionMode::Process][self.world.active.get()]
         }
+        fn kind(&self) -> UdfKind {
+            self.kind
+        }
         fn batch_size(&self) -> usize {
             self.tuning.bundle_size
         }
@@ -954,6 +1165,8 @@ mod tests {
             leased[pool] += 1;
             Some(FakeLease {
                 world: Rc::clone(&self.world),
+                kind: self.kind,
+                per_row: self.tuning.per_row,
                 id: leased[pool] - 1,
                 pool,
                 ring: VecDeque::new(),
@@ -1009,7 +1222,43 @@ mod tests {
                 message: "module m does not support loading in subinterpreters".into(),
                 traceback: String::new(),
             };
-            match (self.world.script)(self.pool, seq, attempt) {
+            let poisoned = values.iter().position(|r| r[0] == Value::Int(POISON));
+            let mut act = (self.world.script)(self.pool, seq, attempt);
+            let mut failed = Vec::new();
+            match (act, poisoned) {
+                (Act::PoisonRaises, Some(at)) if self.per_row => {
+                    failed.push((
+                        rows.start + at as u64,
+                        RunError::Udf {
+                            row: rows.start + at as u64,
+                            error: error(),
+                        },
+                    ));
+                    act = Act::Answer;
+                }
+                (Act::PoisonRaises, Some(at)) => {
+                    return Reply::Error(RunError::Udf {
+                        row: rows.start + at as u64,
+                        error: error(),
+                    })
+                }
+                (Act::PoisonKills, Some(_)) => act = Act::Die,
+                (Act::PoisonHangs, Some(at)) => {
+                    self.ring.clear();
+                    self.dead = true;
+                    return Reply::Broken(RunError::Timeout {
+                        row: Some(rows.start + at as u64),
+                        after: Duration::from_secs(1),
+                        rows,
+                    });
+                }
+                (Act::PoisonRaises | Act::PoisonKills | Act::PoisonHangs, _) => act = Act::Answer,
+                _ => {}
+            }
+            match act {
+                Act::PoisonRaises | Act::PoisonKills | Act::PoisonHangs => {
+                    unreachable!("resolved above")
+                }
                 Act::Answer => {
                     self.world
                         .computed
@@ -1019,12 +1268,16 @@ mod tests {
                         .push(self.pool);
                     let out = values
                         .iter()
-                        .map(|r| match r[0] {
+                        .enumerate()
+                        .map(|(i, r)| match r[0] {
+                            _ if failed.iter().any(|(f, _)| *f == rows.start + i as u64) => {
+                                Value::Null
+                            }
                             Value::Int(x) => Value::Int(x + 1),
                             _ => Value::Null,
                         })
                         .collect();
-                    Reply::Values(out, Times::default(), Duration::ZERO)
+                    Reply::Values(out, Times::default(), Duration::ZERO, failed)
                 }
                 Act::Raise => Reply::Error(RunError::Udf {
                     row: rows.start,
@@ -1044,7 +1297,10 @@ mod tests {
                             number: 9,
                             name: "SIGKILL",
                         },
-                        row: (act == Act::Die).then_some(rows.start),
+                        row: (act == Act::Die).then(|| match (poisoned, self.kind) {
+                            (Some(at), UdfKind::Scalar) => rows.start + at as u64,
+                            _ => rows.start,
+                        }),
                         rows,
                         stderr: String::new(),
                     })
@@ -1081,6 +1337,7 @@ mod tests {
             }),
             tuning: Tuning::of(&c),
             counters: Counters::default(),
+            kind: UdfKind::Scalar,
         }
     }
 
@@ -1266,5 +1523,87 @@ mod tests {
         );
         assert_eq!(world.runs.borrow()[&6], FREE_RESENDS + 1);
         assert_eq!(out.len(), ROWS as usize - 3 + 1);
+    }
+
+    const PER_ROW: &[&str] = &[
+        "python.worker-count=2",
+        "python.fn-execution.bundle.size=10",
+        "python.fn-execution.on-error=skip",
+    ];
+
+    /// Checks that every row but [`POISON`]'s was answered once, in order,
+    /// and that the poisoned row's own error, with its input, holds its
+    /// place; returns that error.
+    fn only_the_poisoned_row_failed(out: &[Result<Value, RunError>]) -> &RunError {
+        assert_eq!(out.len(), ROWS as usize, "one item per row");
+        for (x, r) in out.iter().enumerate() {
+            if x as i64 != POISON {
+                assert!(
+                    matches!(r, Ok(Value::Int(v)) if *v == x as i64 + 1),
+                    "row {x}: {r:?}"
+                );
+            }
+        }
+        match &out[POISON as usize] {
+            Err(RunError::Row(e)) => {
+                assert_eq!(e.row, POISON as u64);
+                assert_eq!(e.args, vec![Value::Int(POISON)]);
+                &e.error
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn per_row_a_udf_error_fails_its_row_alone() {
+        let (out, world) = drive(fake(PER_ROW, |_, _, _| Act::PoisonRaises));
+        let e = only_the_poisoned_row_failed(&out);
+        assert!(matches!(e, RunError::Udf { row: 13, .. }), "{e:?}");
+        assert_eq!(world.replaced.get(), 0);
+        // Under `fail`, the same error is its batch's (rows 10..20).
+        let mut pairs = PER_ROW.to_vec();
+        pairs.pop();
+        let (out, _) = drive(fake(&pairs, |_, _, _| Act::PoisonRaises));
+        assert_eq!(out.len(), ROWS as usize - 10 + 1);
+        assert!(matches!(out[10], Err(RunError::Udf { row: 13, .. })));
+    }
+
+    #[test]
+    fn per_row_a_death_fails_only_the_row_running_and_the_rest_run_again() {
+        let (out, world) = drive(fake(PER_ROW, |_, _, _| Act::PoisonKills));
+        let e = only_the_poisoned_row_failed(&out);
+        assert!(
+            matches!(e, RunError::WorkerDied { row: Some(13), .. }),
+            "{e:?}"
+        );
+        assert_eq!(world.replaced.get(), 1, "the poisoned row ran once");
+        // With a retry, the row runs twice (and kills twice) first.
+        let mut pairs = PER_ROW.to_vec();
+        pairs.push("python.fn-execution.retries=1");
+        let (out, world) = drive(fake(&pairs, |_, _, _| Act::PoisonKills));
+        only_the_poisoned_row_failed(&out);
+        assert_eq!(world.replaced.get(), 2);
+    }
+
+    #[test]
+    fn per_row_a_timeout_fails_only_the_row_running() {
+        let (out, world) = drive(fake(PER_ROW, |_, _, _| Act::PoisonHangs));
+        let e = only_the_poisoned_row_failed(&out);
+        assert!(
+            matches!(e, RunError::Timeout { row: Some(13), .. }),
+            "{e:?}"
+        );
+        assert_eq!(world.replaced.get(), 1);
+    }
+
+    #[test]
+    fn per_row_a_vectorized_batch_that_breaks_its_executor_runs_row_by_row() {
+        let mut f = fake(PER_ROW, |_, _, _| Act::PoisonKills);
+        f.kind = UdfKind::Vectorized;
+        let (out, world) = drive(f);
+        let e = only_the_poisoned_row_failed(&out);
+        assert!(matches!(e, RunError::WorkerDied { .. }), "{e:?}");
+        // Once with its batch, once alone.
+        assert_eq!(world.replaced.get(), 2);
     }
 }

@@ -295,6 +295,25 @@ pub struct BatchEncoder<'a, S: ByteSink + ?Sized> {
     written: usize,
 }
 
+impl BatchEncoder<'_, Vec<u8>> {
+    /// Takes back everything written since `mark` (an earlier
+    /// [`BatchEncoder::written`]): a row whose values could not all be
+    /// written, to be written again differently.
+    ///
+    /// # Panics
+    ///
+    /// If `mark` is beyond what was written.
+    pub fn rewind(&mut self, mark: usize) {
+        let extra = self
+            .written
+            .checked_sub(mark)
+            .expect("rewinding to a mark that was written");
+        let len = self.sink.len() - extra;
+        self.sink.truncate(len);
+        self.written = mark;
+    }
+}
+
 impl<'a, S: ByteSink + ?Sized> BatchEncoder<'a, S> {
     /// Starts a batch of `rows` rows.
     ///
@@ -862,6 +881,26 @@ pub fn decode_batch_into<S: ByteSource + ?Sized>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_half_written_row_is_taken_back_and_written_again() {
+        let mut buf = b"header".to_vec();
+        let mut enc = BatchEncoder::new(&mut buf, 2).unwrap();
+        enc.begin_row(1).unwrap();
+        enc.put_int(1).unwrap();
+        let mark = enc.written();
+        enc.begin_row(1).unwrap();
+        enc.begin_list(3).unwrap();
+        enc.put_str("half a list").unwrap();
+        enc.rewind(mark);
+        assert_eq!(enc.written(), mark);
+        enc.begin_row(1).unwrap();
+        enc.put_null().unwrap();
+        assert_eq!(
+            decode_batch(&buf[6..]).unwrap(),
+            vec![vec![Value::Int(1)], vec![Value::Null]]
+        );
+    }
 
     fn round_trip(rows: &[Row]) -> Vec<Row> {
         let mut buf = Vec::new();

@@ -4,9 +4,11 @@
 //! | tag | direction | payload |
 //! |---|---|---|
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
+//! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
 //! | [`Tag::Ready`] | executor → host | one row: `[pid, python version]` |
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback]` |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
+//! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
 //! | [`Tag::UdfError`] | executor → host | `seq: u64`, then one row: `[row, type, message, traceback]` |
 //! | [`Tag::Incompatible`] | executor → host | `seq: u64`, then one row: `[row, module, type, message, traceback]` |
 //! | [`Tag::BadRow`] | executor → host | `seq: u64`, then one row: `[row or -1, message]` |
@@ -86,6 +88,40 @@ impl Batch {
     }
 }
 
+/// How one row of a [`Tag::BatchPerRow`] batch failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowFault {
+    /// The UDF raised.
+    Raised(PyErrorInfo),
+    /// The host interrupted the row (it ran past the timeout): the
+    /// exception that interrupting raised in it.
+    TimedOut(PyErrorInfo),
+    /// The UDF's result is not a value coil can hold; what was wrong.
+    BadValue(String),
+}
+
+/// A failed row of a [`Tag::BatchPerRow`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFailure {
+    /// The row, 0-based within the batch.
+    pub row: u32,
+    /// How it failed.
+    pub fault: RowFault,
+}
+
+impl RowFailure {
+    fn fields(&self) -> Vec<Value> {
+        let (kind, error) = match &self.fault {
+            RowFault::Raised(e) => (0, error_fields(e)),
+            RowFault::TimedOut(e) => (1, error_fields(e)),
+            RowFault::BadValue(m) => (2, [s(""), s(m), s("")]),
+        };
+        let mut row = vec![Value::Int(i64::from(self.row)), Value::Int(kind)];
+        row.extend(error);
+        row
+    }
+}
+
 /// What the host waits for, to check an answer against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -116,7 +152,8 @@ pub enum Answer {
         /// The exception loading raised.
         error: PyErrorInfo,
     },
-    /// One result per input row, in order.
+    /// One result per input row, in order ([`Tag::Results`]); with
+    /// failed rows ([`Tag::ResultsAndFailures`]) a null in their place.
     Results {
         /// The batch answered.
         seq: u64,
@@ -124,6 +161,9 @@ pub enum Answer {
         times: Times,
         /// The results.
         values: Vec<Value>,
+        /// The rows that failed, ascending (only in answer to a
+        /// [`Tag::BatchPerRow`] batch).
+        failed: Vec<RowFailure>,
     },
     /// The UDF raised on row `row` of the batch.
     UdfError {
@@ -180,7 +220,8 @@ impl Answer {
         match self {
             Answer::Ready { .. } => Tag::Ready,
             Answer::LoadFailed { .. } => Tag::LoadFailed,
-            Answer::Results { .. } => Tag::Results,
+            Answer::Results { failed, .. } if failed.is_empty() => Tag::Results,
+            Answer::Results { .. } => Tag::ResultsAndFailures,
             Answer::UdfError { .. } => Tag::UdfError,
             Answer::Incompatible { .. } => Tag::Incompatible,
             Answer::BadRow { .. } => Tag::BadRow,
@@ -219,10 +260,16 @@ impl Answer {
                 one(vec![Value::Int(i64::from(*pid)), s(python)], out)?
             }
             Answer::LoadFailed { error } => one(error_fields(error).to_vec(), out)?,
-            Answer::Results { times, values, .. } => {
+            Answer::Results {
+                times,
+                values,
+                failed,
+                ..
+            } => {
                 Answer::put_times(out, *times);
                 let rows: Vec<Row> = values.iter().map(|v| vec![v.clone()]).collect();
                 coil_ipc::encode_batch(&rows, out)?;
+                Answer::append_failures(out, failed)?;
             }
             Answer::UdfError { row, error, .. } => {
                 let mut r = vec![Value::Int(i64::from(*row))];
@@ -276,6 +323,22 @@ impl Answer {
             }
             at += 8;
         }
+    }
+
+    /// Appends the failed rows to results started with
+    /// [`Answer::begin_results`] and returns the answer's tag:
+    /// [`Tag::Results`] when none failed, else [`Tag::ResultsAndFailures`].
+    ///
+    /// # Errors
+    ///
+    /// A value the row codec cannot hold ([`EncodeError`]).
+    pub fn append_failures(out: &mut Vec<u8>, failed: &[RowFailure]) -> Result<Tag, EncodeError> {
+        if failed.is_empty() {
+            return Ok(Tag::Results);
+        }
+        let rows: Vec<Row> = failed.iter().map(RowFailure::fields).collect();
+        coil_ipc::encode_batch(&rows, out)?;
+        Ok(Tag::ResultsAndFailures)
     }
 
     /// Decodes a message with tag `tag` from `src`, checked against what
@@ -332,7 +395,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
         _ => Err(fields(tag, "a row that is not an integer")),
     };
     match tag {
-        Tag::Results => {
+        Tag::Results | Tag::ResultsAndFailures => {
             let times = Times {
                 decode: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN, tag)?),
                 python: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN + 8, tag)?),
@@ -355,8 +418,19 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
                     values => return Err(ProtoError::RowWidth { row, values }),
                 }
             }
-            dec.finish().map_err(decode)?;
-            Ok(Answer::Results { seq, times, values })
+            let failed = if tag == Tag::ResultsAndFailures {
+                let rest = After::new(&body, dec.position());
+                decode_failures(tag, &rest, &values)?
+            } else {
+                dec.finish().map_err(decode)?;
+                Vec::new()
+            };
+            Ok(Answer::Results {
+                seq,
+                times,
+                values,
+                failed,
+            })
         }
         Tag::UdfError => match one_row(src, SEQ_LEN, tag)?.as_slice() {
             [r, t, m, tb] => Ok(Answer::UdfError {
@@ -398,11 +472,74 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
             }
             other => Err(fields(tag, &shape(other))),
         },
-        Tag::Batch | Tag::Part | Tag::Ready | Tag::LoadFailed => Err(ProtoError::Unexpected {
-            tag,
-            expected: "an answer to a batch",
-        }),
+        Tag::Batch | Tag::BatchPerRow | Tag::Part | Tag::Ready | Tag::LoadFailed => {
+            Err(ProtoError::Unexpected {
+                tag,
+                expected: "an answer to a batch",
+            })
+        }
     }
+}
+
+/// The failures after the results of a [`Tag::ResultsAndFailures`]
+/// answer: at least one, rows ascending within the batch, each where the
+/// results hold a null.
+fn decode_failures<S: ByteSource + ?Sized>(
+    tag: Tag,
+    src: &S,
+    values: &[Value],
+) -> Result<Vec<RowFailure>, ProtoError> {
+    let decode = |source| ProtoError::Decode { tag, source };
+    let mut dec = BatchDecoder::new(src).map_err(decode)?;
+    let n = dec.rows_remaining();
+    if n == 0 || n as usize > values.len() {
+        return Err(fields(
+            tag,
+            &format!("{n} failures for {} rows", values.len()),
+        ));
+    }
+    let mut failed = Vec::with_capacity(n as usize);
+    let mut row = Vec::with_capacity(5);
+    for _ in 0..n {
+        row.clear();
+        for _ in 0..dec.begin_row().map_err(decode)? {
+            row.push(dec.read_value(0).map_err(decode)?);
+        }
+        let [Value::Int(at), Value::Int(kind), t, m, tb] = row.as_slice() else {
+            return Err(fields(tag, &shape(&row)));
+        };
+        let at = match usize::try_from(*at) {
+            Ok(i) if i < values.len() => i,
+            _ => {
+                return Err(ProtoError::RowOutOfRange {
+                    row: *at,
+                    rows: values.len() as u64,
+                })
+            }
+        };
+        if failed
+            .last()
+            .is_some_and(|f: &RowFailure| f.row as usize >= at)
+        {
+            return Err(fields(tag, "failures out of order"));
+        }
+        if values[at] != Value::Null {
+            return Err(fields(tag, &format!("a failed row {at} with a result")));
+        }
+        let error = py_error(tag, &[t.clone(), m.clone(), tb.clone()])?;
+        let fault = match kind {
+            0 => RowFault::Raised(error),
+            1 => RowFault::TimedOut(error),
+            2 => RowFault::BadValue(error.message),
+            _ => return Err(fields(tag, &format!("a failure of kind {kind}"))),
+        };
+        failed.push(RowFailure {
+            row: at as u32,
+            fault,
+        });
+    }
+    dec.finish().map_err(decode)?;
+    Ok(failed)
 }
 
 fn fields(tag: Tag, got: &str) -> ProtoError {
@@ -503,8 +640,27 @@ mod tests {
                         encode: Duration::from_nanos(333),
                     },
                     values: vec![Value::Int(1), Value::Null, Value::Str("ü".into())],
+                    failed: vec![],
                 },
                 b(9),
+            ),
+            (
+                Answer::Results {
+                    seq: 10,
+                    times: Times::default(),
+                    values: vec![Value::Null, Value::Int(2), Value::Null],
+                    failed: vec![
+                        RowFailure {
+                            row: 0,
+                            fault: RowFault::Raised(err("ValueError")),
+                        },
+                        RowFailure {
+                            row: 2,
+                            fault: RowFault::BadValue("an unsupported type".into()),
+                        },
+                    ],
+                },
+                b(10),
             ),
             (
                 Answer::UdfError {
@@ -576,7 +732,8 @@ mod tests {
             Ok(Answer::Results {
                 seq: 77,
                 times,
-                values: vec![Value::Int(1), Value::Float(0.5)]
+                values: vec![Value::Int(1), Value::Float(0.5)],
+                failed: vec![],
             })
         );
         assert_eq!(times.total(), Duration::from_micros(6));
@@ -605,6 +762,7 @@ mod tests {
             seq: 3,
             times: Times::default(),
             values: vec![Value::Int(1), Value::Int(2)],
+            failed: vec![],
         };
         let tag = results.encode(&mut out).unwrap();
         assert_eq!(
@@ -652,6 +810,57 @@ mod tests {
     }
 
     #[test]
+    fn failures_must_name_null_rows_of_the_batch_in_order() {
+        let results = |values: Vec<Value>, rows: &[(i64, i64)]| {
+            let mut out = Vec::new();
+            Answer::begin_results(1, &mut out);
+            let n = values.len();
+            let rows_of: Vec<Row> = values.into_iter().map(|v| vec![v]).collect();
+            coil_ipc::encode_batch(&rows_of, &mut out).unwrap();
+            let failures: Vec<Row> = rows
+                .iter()
+                .map(|&(r, kind)| {
+                    vec![
+                        Value::Int(r),
+                        Value::Int(kind),
+                        Value::Str("E".into()),
+                        Value::Str("m".into()),
+                        Value::Str(String::new()),
+                    ]
+                })
+                .collect();
+            coil_ipc::encode_batch(&failures, &mut out).unwrap();
+            Answer::decode(
+                Tag::ResultsAndFailures,
+                &out[..],
+                Expect::Batch {
+                    seq: 1,
+                    rows: n as u64,
+                },
+            )
+        };
+        let two = || vec![Value::Null, Value::Null];
+        match results(two(), &[(0, 1), (1, 2)]).unwrap() {
+            Answer::Results { failed, .. } => {
+                assert!(matches!(failed[0].fault, RowFault::TimedOut(_)));
+                assert_eq!(failed[1].fault, RowFault::BadValue("m".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // A failed row that also has a result; out of order; repeated; out
+        // of range; an unknown kind; none at all.
+        assert!(results(vec![Value::Int(1), Value::Null], &[(0, 0)]).is_err());
+        assert!(results(two(), &[(1, 0), (0, 0)]).is_err());
+        assert!(results(two(), &[(1, 0), (1, 0)]).is_err());
+        assert!(matches!(
+            results(two(), &[(2, 0)]),
+            Err(ProtoError::RowOutOfRange { row: 2, rows: 2 })
+        ));
+        assert!(results(two(), &[(0, 7)]).is_err());
+        assert!(results(two(), &[]).is_err());
+    }
+
+    #[test]
     fn control_rows_of_the_wrong_shape_are_refused() {
         let mut out = Vec::new();
         out.extend_from_slice(&3u64.to_le_bytes());
@@ -693,7 +902,7 @@ mod tests {
         /// Flipping any byte of a valid answer gives back that answer, another
         /// valid one, or an error: never a panic.
         #[test]
-        fn scribbled_answers_never_panic(which in 0usize..8, at in 0usize..400, byte in any::<u8>()) {
+        fn scribbled_answers_never_panic(which in 0usize..9, at in 0usize..400, byte in any::<u8>()) {
             let (answer, expect) = every_answer().swap_remove(which);
             let mut out = Vec::new();
             let tag = answer.encode(&mut out).unwrap();

@@ -7,11 +7,17 @@ use crate::ProtoError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum Tag {
-    /// Host → executor: a batch of argument rows ([`Batch`](crate::Batch)).
+    /// Host → executor: a batch of argument rows ([`Batch`](crate::Batch));
+    /// the executor stops at the first row that fails and answers with that
+    /// row's error.
     Batch = 1,
     /// Either way: a piece of a message larger than a frame; the last piece
     /// carries the message's own tag.
     Part = 2,
+    /// Host → executor: a batch whose rows fail one by one: the executor
+    /// runs every row and answers [`Tag::ResultsAndFailures`] when some
+    /// failed (`python.fn-execution.on-error` = `skip` or `dead-letter`).
+    BatchPerRow = 3,
     /// Executor → host: the UDF loaded; `[pid, python version]`.
     Ready = 10,
     /// Executor → host: the UDF did not load; `[type, message, traceback]`.
@@ -27,6 +33,10 @@ pub enum Tag {
     Incompatible = 15,
     /// Executor → host: the results are larger than the message limit.
     TooLarge = 16,
+    /// Executor → host: one result per input row, a placeholder null for
+    /// each row that failed, then the failures (answers a
+    /// [`Tag::BatchPerRow`]).
+    ResultsAndFailures = 17,
 }
 
 impl Tag {
@@ -43,6 +53,7 @@ impl TryFrom<u16> for Tag {
         Ok(match raw {
             1 => Tag::Batch,
             2 => Tag::Part,
+            3 => Tag::BatchPerRow,
             10 => Tag::Ready,
             11 => Tag::LoadFailed,
             12 => Tag::Results,
@@ -50,6 +61,7 @@ impl TryFrom<u16> for Tag {
             14 => Tag::BadRow,
             15 => Tag::Incompatible,
             16 => Tag::TooLarge,
+            17 => Tag::ResultsAndFailures,
             _ => return Err(ProtoError::UnknownTag(raw)),
         })
     }
@@ -64,6 +76,7 @@ mod tests {
         for tag in [
             Tag::Batch,
             Tag::Part,
+            Tag::BatchPerRow,
             Tag::Ready,
             Tag::LoadFailed,
             Tag::Results,
@@ -71,10 +84,11 @@ mod tests {
             Tag::BadRow,
             Tag::Incompatible,
             Tag::TooLarge,
+            Tag::ResultsAndFailures,
         ] {
             assert_eq!(Tag::try_from(tag.raw()), Ok(tag));
         }
-        for raw in [0, 3, 9, 17, u16::MAX] {
+        for raw in [0, 4, 9, 18, u16::MAX] {
             assert_eq!(Tag::try_from(raw), Err(ProtoError::UnknownTag(raw)));
         }
     }

@@ -167,7 +167,7 @@ fn direct(
                 input.clear();
                 out.clear();
                 encode_batch(chunk, &mut input)?;
-                exec.run_batch(py, &input[..], &mut out)
+                exec.run_batch(py, &input[..], &mut out, false)
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 for mut row in decode_batch(&out[..])? {
                     results.push(row.pop().unwrap_or(Value::Null));

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use coil::json;
-use coil_host::{Config, RunError, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_host::{Config, OnError, RunError, Runner, UdfKind, UdfSpec, WorkerCommand};
 
 /// Run Python user-defined functions from Rust, in process, thread or
 /// sub-interpreter mode.
@@ -58,6 +58,11 @@ struct RunArgs {
     /// Output file (default: standard output).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// Write each failed row (its line, input and error) as a JSON line to
+    /// FILE, and go on with the rest; short for --conf
+    /// python.fn-execution.on-error=dead-letter.
+    #[arg(long, value_name = "FILE")]
+    errors: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -212,20 +217,41 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(n) = &args.workers {
         config.set(coil_host::WORKER_COUNT, n)?;
     }
+    match (config.get(coil_host::ON_ERROR), &args.errors) {
+        (None, Some(_)) => config.set(coil_host::ON_ERROR, "dead-letter")?,
+        (Some(_), Some(_)) if config.on_error() != OnError::DeadLetter => bail!(
+            "--errors FILE writes failed rows (python.fn-execution.on-error=dead-letter), but python.fn-execution.on-error={} was set",
+            config.on_error()
+        ),
+        (Some(_), None) if config.on_error() == OnError::DeadLetter => {
+            bail!("python.fn-execution.on-error=dead-letter needs --errors FILE to write failed rows to")
+        }
+        _ => {}
+    }
     let kind: UdfKind = args.kind.parse()?;
     let spec = UdfSpec::new(&args.udf).kind(kind);
     let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
         .arg("worker");
-    if let (Some(i), Some(o)) = (&args.input, &args.output) {
-        if same_file(i, o) {
-            bail!(
-                "--input {} and --output {} are the same file: writing the results would destroy the input",
-                i.display(),
-                o.display()
-            );
+    let files = [
+        ("--input", &args.input),
+        ("--output", &args.output),
+        ("--errors", &args.errors),
+    ];
+    for (i, (a, x)) in files.iter().enumerate() {
+        for (b, y) in &files[i + 1..] {
+            if let (Some(x), Some(y)) = (x, y) {
+                if same_file(x, y) {
+                    bail!(
+                        "{a} {} and {b} {} are the same file: writing one would destroy the other",
+                        x.display(),
+                        y.display()
+                    );
+                }
+            }
         }
     }
     let runner = Runner::with_worker_command(&config, spec, command)?;
+    let failures = Failures::new(config.on_error(), args.errors.as_deref())?;
 
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
         Some(p) => {
@@ -235,7 +261,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         None => (Box::new(std::io::stdin()), None),
     };
-    let mut out: Box<dyn Write> = match &args.output {
+    let out: Box<dyn Write> = match &args.output {
         Some(p) => Box::new(BufWriter::new(
             File::create(p).with_context(|| format!("creating {}", p.display()))?,
         )),
@@ -252,32 +278,16 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let started = std::time::Instant::now();
-    // The input line of each row not answered yet: kept only while the row
-    // is in flight, so memory stays flat however long the input.
-    let mut lines = LineMap::default();
-    let mut pushed = 0u64;
-    let mut written = 0u64;
-    let mut stream = runner.stream();
-    let emit = |out: &mut Box<dyn Write>,
-                result: Result<coil_ipc::Value, RunError>,
-                written: &mut u64,
-                lines: &mut LineMap|
-     -> anyhow::Result<()> {
-        match result {
-            Ok(v) => {
-                serde_json::to_writer(&mut *out, &json::to_json(&v))
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| out.write_all(b"\n"))
-                    .with_context(|| {
-                        format!("writing the results ({} rows delivered before)", *written)
-                    })?;
-                *written += 1;
-                lines.answered();
-                Ok(())
-            }
-            Err(e) => Err(describe(e, lines)),
-        }
+    let mut to = Delivery {
+        out,
+        written: 0,
+        // The input line of each row not answered yet: kept only while the
+        // row is in flight, so memory stays flat however long the input.
+        lines: LineMap::default(),
+        failures,
     };
+    let mut pushed = 0u64;
+    let mut stream = runner.stream();
     // Lines are read on a thread of their own, a bounded queue ahead, so
     // that while the input is idle (`tail -f`) the partial batch still goes
     // out after python.fn-execution.bundle.time and its results are written
@@ -306,11 +316,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 // is back.
                 let mut any = false;
                 while let Some(r) = stream.try_pull() {
-                    emit(&mut out, r, &mut written, &mut lines)?;
+                    to.emit(r)?;
                     any = true;
                 }
                 if any {
-                    out.flush().context("writing the results")?;
+                    to.out.flush().context("writing the results")?;
                 }
                 continue;
             }
@@ -322,24 +332,44 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let row = json::parse_args(&line).map_err(|e| anyhow::anyhow!("line {number}: {e}"))?;
-        lines.pushed(number);
+        let row = match json::parse_args(&line) {
+            Ok(row) => row,
+            Err(e) if to.failures.per_row() => {
+                to.failures.bad_line(number, &line, &e)?;
+                continue;
+            }
+            Err(e) => {
+                // The rows before this line are delivered first.
+                while let Some(r) = stream.pull() {
+                    to.emit(r)?;
+                }
+                to.out.flush().context("writing the results")?;
+                bail!("line {number}: {e}");
+            }
+        };
+        to.lines.pushed(number);
         pushed += 1;
         stream.push(row);
         let mut any = false;
         while let Some(r) = stream.try_pull() {
-            emit(&mut out, r, &mut written, &mut lines)?;
+            to.emit(r)?;
             any = true;
         }
         if any && live {
-            out.flush().context("writing the results")?;
+            to.out.flush().context("writing the results")?;
         }
     }
     while let Some(r) = stream.pull() {
-        emit(&mut out, r, &mut written, &mut lines)?;
+        to.emit(r)?;
     }
     progress.finish_and_clear();
     drop(stream);
+    let Delivery {
+        mut out,
+        written,
+        failures,
+        ..
+    } = to;
     // Every result is delivered only once the output has taken it: a
     // failed final write (a full disk, a closed stdout) is an error.
     out.flush().with_context(|| {
@@ -351,8 +381,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         )
     })?;
     drop(out);
-    if written != pushed {
-        bail!("{written} results for {pushed} input rows");
+    let failed = failures.finish()?;
+    if written + failed.rows != pushed {
+        bail!(
+            "{written} results and {} failed rows for {pushed} input rows",
+            failed.rows
+        );
     }
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
@@ -362,7 +396,202 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         runner.mode(),
         runner.config().worker_count()
     );
+    if failed.rows + failed.lines > 0 {
+        bail!("{failed}");
+    }
     Ok(())
+}
+
+/// Where `coil run`'s results go: the output, and the failed rows.
+struct Delivery {
+    out: Box<dyn Write>,
+    /// Results written.
+    written: u64,
+    lines: LineMap,
+    failures: Failures,
+}
+
+impl Delivery {
+    /// Writes a result, or records a row that failed alone; any other
+    /// error ends the run, naming its input lines.
+    fn emit(&mut self, result: Result<coil_ipc::Value, RunError>) -> anyhow::Result<()> {
+        match result {
+            Ok(v) => {
+                let out = &mut self.out;
+                serde_json::to_writer(&mut *out, &json::to_json(&v))
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"))
+                    .with_context(|| {
+                        format!(
+                            "writing the results ({} rows delivered before)",
+                            self.written
+                        )
+                    })?;
+                self.written += 1;
+            }
+            Err(RunError::Row(e)) => self.failures.row(self.lines.line(e.row), &e)?,
+            Err(e) => return Err(describe(e, &self.lines)),
+        }
+        self.lines.answered();
+        Ok(())
+    }
+}
+
+/// Rows and input lines that failed alone (`on-error` = `skip` or
+/// `dead-letter`): logged, and under `dead-letter` written as JSON Lines to
+/// the `--errors` file.
+struct Failures {
+    policy: OnError,
+    file: Option<(PathBuf, BufWriter<File>)>,
+    /// Failed rows the UDF ran.
+    rows: u64,
+    /// Input lines that were not a row.
+    lines: u64,
+}
+
+/// How many rows failed, for the final message.
+struct Failed {
+    rows: u64,
+    lines: u64,
+    file: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if self.rows > 0 {
+            parts.push(plural(self.rows, "row failed", "rows failed"));
+        }
+        if self.lines > 0 {
+            parts.push(plural(
+                self.lines,
+                "input line was not a row",
+                "input lines were not rows",
+            ));
+        }
+        f.write_str(&parts.join(" and "))?;
+        match &self.file {
+            Some(p) => write!(f, ": written to {}", p.display()),
+            None => f.write_str(": skipped (python.fn-execution.on-error=skip)"),
+        }
+    }
+}
+
+/// Failures logged one by one before the rest are only counted.
+const LOGGED_FAILURES: u64 = 10;
+
+impl Failures {
+    fn new(policy: OnError, file: Option<&std::path::Path>) -> anyhow::Result<Failures> {
+        let file = match file {
+            Some(p) => Some((
+                p.to_path_buf(),
+                BufWriter::new(
+                    File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                ),
+            )),
+            None => None,
+        };
+        Ok(Failures {
+            policy,
+            file,
+            rows: 0,
+            lines: 0,
+        })
+    }
+
+    /// Whether a row fails alone.
+    fn per_row(&self) -> bool {
+        self.policy != OnError::Fail
+    }
+
+    fn log(&self, line: u64, what: &str) {
+        let n = self.rows + self.lines;
+        if n <= LOGGED_FAILURES {
+            tracing::warn!("line {line}: {what}");
+        }
+        if n == LOGGED_FAILURES {
+            tracing::warn!("more failed rows are counted, not logged");
+        }
+    }
+
+    fn write(&mut self, record: serde_json::Value) -> anyhow::Result<()> {
+        if let Some((path, w)) = &mut self.file {
+            serde_json::to_writer(&mut *w, &record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| w.write_all(b"\n"))
+                .with_context(|| format!("writing failed rows to {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Input line `line` failed in the UDF (or its worker).
+    fn row(&mut self, line: u64, e: &coil_host::RowError) -> anyhow::Result<()> {
+        self.rows += 1;
+        let mut error = serde_json::Map::new();
+        let (kind, summary) = match &e.error {
+            RunError::Udf { error: py, .. } => {
+                error.insert("type".into(), py.type_name.clone().into());
+                error.insert("message".into(), py.message.clone().into());
+                error.insert("traceback".into(), py.traceback.clone().into());
+                (
+                    "raised",
+                    format!("the UDF raised {}: {}", py.type_name, py.message),
+                )
+            }
+            RunError::Timeout { after, .. } => (
+                "timeout",
+                format!("timed out after {after:?} (python.fn-execution.timeout)"),
+            ),
+            RunError::WorkerDied { exit, stderr, .. } => {
+                if !stderr.is_empty() {
+                    error.insert("stderr".into(), stderr.clone().into());
+                }
+                ("worker-died", format!("its worker died ({exit})"))
+            }
+            RunError::BadRow { message, .. } => ("bad-value", message.clone()),
+            other => ("other", other.to_string()),
+        };
+        error.insert("kind".into(), kind.into());
+        if !error.contains_key("message") {
+            error.insert("message".into(), summary.clone().into());
+        }
+        self.log(line, &summary);
+        self.write(serde_json::json!({
+            "line": line,
+            "input": json::to_json(&coil_ipc::Value::List(e.args.clone())),
+            "error": error,
+        }))
+    }
+
+    /// Input line `line` is not a row of arguments.
+    fn bad_line(&mut self, line: u64, text: &str, why: &str) -> anyhow::Result<()> {
+        self.lines += 1;
+        self.log(line, why);
+        self.write(serde_json::json!({
+            "line": line,
+            "text": text,
+            "error": { "kind": "input", "message": why },
+        }))
+    }
+
+    /// Flushes the errors file; what failed.
+    fn finish(self) -> anyhow::Result<Failed> {
+        let file = match self.file {
+            Some((path, mut w)) => {
+                w.flush()
+                    .with_context(|| format!("writing failed rows to {}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        };
+        Ok(Failed {
+            rows: self.rows,
+            lines: self.lines,
+            file,
+        })
+    }
 }
 
 /// How long `coil run` waits for an input line before it looks for results

@@ -71,3 +71,25 @@ def spins(x):
         while True:
             pass
     return x + 1
+
+
+def vector_fails_on_13(xs):
+    """A vectorized UDF whose whole call raises when 13 is in the batch."""
+    if 13 in xs:
+        raise ValueError("13 is in this batch")
+    return [x + 1 for x in xs]
+
+
+def odd_value_on_13(x):
+    """A result coil cannot hold (a set) for 13."""
+    if x == 13:
+        return {x}
+    return x + 1
+
+
+def table_fails_on_13(x):
+    """Emits a row, then raises for 13: the row fails whole."""
+    yield (x,)
+    if x == 13:
+        raise ValueError("13 after its first row")
+    yield (x + 1,)

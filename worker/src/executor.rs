@@ -3,11 +3,13 @@
 //! frame and results straight into the answer's bytes.
 
 use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
-use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec};
+use coil_proto::{PyErrorInfo, RowFailure, RowFault, Times, UdfKind, UdfSpec};
 
-use coil_ipc::{BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError};
+use coil_ipc::{BatchDecoder, BatchEncoder, ByteSource, DecodeError, EncodeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use smallvec::SmallVec;
@@ -96,6 +98,11 @@ pub struct Executor {
     scratch: Vec<u8>,
     progress: Option<coil_ipc::UserWord>,
     times: Times,
+    /// The rows of the last per-row batch that failed.
+    failures: Vec<RowFailure>,
+    /// Set by the host's interrupt (an in-process timeout) when it raised
+    /// `TimeoutError` in this executor's thread.
+    interrupted: Option<Arc<AtomicBool>>,
 }
 
 pub(crate) fn bad_row(row: u32, message: impl Into<String>) -> BatchError {
@@ -163,7 +170,63 @@ impl Executor {
             scratch: Vec::new(),
             progress: None,
             times: Times::default(),
+            failures: Vec::new(),
+            interrupted: None,
         })
+    }
+
+    /// Shares the flag the host's interrupt sets when it raises
+    /// `TimeoutError` in this executor's thread: a row of a per-row batch
+    /// that raises while it is set failed by timing out.
+    pub fn set_interrupt_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupted = Some(flag);
+    }
+
+    /// Whether the host interrupted this executor since last asked.
+    fn was_interrupted(&self) -> bool {
+        self.interrupted
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::AcqRel))
+    }
+
+    /// The rows of the last batch run with `per_row` that failed, in order.
+    pub fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// How a row failed, when its error is the row's alone (not the
+    /// batch's: a malformed batch, a module that cannot load here).
+    fn row_fault(&self, e: BatchError) -> Result<RowFault, BatchError> {
+        match e {
+            BatchError::Udf { error, .. } if self.was_interrupted() => {
+                Ok(RowFault::TimedOut(error))
+            }
+            BatchError::Udf { error, .. } => Ok(RowFault::Raised(error)),
+            BatchError::BadRow {
+                row: Some(_),
+                message,
+            } => Ok(RowFault::BadValue(message)),
+            e => Err(e),
+        }
+    }
+
+    /// Records row `row` as failed with `e` and writes a null in its place,
+    /// over whatever part of its result was written after `mark`; or
+    /// returns `e` if it is the batch's error.
+    fn fail_row(
+        &mut self,
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
+        mark: usize,
+        row: u32,
+        e: BatchError,
+    ) -> Result<(), BatchError> {
+        let fault = self.row_fault(e)?;
+        enc.rewind(mark);
+        enc.begin_row(1)
+            .and_then(|()| enc.put_null())
+            .map_err(|e| enc_err(Some(row), e))?;
+        self.failures.push(RowFailure { row, fault });
+        Ok(())
     }
 
     /// Publishes, in `word`, the row being run: `row + 1` while the UDF
@@ -197,7 +260,11 @@ impl Executor {
     }
 
     /// Runs the batch in `input` and appends the encoded results (one row
-    /// `[result]` per input row) to `out`.
+    /// `[result]` per input row) to `out`. With `per_row`, a row that
+    /// raises (or whose result coil cannot hold) does not stop the batch:
+    /// it gets a null, and [`Executor::take_failures`] says why; a
+    /// vectorized UDF whose call fails is then called again one row at a
+    /// time, to find the rows that fail.
     ///
     /// # Errors
     ///
@@ -208,9 +275,14 @@ impl Executor {
         py: Python<'_>,
         input: &S,
         out: &mut Vec<u8>,
+        per_row: bool,
     ) -> Result<(), BatchError> {
-        let result = self.run_batch_inner(py, input, out);
+        self.failures.clear();
+        let result = self.run_batch_inner(py, input, out, per_row);
         self.mark(None);
+        // An interrupt that landed in a batch that ended on its error (or
+        // one too late to land at all) is spent.
+        self.was_interrupted();
         result
     }
 
@@ -219,6 +291,7 @@ impl Executor {
         py: Python<'_>,
         input: &S,
         out: &mut Vec<u8>,
+        per_row: bool,
     ) -> Result<(), BatchError> {
         let mut dec = BatchDecoder::new(input).map_err(|e| decode_err(None, e))?;
         let rows = dec.rows_remaining();
@@ -236,21 +309,12 @@ impl Executor {
                     let t0 = sampled.then(crate::timing::ticks);
                     let args = self.read_args(py, &mut dec, row)?;
                     let t1 = sampled.then(crate::timing::ticks);
-                    self.mark(Some(row));
-                    let result = crate::interp::call_vectored(self.func.bind(py), &args)
-                        .map_err(|e| self.raised(py, row, e))?;
-                    drop(args);
-                    let emitted = if self.kind == UdfKind::Table {
-                        Some(self.run_table(py, &result, row)?)
-                    } else {
-                        None
-                    };
-                    let t2 = sampled.then(crate::timing::ticks);
-                    enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-                    match &emitted {
-                        None => crate::convert::put_py(&mut enc, &result, 0)
-                            .map_err(|m| bad_row(row, format!("result: {m}")))?,
-                        Some(items) => crate::convert::put_emitted(&mut enc, items, row)?,
+                    let mark = enc.written();
+                    let mut t2 = None;
+                    match self.run_row(py, args, row, &mut enc, sampled.then_some(&mut t2)) {
+                        Ok(()) => {}
+                        Err(e) if per_row => self.fail_row(&mut enc, mark, row, e)?,
+                        Err(e) => return Err(e),
                     }
                     if let (Some(t0), Some(t1), Some(t2)) = (t0, t1, t2) {
                         let t3 = crate::timing::ticks();
@@ -261,9 +325,40 @@ impl Executor {
                 }
                 self.times = crate::timing::split_times(start.elapsed(), parts);
             }
-            UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows)?,
+            UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows, per_row)?,
         }
         dec.finish().map_err(|e| decode_err(None, e))
+    }
+
+    /// Calls the UDF on one row's arguments (running a table UDF's
+    /// generator) and encodes its result; notes in `python_done` when the
+    /// Python part ended.
+    fn run_row<'py>(
+        &self,
+        py: Python<'py>,
+        args: Args<'py>,
+        row: u32,
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
+        python_done: Option<&mut Option<u64>>,
+    ) -> Result<(), BatchError> {
+        self.mark(Some(row));
+        let result = crate::interp::call_vectored(self.func.bind(py), &args)
+            .map_err(|e| self.raised(py, row, e))?;
+        drop(args);
+        let emitted = if self.kind == UdfKind::Table {
+            Some(self.run_table(py, &result, row)?)
+        } else {
+            None
+        };
+        if let Some(t) = python_done {
+            *t = Some(crate::timing::ticks());
+        }
+        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+        match &emitted {
+            None => crate::convert::put_py(enc, &result, 0)
+                .map_err(|m| bad_row(row, format!("result: {m}"))),
+            Some(items) => crate::convert::put_emitted(enc, items, row),
+        }
     }
 
     fn raised(&self, py: Python<'_>, row: u32, e: PyErr) -> BatchError {
@@ -325,12 +420,13 @@ impl Executor {
         Ok(emitted)
     }
 
-    fn run_vectorized<S: ByteSource + ?Sized, O: ByteSink + ?Sized>(
+    fn run_vectorized<S: ByteSource + ?Sized>(
         &mut self,
         py: Python<'_>,
         dec: &mut BatchDecoder<'_, S>,
-        enc: &mut BatchEncoder<'_, O>,
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
         rows: u32,
+        per_row: bool,
     ) -> Result<(), BatchError> {
         let t0 = Instant::now();
         let mut columns: Vec<Bound<'_, PyList>> = Vec::new();
@@ -350,17 +446,86 @@ impl Executor {
                 col.append(v).expect("appending to a new list");
             }
         }
+        let t1 = Instant::now();
+        let called = self.call_vectorized(py, &columns, rows, 0);
+        let t2 = Instant::now();
+        match called {
+            Ok(result) => {
+                let items = result.try_iter().map_err(|e| self.raised(py, 0, e))?;
+                for (row, item) in items.enumerate() {
+                    let row = row as u32;
+                    let mark = enc.written();
+                    let put = item.map_err(|e| self.raised(py, row, e)).and_then(|item| {
+                        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                        crate::convert::put_py(enc, &item, 0)
+                            .map_err(|m| bad_row(row, format!("result: {m}")))
+                    });
+                    match put {
+                        Ok(()) => {}
+                        Err(e) if per_row => self.fail_row(enc, mark, row, e)?,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e @ BatchError::Incompatible { .. }) => return Err(e),
+            Err(e) if !per_row => return Err(e),
+            // The call failed for the batch: call again one row at a time,
+            // so that only the rows that fail are reported.
+            Err(_) => {
+                for row in 0..rows {
+                    let one: Vec<Bound<'_, PyList>> = columns
+                        .iter()
+                        .map(|c| {
+                            let item = c.get_item(row as usize).expect("a row of the batch");
+                            PyList::new(py, [item]).expect("a one-item list")
+                        })
+                        .collect();
+                    let mark = enc.written();
+                    let put = self.call_vectorized(py, &one, 1, row).and_then(|result| {
+                        let item = result.get_item(0).map_err(|e| self.raised(py, row, e))?;
+                        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                        crate::convert::put_py(enc, &item, 0)
+                            .map_err(|m| bad_row(row, format!("result: {m}")))
+                    });
+                    if let Err(e) = put {
+                        let e = match e {
+                            BatchError::Udf { error, .. } => BatchError::Udf { row, error },
+                            BatchError::BadRow { message, .. } => bad_row(row, message),
+                            e => e,
+                        };
+                        self.fail_row(enc, mark, row, e)?;
+                    }
+                }
+            }
+        }
+        self.times = Times {
+            decode: t1 - t0,
+            python: t2 - t1,
+            encode: t2.elapsed(),
+        };
+        Ok(())
+    }
+
+    /// Calls a vectorized UDF on `columns` (as numpy arrays if it asked)
+    /// and returns its result as a sequence of `rows` items; publishes
+    /// `first`, the batch row the columns start at, as the row running.
+    fn call_vectorized<'py>(
+        &self,
+        py: Python<'py>,
+        columns: &[Bound<'py, PyList>],
+        rows: u32,
+        first: u32,
+    ) -> Result<Bound<'py, PyAny>, BatchError> {
         let args: Vec<Bound<'_, PyAny>> = match &self.numpy {
             Some(asarray) => columns
-                .into_iter()
+                .iter()
                 .map(|c| asarray.bind(py).call1((c,)))
                 .collect::<PyResult<_>>()
                 .map_err(|e| self.raised(py, 0, e))?,
-            None => columns.into_iter().map(Bound::into_any).collect(),
+            None => columns.iter().map(|c| c.clone().into_any()).collect(),
         };
         let args = PyTuple::new(py, args).map_err(|e| self.raised(py, 0, e))?;
-        let t1 = Instant::now();
-        self.mark(Some(0));
+        self.mark(Some(first));
         let mut result = self
             .func
             .bind(py)
@@ -384,24 +549,7 @@ impl Executor {
                 message: format!("the vectorized UDF returned {got} values for {rows} rows"),
             });
         }
-        let t2 = Instant::now();
-        for (row, item) in result
-            .try_iter()
-            .map_err(|e| self.raised(py, 0, e))?
-            .enumerate()
-        {
-            let row = row as u32;
-            let item = item.map_err(|e| self.raised(py, row, e))?;
-            enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-            crate::convert::put_py(enc, &item, 0)
-                .map_err(|m| bad_row(row, format!("result: {m}")))?;
-        }
-        self.times = Times {
-            decode: t1 - t0,
-            python: t2 - t1,
-            encode: t2.elapsed(),
-        };
-        Ok(())
+        Ok(result)
     }
 
     /// Calls a class UDF's `close()`, once.

@@ -35,6 +35,7 @@
 //! GIL around retiring its target.
 
 use std::os::raw::c_long;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::ffi;
@@ -85,7 +86,12 @@ pub(crate) fn call_vectored<'py>(
 /// late interrupt never touches an interpreter that has ended; it does
 /// nothing instead.
 #[derive(Debug, Clone)]
-pub struct InterruptTarget(Arc<Mutex<Option<Target>>>);
+pub struct InterruptTarget {
+    target: Arc<Mutex<Option<Target>>>,
+    /// Set while an interrupt is on its way to the executor, for it to
+    /// tell the host's `TimeoutError` from one the UDF raised itself.
+    interrupted: Arc<AtomicBool>,
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Target {
@@ -118,7 +124,16 @@ impl InterruptTarget {
                 },
             )
         };
-        InterruptTarget(Arc::new(Mutex::new(Some(Target { ident, interp }))))
+        InterruptTarget {
+            target: Arc::new(Mutex::new(Some(Target { ident, interp }))),
+            interrupted: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag [`InterruptTarget::interrupt`] sets before it raises in the
+    /// executor's thread (the executor clears it when it sees it).
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupted)
     }
 
     /// Raises `TimeoutError` in the executor's thread; it lands when that
@@ -128,10 +143,23 @@ impl InterruptTarget {
     /// the exception was set in the executor's thread.
     pub fn interrupt(&self) -> bool {
         let guard = self
-            .0
+            .target
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(t) = *guard else { return false };
+        // Set before the exception can land, cleared if it was not set.
+        self.interrupted.store(true, Ordering::Release);
+        let marked = self.raise_in(t);
+        if !marked {
+            self.interrupted.store(false, Ordering::Release);
+        }
+        drop(guard);
+        marked
+    }
+
+    /// Raises `TimeoutError` in `t`'s thread; call with the target's lock
+    /// held.
+    fn raise_in(&self, t: Target) -> bool {
         if t.interp.is_null() {
             return Python::attach(|_py| {
                 // SAFETY: attached to the main interpreter, which the target
@@ -144,7 +172,7 @@ impl InterruptTarget {
         // `PyThreadState_SetAsyncExc` only searches the current thread's
         // interpreter, and attaching to a sub-interpreter needs a thread
         // with no thread state of any interpreter: a fresh one.
-        let marked = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             // The whole `Target` moves here (it is `Send`), not its fields.
             let t: Target = t;
             // SAFETY: `t.interp` is alive: we hold the target's lock, and
@@ -163,16 +191,14 @@ impl InterruptTarget {
             }
         })
         .join()
-        .unwrap_or(false);
-        drop(guard);
-        marked
+        .unwrap_or(false)
     }
 
     /// Makes [`InterruptTarget::interrupt`] do nothing from now on. Call
     /// with this thread's GIL released (see the module's `# Deadlocks`).
     pub(crate) fn retire(&self) {
         *self
-            .0
+            .target
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }

@@ -29,7 +29,7 @@
 //! let out = Python::attach(|py| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
 //!     let mut exec = Executor::load(py, &spec)?;
 //!     let mut out = Vec::new();
-//!     exec.run_batch(py, &input[..], &mut out)?;
+//!     exec.run_batch(py, &input[..], &mut out, false)?;
 //!     Ok(out)
 //! })?;
 //! assert_eq!(decode_batch(&out[..])?, vec![vec![Value::Int(2)], vec![Value::Int(42)]]);

@@ -1,10 +1,12 @@
 //! The worker process: serve a region's ring pair with an [`Executor`].
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError};
 use coil_proto::{
-    layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, Tag, Times, UdfSpec,
+    layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec,
 };
 use pyo3::prelude::*;
 
@@ -78,7 +80,12 @@ pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), 
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
-    Python::attach(|py| run(py, region, spec, max_message, &mut rx, &mut tx, || {}))
+    let job = Job {
+        spec,
+        max_message,
+        interrupted: None,
+    };
+    Python::attach(|py| run(py, region, &job, &mut rx, &mut tx, || {}))
 }
 
 /// Serves `region` like [`serve`], on the calling thread of a process that
@@ -103,11 +110,26 @@ pub fn serve_in_process(
     Python::attach(|py| {
         let target = InterruptTarget::current(py);
         started(target.clone());
-        let result = run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {});
+        let job = Job {
+            spec,
+            max_message,
+            interrupted: Some(target.flag()),
+        };
+        let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
         // With the GIL released: see `interp`'s `# Deadlocks`.
         py.detach(|| target.retire());
         result
     })
+}
+
+/// What a serve loop runs.
+pub(crate) struct Job<'a> {
+    /// The UDF.
+    pub spec: &'a UdfSpec,
+    /// The largest message, in bytes.
+    pub max_message: usize,
+    /// The flag the host's interrupt sets (in-process executors only).
+    pub interrupted: Option<Arc<AtomicBool>>,
 }
 
 /// The in-process serve loop, in whichever interpreter this thread is
@@ -117,8 +139,7 @@ pub fn serve_in_process(
 pub(crate) fn run_in_process(
     py: Python<'_>,
     region: &Region,
-    spec: &UdfSpec,
-    max_message: usize,
+    job: &Job<'_>,
     rx: &mut Consumer,
     tx: &mut Producer,
     loaded: impl FnOnce(),
@@ -126,19 +147,19 @@ pub(crate) fn run_in_process(
     if let Err(e) = crate::log::route_output_to_log(py) {
         tracing::warn!("cannot route Python's output to the log: {e}");
     }
-    run(py, region, spec, max_message, rx, tx, loaded)
+    run(py, region, job, rx, tx, loaded)
 }
 
 fn run(
     py: Python<'_>,
     region: &Region,
-    spec: &UdfSpec,
-    max_message: usize,
+    job: &Job<'_>,
     rx: &mut Consumer,
     tx: &mut Producer,
     loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
-    let exec = Executor::load(py, spec);
+    let max_message = job.max_message;
+    let exec = Executor::load(py, job.spec);
     loaded();
     let mut exec = match exec {
         Ok(e) => e,
@@ -154,6 +175,9 @@ fn run(
     };
     if let Some(word) = region.user_word(layout::WORD_PROGRESS) {
         exec.set_progress(word);
+    }
+    if let Some(flag) = &job.interrupted {
+        exec.set_interrupt_flag(Arc::clone(flag));
     }
     send_start(
         tx,
@@ -177,33 +201,18 @@ fn run(
             frame.copy_into(&mut big);
             drop(frame);
             let tag = py.detach(|| coil_proto::assemble_rest(rx, &mut big, max_message, IDLE))?;
-            if tag != Tag::Batch {
-                return Err(ProtoError::Unexpected {
-                    tag,
-                    expected: "a batch",
-                }
-                .into());
-            }
+            let per_row = per_row(tag)?;
             let seq = Batch::seq(&big[..])?;
             answer_batch(seq, &mut out, max_message, |out| {
-                exec.run_batch(py, &Batch::rows(&big[..]), out)
-                    .map(|()| exec.last_times())
+                exec.run_batch(py, &Batch::rows(&big[..]), out, per_row)
+                    .map(|()| (exec.last_times(), exec.take_failures()))
             })
         } else {
-            match Tag::try_from(frame.tag())? {
-                Tag::Batch => {}
-                tag => {
-                    return Err(ProtoError::Unexpected {
-                        tag,
-                        expected: "a batch",
-                    }
-                    .into())
-                }
-            }
+            let per_row = per_row(Tag::try_from(frame.tag())?)?;
             let seq = Batch::seq(&frame)?;
             answer_batch(seq, &mut out, max_message, |out| {
-                exec.run_batch(py, &Batch::rows(&frame), out)
-                    .map(|()| exec.last_times())
+                exec.run_batch(py, &Batch::rows(&frame), out, per_row)
+                    .map(|()| (exec.last_times(), exec.take_failures()))
             })
         };
         if tag == Tag::BadRow {
@@ -219,8 +228,22 @@ fn run(
     Ok(())
 }
 
+/// Whether a batch tagged `tag` fails row by row; an error for a frame
+/// that is not a batch.
+fn per_row(tag: Tag) -> Result<bool, ProtoError> {
+    match tag {
+        Tag::Batch => Ok(false),
+        Tag::BatchPerRow => Ok(true),
+        tag => Err(ProtoError::Unexpected {
+            tag,
+            expected: "a batch",
+        }),
+    }
+}
+
 /// Runs batch `seq` with `run` (which appends its results to the buffer
-/// and returns the executor's times) and leaves its answer in `out`:
+/// and returns the executor's times and the rows that failed) and leaves
+/// its answer in `out`:
 /// results, or the error answer. A panic inside `run` becomes the batch's
 /// `BadRow` answer, so no panic crosses into CPython or ends the executor
 /// without an answer (`BadRow` because the protocol has no answer of its
@@ -229,7 +252,7 @@ fn answer_batch(
     seq: u64,
     out: &mut Vec<u8>,
     max_message: usize,
-    run: impl FnOnce(&mut Vec<u8>) -> Result<Times, BatchError>,
+    run: impl FnOnce(&mut Vec<u8>) -> Result<(Times, Vec<RowFailure>), BatchError>,
 ) -> Tag {
     Answer::begin_results(seq, out);
     // AssertUnwindSafe: after a panic, nothing `run` touched is used to
@@ -238,9 +261,9 @@ fn answer_batch(
     // (`Executor::after_failure`).
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut *out)));
     let answer = match result {
-        Ok(Ok(times)) if out.len() <= max_message => {
+        Ok(Ok((times, failed))) if out.len() <= max_message => {
             Answer::finish_results(out, times);
-            return Tag::Results;
+            return Answer::append_failures(out, &failed).expect("a Vec never fills");
         }
         Ok(Ok(_)) => Answer::TooLarge {
             seq,
@@ -465,7 +488,7 @@ pub(crate) mod tests {
         // And the next batch is answered as usual.
         let tag = answer_batch(8, &mut out, 1 << 20, |out| {
             coil_ipc::encode_batch(&[vec![Value::Int(1)]], out).unwrap();
-            Ok(Times::default())
+            Ok((Times::default(), Vec::new()))
         });
         assert_eq!(tag, Tag::Results);
         assert!(matches!(
@@ -479,7 +502,7 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         let tag = answer_batch(1, &mut out, 64, |out| {
             coil_ipc::encode_batch(&[vec![Value::Str("x".repeat(100))]], out).unwrap();
-            Ok(Times::default())
+            Ok((Times::default(), Vec::new()))
         });
         assert_eq!(tag, Tag::TooLarge);
         assert!(matches!(

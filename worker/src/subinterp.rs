@@ -150,10 +150,16 @@ pub fn serve_in_subinterpreter(
             crate::serve::report_load_failure(&mut tx, "RuntimeError", &message);
             return Err(ServeError::Unsupported(message));
         };
-        started(sub.interrupt_target());
+        let target = sub.interrupt_target();
+        started(target.clone());
         let mut starting = Some(starting);
+        let job = crate::serve::Job {
+            spec,
+            max_message,
+            interrupted: Some(target.flag()),
+        };
         let result = sub.with(|py| {
-            crate::serve::run_in_process(py, region, spec, max_message, &mut rx, &mut tx, || {
+            crate::serve::run_in_process(py, region, &job, &mut rx, &mut tx, || {
                 drop(starting.take())
             })
         });
