@@ -10,6 +10,8 @@
 //!   every mode, on the host API and in `coil run`.
 //! - `recovery`: replacements that die while starting are retried, then a
 //!   clear error.
+//! - `soak`: long streams while workers are killed, segfault and hang,
+//!   over and over (small counts here, the full ones `#[ignore]`d).
 //! - `modes`: the in-process modes against process mode and plain Python;
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
@@ -27,5 +29,6 @@ mod modes;
 mod on_error;
 mod process;
 mod recovery;
+mod soak;
 mod subinterp;
 mod util;
