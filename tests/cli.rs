@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::util::{coil, spawn_coil};
+use crate::util::{coil, numpy, spawn_coil};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -247,9 +247,14 @@ fn bench_prints_a_table_and_writes_json_and_svg() {
 fn bench_names_numpy_as_the_blocker_and_never_advises_sub_interpreter_for_it() {
     let input = write_input("numpy", (0..200).map(|i| format!("[{i}]")));
     let json_path = input.parent().unwrap().join("report.json");
+    let np = numpy();
     let out = coil(
         &[
             "bench",
+            "--conf",
+            &np[0],
+            "--conf",
+            &np[1],
             "--udf",
             "tests/udfs/uses_numpy.py:double",
             "--input",
@@ -291,9 +296,22 @@ fn bench_names_numpy_as_the_blocker_and_never_advises_sub_interpreter_for_it() {
 
 #[test]
 fn the_example_udfs_do_what_they_say() {
+    let np = numpy();
     let run = |udf: &str, kind: &str, input: &str| {
         let out = coil(
-            &["run", "--udf", udf, "--kind", kind, "--workers", "1"],
+            &[
+                "run",
+                "--udf",
+                udf,
+                "--kind",
+                kind,
+                "--workers",
+                "1",
+                "--conf",
+                &np[0],
+                "--conf",
+                &np[1],
+            ],
             input,
         );
         assert!(out.status.success(), "{udf}: {}", text(&out.stderr));

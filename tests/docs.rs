@@ -82,6 +82,36 @@ fn commands() -> Vec<(String, String)> {
     out
 }
 
+/// The names of the integration tests' functions.
+fn test_names() -> Vec<String> {
+    std::fs::read_dir(root().join("tests"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "rs"))
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            text.lines()
+                .filter_map(|l| l.trim().strip_prefix("fn "))
+                .filter_map(|l| l.split('(').next())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `name` matches a nextest filter regex of literal parts joined
+/// by `.*` (the only kind the docs use).
+fn matches_filter(name: &str, filter: &str) -> bool {
+    let mut rest = name;
+    for part in filter.split(".*") {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
 #[test]
 fn every_command_in_the_docs_runs_or_names_something_that_exists() {
     let coil = env!("CARGO_BIN_EXE_coil");
@@ -110,6 +140,18 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
                 dir.join(format!("examples/{example}.rs")).is_file(),
                 "{file}: no example {example} in {}",
                 dir.display()
+            );
+            continue;
+        }
+        if let Some(filter) = cmd
+            .strip_prefix("cargo nextest run")
+            .and_then(|rest| rest.split("-E 'test(/").nth(1))
+            .and_then(|rest| rest.split("/)'").next())
+        {
+            // Tests too long for every run: the filter must name some.
+            assert!(
+                test_names().iter().any(|n| matches_filter(n, filter)),
+                "{file}: no test matches {filter:?}"
             );
             continue;
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use coil_host::{ExecutionMode, RunError, UdfKind};
 use coil_ipc::{Row, Value};
 
-use crate::util::{assert_same_as_python, config, ints, start, udfs, worker};
+use crate::util::{assert_same_as_python, config, ints, numpy, start, udfs, with_numpy, worker};
 
 /// The modes this build runs in-process.
 const IN_PROCESS: &[&str] = &["multi-thread", "sub-interpreter"];
@@ -248,11 +248,12 @@ fn in_process_runners_start_and_stop_repeatedly() {
 
 #[test]
 fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
+    let np = numpy();
     let runner = start(
         "uses_numpy.py",
         "double",
         UdfKind::Scalar,
-        &["python.execution-mode=sub-interpreter"],
+        &with_numpy(&["python.execution-mode=sub-interpreter"], &np),
     );
     assert_eq!(
         runner.mode(),
@@ -262,10 +263,13 @@ fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
     assert_eq!(runner.call(&ints([21])).unwrap(), vec![Value::Int(42)]);
     let spec =
         coil_host::UdfSpec::new(format!("{}:double", udfs().join("uses_numpy.py").display()));
-    let strict = config(&[
-        "python.execution-mode=sub-interpreter",
-        "python.execution-mode.strict=true",
-    ]);
+    let strict = config(&with_numpy(
+        &[
+            "python.execution-mode=sub-interpreter",
+            "python.execution-mode.strict=true",
+        ],
+        &np,
+    ));
     match coil_host::Runner::with_worker_command(&strict, spec, worker()) {
         Err(e) => {
             let e = e.to_string();
@@ -278,7 +282,7 @@ fn a_udf_importing_numpy_falls_back_to_process_mode_or_fails_when_strict() {
         "uses_numpy.py",
         "double",
         UdfKind::Scalar,
-        &["python.execution-mode=multi-thread"],
+        &with_numpy(&["python.execution-mode=multi-thread"], &np),
     );
     assert_eq!(runner.mode(), ExecutionMode::MultiThread);
     assert_eq!(runner.call(&ints([2])).unwrap(), vec![Value::Int(4)]);

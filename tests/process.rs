@@ -10,8 +10,8 @@ use coil_host::{
 use coil_ipc::{Row, Value};
 
 use crate::util::{
-    assert_same_as_python, children, children_of, config, ints, is_gone, ring_descriptors, start,
-    udfs, worker,
+    assert_same_as_python, children, children_of, config, ints, is_gone, numpy, ring_descriptors,
+    start, udfs, with_numpy, worker,
 };
 
 #[test]
@@ -126,6 +126,7 @@ fn table_vectorized_and_class_udfs_match_plain_python() {
 
 #[test]
 fn vectorized_udfs_get_numpy_arrays_when_they_ask_and_numpy_scalars_convert() {
+    let np = numpy();
     let rows: Vec<Row> = (0..300)
         .map(|i| vec![Value::Int(i), Value::Int(1)])
         .collect();
@@ -133,10 +134,13 @@ fn vectorized_udfs_get_numpy_arrays_when_they_ask_and_numpy_scalars_convert() {
         "basic.py",
         "np_add",
         UdfKind::Vectorized,
-        &[
-            "python.worker-count=1",
-            "python.fn-execution.bundle.size=128",
-        ],
+        &with_numpy(
+            &[
+                "python.worker-count=1",
+                "python.fn-execution.bundle.size=128",
+            ],
+            &np,
+        ),
     );
     let out = runner.call(&rows).unwrap();
     assert_eq!(
@@ -147,7 +151,7 @@ fn vectorized_udfs_get_numpy_arrays_when_they_ask_and_numpy_scalars_convert() {
         "basic.py",
         "np_scalar",
         UdfKind::Scalar,
-        &["python.worker-count=1"],
+        &with_numpy(&["python.worker-count=1"], &np),
     );
     assert_eq!(
         runner.call(&ints([2])).unwrap(),

@@ -12,6 +12,8 @@
 //!   clear error.
 //! - `soak`: long streams while workers are killed, segfault and hang,
 //!   over and over (small counts here, the full ones `#[ignore]`d).
+//! - `env`: Python environments (`python.requirements`,
+//!   `python.executable`), their errors, `coil env`.
 //! - `modes`: the in-process modes against process mode and plain Python;
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
@@ -25,6 +27,7 @@
 
 mod cli;
 mod docs;
+mod env;
 mod modes;
 mod on_error;
 mod process;

@@ -35,6 +35,31 @@ pub(crate) fn start(file: &str, name: &str, kind: UdfKind, pairs: &[&str]) -> Ru
     Runner::with_worker_command(&config(pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The configuration that gives a runner numpy (pinned in
+/// `tests/requirements.txt`): a `python.requirements` environment, made
+/// once and cached under `target/coil-envs`, never the interpreter's own
+/// site-packages.
+pub(crate) fn numpy() -> [String; 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        format!(
+            "python.requirements={}",
+            root.join("tests/requirements.txt").display()
+        ),
+        format!(
+            "python.env.cache-dir={}",
+            root.join("target/coil-envs").display()
+        ),
+    ]
+}
+
+/// `pairs` and [`numpy`]'s.
+pub(crate) fn with_numpy<'a>(pairs: &[&'a str], np: &'a [String; 2]) -> Vec<&'a str> {
+    let mut all = pairs.to_vec();
+    all.extend(np.iter().map(String::as_str));
+    all
+}
+
 /// Rows of one integer each.
 pub(crate) fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
     xs.into_iter().map(|x| vec![Value::Int(x)]).collect()

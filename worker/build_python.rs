@@ -13,6 +13,14 @@ fn main() {
             cfg.executable()
         );
     }
+    // The interpreter built against: `python.requirements` makes its
+    // virtual environments with it, and `python.executable` must match its
+    // version.
+    println!(
+        "cargo:rustc-env=COIL_PYTHON_EXECUTABLE={}",
+        cfg.executable().unwrap_or_default()
+    );
+    println!("cargo:rustc-env=COIL_PYTHON_VERSION={}.{}", v.major, v.minor);
     pyo3_build_config::add_libpython_rpath_link_args();
     pyo3_build_config::use_pyo3_cfgs();
     pyo3_build_config::print_expected_cfgs();

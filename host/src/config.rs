@@ -89,6 +89,12 @@ pub const RETRIES: &str = "python.fn-execution.retries";
 pub const START_TIMEOUT: &str = "python.worker.start-timeout";
 /// `python.fn-execution.on-error`.
 pub const ON_ERROR: &str = "python.fn-execution.on-error";
+/// `python.executable`.
+pub const EXECUTABLE: &str = "python.executable";
+/// `python.requirements`.
+pub const REQUIREMENTS: &str = "python.requirements";
+/// `python.env.cache-dir`.
+pub const ENV_CACHE_DIR: &str = "python.env.cache-dir";
 
 /// What a row that fails does to the rest (`python.fn-execution.on-error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -214,6 +220,24 @@ pub const KEYS: &[Key] = &[
         name: FILES,
         default: "",
         doc: "comma-separated directories put on the UDF's sys.path, in order",
+        check: check_any,
+    },
+    Key {
+        name: EXECUTABLE,
+        default: "",
+        doc: "the python of a virtual environment (or another installation) whose packages UDFs import, in every mode: coil uses the sys.path that python has (and runs its .pth files); its major.minor must be the embedded CPython's",
+        check: check_any,
+    },
+    Key {
+        name: REQUIREMENTS,
+        default: "",
+        doc: "a pip requirements file: coil makes a virtual environment from the embedded CPython, installs it, caches it under python.env.cache-dir by the file's content and the Python version, and uses it as python.executable (not both)",
+        check: check_any,
+    },
+    Key {
+        name: ENV_CACHE_DIR,
+        default: "",
+        doc: "where python.requirements environments are kept; default $XDG_CACHE_HOME/coil/envs, else ~/.cache/coil/envs",
         check: check_any,
     },
     Key {
@@ -505,6 +529,33 @@ impl Config {
     /// `python.worker.start-timeout`.
     pub fn start_timeout(&self) -> Duration {
         Duration::from_millis(self.typed(START_TIMEOUT, parse_millis))
+    }
+
+    /// `python.executable`, if set.
+    pub fn executable(&self) -> Option<PathBuf> {
+        self.get(EXECUTABLE)
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// `python.requirements`, if set.
+    pub fn requirements(&self) -> Option<PathBuf> {
+        self.get(REQUIREMENTS)
+            .filter(|v| !v.trim().is_empty())
+            .map(PathBuf::from)
+    }
+
+    /// `python.env.cache-dir`: as set, else `$XDG_CACHE_HOME/coil/envs`,
+    /// else `~/.cache/coil/envs` (`None` with neither variable set).
+    pub fn env_cache_dir(&self) -> Option<PathBuf> {
+        if let Some(v) = self.get(ENV_CACHE_DIR).filter(|v| !v.trim().is_empty()) {
+            return Some(PathBuf::from(v));
+        }
+        let var = |k| std::env::var_os(k).filter(|v| !v.is_empty());
+        var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .map(|c| c.join("coil").join("envs"))
     }
 
     /// `python.fn-execution.on-error`.

@@ -147,6 +147,41 @@ pub enum StartError {
         /// Why not.
         reason: &'static str,
     },
+    /// The Python environment asked for (`python.executable`,
+    /// `python.requirements`) cannot be used.
+    #[error("{setting} {}: {reason}", path.display())]
+    Environment {
+        /// The key: `python.executable` or `python.requirements`.
+        setting: &'static str,
+        /// Its value.
+        path: std::path::PathBuf,
+        /// What is wrong, with the tool's own words where one failed.
+        reason: String,
+    },
+    /// `python.executable` is another CPython version than the one coil
+    /// embeds: its packages' compiled modules would not load.
+    #[error("python.executable {} is CPython {found}, but this coil embeds CPython {embedded} ({embedded_python}): use an environment made with CPython {embedded}, or build coil against that Python (PYO3_PYTHON={} cargo build --release)", executable.display(), executable.display())]
+    PythonVersion {
+        /// The `python` given.
+        executable: std::path::PathBuf,
+        /// Its `major.minor`.
+        found: String,
+        /// The embedded CPython's `major.minor`.
+        embedded: &'static str,
+        /// The embedded CPython's interpreter.
+        embedded_python: &'static str,
+    },
+    /// Two runners of the `multi-thread` mode in one host ask for different
+    /// Python environments, and `python.execution-mode.strict` forbids
+    /// running the second in process mode: the main interpreter has one
+    /// `sys.path`.
+    #[error("this host's embedded interpreter already imports from {first}; a multi-thread runner cannot import from {asked} too (python.execution-mode.strict=true): use process or sub-interpreter mode")]
+    EnvironmentConflict {
+        /// The environment the first runner set.
+        first: String,
+        /// The one asked for now.
+        asked: String,
+    },
     /// The UDF imports a module that cannot load in a sub-interpreter, and
     /// `python.execution-mode.strict` forbids falling back to process mode.
     #[error("UDF {target} imports {module}, which cannot load in a sub-interpreter (python.execution-mode.strict=true); use process mode")]

@@ -29,6 +29,7 @@
 //! ```
 
 mod config;
+mod env;
 mod error;
 mod link;
 mod metrics;
@@ -40,9 +41,11 @@ pub use coil_ipc as ipc;
 pub use coil_proto::{PyErrorInfo, UdfKind, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};
 pub use config::{
-    BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES,
-    MAX_MESSAGE_SIZE, ON_ERROR, RETRIES, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
+    BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, ENV_CACHE_DIR, EXECUTABLE, EXECUTION_MODE,
+    EXECUTION_MODE_STRICT, FILES, MAX_MESSAGE_SIZE, ON_ERROR, REQUIREMENTS, RETRIES, RING_SIZE,
+    START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
+pub use env::{resolve as resolve_environment, PythonEnv};
 pub use error::{Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};

@@ -238,6 +238,12 @@ impl Link {
         {
             cmd.arg("--path").arg(p);
         }
+        for p in &settings.spec.sys_path {
+            cmd.arg("--sys-path").arg(p);
+        }
+        for p in &settings.spec.site_dirs {
+            cmd.arg("--site-dir").arg(p);
+        }
         cmd.env("COIL_HOST_PID", std::process::id().to_string())
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONFAULTHANDLER", "1")

@@ -1,5 +1,6 @@
 //! The runner: one API for every execution mode.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -8,6 +9,7 @@ use coil_ipc::{Row, Value};
 use coil_proto::UdfSpec;
 
 use crate::config::Tuning;
+use crate::env::PythonEnv;
 use crate::link::WorkerCommand;
 use crate::metrics::{Counters, Histograms, Metrics};
 use crate::pool::{Pool, Settings};
@@ -66,6 +68,40 @@ impl std::fmt::Debug for Runner {
     }
 }
 
+/// The environment the embedded (main) interpreter imports from, once a
+/// `multi-thread` runner has set it: its `python`, or `None` for the
+/// embedded CPython's own.
+static MAIN_ENV: Mutex<Option<Option<PathBuf>>> = Mutex::new(None);
+
+/// Claims the main interpreter's `sys.path` for `env`: the first
+/// `multi-thread` runner sets it; later ones must ask for the same.
+fn claim_main_interpreter(env: Option<&PythonEnv>) -> Result<(), StartError> {
+    let asked = env.map(|e| e.executable.clone());
+    let mut main = MAIN_ENV
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*main {
+        None => {
+            *main = Some(asked);
+            Ok(())
+        }
+        Some(first) if *first == asked => Ok(()),
+        Some(first) => {
+            let name = |e: &Option<PathBuf>| match e {
+                Some(p) => p.display().to_string(),
+                None => format!(
+                    "the embedded CPython's own site-packages ({})",
+                    coil_worker::EMBEDDED_PYTHON
+                ),
+            };
+            Err(StartError::EnvironmentConflict {
+                first: name(first),
+                asked: name(&asked),
+            })
+        }
+    }
+}
+
 impl Runner {
     /// Starts a runner for `spec`, finding the worker program with
     /// [`WorkerCommand::locate`].
@@ -96,6 +132,12 @@ impl Runner {
         spec: UdfSpec,
         command: impl FnOnce() -> Result<WorkerCommand, StartError> + Send + 'static,
     ) -> Result<Runner, StartError> {
+        let env = crate::env::resolve(config)?;
+        let mut spec = spec;
+        if let Some(env) = &env {
+            spec.sys_path = env.sys_path.clone();
+            spec.site_dirs = env.site_dirs.clone();
+        }
         let mode = match (config.execution_mode(), spec.kind) {
             (ExecutionMode::Process, _) => ExecutionMode::Process,
             (m, UdfKind::Vectorized) => {
@@ -113,6 +155,14 @@ impl Runner {
                              (see docs/python.md)",
                 })
             }
+            (ExecutionMode::MultiThread, _) => match claim_main_interpreter(env.as_ref()) {
+                Ok(()) => ExecutionMode::MultiThread,
+                Err(e) if config.strict() => return Err(e),
+                Err(e) => {
+                    tracing::warn!("{e}; running this UDF in process mode instead");
+                    ExecutionMode::Process
+                }
+            },
             (m, _) => m,
         };
         let counters = Arc::new(Counters::default());

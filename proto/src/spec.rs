@@ -72,6 +72,13 @@ pub struct UdfSpec {
     pub kind: UdfKind,
     /// Extra `sys.path` entries, in order.
     pub paths: Vec<PathBuf>,
+    /// The `sys.path` of another Python environment (`python.executable`),
+    /// to use instead of the embedded interpreter's own; empty: its own.
+    /// `paths` still go first.
+    pub sys_path: Vec<PathBuf>,
+    /// That environment's site-packages directories, whose `.pth` files
+    /// run as that environment's `python` runs them.
+    pub site_dirs: Vec<PathBuf>,
 }
 
 impl UdfSpec {
@@ -81,6 +88,8 @@ impl UdfSpec {
             target: target.into(),
             kind: UdfKind::Scalar,
             paths: Vec::new(),
+            sys_path: Vec::new(),
+            site_dirs: Vec::new(),
         }
     }
 

@@ -27,6 +27,11 @@ enum Cmd {
     /// Run a UDF over your input in each mode and directly, check that they
     /// agree, and advise which mode to use.
     Bench(BenchArgs),
+    /// Show the embedded CPython, the Python environment a configuration
+    /// gives UDFs (its sys.path), the modes this build runs, and whether a
+    /// UDF loads and can run in a sub-interpreter: what to run first when
+    /// an import fails.
+    Env(EnvArgs),
     /// (internal) Serve as a worker process; spawned by `coil run`.
     #[command(hide = true, disable_help_flag = true)]
     Worker {
@@ -63,6 +68,20 @@ struct RunArgs {
     /// python.fn-execution.on-error=dead-letter.
     #[arg(long, value_name = "FILE")]
     errors: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct EnvArgs {
+    /// A configuration key, KEY=VALUE; repeatable (python.executable,
+    /// python.requirements, python.files...).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+    /// Also check this UDF (path/to/file.py:NAME or package.module:NAME).
+    #[arg(long)]
+    udf: Option<String>,
+    /// The UDF's kind: scalar, table or vectorized.
+    #[arg(long, default_value = "scalar")]
+    kind: String,
 }
 
 #[derive(clap::Args)]
@@ -122,8 +141,14 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let bundle = coil::bench::bundle_for(rows.len(), config.worker_count());
         config.set(coil_host::BUNDLE_SIZE, &bundle.to_string())?;
     }
+    let mut spec = UdfSpec::new(&args.udf).kind(kind);
+    // The direct run imports from the same environment as the runners.
+    if let Some(env) = coil_host::resolve_environment(&config)? {
+        spec.sys_path = env.sys_path;
+        spec.site_dirs = env.site_dirs;
+    }
     let plan = coil::bench::BenchPlan {
-        spec: UdfSpec::new(&args.udf).kind(kind),
+        spec,
         config,
         modes: modes.clone(),
         repeat: args.repeat,
@@ -163,6 +188,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Worker { args } => coil_worker::worker_main(args),
+        Cmd::Env(args) => {
+            init_logging();
+            match env(args) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("coil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Cmd::Bench(args) => {
             init_logging();
             match bench(args) {
@@ -193,6 +229,108 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A `sys.path` entry as `coil env` prints it.
+fn shown(entry: &str) -> String {
+    if entry.is_empty() {
+        "'' (the current directory)".into()
+    } else {
+        entry.to_string()
+    }
+}
+
+/// `coil env`: prints what UDFs run with; with `--udf`, whether it loads
+/// and can run in a sub-interpreter. `Ok(false)` if the UDF does not load.
+fn env(args: EnvArgs) -> anyhow::Result<bool> {
+    let mut config = Config::default();
+    for pair in &args.conf {
+        config.set_pair(pair)?;
+    }
+    let libpython = std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| p.contains("libpython"))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "statically linked".into());
+    println!("embedded CPython {}", coil_worker::EMBEDDED_VERSION);
+    println!("  built against   {}", coil_worker::EMBEDDED_PYTHON);
+    println!("  libpython       {libpython}");
+    let modes = if coil_worker::SUBINTERPRETERS {
+        "process, multi-thread, sub-interpreter"
+    } else {
+        "process, multi-thread (sub-interpreter needs a build against CPython >= 3.13)"
+    };
+    println!("modes             {modes}");
+    match coil_host::resolve_environment(&config)? {
+        Some(env) => {
+            println!(
+                "environment       {} (CPython {})",
+                env.executable.display(),
+                env.version
+            );
+            println!("sys.path");
+            for p in &env.sys_path {
+                println!("  {}", shown(&p.to_string_lossy()));
+            }
+        }
+        None => {
+            println!("environment       the embedded CPython's own (set python.executable or python.requirements for another)");
+            let sys_path = std::process::Command::new(coil_worker::EMBEDDED_PYTHON)
+                .args(["-c", "import sys; print('\\n'.join(sys.path))"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            if let Some(paths) = sys_path {
+                println!("sys.path");
+                for p in paths.lines() {
+                    println!("  {}", shown(p));
+                }
+            }
+        }
+    }
+    for p in config.files() {
+        println!("python.files      {}", p.display());
+    }
+    let Some(udf) = &args.udf else {
+        return Ok(true);
+    };
+    let kind: UdfKind = args.kind.parse()?;
+    let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
+        .arg("worker");
+    let mut process = config.clone();
+    process.set(coil_host::EXECUTION_MODE, "process")?;
+    process.set(coil_host::WORKER_COUNT, "1")?;
+    let spec = UdfSpec::new(udf).kind(kind);
+    match Runner::with_worker_command(&process, spec.clone(), command.clone()) {
+        Ok(_) => println!("UDF {udf}: loads"),
+        Err(e) => {
+            println!("UDF {udf}: does not load: {e}");
+            return Ok(false);
+        }
+    }
+    if !coil_worker::SUBINTERPRETERS {
+        println!("  in a sub-interpreter: not in this build (CPython < 3.13)");
+        return Ok(true);
+    }
+    let mut sub = config;
+    sub.set(coil_host::EXECUTION_MODE, "sub-interpreter")?;
+    sub.set(coil_host::EXECUTION_MODE_STRICT, "true")?;
+    sub.set(coil_host::WORKER_COUNT, "1")?;
+    match Runner::with_worker_command(&sub, spec, command) {
+        Ok(_) => println!(
+            "  in a sub-interpreter: loads (imports made when it is called are checked then)"
+        ),
+        Err(coil_host::StartError::SubInterpreterIncompatible { module, .. }) => {
+            println!("  in a sub-interpreter: no, it imports {module}, which cannot load in one: it would run in process mode")
+        }
+        Err(e) => println!("  in a sub-interpreter: no: {e}"),
+    }
+    Ok(true)
 }
 
 fn init_logging() {

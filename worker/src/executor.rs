@@ -144,9 +144,19 @@ impl Executor {
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
+        let strings = |v: &[std::path::PathBuf]| -> Vec<String> {
+            v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+        };
         let loaded = helper
             .getattr("load")
-            .and_then(|l| l.call1((&spec.target, paths)))
+            .and_then(|l| {
+                l.call1((
+                    &spec.target,
+                    paths,
+                    strings(&spec.sys_path),
+                    strings(&spec.site_dirs),
+                ))
+            })
             .map_err(fail)?;
         let (func, instance, wants_numpy): (Py<PyAny>, Option<Py<PyAny>>, bool) =
             loaded.extract().map_err(fail)?;

@@ -58,12 +58,19 @@ pub use subinterp::{
     SUBINTERPRETERS,
 };
 
+/// The CPython this build embeds, as the interpreter it was built against
+/// reported its `sys.executable` (`PYO3_PYTHON`, see `tools/python`).
+pub const EMBEDDED_PYTHON: &str = env!("COIL_PYTHON_EXECUTABLE");
+
+/// The embedded CPython's `major.minor`.
+pub const EMBEDDED_VERSION: &str = env!("COIL_PYTHON_VERSION");
+
 /// The largest batch or answer, in bytes, unless `--max-message` says
 /// otherwise (256 MiB).
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 
 /// The usage of the `coil-worker` program.
-pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--max-message BYTES]";
+pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--max-message BYTES]";
 
 /// The `coil-worker` program: parses `args` (without the program name),
 /// opens the inherited region and serves it. Returns the exit code.
@@ -94,6 +101,8 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
                         .map_err(|e: UnknownKind| e.to_string())?
                 }
                 "--path" => spec.paths.push(value("--path")?.into()),
+                "--sys-path" => spec.sys_path.push(value("--sys-path")?.into()),
+                "--site-dir" => spec.site_dirs.push(value("--site-dir")?.into()),
                 "--max-message" => {
                     max_message = value("--max-message")?
                         .parse()

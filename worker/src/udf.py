@@ -7,9 +7,23 @@ import sys
 import traceback
 
 
-def load(target, paths):
+def use_environment(sys_path, site_dirs):
+    """Make this interpreter import what another environment's python does:
+    its sys.path exactly, then its site directories' .pth files run (they
+    may import, e.g. editable installs' finders)."""
+    if not sys_path:
+        return
+    import site
+    sys.path[:] = list(sys_path)
+    for d in site_dirs:
+        site.addsitedir(d)
+
+
+def load(target, paths, sys_path=(), site_dirs=()):
     """Import TARGET ("path/to/file.py:name" or "package.module:name") with
-    PATHS prepended to sys.path; return (callable, instance or None, numpy?)."""
+    PATHS prepended to sys.path (that of another environment if SYS_PATH is
+    given); return (callable, instance or None, numpy?)."""
+    use_environment(sys_path, site_dirs)
     for p in reversed(paths):
         if p not in sys.path:
             sys.path.insert(0, p)

@@ -1,0 +1,298 @@
+//! Python environments: the packages a UDF imports, from another
+//! installation's `python` (`python.executable`) or from a requirements
+//! file installed once into a cached virtual environment
+//! (`python.requirements`).
+//!
+//! Either way the runner asks that `python` for its `sys.path` and its
+//! site-packages directories, and every executor (a worker process, an
+//! executor thread, a sub-interpreter) imports with exactly that `sys.path`,
+//! running the directories' `.pth` files as that `python` does.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use crate::{Config, StartError};
+
+/// Another environment's `python`, as it reported itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonEnv {
+    /// The `python` asked.
+    pub executable: PathBuf,
+    /// Its `major.minor`.
+    pub version: String,
+    /// Its `sys.path`.
+    pub sys_path: Vec<PathBuf>,
+    /// Its site-packages directories.
+    pub site_dirs: Vec<PathBuf>,
+}
+
+/// What the probe prints: one JSON object.
+const PROBE: &str = r#"import json, site, sys
+dirs = list(site.getsitepackages())
+if site.ENABLE_USER_SITE:
+    dirs.append(site.getusersitepackages())
+print(json.dumps({"version": "%d.%d" % sys.version_info[:2], "path": sys.path, "site": dirs}))
+"#;
+
+/// The file a cached environment keeps its probe in, written last: its
+/// presence says the environment is complete.
+const PROBED: &str = "coil-env.json";
+
+/// The environment `config` asks for (`python.executable`, or
+/// `python.requirements` made or found in the cache), if any: what a
+/// runner imports from; `coil env` prints it.
+///
+/// # Errors
+///
+/// [`StartError::Environment`]: a `python` that does not exist or is not a
+/// Python, a requirements file that does not exist or does not install
+/// (with pip's own words); [`StartError::PythonVersion`]: a `python` of
+/// another version than the embedded one.
+pub fn resolve(config: &Config) -> Result<Option<PythonEnv>, StartError> {
+    match (config.executable(), config.requirements()) {
+        (None, None) => Ok(None),
+        (Some(exe), Some(req)) => Err(StartError::Environment {
+            setting: crate::REQUIREMENTS,
+            path: req,
+            reason: format!("set it or python.executable ({}), not both", exe.display()),
+        }),
+        (Some(exe), None) => probe(&exe).map(Some),
+        (None, Some(req)) => {
+            let cache = config
+                .env_cache_dir()
+                .ok_or_else(|| StartError::Environment {
+                    setting: crate::REQUIREMENTS,
+                    path: req.clone(),
+                    reason: "needs a cache directory: set python.env.cache-dir (neither XDG_CACHE_HOME nor HOME is set)".into(),
+                })?;
+            from_requirements(&req, &cache).map(Some)
+        }
+    }
+}
+
+/// Asks `exe` for its version, `sys.path` and site directories.
+fn probe(exe: &Path) -> Result<PythonEnv, StartError> {
+    let fail = |reason: String| StartError::Environment {
+        setting: crate::EXECUTABLE,
+        path: exe.to_path_buf(),
+        reason,
+    };
+    if !exe.exists() {
+        return Err(fail("does not exist".into()));
+    }
+    let out = Command::new(exe)
+        .arg("-c")
+        .arg(PROBE)
+        .output()
+        .map_err(|e| fail(format!("cannot run it: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = out
+        .status
+        .success()
+        .then(|| serde_json::from_str::<serde_json::Value>(text.trim()).ok())
+        .flatten();
+    let Some(json) = parsed else {
+        return Err(fail(format!(
+            "is not a Python (asked for its sys.path, it {}{})",
+            out.status,
+            tail(&String::from_utf8_lossy(&out.stderr))
+        )));
+    };
+    let env = from_json(exe, &json)
+        .ok_or_else(|| fail("is not a Python (its answer did not parse)".into()))?;
+    check_version(&env)?;
+    Ok(env)
+}
+
+fn from_json(exe: &Path, json: &serde_json::Value) -> Option<PythonEnv> {
+    let paths = |key: &str| -> Option<Vec<PathBuf>> {
+        json.get(key)?
+            .as_array()?
+            .iter()
+            .map(|p| p.as_str().map(PathBuf::from))
+            .collect()
+    };
+    Some(PythonEnv {
+        executable: exe.to_path_buf(),
+        version: json.get("version")?.as_str()?.to_string(),
+        sys_path: paths("path")?,
+        site_dirs: paths("site")?,
+    })
+}
+
+fn check_version(env: &PythonEnv) -> Result<(), StartError> {
+    let ours = coil_worker::EMBEDDED_VERSION;
+    if env.version == ours {
+        return Ok(());
+    }
+    Err(StartError::PythonVersion {
+        executable: env.executable.clone(),
+        found: env.version.clone(),
+        embedded: ours,
+        embedded_python: coil_worker::EMBEDDED_PYTHON,
+    })
+}
+
+/// The last lines of `s`, after a separator, or nothing.
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.trim_end().lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let start = lines.len().saturating_sub(20);
+    format!(":\n{}", lines[start..].join("\n"))
+}
+
+/// The cached environment for requirements file `req` under `cache`:
+/// made (and its requirements installed) the first time, under a lock so
+/// that runners and processes asking at once make it once; reused at no
+/// more cost than reading one small file afterwards.
+fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> {
+    let fail = |reason: String| StartError::Environment {
+        setting: crate::REQUIREMENTS,
+        path: req.to_path_buf(),
+        reason,
+    };
+    let content = std::fs::read(req).map_err(|e| fail(format!("cannot read it: {e}")))?;
+    let ours = coil_worker::EMBEDDED_VERSION;
+    let mut hash = Sha256::new();
+    hash.update(ours.as_bytes());
+    hash.update([0]);
+    hash.update(coil_worker::EMBEDDED_PYTHON.as_bytes());
+    hash.update([0]);
+    hash.update(&content);
+    let key: String = hash.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = cache.join(format!("py{ours}-{key}"));
+    std::fs::create_dir_all(cache).map_err(|e| {
+        fail(format!(
+            "cannot create the cache directory {}: {e}",
+            cache.display()
+        ))
+    })?;
+    let lock_path = cache.join(format!("py{ours}-{key}.lock"));
+    let lock_file = File::create(&lock_path)
+        .map_err(|e| fail(format!("cannot create {}: {e}", lock_path.display())))?;
+    // Held until this returns: whoever comes second waits, then finds the
+    // environment made.
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| fail(format!("cannot lock {}: {e}", lock_path.display())))?;
+    let python = dir.join("bin").join("python");
+    if let Some(env) = cached(&dir, &python) {
+        return Ok(env);
+    }
+    // Nothing, or something half-made or damaged (a deleted file): start
+    // again from scratch.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| fail(format!("cannot remove the damaged {}: {e}", dir.display())))?;
+    }
+    let base = coil_worker::EMBEDDED_PYTHON;
+    if base.is_empty() || !Path::new(base).exists() {
+        return Err(fail(format!(
+            "making its environment needs the CPython coil was built against ({base:?}), which is not on this machine"
+        )));
+    }
+    let wanted = String::from_utf8_lossy(&content)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tracing::info!(
+        "python.requirements: installing {wanted} for CPython {ours} into {}",
+        dir.display()
+    );
+    let started = Instant::now();
+    let made = (|| {
+        run(
+            Command::new(base).arg("-m").arg("venv").arg(&dir),
+            "making a virtual environment",
+        )?;
+        run(
+            Command::new(&python)
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "-r",
+                ])
+                .arg(req),
+            "pip install",
+        )?;
+        let env = probe(&python).map_err(|e| e.to_string())?;
+        let json = serde_json::json!({
+            "version": env.version,
+            "path": env.sys_path,
+            "site": env.site_dirs,
+        });
+        let tmp = dir.join(format!("{PROBED}.tmp"));
+        File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(json.to_string().as_bytes())
+                    .and_then(|()| f.sync_all())
+            })
+            .and_then(|()| std::fs::rename(&tmp, dir.join(PROBED)))
+            .map_err(|e| format!("writing {PROBED}: {e}"))?;
+        Ok::<PythonEnv, String>(env)
+    })();
+    match made {
+        Ok(env) => {
+            tracing::info!(
+                "python.requirements: installed {wanted} in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(env)
+        }
+        Err(why) => {
+            // Nothing half-made stays in the cache.
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(fail(why))
+        }
+    }
+}
+
+/// The environment in `dir`, if it is complete: its probe file is there
+/// and parses, and its `python` and every site directory still exist.
+fn cached(dir: &Path, python: &Path) -> Option<PythonEnv> {
+    let text = std::fs::read_to_string(dir.join(PROBED)).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let env = from_json(python, &json)?;
+    let whole = python.exists()
+        && env
+            .site_dirs
+            .iter()
+            .all(|d| !d.starts_with(dir) || d.exists());
+    (whole && env.version == coil_worker::EMBEDDED_VERSION).then_some(env)
+}
+
+/// Runs `cmd`; its output on failure.
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: cannot run it: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let hint = if what.starts_with("pip") {
+        "\n(pip needs access to a package index: PyPI, or PIP_INDEX_URL / PIP_FIND_LINKS)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "{what} failed ({}){}{hint}",
+        out.status,
+        tail(&text)
+    ))
+}
