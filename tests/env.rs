@@ -300,3 +300,26 @@ fn coil_env_shows_the_environment_and_whether_a_udf_can_run_in_a_sub_interpreter
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("No module named 'numpy'"), "{text}");
 }
+
+#[test]
+fn without_a_package_index_the_error_says_what_pip_needs() {
+    let (dir, _) = scratch("no-index");
+    // This test's own process (nextest runs each test in one, and no other
+    // thread reads the environment meanwhile): pip, run by coil from here,
+    // finds no index and no local wheels.
+    std::env::set_var("PIP_INDEX_URL", "http://127.0.0.1:9/simple");
+    std::env::set_var("PIP_FIND_LINKS", "");
+    std::env::set_var("PIP_RETRIES", "0");
+    std::env::set_var("PIP_TIMEOUT", "2");
+    let req = dir.join("req.txt");
+    std::fs::write(&req, "coil-offline-check==1.0\n").unwrap();
+    let cache = dir.join("cache");
+    let e = runner(&pairs(&req, &cache, &[]), "where")
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pip install failed"), "{e}");
+    assert!(e.contains("pip needs access to a package index"), "{e}");
+    assert_eq!(environments(&cache), Vec::<PathBuf>::new());
+    let _ = std::fs::remove_dir_all(&dir);
+}
