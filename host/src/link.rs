@@ -97,9 +97,10 @@ pub(crate) enum Reply {
     /// host took to decode them, and the rows that failed alone (a null
     /// in `values` holds each one's place).
     Values(Vec<Value>, Times, Duration, Vec<(u64, RunError)>),
-    /// The row running timed out and was interrupted; the executor went on
-    /// with the batch's other rows (a per-row batch in an executor thread):
-    /// wait again, with a fresh deadline.
+    /// The row running timed out and was interrupted, and the executor
+    /// went on with the batch's other rows (a per-row batch in an executor
+    /// thread); or the batch timed out with no row running (its answer is
+    /// on its way): wait again, with a fresh deadline.
     Interrupted,
     /// An error the UDF or a row caused; the executor is fine.
     Error(RunError),
@@ -136,6 +137,9 @@ pub(crate) struct Link {
     max_message: usize,
     /// The tag batches go with: [`Tag::BatchPerRow`] when rows fail alone.
     batch_tag: Tag,
+    /// An executor thread's batch timed out with no row running, and it
+    /// was given more time; reset by its answer.
+    waited_idle: bool,
 }
 
 /// The tag of a batch under `settings`' error policy.
@@ -208,6 +212,7 @@ impl Link {
             rx,
             max_message: settings.tuning.max_message,
             batch_tag: batch_tag(settings),
+            waited_idle: false,
         };
         let mut link = link.ready_or_killed(settings)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
@@ -284,6 +289,7 @@ impl Link {
             rx,
             max_message: settings.tuning.max_message,
             batch_tag: batch_tag(settings),
+            waited_idle: false,
         };
         let link = link.ready_or_killed(settings)?;
         tracing::debug!(worker = slot, pid, "worker ready");
@@ -441,6 +447,7 @@ impl Link {
             Ok(None) => return Reply::Pending,
             Ok(Some(Ok(answer))) => {
                 self.rx.flush();
+                self.waited_idle = false;
                 answer
             }
             Ok(Some(Err(e))) => return Reply::Broken(self.protocol(rows, e)),
@@ -518,6 +525,13 @@ impl Link {
     /// not come back; it is then abandoned (closed, left to finish).
     fn interrupt(&mut self, rows: Range<u64>, timeout: Option<Duration>) -> Reply {
         let running = self.progress();
+        if running == 0 && !self.waited_idle {
+            // No row running: the executor has just finished the batch (its
+            // answer is on its way) or not yet begun it. Interrupting would
+            // land in some later row; wait once more instead.
+            self.waited_idle = true;
+            return Reply::Interrupted;
+        }
         let error = self.timed_out(rows, timeout);
         if let Executor::Thread {
             interrupt: Some(target),
