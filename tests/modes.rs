@@ -107,30 +107,45 @@ fn errors_are_the_same_in_every_mode() {
 }
 
 #[test]
-fn vectorized_udfs_fall_back_to_process_mode() {
-    for mode in IN_PROCESS {
+fn vectorized_udfs_run_in_process_too_and_numpy_ones_fall_back_from_sub_interpreters() {
+    let rows: Vec<Row> = (0..5)
+        .map(|i| vec![Value::Int(i), Value::Int(10)])
+        .collect();
+    let np = numpy();
+    for &mode in IN_PROCESS {
         let conf = format!("python.execution-mode={mode}");
+        // Both with numpy's environment: one main interpreter, one sys.path
+        // for every multi-thread runner of this process.
         let runner = start(
             "basic.py",
             "add_columns",
             UdfKind::Vectorized,
-            &["python.worker-count=1", &conf],
+            &with_numpy(&["python.worker-count=1", &conf], &np),
         );
-        assert_eq!(runner.mode(), ExecutionMode::Process);
-        let rows: Vec<Row> = (0..5)
-            .map(|i| vec![Value::Int(i), Value::Int(10)])
-            .collect();
+        assert_eq!(runner.mode().as_str(), mode, "a list-based vectorized UDF");
         assert_eq!(
             runner.call(&rows).unwrap(),
             (10..15).map(Value::Int).collect::<Vec<_>>()
         );
+        // numpy arrays: in the main interpreter in multi-thread mode; numpy
+        // cannot load in a sub-interpreter, so process mode there.
         let runner = start(
             "basic.py",
-            "inc",
-            UdfKind::Scalar,
-            &["python.worker-count=1", &conf],
+            "np_add",
+            UdfKind::Vectorized,
+            &with_numpy(&["python.worker-count=1", &conf], &np),
         );
-        assert_ne!(runner.mode(), ExecutionMode::Process);
+        let expected = if mode == "multi-thread" {
+            ExecutionMode::MultiThread
+        } else {
+            ExecutionMode::Process
+        };
+        assert_eq!(runner.mode(), expected, "{mode}");
+        assert_eq!(
+            runner.call(&rows).unwrap(),
+            (0..5).map(|i| Value::Int(2 * i + 10)).collect::<Vec<_>>(),
+            "{mode}"
+        );
     }
 }
 

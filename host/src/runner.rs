@@ -14,7 +14,7 @@ use crate::link::WorkerCommand;
 use crate::metrics::{Counters, Histograms, Metrics};
 use crate::pool::{Pool, Settings};
 use crate::stream::{batch_rows, RowStream};
-use crate::{Config, ExecutionMode, RowError, RunError, StartError, UdfKind};
+use crate::{Config, ExecutionMode, RowError, RunError, StartError};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -140,12 +140,6 @@ impl Runner {
         }
         let mode = match (config.execution_mode(), spec.kind) {
             (ExecutionMode::Process, _) => ExecutionMode::Process,
-            (m, UdfKind::Vectorized) => {
-                tracing::info!(
-                    "vectorized UDFs run in process mode: {m} mode runs scalar and table UDFs only"
-                );
-                ExecutionMode::Process
-            }
             (ExecutionMode::SubInterpreter, _) if !coil_worker::SUBINTERPRETERS => {
                 return Err(StartError::ModeUnavailable {
                     mode: ExecutionMode::SubInterpreter,

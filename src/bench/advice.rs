@@ -5,20 +5,19 @@
 //! the UDF out of sub-interpreters), so the rules are tested with tables of
 //! made-up measurements rather than with timed runs.
 //!
-//! The rules, in order:
+//! The rules, in order (the same for every kind of UDF):
 //!
-//! 1. A vectorized UDF runs in process mode only.
-//! 2. A mode that fell back or failed has no numbers of its own and is never
+//! 1. A mode that fell back or failed has no numbers of its own and is never
 //!    advised; with a blocker module, sub-interpreter mode never is.
-//! 3. With more than one executor, a CPU-bound UDF gains from parallelism
+//! 2. With more than one executor, a CPU-bound UDF gains from parallelism
 //!    when the best parallel mode (process or sub-interpreter) runs it at
 //!    least [`PARALLEL_GAIN`] times as fast as multi-thread (one GIL). Then
 //!    process mode, unless sub-interpreters are more than
 //!    [`IN_PROCESS_GAIN`] times as fast.
-//! 4. Otherwise process mode, unless an in-process mode is more than
+//! 3. Otherwise process mode, unless an in-process mode is more than
 //!    [`IN_PROCESS_GAIN`] times as fast: its isolation costs nothing.
 
-use coil_host::{ExecutionMode, UdfKind};
+use coil_host::ExecutionMode;
 
 use super::ModeResult;
 
@@ -39,8 +38,6 @@ pub struct Advice {
 /// What the advice is drawn from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facts<'a> {
-    /// The UDF's kind.
-    pub(crate) kind: UdfKind,
     /// Executors per mode.
     pub(crate) workers: usize,
     /// Rows per second calling the executor directly on the calling thread.
@@ -94,12 +91,6 @@ impl Rates {
 
 /// Recommends a mode for the UDF, with the measured reasons.
 pub(crate) fn advise(facts: &Facts<'_>) -> Advice {
-    if facts.kind == UdfKind::Vectorized {
-        return Advice {
-            mode: ExecutionMode::Process,
-            reasons: vec!["vectorized UDFs run in process mode only".into()],
-        };
-    }
     let mut reasons = Vec::new();
     if let Some(m) = facts.blocker {
         reasons.push(format!(
@@ -213,7 +204,6 @@ mod tests {
 
     struct Case {
         name: &'static str,
-        kind: UdfKind,
         workers: usize,
         modes: &'static [(ExecutionMode, Outcome)],
         blocker: Option<&'static str>,
@@ -224,35 +214,12 @@ mod tests {
         not_reasons: &'static [&'static str],
     }
 
-    const SCALAR: UdfKind = UdfKind::Scalar;
     const DIRECT: f64 = 1000.0;
 
     const CASES: &[Case] = &[
-        // Rule 1: vectorized UDFs.
-        Case {
-            name: "a vectorized UDF runs in process mode, however fast the in-process modes",
-            kind: UdfKind::Vectorized,
-            workers: 2,
-            modes: &[(P, Rate(5.0e6)), (T, Rate(12.5e6)), (S, Rate(12.4e6))],
-            blocker: None,
-            advised: P,
-            reasons: &["vectorized UDFs run in process mode only"],
-            not_reasons: &[],
-        },
-        Case {
-            name: "a vectorized UDF with one worker runs in process mode too",
-            kind: UdfKind::Vectorized,
-            workers: 1,
-            modes: &[(P, Rate(100.0)), (T, Rate(900.0))],
-            blocker: None,
-            advised: P,
-            reasons: &["vectorized UDFs run in process mode only"],
-            not_reasons: &[],
-        },
-        // Rule 2: blockers, fallbacks and failures.
+        // Rule 1: blockers, fallbacks and failures.
         Case {
             name: "a blocker module: sub-interpreter fell back and is not advised",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(120.0)), (T, Rate(90.0)), (S, RanAs(P, 119.0))],
             blocker: Some("numpy"),
@@ -262,7 +229,6 @@ mod tests {
         },
         Case {
             name: "a blocker module: never sub-interpreter, even were its numbers the best",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(100.0)), (T, Rate(90.0)), (S, Rate(500.0))],
             blocker: Some("numpy"),
@@ -272,7 +238,6 @@ mod tests {
         },
         Case {
             name: "a blocker module does not keep a cheap UDF out of multi-thread",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(5.0e6)), (T, Rate(12.5e6)), (S, RanAs(P, 5.0e6))],
             blocker: Some("numpy"),
@@ -282,7 +247,6 @@ mod tests {
         },
         Case {
             name: "a failed mode is reported and never advised",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(100.0)), (T, Rate(90.0)), (S, Failed)],
             blocker: None,
@@ -292,7 +256,6 @@ mod tests {
         },
         Case {
             name: "a failed process mode is never advised, isolation or not",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Failed), (T, Rate(90.0)), (S, Rate(100.0))],
             blocker: None,
@@ -302,7 +265,6 @@ mod tests {
         },
         Case {
             name: "a failed process mode leaves the fastest in-process mode",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Failed), (T, Rate(100.0)), (S, Rate(90.0))],
             blocker: None,
@@ -310,10 +272,9 @@ mod tests {
             reasons: &["process cannot run this UDF"],
             not_reasons: &[],
         },
-        // Rule 3: CPU-bound UDFs that gain from parallelism.
+        // Rule 2: CPU-bound UDFs that gain from parallelism.
         Case {
             name: "parallel gain, sub-interpreter as fast as process: process",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(180.0)), (T, Rate(90.0)), (S, Rate(182.0))],
             blocker: None,
@@ -326,7 +287,6 @@ mod tests {
         },
         Case {
             name: "parallel gain, sub-interpreter 1.10x as fast as process: process",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(160.0)), (T, Rate(90.0)), (S, Rate(176.0))],
             blocker: None,
@@ -336,7 +296,6 @@ mod tests {
         },
         Case {
             name: "parallel gain, sub-interpreter clearly faster: sub-interpreter",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(120.0)), (T, Rate(90.0)), (S, Rate(182.0))],
             blocker: None,
@@ -346,7 +305,6 @@ mod tests {
         },
         Case {
             name: "parallel gain without process mode measured: sub-interpreter",
-            kind: SCALAR,
             workers: 2,
             modes: &[(T, Rate(90.0)), (S, Rate(180.0))],
             blocker: None,
@@ -356,7 +314,6 @@ mod tests {
         },
         Case {
             name: "a parallel mode 1.28x as fast as multi-thread is no gain",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(110.0)), (T, Rate(90.0)), (S, Rate(115.0))],
             blocker: None,
@@ -364,10 +321,9 @@ mod tests {
             reasons: &["1.28x as fast as multi-thread (one GIL): no real gain from parallelism"],
             not_reasons: &["gains from parallel interpreters"],
         },
-        // Rule 4: cheap UDFs.
+        // Rule 3: cheap UDFs.
         Case {
             name: "a cheap UDF stays in process mode when no in-process mode is clearly faster",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(12.0e6)), (T, Rate(12.5e6)), (S, Rate(12.4e6))],
             blocker: None,
@@ -380,7 +336,6 @@ mod tests {
         },
         Case {
             name: "a cheap UDF: an in-process mode 1.14x as fast is not enough",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(10.0e6)), (T, Rate(11.4e6)), (S, Rate(11.0e6))],
             blocker: None,
@@ -390,7 +345,6 @@ mod tests {
         },
         Case {
             name: "a cheap UDF goes to multi-thread when it is 1.20x as fast",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(10.0e6)), (T, Rate(12.0e6)), (S, Rate(11.0e6))],
             blocker: None,
@@ -400,7 +354,6 @@ mod tests {
         },
         Case {
             name: "a cheap UDF goes to the fastest in-process mode",
-            kind: SCALAR,
             workers: 2,
             modes: &[(P, Rate(10.0e6)), (T, Rate(11.0e6)), (S, Rate(12.5e6))],
             blocker: None,
@@ -410,7 +363,6 @@ mod tests {
         },
         Case {
             name: "without process mode measured, the fastest in-process mode",
-            kind: SCALAR,
             workers: 2,
             modes: &[(T, Rate(90.0)), (S, Rate(80.0))],
             blocker: None,
@@ -421,7 +373,6 @@ mod tests {
         // One executor: nothing runs in parallel, so rule 3 never applies.
         Case {
             name: "a single worker never claims a parallel gain",
-            kind: SCALAR,
             workers: 1,
             modes: &[(P, Rate(100.0)), (T, Rate(77.0)), (S, Rate(110.0))],
             blocker: None,
@@ -431,7 +382,6 @@ mod tests {
         },
         Case {
             name: "a single worker: multi-thread when it is clearly faster",
-            kind: SCALAR,
             workers: 1,
             modes: &[(P, Rate(100.0)), (T, Rate(130.0)), (S, Rate(60.0))],
             blocker: None,
@@ -441,7 +391,6 @@ mod tests {
         },
         Case {
             name: "a single worker: sub-interpreter when it is clearly faster",
-            kind: SCALAR,
             workers: 1,
             modes: &[(P, Rate(100.0)), (T, Rate(60.0)), (S, Rate(130.0))],
             blocker: None,
@@ -467,7 +416,6 @@ mod tests {
         for case in CASES {
             let modes = results(case.modes);
             let advice = advise(&Facts {
-                kind: case.kind,
                 workers: case.workers,
                 direct_rows_per_sec: DIRECT,
                 modes: &modes,
@@ -510,7 +458,6 @@ mod tests {
                         .collect();
                     let modes = results(&modes);
                     let advice = advise(&Facts {
-                        kind: SCALAR,
                         workers,
                         direct_rows_per_sec: DIRECT,
                         modes: &modes,

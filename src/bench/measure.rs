@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use coil_host::{
-    Config, ExecutionMode, Metrics, RunError, Runner, StartError, UdfKind, UdfSpec, WorkerCommand,
+    Config, ExecutionMode, Metrics, RunError, Runner, StartError, UdfSpec, WorkerCommand,
 };
 use coil_ipc::{decode_batch, encode_batch, Row, Value};
 use coil_worker::Executor;
@@ -238,10 +238,9 @@ pub(crate) fn measure(
             }
         };
         let ran_as = runner.mode();
-        let fallback = (ran_as != mode).then(|| match (&blocker, plan.spec.kind) {
-            (_, UdfKind::Vectorized) => "vectorized UDFs run in process mode".to_string(),
-            (Some(m), _) => format!("imports {m}, which cannot load in a sub-interpreter"),
-            (None, _) => "the mode cannot run this UDF".to_string(),
+        let fallback = (ran_as != mode).then(|| match &blocker {
+            Some(m) => format!("imports {m}, which cannot load in a sub-interpreter"),
+            None => "the mode cannot run this UDF".to_string(),
         });
         if got != want {
             let at = got

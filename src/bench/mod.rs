@@ -34,7 +34,6 @@ pub fn run(
 ) -> anyhow::Result<BenchReport> {
     let measured = measure::measure(plan, rows, progress)?;
     let advice = advice::advise(&advice::Facts {
-        kind: plan.spec.kind,
         workers: plan.config.worker_count(),
         direct_rows_per_sec: measured.direct_rows_per_sec,
         modes: &measured.modes,

@@ -189,7 +189,7 @@ impl BenchReport {
 
 #[cfg(test)]
 mod tests {
-    use coil_host::{ExecutionMode, UdfKind};
+    use coil_host::ExecutionMode;
 
     use super::*;
     use crate::bench::advice::{advise, Facts};
@@ -197,7 +197,6 @@ mod tests {
 
     fn report(modes: Vec<ModeResult>, blocker: Option<&str>) -> BenchReport {
         let advice = advise(&Facts {
-            kind: UdfKind::Scalar,
             workers: 2,
             direct_rows_per_sec: 95.0,
             modes: &modes,
