@@ -688,3 +688,104 @@ fn a_list_whose_len_lies_is_encoded_as_it_iterates() {
     let list = |x: i64| Value::List(vec![Value::Int(x), Value::Int(x + 1), Value::Int(x + 2)]);
     assert_eq!(got, vec![list(1), list(10), list(100)]);
 }
+
+#[test]
+fn vectorized_udfs_get_the_containers_their_annotations_ask_for_in_every_mode() {
+    let np = numpy();
+    let ints5 = || ints(0..5);
+    let modes: &[&str] = if coil_worker::SUBINTERPRETERS {
+        &["process", "multi-thread", "sub-interpreter"]
+    } else {
+        &["process", "multi-thread"]
+    };
+    for mode in modes {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = with_numpy(&["python.worker-count=1", &conf], &np);
+        let run = |name: &str, rows: &[Row]| {
+            start("hints.py", name, UdfKind::Vectorized, &pairs)
+                .call(rows)
+                .unwrap_or_else(|e| panic!("{mode} {name}: {e}"))
+        };
+        // A PySpark pandas UDF body, unchanged.
+        assert_eq!(
+            run("pandas_inc", &ints5()),
+            (1..6).map(Value::Int).collect::<Vec<_>>()
+        );
+        let pairs2: Vec<Row> = (0..4).map(|i| vec![Value::Int(i), Value::Int(7)]).collect();
+        assert_eq!(
+            run("numpy_mix", &pairs2),
+            (0..4).map(|i| Value::Int(i * 10 + 7)).collect::<Vec<_>>()
+        );
+        let words: Vec<Row> = ["a", "bé", "c"]
+            .iter()
+            .map(|w| vec![Value::Str(w.to_string())])
+            .collect();
+        assert_eq!(
+            run("arrow_upper", &words),
+            ["A", "BÉ", "C"]
+                .iter()
+                .map(|w| Value::Str(w.to_string()))
+                .collect::<Vec<_>>()
+        );
+        let three: Vec<Row> = (0..3)
+            .map(|i| {
+                vec![
+                    Value::Int(i),
+                    Value::Int(100),
+                    Value::Int(1000),
+                    Value::Int(1),
+                ]
+            })
+            .collect();
+        assert_eq!(
+            run("mixed", &three),
+            (0..3).map(|i| Value::Int(i + 1101)).collect::<Vec<_>>()
+        );
+        // A scalar result is broadcast to every row of the batch.
+        assert_eq!(run("pandas_mean", &ints(1..4)), vec![Value::Float(2.0); 3]);
+    }
+}
+
+#[test]
+fn a_vectorized_udf_annotated_for_a_missing_package_fails_at_load_naming_it() {
+    // No environment: the embedded CPython has no pandas.
+    let spec = coil_host::UdfSpec::new(format!(
+        "{}:needs_pandas",
+        udfs().join("hints_missing.py").display()
+    ))
+    .kind(UdfKind::Vectorized);
+    match coil_host::Runner::with_worker_command(
+        &config(&["python.worker-count=1"]),
+        spec,
+        worker(),
+    ) {
+        Err(coil_host::StartError::Load { error, .. }) => {
+            assert_eq!(error.type_name, "ImportError");
+            assert!(
+                error.message.contains("annotated for pandas"),
+                "{}",
+                error.message
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // No container asked for: lists; a scalar is broadcast; an annotation
+    // coil does not know leaves the argument a list.
+    let r = start(
+        "hints_missing.py",
+        "scalar_broadcast",
+        UdfKind::Vectorized,
+        &["python.worker-count=1", "python.fn-execution.bundle.size=3"],
+    );
+    assert_eq!(r.call(&ints(0..3)).unwrap(), vec![Value::Int(3); 3]);
+    let r = start(
+        "hints_missing.py",
+        "other_series",
+        UdfKind::Vectorized,
+        &["python.worker-count=1"],
+    );
+    assert_eq!(
+        r.call(&ints(0..3)).unwrap(),
+        vec![Value::Int(0), Value::Int(2), Value::Int(4)]
+    );
+}

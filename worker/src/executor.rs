@@ -94,7 +94,10 @@ pub struct Executor {
     func: Py<PyAny>,
     instance: Option<Py<PyAny>>,
     kind: UdfKind,
-    numpy: Option<Py<PyAny>>,
+    /// A vectorized UDF's argument maker (numpy arrays, pandas Series or
+    /// pyarrow Arrays, as its annotations or `coil_numpy` ask); `None`:
+    /// plain lists.
+    adapter: Option<Py<PyAny>>,
     scratch: Vec<u8>,
     progress: Option<coil_ipc::UserWord>,
     times: Times,
@@ -160,14 +163,12 @@ impl Executor {
             .map_err(fail)?;
         let (func, instance, wants_numpy): (Py<PyAny>, Option<Py<PyAny>>, bool) =
             loaded.extract().map_err(fail)?;
-        let numpy = if spec.kind == UdfKind::Vectorized && wants_numpy {
-            Some(
-                py.import("numpy")
-                    .map_err(fail)?
-                    .getattr("asarray")
-                    .map_err(fail)?
-                    .unbind(),
-            )
+        let adapter = if spec.kind == UdfKind::Vectorized {
+            helper
+                .getattr("vector_adapter")
+                .and_then(|a| a.call1((func.bind(py), wants_numpy)))
+                .and_then(|a| a.extract::<Option<Py<PyAny>>>().map_err(Into::into))
+                .map_err(fail)?
         } else {
             None
         };
@@ -176,7 +177,7 @@ impl Executor {
             func,
             instance,
             kind: spec.kind,
-            numpy,
+            adapter,
             scratch: Vec::new(),
             progress: None,
             times: Times::default(),
@@ -516,9 +517,10 @@ impl Executor {
         Ok(())
     }
 
-    /// Calls a vectorized UDF on `columns` (as numpy arrays if it asked)
-    /// and returns its result as a sequence of `rows` items; publishes
-    /// `first`, the batch row the columns start at, as the row running.
+    /// Calls a vectorized UDF on `columns` (as the containers its
+    /// annotations ask for) and returns its result as a list of `rows`
+    /// items (a scalar result is broadcast); publishes `first`, the batch
+    /// row the columns start at, as the row running.
     fn call_vectorized<'py>(
         &self,
         py: Python<'py>,
@@ -526,23 +528,27 @@ impl Executor {
         rows: u32,
         first: u32,
     ) -> Result<Bound<'py, PyAny>, BatchError> {
-        let args: Vec<Bound<'_, PyAny>> = match &self.numpy {
-            Some(asarray) => columns
-                .iter()
-                .map(|c| asarray.bind(py).call1((c,)))
-                .collect::<PyResult<_>>()
+        let args = match &self.adapter {
+            Some(adapt) => adapt
+                .bind(py)
+                .call1((PyList::new(py, columns).map_err(|e| self.raised(py, 0, e))?,))
+                .and_then(|a| a.cast_into::<PyTuple>().map_err(Into::into))
                 .map_err(|e| self.raised(py, 0, e))?,
-            None => columns.iter().map(|c| c.clone().into_any()).collect(),
+            None => PyTuple::new(py, columns).map_err(|e| self.raised(py, 0, e))?,
         };
-        let args = PyTuple::new(py, args).map_err(|e| self.raised(py, 0, e))?;
         self.mark(Some(first));
         let mut result = self
             .func
             .bind(py)
             .call1(args)
             .map_err(|e| self.raised(py, 0, e))?;
-        if let Ok(tolist) = result.getattr("tolist") {
-            result = tolist.call0().map_err(|e| self.raised(py, 0, e))?;
+        if !result.is_exact_instance_of::<PyList>() {
+            result = self
+                .helper
+                .bind(py)
+                .getattr("vector_result")
+                .and_then(|v| v.call1((&result, rows)))
+                .map_err(|e| self.raised(py, 0, e))?;
         }
         let got = result.len().map_err(|_| {
             bad_row(

@@ -2,6 +2,7 @@
 # hosts a UDF. Kept in Python: it is Python's import machinery it drives.
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -67,6 +68,103 @@ def load(target, paths, sys_path=(), site_dirs=()):
         raise TypeError(f"{name} in {module_part} is not callable")
     wants_numpy = bool(getattr(obj, "coil_numpy", False))
     return fn, instance, wants_numpy
+
+
+def _container(annotation):
+    """What a vectorized UDF's annotation asks for: "numpy", "pandas",
+    "arrow", "list", or None (no annotation, or one coil does not know).
+    Annotations may be objects or strings (`from __future__ import
+    annotations`)."""
+    if annotation is inspect.Parameter.empty or annotation is None:
+        return None
+    if isinstance(annotation, str):
+        name = annotation.replace(" ", "")
+    else:
+        origin = getattr(annotation, "__origin__", None) or annotation
+        qual = getattr(origin, "__qualname__", None) or getattr(origin, "__name__", "")
+        name = f"{getattr(origin, '__module__', '')}.{qual}"
+    n = name.lower()
+    base = n.split("[")[0]
+    head, _, tail = base.rpartition(".")
+    package = head.split(".")[0]
+    if tail == "series" and package in ("pd", "pandas"):
+        return "pandas"
+    if tail == "ndarray" and package in ("np", "numpy", "npt"):
+        return "numpy"
+    if tail.endswith("array") and package in ("pa", "pyarrow"):
+        return "arrow"
+    if base in ("list", "builtins.list", "typing.list"):
+        return "list"
+    return None
+
+
+_MAKERS = {
+    "numpy": ("numpy", lambda m, col: m.asarray(col)),
+    "pandas": ("pandas", lambda m, col: m.Series(col)),
+    "arrow": ("pyarrow", lambda m, col: m.array(col)),
+}
+
+
+def vector_adapter(fn, wants_numpy):
+    """For a vectorized UDF: a function turning a batch's columns (lists)
+    into its arguments — numpy arrays, pandas Series or pyarrow Arrays, as
+    each parameter's annotation asks (as PySpark's pandas_udf reads them),
+    numpy arrays for unannotated ones if the UDF sets coil_numpy — or None
+    when every argument stays a list. A package an annotation names that is
+    not installed is an ImportError now, at load."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    kinds = [_container(p.annotation) for p in params if p.kind in positional]
+    var = [p for p in params if p.kind == inspect.Parameter.VAR_POSITIONAL]
+    rest = _container(var[0].annotation) if var else None
+    if wants_numpy:
+        kinds = [k or "numpy" for k in kinds]
+        rest = rest or "numpy"
+    wanted = {k for k in kinds + [rest] if k in _MAKERS}
+    if not wanted:
+        return None
+    modules = {}
+    for k in sorted(wanted):
+        package = _MAKERS[k][0]
+        try:
+            modules[k] = importlib.import_module(package)
+        except ImportError as e:
+            raise ImportError(
+                f"the UDF's arguments are annotated for {package}, which is not "
+                f"installed in this Python environment (see python.requirements "
+                f"and python.executable): {e}") from e
+
+    def adapt(columns):
+        out = []
+        for i, col in enumerate(columns):
+            k = kinds[i] if i < len(kinds) else rest
+            if k in modules:
+                col = _MAKERS[k][1](modules[k], col)
+            out.append(col)
+        return tuple(out)
+
+    return adapt
+
+
+def vector_result(result, rows):
+    """A vectorized UDF's result as a list: pyarrow's to_pylist(), numpy's
+    and pandas' tolist(), a tuple or other sequence as a list; a scalar is
+    broadcast to every row, as pandas UDFs may return one."""
+    if isinstance(result, list):
+        return result
+    to_pylist = getattr(result, "to_pylist", None)
+    if callable(to_pylist):
+        return to_pylist()
+    tolist = getattr(result, "tolist", None)
+    if callable(tolist):
+        value = tolist()
+        return value if isinstance(value, list) else [value] * rows
+    if isinstance(result, (str, bytes, bytearray, dict)) or not hasattr(result, "__len__"):
+        return [result] * rows
+    return list(result)
 
 
 def close(instance):
