@@ -677,8 +677,9 @@ impl<E: Executors> Scheduler<E> {
         match self.leases[li].answer(seq, rows, deadline, timeout, wait) {
             Reply::Pending => false,
             Reply::Interrupted => {
-                // The row that ran past the timeout failed alone; the rest
-                // of the batch gets a fresh timeout.
+                // The executor thread went on past the timeout (the row
+                // running failed alone, or none was running): the rest of
+                // the batch gets a fresh timeout.
                 if let State::Running { deadline, .. } = &mut self.flight[0].state {
                     *deadline = timeout.map(|t| Instant::now() + t);
                 }
