@@ -70,13 +70,16 @@ fn expected(udf: &str, rows: &[Row]) -> Vec<Value> {
 }
 
 fn runner(udf: &str, workers: usize, bundle: usize) -> Runner {
-    runner_with(udf, workers, Some(bundle))
+    runner_with(udf, workers, Some(bundle), &[])
 }
 
 /// `bundle` `None`: the default, batches sized from the measured time per
-/// row (up to 1,000 rows).
-fn runner_with(udf: &str, workers: usize, bundle: Option<usize>) -> Runner {
+/// row (up to 1,000 rows); `extra`: more `KEY=VALUE` pairs.
+fn runner_with(udf: &str, workers: usize, bundle: Option<usize>, extra: &[&str]) -> Runner {
     let mut config = Config::default();
+    for pair in extra {
+        config.set_pair(pair).unwrap();
+    }
     config
         .set_pair(&format!("python.worker-count={workers}"))
         .unwrap();
@@ -124,8 +127,17 @@ fn throughput(c: &mut Criterion) {
                 );
             }
         }
+        // Rows failing alone (on-error=skip): every batch runs row by row
+        // with its failures collected; nothing fails here, so this is what
+        // the policy costs when all goes well.
+        let r = runner_with(udf, 1, Some(1000), &["python.fn-execution.on-error=skip"]);
+        assert_eq!(r.call(&data).unwrap(), want);
+        g.throughput(Throughput::Elements(ROWS as u64));
+        g.bench_function(BenchmarkId::new("w1/b1000/skip", udf), |b| {
+            b.iter(|| r.call(black_box(&data)).unwrap())
+        });
         // The default configuration: adaptive batch sizes.
-        let r = runner_with(udf, 1, None);
+        let r = runner_with(udf, 1, None, &[]);
         assert_eq!(r.call(&data).unwrap(), want);
         g.throughput(Throughput::Elements(ROWS as u64));
         g.bench_function(BenchmarkId::new("w1/adaptive", udf), |b| {
