@@ -126,6 +126,23 @@ fn a_requirements_environment_is_made_once_reused_and_every_mode_imports_exactly
         r.call(&[vec![Value::Int(0)]]).unwrap(),
         vec![Value::List(vec![Value::Int(42), Value::List(want.clone())])]
     );
+    // The environment's .pth files run, import lines too (as they do for
+    // its python): one added to its site-packages now.
+    let site = a
+        .site_dirs
+        .iter()
+        .find(|d| d.starts_with(&made[0]) && d.exists())
+        .expect("the environment's site-packages");
+    std::fs::write(
+        site.join("coil_test.pth"),
+        "import os; os.environ['COIL_PTH_RAN'] = 'yes'\n",
+    )
+    .unwrap();
+    let r = runner(&pairs(&req, &cache, &[]), "pth_ran").unwrap();
+    assert_eq!(
+        r.call(&[vec![Value::Int(0)]]).unwrap(),
+        vec![Value::Str("yes".into())]
+    );
     // Deleted while cached: made again.
     std::fs::remove_dir_all(&made[0]).unwrap();
     let again = resolve_environment(&c).unwrap().unwrap();

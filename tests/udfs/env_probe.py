@@ -7,3 +7,9 @@ import sys
 def where(x):
     import coiltiny
     return [coiltiny.VALUE + x, list(sys.path)]
+
+
+def pth_ran(x):
+    """What a .pth file's import line in the environment set."""
+    import os
+    return os.environ.get("COIL_PTH_RAN", "")
