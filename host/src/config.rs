@@ -267,7 +267,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: RETRIES,
         default: "0",
-        doc: "batches whose worker died: 0 reports them as failed, 1 retries each once on a fresh worker",
+        doc: "batches whose worker died: 0 reports them as failed, 1 retries each once on a fresh worker (under on-error=skip, the row it died on then fails alone and the rest of its batch runs again)",
         check: check_retries,
     },
     Key {
