@@ -60,6 +60,10 @@ pub enum ProtoError {
         /// What its fields were, e.g. "3 fields, expected 4".
         got: String,
     },
+    /// A column frame that does not decode or whose arrays do not
+    /// validate.
+    #[error("a malformed column frame: {0}")]
+    Columns(String),
     /// The bytes do not decode.
     #[error("a {tag:?} message does not decode")]
     Decode {
