@@ -342,7 +342,8 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
                     1 => {
                         let len = u16::from_le_bytes(self.bytes().map_err(e)?) as usize;
                         let b = self.buffer(len)?;
-                        let tz = std::str::from_utf8(&b).map_err(|_| "a time zone that is not UTF-8")?;
+                        let tz =
+                            std::str::from_utf8(&b).map_err(|_| "a time zone that is not UTF-8")?;
                         Some(Arc::from(tz))
                     }
                     f => return Err(format!("time zone flag {f}")),
@@ -432,12 +433,37 @@ mod tests {
     fn every_type() -> Vec<ArrayRef> {
         vec![
             Arc::new(NullArray::new(4)),
-            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false), Some(true)])),
-            Arc::new(Int16Array::from(vec![Some(-1), Some(2), None, Some(i16::MAX)])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                None,
+                Some(false),
+                Some(true),
+            ])),
+            Arc::new(Int16Array::from(vec![
+                Some(-1),
+                Some(2),
+                None,
+                Some(i16::MAX),
+            ])),
             Arc::new(Int64Array::from(vec![i64::MIN, 0, 1, i64::MAX])),
-            Arc::new(UInt64Array::from(vec![Some(u64::MAX), None, Some(0), Some(7)])),
-            Arc::new(Float64Array::from(vec![Some(0.5), Some(f64::NAN), None, Some(-0.0)])),
-            Arc::new(StringArray::from(vec![Some("a"), None, Some("ünï"), Some("")])),
+            Arc::new(UInt64Array::from(vec![
+                Some(u64::MAX),
+                None,
+                Some(0),
+                Some(7),
+            ])),
+            Arc::new(Float64Array::from(vec![
+                Some(0.5),
+                Some(f64::NAN),
+                None,
+                Some(-0.0),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                None,
+                Some("ünï"),
+                Some(""),
+            ])),
             Arc::new(LargeStringArray::from(vec!["x", "yy", "", "zzz"])),
             Arc::new(BinaryArray::from(vec![
                 Some(&b"\x00\xff"[..]),
@@ -445,8 +471,18 @@ mod tests {
                 Some(&b""[..]),
                 Some(&b"b"[..]),
             ])),
-            Arc::new(Date32Array::from(vec![Some(0), Some(19000), None, Some(-1)])),
-            Arc::new(Time64NanosecondArray::from(vec![0, 1, 2, 86_399_999_999_999])),
+            Arc::new(Date32Array::from(vec![
+                Some(0),
+                Some(19000),
+                None,
+                Some(-1),
+            ])),
+            Arc::new(Time64NanosecondArray::from(vec![
+                0,
+                1,
+                2,
+                86_399_999_999_999,
+            ])),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![Some(1), None, Some(3), Some(4)])
                     .with_timezone("Europe/Paris"),
