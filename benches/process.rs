@@ -22,6 +22,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use coil_host::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use coil_host::arrow_schema::{DataType, Field, Schema};
 use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
@@ -71,6 +75,46 @@ fn expected(udf: &str, rows: &[Row]) -> Vec<Value> {
 
 fn runner(udf: &str, workers: usize, bundle: usize) -> Runner {
     runner_with(udf, workers, Some(bundle), &[])
+}
+
+/// The same rows as one Arrow column, and a runner that returns `udf`'s
+/// results as an array of that column's type.
+fn arrow_case(udf: &str, rows: &[Row]) -> (RecordBatch, Runner) {
+    let (column, returns): (ArrayRef, DataType) = match udf {
+        "inc" => (
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| {
+                match r[0] {
+                    Value::Int(i) => i,
+                    _ => unreachable!(),
+                }
+            }))),
+            DataType::Int64,
+        ),
+        _ => (
+            Arc::new(StringArray::from_iter_values(rows.iter().map(
+                |r| match &r[0] {
+                    Value::Str(s) => s.clone(),
+                    _ => unreachable!(),
+                },
+            ))),
+            DataType::Utf8,
+        ),
+    };
+    let schema = Arc::new(Schema::new(vec![Field::new("x", returns.clone(), false)]));
+    let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+    let mut config = Config::default();
+    config.set_pair("python.worker-count=1").unwrap();
+    config
+        .set_pair("python.fn-execution.bundle.size=1000")
+        .unwrap();
+    let spec = UdfSpec::new(format!("{}:{udf}", udf_file())).returns(returns);
+    let r = Runner::with_worker_command(
+        &config,
+        spec,
+        WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker"),
+    )
+    .unwrap();
+    (batch, r)
 }
 
 /// `bundle` `None`: the default, batches sized from the measured time per
@@ -127,6 +171,15 @@ fn throughput(c: &mut Criterion) {
                 );
             }
         }
+        // The same rows as an Arrow column, results as an array: column
+        // frames in, the row codec back.
+        let (batch, r) = arrow_case(udf, &data);
+        let got = r.call_arrow(&batch).unwrap();
+        assert_eq!(got.len(), want.len());
+        g.throughput(Throughput::Elements(ROWS as u64));
+        g.bench_function(BenchmarkId::new("w1/b1000/arrow", udf), |b| {
+            b.iter(|| r.call_arrow(black_box(&batch)).unwrap())
+        });
         // Rows failing alone (on-error=skip): every batch runs row by row
         // with its failures collected; nothing fails here, so this is what
         // the policy costs when all goes well.

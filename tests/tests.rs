@@ -18,6 +18,8 @@
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
 //!   concurrent sub-interpreters, start/stop cycles, call-time fallback.
+//! - `arrow`: `Runner::call_arrow`, Arrow columns in and out, in every
+//!   mode.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
 //! - `docs`: every command in the README and `docs/` runs as written.
 //!
@@ -25,6 +27,7 @@
 //! `testkit/tests/ipc_process.rs`, beside the `coil-ring-peer` program they
 //! spawn.
 
+mod arrow;
 mod cli;
 mod docs;
 mod env;

@@ -298,6 +298,28 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
+    /// An Arrow column of a type the columnar path does not take (yet).
+    #[error("column {column} is {data_type}, which coil does not take yet (bool, ints, uints, float32/64, utf8, large_utf8, binary, large_binary, null)")]
+    UnsupportedColumn {
+        /// The column's index.
+        column: usize,
+        /// Its type.
+        data_type: arrow_schema::DataType,
+    },
+    /// `Runner::call_arrow` cannot run: no or an unsupported return type,
+    /// or a table UDF.
+    #[error("call_arrow: {0}")]
+    Arrow(String),
+    /// A result that does not fit the declared return type.
+    #[error("row {row}: the UDF returned {value}, which does not fit the declared return type {declared}")]
+    ResultType {
+        /// The row.
+        row: u64,
+        /// What it returned: the value's kind, and the value when short.
+        value: String,
+        /// The declared type.
+        declared: arrow_schema::DataType,
+    },
     /// One row failed, and only it (`python.fn-execution.on-error` =
     /// `skip` or `dead-letter`): its input and why. Takes that row's place
     /// in a stream; the rows around it are answered as usual.

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arrow;
 mod config;
 mod env;
 mod error;
@@ -37,6 +38,8 @@ mod pool;
 mod runner;
 mod stream;
 
+pub use arrow_array;
+pub use arrow_schema;
 pub use coil_ipc as ipc;
 pub use coil_proto::{PyErrorInfo, UdfKind, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};

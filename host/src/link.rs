@@ -354,17 +354,27 @@ impl Link {
 
     /// Puts a batch (`seq` and rows, encoded) into the request ring
     /// without waiting; `Ok(false)` if there is no room yet.
-    pub fn try_send(&mut self, payload: &[u8]) -> Result<bool, RunError> {
+    pub fn try_send(&mut self, payload: &[u8], columnar: bool) -> Result<bool, RunError> {
+        let tag = self.tag(columnar);
         match self.tx.try_reserve(payload.len()) {
             Ok(mut w) => {
                 w.append(payload).expect("reserved exactly this much");
-                w.commit(self.batch_tag.raw());
+                w.commit(tag.raw());
                 self.tx.flush();
                 Ok(true)
             }
             Err(RingPushError::Full) => Ok(false),
             Err(RingPushError::PeerDead | RingPushError::Closed) => Err(self.died(0..0)),
             Err(e) => Err(self.protocol(0..0, e.into())),
+        }
+    }
+
+    /// The tag of a batch: rows or columns, under the error policy.
+    fn tag(&self, columnar: bool) -> Tag {
+        match (columnar, self.batch_tag) {
+            (false, tag) => tag,
+            (true, Tag::BatchPerRow) => Tag::ColumnsPerRow,
+            (true, _) => Tag::Columns,
         }
     }
 
@@ -376,8 +386,9 @@ impl Link {
     /// Sends a batch, in pieces if it is larger than a frame, waiting up to
     /// `wait` for room for each frame. Only call it while the executor has
     /// nothing else of ours to answer: it reads while we write.
-    pub fn send(&mut self, payload: &[u8], wait: Duration) -> Result<(), RunError> {
-        match coil_proto::send_message(&mut self.tx, self.batch_tag, payload, wait) {
+    pub fn send(&mut self, payload: &[u8], columnar: bool, wait: Duration) -> Result<(), RunError> {
+        let tag = self.tag(columnar);
+        match coil_proto::send_message(&mut self.tx, tag, payload, wait) {
             Ok(()) => Ok(()),
             Err(MessageError::Push(RingPushError::PeerDead | RingPushError::Closed)) => {
                 Err(self.died(0..0))

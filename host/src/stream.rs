@@ -62,8 +62,13 @@ pub(crate) trait Leased {
     /// the executor is reading), else without waiting. `Ok(false)`: no room
     /// now (or the batch must travel in pieces, which only a batch `alone`
     /// may).
-    fn send_batch(&mut self, payload: &[u8], alone: bool, wait: Duration)
-        -> Result<bool, RunError>;
+    fn send_batch(
+        &mut self,
+        payload: &[u8],
+        columnar: bool,
+        alone: bool,
+        wait: Duration,
+    ) -> Result<bool, RunError>;
     /// The answer to batch `seq` (rows `rows`), the next one this executor
     /// sends; waits until `deadline` if `wait`.
     fn answer(
@@ -128,16 +133,17 @@ impl Leased for Lease<'_> {
     fn send_batch(
         &mut self,
         payload: &[u8],
+        columnar: bool,
         alone: bool,
         wait: Duration,
     ) -> Result<bool, RunError> {
         let link = self.worker()?;
         if alone {
-            link.send(payload, wait).map(|()| true)
+            link.send(payload, columnar, wait).map(|()| true)
         } else if link.needs_pieces(payload.len()) {
             Ok(false)
         } else {
-            link.try_send(payload)
+            link.try_send(payload, columnar)
         }
     }
 
@@ -225,6 +231,8 @@ struct InFlight {
     rows: Range<u64>,
     /// Kept so the batch can be sent again to a replacement executor.
     payload: Vec<u8>,
+    /// The payload is a column frame, not rows.
+    columnar: bool,
     /// When it was queued to be sent.
     queued: Instant,
     /// Times it was sent again after its executor died while running it.
@@ -252,6 +260,11 @@ impl InFlight {
     /// Its rows' input values, decoded again from its payload (empty if it
     /// has none).
     fn args(&self) -> Vec<Row> {
+        if self.columnar {
+            // Column frames are not split: a failed row's input stays in
+            // the caller's arrays.
+            return Vec::new();
+        }
         coil_ipc::decode_batch(&Batch::rows(&self.payload[..])).unwrap_or_default()
     }
 
@@ -469,6 +482,21 @@ impl<E: Executors> Scheduler<E> {
         Ok(())
     }
 
+    /// The rows in the next batch.
+    pub(crate) fn batch_size(&self) -> usize {
+        self.executors.batch_size()
+    }
+
+    /// A result already back, without waiting or sending anything.
+    pub(crate) fn take_ready(&mut self) -> Option<Result<Value, RunError>> {
+        self.ready.pop_front().map(|r| r.map_err(|e| *e))
+    }
+
+    /// The next result, waiting for it (`None` once all are back).
+    pub(crate) fn pull_next(&mut self) -> Option<Result<Value, RunError>> {
+        self.pull()
+    }
+
     fn try_pull(&mut self) -> Option<Result<Value, RunError>> {
         if self.overdue() {
             self.flush();
@@ -489,8 +517,34 @@ impl<E: Executors> Scheduler<E> {
 
     /// Sends `rows` as one batch (its failure, if any, is queued in order).
     fn send_rows(&mut self, rows: &[Row]) {
+        let capacity = coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows);
+        self.send_payload(rows.len(), false, capacity, |seq, out| {
+            Batch::encode(seq, rows, out).map_err(|e| e.to_string())
+        });
+    }
+
+    /// Sends `columns` (Arrow arrays, `rows` long) as one batch in a
+    /// column frame.
+    pub(crate) fn send_columns(&mut self, rows: usize, columns: &[arrow_array::ArrayRef]) {
+        // A first guess; the frame grows as it needs (a slice's arrays
+        // report their whole column's memory, so that is no guide).
+        let capacity = 64 + rows * 16 * columns.len();
+        self.send_payload(rows, true, capacity, |seq, out| {
+            coil_proto::Columns::encode(seq, rows, columns, out).map_err(|e| e.to_string())
+        });
+    }
+
+    /// Sends a batch of `rows` rows, which `encode` writes (with its
+    /// sequence number) as rows or, if `columnar`, as a column frame.
+    fn send_payload(
+        &mut self,
+        rows: usize,
+        columnar: bool,
+        capacity: usize,
+        encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), String>,
+    ) {
         let first = self.next_row;
-        self.next_row += rows.len() as u64;
+        self.next_row += rows as u64;
         let range = first..self.next_row;
         let seq = self
             .executors
@@ -501,25 +555,23 @@ impl<E: Executors> Scheduler<E> {
             lease: usize::MAX,
             seq,
             rows: range.clone(),
-            payload: Vec::with_capacity(coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows)),
+            payload: Vec::with_capacity(capacity),
+            columnar,
             queued: Instant::now(),
             attempts: 0,
             free_resends: 0,
             state: State::Unsent,
         };
         let encode_started = Instant::now();
-        let encoded = Batch::encode(seq, rows, &mut entry.payload);
+        let encoded = encode(seq, &mut entry.payload);
         self.executors.counters().record_sent(
             self.executors.mode(),
-            rows.len() as u64,
+            rows as u64,
             encode_started.elapsed(),
         );
         let limit = self.executors.max_payload();
-        if let Err(e) = encoded {
-            entry.fail(RunError::BadRow {
-                row: None,
-                message: e.to_string(),
-            });
+        if let Err(message) = encoded {
+            entry.fail(RunError::BadRow { row: None, message });
         } else if entry.payload.len() > limit {
             entry.fail(RunError::TooLarge {
                 direction: Direction::Batch,
@@ -597,7 +649,8 @@ impl<E: Executors> Scheduler<E> {
             // Nothing of ours ahead of it: the executor is reading, so
             // waiting for room cannot deadlock.
             let wait = timeout.unwrap_or(Duration::from_secs(3600));
-            let sent = self.leases[li].send_batch(&self.flight[at].payload, alone, wait);
+            let e = &self.flight[at];
+            let sent = self.leases[li].send_batch(&e.payload, e.columnar, alone, wait);
             match sent {
                 Ok(true) => {
                     self.flight[at].state = if alone {
@@ -911,6 +964,7 @@ impl<E: Executors> Scheduler<E> {
                 seq,
                 rows: range,
                 payload,
+                columnar: false,
                 queued: Instant::now(),
                 attempts,
                 free_resends: 0,
@@ -1191,6 +1245,7 @@ mod tests {
         fn send_batch(
             &mut self,
             payload: &[u8],
+            _columnar: bool,
             _alone: bool,
             _wait: Duration,
         ) -> Result<bool, RunError> {

@@ -46,14 +46,14 @@ pub enum ColumnError {
         /// Its type.
         data_type: DataType,
     },
-    /// The columns are not all as long.
-    #[error("column {column} has {len} rows, column 0 has {rows}")]
+    /// A column not as long as the batch.
+    #[error("column {column} has {len} rows, the batch {rows}")]
     Length {
         /// The column's index.
         column: usize,
         /// Its rows.
         len: usize,
-        /// Column 0's rows.
+        /// The batch's rows.
         rows: usize,
     },
     /// More rows or columns than a frame counts.
@@ -149,14 +149,19 @@ fn offset_width(t: &DataType) -> usize {
 }
 
 impl Columns {
-    /// Appends batch `seq`'s `columns` (all as long) to `out`.
+    /// Appends batch `seq`'s `columns`, each `rows` long, to `out` (a
+    /// batch without columns still has rows: a UDF without arguments).
     ///
     /// # Errors
     ///
-    /// [`ColumnError`]: a type without an encoding, columns of different
-    /// lengths, more than `u32::MAX` rows or columns.
-    pub fn encode(seq: u64, columns: &[ArrayRef], out: &mut Vec<u8>) -> Result<(), ColumnError> {
-        let rows = columns.first().map_or(0, |c| c.len());
+    /// [`ColumnError`]: a type without an encoding, a column of another
+    /// length, more than `u32::MAX` rows or columns.
+    pub fn encode(
+        seq: u64,
+        rows: usize,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ColumnError> {
         let count = |n: usize| u32::try_from(n).map_err(|_| ColumnError::TooMany(n));
         out.extend(seq.to_le_bytes());
         out.extend(count(rows)?.to_le_bytes());
@@ -194,33 +199,45 @@ impl Columns {
                     out.extend_from_slice(&data.buffers()[0][offset * w..(offset + len) * w]);
                 }
                 (t, None) => {
+                    // Offsets rebased to start at 0, and only the data
+                    // they span: a slice of a long column sends its own
+                    // bytes, not the column's.
                     let ow = offset_width(t);
-                    let offsets = &data.buffers()[0][offset * ow..(offset + len + 1) * ow];
-                    out.extend_from_slice(offsets);
-                    let last = &offsets[len * ow..];
-                    let end = if ow == 4 {
-                        u32::from_le_bytes(last.try_into().expect("4 bytes")) as usize
-                    } else {
-                        u64::from_le_bytes(last.try_into().expect("8 bytes")) as usize
+                    let raw = &data.buffers()[0][offset * ow..(offset + len + 1) * ow];
+                    let at = |i: usize| -> usize {
+                        let b = &raw[i * ow..(i + 1) * ow];
+                        if ow == 4 {
+                            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+                        } else {
+                            u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+                        }
                     };
-                    // Offsets are relative to the data buffer's start: send
-                    // it up to the last offset (a sliced array's unused
-                    // prefix included).
-                    out.extend((end as u64).to_le_bytes());
-                    out.extend_from_slice(&data.buffers()[1][..end]);
+                    let (start, end) = (at(0), at(len));
+                    out.reserve(raw.len() + 8 + (end - start));
+                    for i in 0..=len {
+                        let o = at(i) - start;
+                        if ow == 4 {
+                            out.extend((o as u32).to_le_bytes());
+                        } else {
+                            out.extend((o as u64).to_le_bytes());
+                        }
+                    }
+                    out.extend(((end - start) as u64).to_le_bytes());
+                    out.extend_from_slice(&data.buffers()[1][start..end]);
                 }
             }
         }
         Ok(())
     }
 
-    /// Decodes a column frame from `src`: its sequence number and columns,
-    /// each rebuilt from copies of its buffers and validated in full.
+    /// Decodes a column frame from `src`: its sequence number, row count and
+    /// columns, each rebuilt from copies of its buffers and validated in
+    /// full.
     ///
     /// # Errors
     ///
     /// [`ProtoError::Columns`] for anything an honest peer does not write.
-    pub fn decode<S: ByteSource + ?Sized>(src: &S) -> Result<(u64, Vec<ArrayRef>), ProtoError> {
+    pub fn decode<S: ByteSource + ?Sized>(src: &S) -> Result<Decoded, ProtoError> {
         let mut r = Reader { src, at: 0 };
         let seq = r.u64()?;
         let rows = r.u32()? as usize;
@@ -240,8 +257,19 @@ impl Columns {
         if r.left() != 0 {
             return Err(bad(format!("{} bytes after the last column", r.left())));
         }
-        Ok((seq, columns))
+        Ok(Decoded { seq, rows, columns })
     }
+}
+
+/// A decoded column frame.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The batch's sequence number.
+    pub seq: u64,
+    /// Its rows (also when it has no columns: a UDF without arguments).
+    pub rows: usize,
+    /// Its columns.
+    pub columns: Vec<ArrayRef>,
 }
 
 fn bad(reason: String) -> ProtoError {
@@ -424,10 +452,11 @@ mod tests {
 
     fn round_trip(columns: &[ArrayRef]) -> Vec<ArrayRef> {
         let mut out = Vec::new();
-        Columns::encode(9, columns, &mut out).unwrap();
-        let (seq, back) = Columns::decode(&out[..]).unwrap();
-        assert_eq!(seq, 9);
-        back
+        let rows = columns.first().map_or(0, |c| c.len());
+        Columns::encode(9, rows, columns, &mut out).unwrap();
+        let d = Columns::decode(&out[..]).unwrap();
+        assert_eq!((d.seq, d.rows), (9, columns.first().map_or(0, |c| c.len())));
+        d.columns
     }
 
     fn every_type() -> Vec<ArrayRef> {
@@ -523,13 +552,13 @@ mod tests {
         >(vec![Some(vec![Some(1)])]));
         let mut out = Vec::new();
         assert!(matches!(
-            Columns::encode(0, &[list], &mut out),
+            Columns::encode(0, 1, &[list], &mut out),
             Err(ColumnError::Unsupported { column: 0, .. })
         ));
         let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         let b: ArrayRef = Arc::new(Int64Array::from(vec![1]));
         assert!(matches!(
-            Columns::encode(0, &[a, b], &mut out),
+            Columns::encode(0, 2, &[a, b], &mut out),
             Err(ColumnError::Length { column: 1, .. })
         ));
     }
@@ -538,7 +567,7 @@ mod tests {
     fn lies_about_lengths_offsets_and_text_are_protocol_errors() {
         let s: ArrayRef = Arc::new(StringArray::from(vec!["ab", "c"]));
         let mut out = Vec::new();
-        Columns::encode(1, &[s], &mut out).unwrap();
+        Columns::encode(1, 2, &[s], &mut out).unwrap();
         // Layout: seq 8, rows 4, columns 4, type 1, flags 1, offsets 12,
         // data length 8, data 3.
         let offsets = 8 + 4 + 4 + 2;
@@ -574,7 +603,7 @@ mod tests {
         #[test]
         fn scribbled_frames_never_panic(at in 0usize..4096, byte in any::<u8>()) {
             let mut out = Vec::new();
-            Columns::encode(3, &every_type(), &mut out).unwrap();
+            Columns::encode(3, 4, &every_type(), &mut out).unwrap();
             let at = at % out.len();
             out[at] = byte;
             let _ = Columns::decode(&out[..]);

@@ -51,7 +51,7 @@ mod spec;
 mod tag;
 
 pub use coil_ipc as ipc;
-pub use columns::{ColumnError, Columns};
+pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;
 pub use message::{Answer, Batch, Expect, RowFailure, RowFault, Times, SEQ_LEN, TIMES_LEN};
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};

@@ -472,12 +472,16 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
             }
             other => Err(fields(tag, &shape(other))),
         },
-        Tag::Batch | Tag::BatchPerRow | Tag::Part | Tag::Ready | Tag::LoadFailed => {
-            Err(ProtoError::Unexpected {
-                tag,
-                expected: "an answer to a batch",
-            })
-        }
+        Tag::Batch
+        | Tag::BatchPerRow
+        | Tag::Columns
+        | Tag::ColumnsPerRow
+        | Tag::Part
+        | Tag::Ready
+        | Tag::LoadFailed => Err(ProtoError::Unexpected {
+            tag,
+            expected: "an answer to a batch",
+        }),
     }
 }
 

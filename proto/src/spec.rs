@@ -79,6 +79,9 @@ pub struct UdfSpec {
     /// That environment's site-packages directories, whose `.pth` files
     /// run as that environment's `python` runs them.
     pub site_dirs: Vec<PathBuf>,
+    /// The Arrow type of the UDF's results, for hosts that run it over
+    /// Arrow columns (`Runner::call_arrow`).
+    pub returns: Option<arrow_schema::DataType>,
 }
 
 impl UdfSpec {
@@ -90,12 +93,19 @@ impl UdfSpec {
             paths: Vec::new(),
             sys_path: Vec::new(),
             site_dirs: Vec::new(),
+            returns: None,
         }
     }
 
     /// Sets the kind.
     pub fn kind(mut self, kind: UdfKind) -> Self {
         self.kind = kind;
+        self
+    }
+
+    /// Declares the Arrow type of the UDF's results.
+    pub fn returns(mut self, data_type: arrow_schema::DataType) -> Self {
+        self.returns = Some(data_type);
         self
     }
 

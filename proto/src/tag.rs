@@ -18,6 +18,12 @@ pub enum Tag {
     /// runs every row and answers [`Tag::ResultsAndFailures`] when some
     /// failed (`python.fn-execution.on-error` = `skip` or `dead-letter`).
     BatchPerRow = 3,
+    /// Host → executor: a batch as Arrow columns
+    /// ([`Columns`](crate::Columns)); answered as [`Tag::Batch`] is.
+    Columns = 4,
+    /// Host → executor: a batch as Arrow columns whose rows fail one by
+    /// one; answered as [`Tag::BatchPerRow`] is.
+    ColumnsPerRow = 5,
     /// Executor → host: the UDF loaded; `[pid, python version]`.
     Ready = 10,
     /// Executor → host: the UDF did not load; `[type, message, traceback]`.
@@ -54,6 +60,8 @@ impl TryFrom<u16> for Tag {
             1 => Tag::Batch,
             2 => Tag::Part,
             3 => Tag::BatchPerRow,
+            4 => Tag::Columns,
+            5 => Tag::ColumnsPerRow,
             10 => Tag::Ready,
             11 => Tag::LoadFailed,
             12 => Tag::Results,
@@ -77,6 +85,8 @@ mod tests {
             Tag::Batch,
             Tag::Part,
             Tag::BatchPerRow,
+            Tag::Columns,
+            Tag::ColumnsPerRow,
             Tag::Ready,
             Tag::LoadFailed,
             Tag::Results,
@@ -88,7 +98,7 @@ mod tests {
         ] {
             assert_eq!(Tag::try_from(tag.raw()), Ok(tag));
         }
-        for raw in [0, 4, 9, 18, u16::MAX] {
+        for raw in [0, 6, 9, 18, u16::MAX] {
             assert_eq!(Tag::try_from(raw), Err(ProtoError::UnknownTag(raw)));
         }
     }

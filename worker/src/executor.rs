@@ -297,6 +297,80 @@ impl Executor {
         result
     }
 
+    /// Runs a batch of Arrow columns (a decoded column frame) as
+    /// [`Executor::run_batch`] runs rows: each row's arguments are the
+    /// columns' values at that row, as Python objects; a vectorized UDF
+    /// gets each column whole.
+    ///
+    /// # Errors
+    ///
+    /// [`BatchError`], as for [`Executor::run_batch`]; a column of a type
+    /// the executor does not take is the batch's `BadRow`.
+    pub fn run_columns(
+        &mut self,
+        py: Python<'_>,
+        batch: &coil_proto::Decoded,
+        out: &mut Vec<u8>,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        self.failures.clear();
+        let result = self.run_columns_inner(py, batch, out, per_row);
+        self.mark(None);
+        self.was_interrupted();
+        result
+    }
+
+    fn run_columns_inner(
+        &mut self,
+        py: Python<'_>,
+        batch: &coil_proto::Decoded,
+        out: &mut Vec<u8>,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        let rows = u32::try_from(batch.rows).map_err(|_| BatchError::BadRow {
+            row: None,
+            message: format!("{} rows are more than a batch holds", batch.rows),
+        })?;
+        let columns = batch
+            .columns
+            .iter()
+            .map(|c| crate::convert::ArrowColumn::of(c.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|message| BatchError::BadRow { row: None, message })?;
+        let mut enc = BatchEncoder::new(out, rows as usize).map_err(|e| enc_err(None, e))?;
+        let t0 = Instant::now();
+        match self.kind {
+            UdfKind::Scalar | UdfKind::Table => {
+                for row in 0..rows {
+                    let args: Args<'_> = columns.iter().map(|c| c.get(py, row as usize)).collect();
+                    let mark = enc.written();
+                    match self.run_row(py, args, row, &mut enc, None) {
+                        Ok(()) => {}
+                        Err(e) if per_row => self.fail_row(&mut enc, mark, row, e)?,
+                        Err(e) => return Err(e),
+                    }
+                }
+                // Not sampled per row here: the whole batch counts as
+                // Python.
+                self.times = Times {
+                    python: t0.elapsed(),
+                    ..Times::default()
+                };
+                Ok(())
+            }
+            UdfKind::Vectorized => {
+                let lists = columns
+                    .iter()
+                    .map(|c| {
+                        PyList::new(py, (0..rows as usize).map(|row| c.get(py, row)))
+                            .expect("a list of objects")
+                    })
+                    .collect::<Vec<_>>();
+                self.vectorized_on(py, &lists, &mut enc, rows, per_row, t0)
+            }
+        }
+    }
+
     fn run_batch_inner<S: ByteSource + ?Sized>(
         &mut self,
         py: Python<'_>,
@@ -457,8 +531,22 @@ impl Executor {
                 col.append(v).expect("appending to a new list");
             }
         }
+        self.vectorized_on(py, &columns, enc, rows, per_row, t0)
+    }
+
+    /// Runs a vectorized UDF on `columns` (decoded since `t0`) and encodes
+    /// its results.
+    fn vectorized_on<'py>(
+        &mut self,
+        py: Python<'py>,
+        columns: &[Bound<'py, PyList>],
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
+        rows: u32,
+        per_row: bool,
+        t0: Instant,
+    ) -> Result<(), BatchError> {
         let t1 = Instant::now();
-        let called = self.call_vectorized(py, &columns, rows, 0);
+        let called = self.call_vectorized(py, columns, rows, 0);
         let t2 = Instant::now();
         match called {
             Ok(result) => {

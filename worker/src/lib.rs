@@ -47,6 +47,7 @@ mod timing;
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
+pub use convert::arrow_type_supported;
 pub use executor::{BatchError, Executor, LoadError};
 pub use interp::InterruptTarget;
 #[cfg(Py_3_13)]

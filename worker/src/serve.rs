@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coil_ipc::{Consumer, ParentWatch, Producer, Region, RingRecvError};
+use coil_ipc::{ByteSource, Consumer, ParentWatch, Producer, Region, RingRecvError};
 use coil_proto::{
     layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec,
 };
@@ -201,19 +201,16 @@ fn run(
             frame.copy_into(&mut big);
             drop(frame);
             let tag = py.detach(|| coil_proto::assemble_rest(rx, &mut big, max_message, IDLE))?;
-            let per_row = per_row(tag)?;
-            let seq = Batch::seq(&big[..])?;
-            answer_batch(seq, &mut out, max_message, |out| {
-                exec.run_batch(py, &Batch::rows(&big[..]), out, per_row)
-                    .map(|()| (exec.last_times(), exec.take_failures()))
-            })
+            run_one(py, &mut exec, tag, &big[..], &mut out, max_message)?
         } else {
-            let per_row = per_row(Tag::try_from(frame.tag())?)?;
-            let seq = Batch::seq(&frame)?;
-            answer_batch(seq, &mut out, max_message, |out| {
-                exec.run_batch(py, &Batch::rows(&frame), out, per_row)
-                    .map(|()| (exec.last_times(), exec.take_failures()))
-            })
+            run_one(
+                py,
+                &mut exec,
+                Tag::try_from(frame.tag())?,
+                &frame,
+                &mut out,
+                max_message,
+            )?
         };
         if tag == Tag::BadRow {
             // Possibly a panic: leave no half-run batch behind (the
@@ -228,16 +225,41 @@ fn run(
     Ok(())
 }
 
-/// Whether a batch tagged `tag` fails row by row; an error for a frame
-/// that is not a batch.
-fn per_row(tag: Tag) -> Result<bool, ProtoError> {
-    match tag {
-        Tag::Batch => Ok(false),
-        Tag::BatchPerRow => Ok(true),
-        tag => Err(ProtoError::Unexpected {
-            tag,
-            expected: "a batch",
-        }),
+/// Runs the batch in `src`, a frame tagged `tag` (rows or columns, failing
+/// as a batch or row by row), and leaves its answer in `out`; returns the
+/// answer's tag. A frame that is not a batch is an error.
+fn run_one<S: ByteSource + ?Sized>(
+    py: Python<'_>,
+    exec: &mut Executor,
+    tag: Tag,
+    src: &S,
+    out: &mut Vec<u8>,
+    max_message: usize,
+) -> Result<Tag, ProtoError> {
+    let (columnar, per_row) = match tag {
+        Tag::Batch => (false, false),
+        Tag::BatchPerRow => (false, true),
+        Tag::Columns => (true, false),
+        Tag::ColumnsPerRow => (true, true),
+        tag => {
+            return Err(ProtoError::Unexpected {
+                tag,
+                expected: "a batch",
+            })
+        }
+    };
+    if columnar {
+        let batch = coil_proto::Columns::decode(src)?;
+        Ok(answer_batch(batch.seq, out, max_message, |out| {
+            exec.run_columns(py, &batch, out, per_row)
+                .map(|()| (exec.last_times(), exec.take_failures()))
+        }))
+    } else {
+        let seq = Batch::seq(src)?;
+        Ok(answer_batch(seq, out, max_message, |out| {
+            exec.run_batch(py, &Batch::rows(src), out, per_row)
+                .map(|()| (exec.last_times(), exec.take_failures()))
+        }))
     }
 }
 
