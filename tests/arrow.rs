@@ -140,10 +140,51 @@ fn numpy_annotated_vectorized_udfs_and_udfs_without_arguments_run_over_columns()
         DataType::Int64,
         &with_numpy(&["python.worker-count=1"], &np),
     );
-    let out = r.call_arrow(&batch(vec![a, b])).unwrap();
+    let out = r.call_arrow(&batch(vec![a.clone(), b.clone()])).unwrap();
     assert_eq!(
         out.as_ref(),
         &Int64Array::from(vec![15, 26, 37]) as &dyn Array
+    );
+    // Numeric columns without nulls arrive as writable numpy arrays made
+    // from their buffers; a parameter annotated `list` still gets a list,
+    // pandas a Series, and `*rest` numpy arrays.
+    let r = runner(
+        "hints.py",
+        "numpy_inplace",
+        UdfKind::Vectorized,
+        DataType::Int64,
+        &with_numpy(&["python.worker-count=1"], &np),
+    );
+    assert_eq!(
+        r.call_arrow(&batch(vec![a.clone()])).unwrap().as_ref(),
+        &Int64Array::from(vec![2, 3, 4]) as &dyn Array
+    );
+    let r = runner(
+        "hints.py",
+        "mixed",
+        UdfKind::Vectorized,
+        DataType::Int64,
+        &with_numpy(&["python.worker-count=1"], &np),
+    );
+    let c: ArrayRef = Arc::new(Int64Array::from(vec![100, 100, 100]));
+    assert_eq!(
+        r.call_arrow(&batch(vec![a.clone(), b.clone(), c]))
+            .unwrap()
+            .as_ref(),
+        &Int64Array::from(vec![106, 108, 110]) as &dyn Array
+    );
+    // With a null, the column goes as values (None where null).
+    let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]));
+    let r = runner(
+        "arrow_udfs.py",
+        "vec_inc",
+        UdfKind::Vectorized,
+        DataType::Int64,
+        &["python.worker-count=1"],
+    );
+    assert_eq!(
+        r.call_arrow(&batch(vec![with_null])).unwrap().as_ref(),
+        &Int64Array::from(vec![Some(2), None, Some(4)]) as &dyn Array
     );
     // No argument columns, three rows.
     let none = RecordBatch::try_new_with_options(

@@ -31,3 +31,9 @@ def mixed(xs: list, s: pd.Series, *rest: np.ndarray):
 def pandas_mean(s: pd.Series) -> float:
     """A scalar result: broadcast to every row."""
     return float(s.mean())
+
+
+def numpy_inplace(xs: np.ndarray) -> np.ndarray:
+    """Changes its argument in place: it must be writable."""
+    xs += 1
+    return xs

@@ -9,7 +9,9 @@ use coil_ipc::{
     MAX_DEPTH,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple,
+};
 
 use crate::executor::{bad_row, enc_err, BatchError};
 
@@ -294,4 +296,40 @@ impl<'a> ArrowColumn<'a> {
             ArrowColumn::LargeBin(a) => with!(a, |v| PyBytes::new(py, v).into_any()),
         }
     }
+}
+
+/// A numpy array over a copy of `a`'s values, for a numeric column without
+/// nulls (one copy of the buffer, no Python object per value); `None` for
+/// other columns, which go as lists.
+pub(crate) fn numpy_from_buffer<'py>(
+    py: Python<'py>,
+    numpy: &Bound<'py, PyModule>,
+    a: &dyn arrow_array::Array,
+) -> Option<Bound<'py, PyAny>> {
+    use arrow_schema::DataType as T;
+    if a.null_count() > 0 {
+        return None;
+    }
+    let dtype = match a.data_type() {
+        T::Int8 => "<i1",
+        T::Int16 => "<i2",
+        T::Int32 => "<i4",
+        T::Int64 => "<i8",
+        T::UInt8 => "<u1",
+        T::UInt16 => "<u2",
+        T::UInt32 => "<u4",
+        T::UInt64 => "<u8",
+        T::Float32 => "<f4",
+        T::Float64 => "<f8",
+        _ => return None,
+    };
+    let data = a.to_data();
+    let width = data.data_type().primitive_width()?;
+    let bytes = data
+        .buffers()
+        .first()?
+        .get(data.offset() * width..(data.offset() + data.len()) * width)?;
+    // A bytearray, so the array is writable, as a UDF may expect.
+    let buffer = PyByteArray::new(py, bytes);
+    numpy.call_method1("frombuffer", (buffer, dtype)).ok()
 }

@@ -359,11 +359,23 @@ impl Executor {
                 Ok(())
             }
             UdfKind::Vectorized => {
-                let lists = columns
+                // A numeric column without nulls reaches a UDF that asked
+                // for containers as a numpy array over a copy of its
+                // buffer (writable), not as one Python object per value.
+                let numpy = self.adapter.as_ref().and_then(|_| py.import("numpy").ok());
+                let lists = batch
+                    .columns
                     .iter()
-                    .map(|c| {
-                        PyList::new(py, (0..rows as usize).map(|row| c.get(py, row)))
-                            .expect("a list of objects")
+                    .zip(&columns)
+                    .map(|(array, c)| {
+                        let direct = numpy.as_ref().and_then(|np| {
+                            crate::convert::numpy_from_buffer(py, np, array.as_ref())
+                        });
+                        direct.unwrap_or_else(|| {
+                            PyList::new(py, (0..rows as usize).map(|row| c.get(py, row)))
+                                .expect("a list of objects")
+                                .into_any()
+                        })
                     })
                     .collect::<Vec<_>>();
                 self.vectorized_on(py, &lists, &mut enc, rows, per_row, t0)
@@ -531,15 +543,16 @@ impl Executor {
                 col.append(v).expect("appending to a new list");
             }
         }
+        let columns: Vec<Bound<'_, PyAny>> = columns.into_iter().map(Bound::into_any).collect();
         self.vectorized_on(py, &columns, enc, rows, per_row, t0)
     }
 
-    /// Runs a vectorized UDF on `columns` (decoded since `t0`) and encodes
-    /// its results.
+    /// Runs a vectorized UDF on `columns` (lists, or numpy arrays; decoded
+    /// since `t0`) and encodes its results.
     fn vectorized_on<'py>(
         &mut self,
         py: Python<'py>,
-        columns: &[Bound<'py, PyList>],
+        columns: &[Bound<'py, PyAny>],
         enc: &mut BatchEncoder<'_, Vec<u8>>,
         rows: u32,
         per_row: bool,
@@ -572,11 +585,11 @@ impl Executor {
             // so that only the rows that fail are reported.
             Err(_) => {
                 for row in 0..rows {
-                    let one: Vec<Bound<'_, PyList>> = columns
+                    let one: Vec<Bound<'_, PyAny>> = columns
                         .iter()
                         .map(|c| {
                             let item = c.get_item(row as usize).expect("a row of the batch");
-                            PyList::new(py, [item]).expect("a one-item list")
+                            PyList::new(py, [item]).expect("a one-item list").into_any()
                         })
                         .collect();
                     let mark = enc.written();
@@ -612,7 +625,7 @@ impl Executor {
     fn call_vectorized<'py>(
         &self,
         py: Python<'py>,
-        columns: &[Bound<'py, PyList>],
+        columns: &[Bound<'py, PyAny>],
         rows: u32,
         first: u32,
     ) -> Result<Bound<'py, PyAny>, BatchError> {

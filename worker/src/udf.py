@@ -143,6 +143,8 @@ def vector_adapter(fn, wants_numpy):
             k = kinds[i] if i < len(kinds) else rest
             if k in modules:
                 col = _MAKERS[k][1](modules[k], col)
+            elif not isinstance(col, list):
+                col = col.tolist()  # a numpy array the host made; a list asked
             out.append(col)
         return tuple(out)
 
