@@ -13,15 +13,7 @@ use coil_host::arrow_array::{
 use coil_host::arrow_schema::{DataType, Field, Schema};
 use coil_host::{RunError, Runner, UdfKind, UdfSpec};
 
-use crate::util::{config, numpy, udfs, with_numpy, worker};
-
-fn modes() -> Vec<&'static str> {
-    let mut m = vec!["process", "multi-thread"];
-    if coil_worker::SUBINTERPRETERS {
-        m.push("sub-interpreter");
-    }
-    m
-}
+use crate::util::{config, modes, numpy, udfs, with_numpy, worker};
 
 fn runner(file: &str, name: &str, kind: UdfKind, returns: DataType, pairs: &[&str]) -> Runner {
     let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display()))

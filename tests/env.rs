@@ -9,7 +9,7 @@ use std::process::Command;
 use coil_host::{resolve_environment, ExecutionMode, Runner, StartError, UdfSpec};
 use coil_ipc::Value;
 
-use crate::util::{coil, config, numpy, udfs, worker};
+use crate::util::{coil, config, modes, numpy, udfs, worker};
 
 /// A scratch directory with a wheel of `coiltiny` (made here: no package
 /// index needed) and a requirements file naming it.
@@ -95,11 +95,7 @@ fn a_requirements_environment_is_made_once_reused_and_every_mode_imports_exactly
     // exactly (after the UDF's own directory, which coil puts first).
     let mut want = vec![Value::Str(udfs().display().to_string())];
     want.extend(sys_path_of(&a.executable).into_iter().map(Value::Str));
-    let mut modes = vec!["process", "multi-thread"];
-    if coil_worker::SUBINTERPRETERS {
-        modes.push("sub-interpreter");
-    }
-    for mode in modes {
+    for mode in modes() {
         let r = runner(
             &pairs(&req, &cache, &[&format!("python.execution-mode={mode}")]),
             "where",

@@ -7,18 +7,10 @@
 use coil_host::{RowError, RunError, Runner, UdfKind};
 use coil_ipc::Value;
 
-use crate::util::{coil, ints, start};
+use crate::util::{coil, ints, modes, start};
 
 /// Rows 0..ROWS; the fault UDFs fail on 13.
 const ROWS: i64 = 60;
-
-fn modes() -> Vec<&'static str> {
-    let mut m = vec!["process", "multi-thread"];
-    if coil_worker::SUBINTERPRETERS {
-        m.push("sub-interpreter");
-    }
-    m
-}
 
 fn per_row(mode: &str, extra: &[&'static str]) -> Vec<String> {
     let mut pairs = vec![

@@ -10,8 +10,8 @@ use coil_host::{
 use coil_ipc::{Row, Value};
 
 use crate::util::{
-    assert_same_as_python, children, children_of, config, ints, is_gone, numpy, ring_descriptors,
-    start, udfs, with_numpy, worker,
+    assert_same_as_python, children, children_of, config, ints, is_gone, modes, numpy,
+    ring_descriptors, start, udfs, with_numpy, worker,
 };
 
 #[test]
@@ -693,12 +693,7 @@ fn a_list_whose_len_lies_is_encoded_as_it_iterates() {
 fn vectorized_udfs_get_the_containers_their_annotations_ask_for_in_every_mode() {
     let np = numpy();
     let ints5 = || ints(0..5);
-    let modes: &[&str] = if coil_worker::SUBINTERPRETERS {
-        &["process", "multi-thread", "sub-interpreter"]
-    } else {
-        &["process", "multi-thread"]
-    };
-    for mode in modes {
+    for mode in modes() {
         let conf = format!("python.execution-mode={mode}");
         let pairs = with_numpy(&["python.worker-count=1", &conf], &np);
         let run = |name: &str, rows: &[Row]| {

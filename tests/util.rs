@@ -60,6 +60,16 @@ pub(crate) fn with_numpy<'a>(pairs: &[&'a str], np: &'a [String; 2]) -> Vec<&'a 
     all
 }
 
+/// Every mode this build runs (sub-interpreter only when built against
+/// CPython >= 3.13).
+pub(crate) fn modes() -> Vec<&'static str> {
+    let mut m = vec!["process", "multi-thread"];
+    if coil_worker::SUBINTERPRETERS {
+        m.push("sub-interpreter");
+    }
+    m
+}
+
 /// Rows of one integer each.
 pub(crate) fn ints(xs: impl IntoIterator<Item = i64>) -> Vec<Row> {
     xs.into_iter().map(|x| vec![Value::Int(x)]).collect()

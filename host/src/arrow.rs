@@ -6,22 +6,16 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float32Builder, Float64Builder, LargeBinaryBuilder,
-    LargeStringBuilder, PrimitiveBuilder, StringBuilder,
+use arrow_array::{
+    ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
+    Int64Array, Int8Array, LargeBinaryArray, LargeStringArray, NullArray, RecordBatch, StringArray,
+    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
 };
-use arrow_array::types::*;
-use arrow_array::{ArrayRef, ArrowPrimitiveType, NullArray, RecordBatch};
 use arrow_schema::DataType;
 use coil_ipc::Value;
 
 use crate::stream::Scheduler;
 use crate::{RunError, Runner, UdfKind};
-
-/// Whether results can be built into an array of `t`.
-fn result_type_supported(t: &DataType) -> bool {
-    coil_worker::arrow_type_supported(t)
-}
 
 /// A value's kind, and the value itself when it is short, for errors.
 fn describe(v: &Value) -> String {
@@ -38,129 +32,106 @@ fn describe(v: &Value) -> String {
     kind.into()
 }
 
-fn misfit(row: u64, v: &Value, declared: &DataType) -> RunError {
-    RunError::ResultType {
-        row,
-        value: describe(v),
-        declared: declared.clone(),
-    }
-}
-
 /// `values` (rows `first..`) as an array of `declared`.
 pub(crate) fn build(
     values: &[Value],
     declared: &DataType,
     first: u64,
 ) -> Result<ArrayRef, RunError> {
-    let row = |i: usize| first + i as u64;
-    fn ints<T>(values: &[Value], declared: &DataType, first: u64) -> Result<ArrayRef, RunError>
-    where
-        T: ArrowPrimitiveType,
-        T::Native: TryFrom<i64>,
-    {
-        let mut b = PrimitiveBuilder::<T>::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Value::Null => b.append_null(),
-                Value::Int(x) => b.append_value(
-                    T::Native::try_from(*x).map_err(|_| misfit(first + i as u64, v, declared))?,
-                ),
-                v => return Err(misfit(first + i as u64, v, declared)),
-            }
+    // Each value through `fit` (`None`: it does not fit), nulls as nulls.
+    fn column<'v, T>(
+        values: &'v [Value],
+        declared: &DataType,
+        first: u64,
+        fit: impl Fn(&'v Value) -> Option<T>,
+    ) -> Result<Vec<Option<T>>, RunError> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::Null => Ok(None),
+                v => fit(v).map(Some).ok_or_else(|| RunError::ResultType {
+                    row: first + i as u64,
+                    value: describe(v),
+                    declared: declared.clone(),
+                }),
+            })
+            .collect()
+    }
+    fn int(v: &Value) -> Option<i64> {
+        match v {
+            Value::Int(x) => Some(*x),
+            _ => None,
         }
-        Ok(Arc::new(b.finish()))
+    }
+    // An int is exact in a float up to 2^53: beyond, refused rather than
+    // rounded.
+    fn float(v: &Value) -> Option<f64> {
+        match v {
+            Value::Float(f) => Some(*f),
+            Value::Int(x) if x.unsigned_abs() <= 1 << 53 => Some(*x as f64),
+            _ => None,
+        }
+    }
+    fn boolean(v: &Value) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    fn text(v: &Value) -> Option<&str> {
+        match v {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+    fn bytes(v: &Value) -> Option<&[u8]> {
+        match v {
+            Value::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+    macro_rules! ints {
+        ($array:ty) => {
+            Arc::new(<$array>::from(column(values, declared, first, |v| {
+                int(v)?.try_into().ok()
+            })?))
+        };
     }
     Ok(match declared {
-        DataType::Null => match values.iter().position(|v| *v != Value::Null) {
-            Some(i) => return Err(misfit(row(i), &values[i], declared)),
-            None => Arc::new(NullArray::new(values.len())),
-        },
-        DataType::Int8 => ints::<Int8Type>(values, declared, first)?,
-        DataType::Int16 => ints::<Int16Type>(values, declared, first)?,
-        DataType::Int32 => ints::<Int32Type>(values, declared, first)?,
-        DataType::Int64 => ints::<Int64Type>(values, declared, first)?,
-        DataType::UInt8 => ints::<UInt8Type>(values, declared, first)?,
-        DataType::UInt16 => ints::<UInt16Type>(values, declared, first)?,
-        DataType::UInt32 => ints::<UInt32Type>(values, declared, first)?,
-        DataType::UInt64 => ints::<UInt64Type>(values, declared, first)?,
-        DataType::Boolean => {
-            let mut b = BooleanBuilder::with_capacity(values.len());
-            for (i, v) in values.iter().enumerate() {
-                match v {
-                    Value::Null => b.append_null(),
-                    Value::Bool(x) => b.append_value(*x),
-                    v => return Err(misfit(row(i), v, declared)),
-                }
-            }
-            Arc::new(b.finish())
+        DataType::Null => {
+            column(values, declared, first, |_| None::<()>)?;
+            Arc::new(NullArray::new(values.len()))
         }
-        DataType::Float32 | DataType::Float64 => {
-            let float = |i: usize, v: &Value| match v {
-                Value::Float(f) => Ok(Some(*f)),
-                // An int is exact in a float up to 2^53: beyond, refused
-                // rather than rounded.
-                Value::Int(x) if x.unsigned_abs() <= 1 << 53 => Ok(Some(*x as f64)),
-                Value::Null => Ok(None),
-                v => Err(misfit(row(i), v, declared)),
-            };
-            if *declared == DataType::Float64 {
-                let mut b = Float64Builder::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(float(i, v)?);
-                }
-                Arc::new(b.finish())
-            } else {
-                let mut b = Float32Builder::with_capacity(values.len());
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(float(i, v)?.map(|f| f as f32));
-                }
-                Arc::new(b.finish())
-            }
-        }
-        DataType::Utf8 | DataType::LargeUtf8 => {
-            let text = |i: usize, v: &'_ Value| -> Result<Option<String>, RunError> {
-                match v {
-                    Value::Str(s) => Ok(Some(s.clone())),
-                    Value::Null => Ok(None),
-                    v => Err(misfit(row(i), v, declared)),
-                }
-            };
-            if *declared == DataType::Utf8 {
-                let mut b = StringBuilder::with_capacity(values.len(), 0);
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(text(i, v)?);
-                }
-                Arc::new(b.finish())
-            } else {
-                let mut b = LargeStringBuilder::with_capacity(values.len(), 0);
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(text(i, v)?);
-                }
-                Arc::new(b.finish())
-            }
-        }
-        DataType::Binary | DataType::LargeBinary => {
-            let bytes = |i: usize, v: &'_ Value| -> Result<Option<Vec<u8>>, RunError> {
-                match v {
-                    Value::Bytes(b) => Ok(Some(b.clone())),
-                    Value::Null => Ok(None),
-                    v => Err(misfit(row(i), v, declared)),
-                }
-            };
-            if *declared == DataType::Binary {
-                let mut b = BinaryBuilder::with_capacity(values.len(), 0);
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(bytes(i, v)?);
-                }
-                Arc::new(b.finish())
-            } else {
-                let mut b = LargeBinaryBuilder::with_capacity(values.len(), 0);
-                for (i, v) in values.iter().enumerate() {
-                    b.append_option(bytes(i, v)?);
-                }
-                Arc::new(b.finish())
-            }
-        }
+        DataType::Int8 => ints!(Int8Array),
+        DataType::Int16 => ints!(Int16Array),
+        DataType::Int32 => ints!(Int32Array),
+        DataType::Int64 => ints!(Int64Array),
+        DataType::UInt8 => ints!(UInt8Array),
+        DataType::UInt16 => ints!(UInt16Array),
+        DataType::UInt32 => ints!(UInt32Array),
+        DataType::UInt64 => ints!(UInt64Array),
+        DataType::Boolean => Arc::new(BooleanArray::from(column(
+            values, declared, first, boolean,
+        )?)),
+        DataType::Float64 => Arc::new(Float64Array::from(column(values, declared, first, float)?)),
+        DataType::Float32 => Arc::new(Float32Array::from_iter(
+            column(values, declared, first, float)?
+                .into_iter()
+                .map(|f| f.map(|f| f as f32)),
+        )),
+        DataType::Utf8 => Arc::new(StringArray::from_iter(column(
+            values, declared, first, text,
+        )?)),
+        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(column(
+            values, declared, first, text,
+        )?)),
+        DataType::Binary => Arc::new(BinaryArray::from_iter(column(
+            values, declared, first, bytes,
+        )?)),
+        DataType::LargeBinary => Arc::new(LargeBinaryArray::from_iter(column(
+            values, declared, first, bytes,
+        )?)),
         t => {
             return Err(RunError::Arrow(format!(
                 "the return type {t} is not supported yet"
@@ -190,7 +161,7 @@ impl Runner {
         let declared = self.spec().returns.clone().ok_or_else(|| {
             RunError::Arrow("declare the UDF's return type with UdfSpec::returns".into())
         })?;
-        if !result_type_supported(&declared) {
+        if !coil_worker::arrow_type_supported(&declared) {
             return Err(RunError::Arrow(format!(
                 "the return type {declared} is not supported yet"
             )));
@@ -208,20 +179,15 @@ impl Runner {
                 });
             }
         }
-        let mut scheduler = Scheduler::new(self);
         let mut values = Vec::with_capacity(batch.num_rows());
-        let mut at = 0;
-        while at < batch.num_rows() {
-            let n = scheduler.batch_size().min(batch.num_rows() - at);
-            scheduler.send_columns(n, batch.slice(at, n).columns());
-            at += n;
-            while let Some(v) = scheduler.take_ready() {
+        Scheduler::new(self).run_batches(
+            batch.num_rows(),
+            |s, rows| s.send_columns(rows.len(), batch.slice(rows.start, rows.len()).columns()),
+            |v| {
                 values.push(v?);
-            }
-        }
-        while let Some(v) = scheduler.pull_next() {
-            values.push(v?);
-        }
+                Ok(())
+            },
+        )?;
         build(&values, &declared, 0)
     }
 }

@@ -457,21 +457,33 @@ impl<E: Executors> Scheduler<E> {
     fn run_each(
         &mut self,
         rows: &[Row],
+        take: impl FnMut(Result<Value, RunError>) -> Result<(), RunError>,
+    ) -> Result<(), RunError> {
+        self.run_batches(rows.len(), |s, range| s.send_rows(&rows[range]), take)
+    }
+
+    /// Runs `total` rows, cut into batches of the current batch size that
+    /// `send` sends (rows `range` of the input), handing each result (or
+    /// error) to `take` in order; stops at the first error `take` returns.
+    pub(crate) fn run_batches(
+        &mut self,
+        total: usize,
+        mut send: impl FnMut(&mut Self, Range<usize>),
         mut take: impl FnMut(Result<Value, RunError>) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
-        let mut rest = rows;
+        let mut at = 0;
         // The call ends at its first failed batch: once one has failed
         // (other than a row alone), send nothing more (a broken executor's
         // replacement is not started again for every later batch).
-        while !rest.is_empty()
+        while at < total
             && !self.flight.iter().any(|e| match &e.state {
                 State::Failed(e) => e.row_error().is_none(),
                 _ => false,
             })
         {
-            let (batch, after) = rest.split_at(self.executors.batch_size().min(rest.len()));
-            rest = after;
-            self.send_rows(batch);
+            let n = self.executors.batch_size().min(total - at);
+            send(self, at..at + n);
+            at += n;
             while let Some(v) = self.ready.pop_front() {
                 take(v.map_err(|e| *e))?;
             }
@@ -480,21 +492,6 @@ impl<E: Executors> Scheduler<E> {
             take(v)?;
         }
         Ok(())
-    }
-
-    /// The rows in the next batch.
-    pub(crate) fn batch_size(&self) -> usize {
-        self.executors.batch_size()
-    }
-
-    /// A result already back, without waiting or sending anything.
-    pub(crate) fn take_ready(&mut self) -> Option<Result<Value, RunError>> {
-        self.ready.pop_front().map(|r| r.map_err(|e| *e))
-    }
-
-    /// The next result, waiting for it (`None` once all are back).
-    pub(crate) fn pull_next(&mut self) -> Option<Result<Value, RunError>> {
-        self.pull()
     }
 
     fn try_pull(&mut self) -> Option<Result<Value, RunError>> {

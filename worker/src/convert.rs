@@ -176,28 +176,9 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 /// Whether the executor turns values of `t` into Python objects (the types
-/// of an Arrow column it takes).
+/// of an Arrow column it takes): exactly the types [`ArrowColumn`] reads.
 pub fn arrow_type_supported(t: &arrow_schema::DataType) -> bool {
-    use arrow_schema::DataType as T;
-    matches!(
-        t,
-        T::Null
-            | T::Boolean
-            | T::Int8
-            | T::Int16
-            | T::Int32
-            | T::Int64
-            | T::UInt8
-            | T::UInt16
-            | T::UInt32
-            | T::UInt64
-            | T::Float32
-            | T::Float64
-            | T::Utf8
-            | T::LargeUtf8
-            | T::Binary
-            | T::LargeBinary
-    )
+    ArrowColumn::of(arrow_array::new_empty_array(t).as_ref()).is_ok()
 }
 
 /// An Arrow column, its type resolved once, ready to hand out its values

@@ -341,6 +341,10 @@ impl Executor {
         let t0 = Instant::now();
         match self.kind {
             UdfKind::Scalar | UdfKind::Table => {
+                // The same steps as `run_batch_inner`'s row loop, written
+                // out again on purpose: sharing one loop through a closure
+                // over the row decoder measured about a quarter slower for
+                // `x + 1` in process mode (2026-11-30, 7 alternating runs).
                 for row in 0..rows {
                     let args: Args<'_> = columns.iter().map(|c| c.get(py, row as usize)).collect();
                     let mark = enc.written();
