@@ -176,7 +176,7 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
 }
 
 /// Whether the executor turns values of `t` into Python objects (the types
-/// of an Arrow column it takes): exactly the types [`ArrowColumn`] reads.
+/// of an Arrow column it takes): exactly the types the executor reads values of.
 pub fn arrow_type_supported(t: &arrow_schema::DataType) -> bool {
     ArrowColumn::of(arrow_array::new_empty_array(t).as_ref()).is_ok()
 }
