@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use coil_host::arrow_array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Float32Array, Int64Array, Int8Array,
+    Array, ArrayRef, BinaryArray, BooleanArray, Float32Array, Int64Array, Int8Array,
     LargeBinaryArray, LargeStringArray, NullArray, RecordBatch, RecordBatchOptions, StringArray,
     UInt64Array,
 };
@@ -232,10 +232,10 @@ fn errors_name_the_column_the_row_the_value_and_the_declared_type() {
         &pairs,
     );
     let e = r.call_arrow(&batch(vec![ints.clone()])).unwrap_err();
-    assert!(matches!(&e, RunError::ResultType { row: 0, .. }), "{e:?}");
+    assert!(matches!(&e, RunError::BadRow { row: Some(0), .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
-        "row 0: the UDF returned str \"nope\", which does not fit the declared return type Int64"
+        "row 0: result: a str ('nope') does not fit the declared type Int64"
     );
     // 127 + 1 does not fit an int8: refused, not wrapped.
     let r = runner(
@@ -249,9 +249,29 @@ fn errors_name_the_column_the_row_the_value_and_the_declared_type() {
         .call_arrow(&batch(vec![ints.clone()]))
         .unwrap_err()
         .to_string();
-    assert!(e.starts_with("row 1: the UDF returned int 128"), "{e}");
-    let dates: ArrayRef = Arc::new(Date32Array::from(vec![1]));
-    let e = r.call_arrow(&batch(vec![dates])).unwrap_err();
+    assert_eq!(
+        e,
+        "row 1: result: a int (128) does not fit the declared type Int8: out of range"
+    );
+    // A decimal with more places than the column's scale: refused, not
+    // rounded.
+    let r = runner(
+        "arrow_udfs.py",
+        "loses_precision",
+        UdfKind::Scalar,
+        DataType::Decimal128(10, 2),
+        &pairs,
+    );
+    let e = r
+        .call_arrow(&batch(vec![ints.clone()]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more decimal places than the scale 2"), "{e}");
+    // A column of a type coil does not take, before anything runs.
+    let months: ArrayRef = Arc::new(coil_host::arrow_array::IntervalYearMonthArray::from(vec![
+        1,
+    ]));
+    let e = r.call_arrow(&batch(vec![months])).unwrap_err();
     assert!(
         matches!(e, RunError::UnsupportedColumn { column: 0, .. }),
         "{e:?}"
@@ -260,7 +280,488 @@ fn errors_name_the_column_the_row_the_value_and_the_declared_type() {
         "{}:inc_or_none",
         udfs().join("arrow_udfs.py").display()
     ));
-    let r = Runner::with_worker_command(&config(&pairs), spec, worker()).unwrap();
+    let r = Runner::with_worker_command(&config(&pairs), spec.clone(), worker()).unwrap();
     let e = r.call_arrow(&batch(vec![ints])).unwrap_err().to_string();
     assert!(e.contains("UdfSpec::returns"), "{e}");
+    // A return type coil cannot build: refused when the runner starts.
+    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let e = match Runner::with_worker_command(&config(&pairs), spec.returns(dict), worker()) {
+        Ok(_) => panic!("a dictionary return type was taken"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("Dictionary(Int32, Utf8)"), "{e}");
+}
+
+/// One column of every type of docs/python.md's table, with a null in
+/// each (where the type has nulls) and values at the edges of what Python
+/// holds.
+fn every_type() -> Vec<ArrayRef> {
+    use coil_host::arrow_array::builder::{Int64Builder, MapBuilder, StringBuilder};
+    use coil_host::arrow_array::types::{Int32Type, Int64Type};
+    use coil_host::arrow_array::*;
+    use coil_host::arrow_schema::Fields;
+    let struct_fields = Fields::from(vec![
+        Field::new("a", DataType::Int64, true),
+        Field::new("b", DataType::Utf8, true),
+    ]);
+    let mut map = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    map.keys().append_value("x");
+    map.values().append_value(1);
+    map.keys().append_value("y");
+    map.values().append_null();
+    map.append(true).unwrap();
+    map.append(false).unwrap();
+    map.append(true).unwrap();
+    map.keys().append_value("z");
+    map.values().append_value(-3);
+    map.append(true).unwrap();
+    type I256 = <types::Decimal256Type as ArrowPrimitiveType>::Native;
+    vec![
+        Arc::new(NullArray::new(4)),
+        Arc::new(BooleanArray::from(vec![
+            Some(true),
+            None,
+            Some(false),
+            Some(true),
+        ])),
+        Arc::new(Int8Array::from(vec![
+            Some(i8::MIN),
+            None,
+            Some(0),
+            Some(i8::MAX),
+        ])),
+        Arc::new(Int16Array::from(vec![
+            Some(i16::MIN),
+            None,
+            Some(1),
+            Some(i16::MAX),
+        ])),
+        Arc::new(Int32Array::from(vec![
+            Some(i32::MIN),
+            None,
+            Some(-1),
+            Some(i32::MAX),
+        ])),
+        Arc::new(Int64Array::from(vec![
+            Some(i64::MIN),
+            None,
+            Some(2),
+            Some(i64::MAX),
+        ])),
+        Arc::new(UInt8Array::from(vec![
+            Some(0),
+            None,
+            Some(7),
+            Some(u8::MAX),
+        ])),
+        Arc::new(UInt16Array::from(vec![
+            Some(0),
+            None,
+            Some(7),
+            Some(u16::MAX),
+        ])),
+        Arc::new(UInt32Array::from(vec![
+            Some(0),
+            None,
+            Some(7),
+            Some(u32::MAX),
+        ])),
+        Arc::new(UInt64Array::from(vec![
+            Some(0),
+            None,
+            Some(7),
+            Some(u64::MAX),
+        ])),
+        Arc::new(Float32Array::from(vec![
+            Some(0.5),
+            None,
+            Some(-2.25),
+            Some(f32::MAX),
+        ])),
+        Arc::new(Float64Array::from(vec![
+            Some(0.1),
+            None,
+            Some(-0.0),
+            Some(f64::MIN_POSITIVE),
+        ])),
+        Arc::new(StringArray::from(vec![
+            Some("é"),
+            None,
+            Some(""),
+            Some("z"),
+        ])),
+        Arc::new(LargeStringArray::from(vec![
+            Some("a"),
+            None,
+            Some("bb"),
+            Some(""),
+        ])),
+        Arc::new(BinaryArray::from(vec![
+            Some(&b"\x00\xff"[..]),
+            None,
+            Some(b""),
+            Some(b"b"),
+        ])),
+        Arc::new(LargeBinaryArray::from(vec![
+            Some(&b"x"[..]),
+            None,
+            Some(b""),
+            Some(b"y"),
+        ])),
+        Arc::new(
+            Decimal128Array::from(vec![Some(12345), None, Some(-1), Some(0)])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        ),
+        Arc::new(
+            Decimal256Array::from(vec![
+                Some(I256::from_i128(10i128.pow(30))),
+                None,
+                Some(I256::from_i128(-5)),
+                Some(I256::ZERO),
+            ])
+            .with_precision_and_scale(40, 5)
+            .unwrap(),
+        ),
+        Arc::new(Date32Array::from(vec![
+            Some(0),
+            None,
+            Some(19_723),
+            Some(-719_162),
+        ])),
+        Arc::new(Date64Array::from(vec![
+            Some(0),
+            None,
+            Some(86_400_000 * 3),
+            Some(-86_400_000),
+        ])),
+        Arc::new(Time32SecondArray::from(vec![
+            Some(0),
+            None,
+            Some(3_723),
+            Some(86_399),
+        ])),
+        Arc::new(Time32MillisecondArray::from(vec![
+            Some(1),
+            None,
+            Some(3_723_004),
+            Some(0),
+        ])),
+        Arc::new(Time64MicrosecondArray::from(vec![
+            Some(1),
+            None,
+            Some(86_399_999_999),
+            Some(0),
+        ])),
+        Arc::new(Time64NanosecondArray::from(vec![
+            Some(1_000),
+            None,
+            Some(5_000_000),
+            Some(0),
+        ])),
+        Arc::new(TimestampSecondArray::from(vec![
+            Some(0),
+            None,
+            Some(-1),
+            Some(253_402_300_799),
+        ])),
+        Arc::new(TimestampMillisecondArray::from(vec![
+            Some(1),
+            None,
+            Some(1_700_000_000_123),
+            Some(-1),
+        ])),
+        Arc::new(TimestampMicrosecondArray::from(vec![
+            Some(1),
+            None,
+            Some(-62_135_596_800_000_000),
+            Some(7),
+        ])),
+        Arc::new(TimestampNanosecondArray::from(vec![
+            Some(1_000),
+            None,
+            Some(-1_000),
+            Some(0),
+        ])),
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![
+                Some(1_700_000_000_000_000),
+                None,
+                Some(0),
+                Some(-1),
+            ])
+            .with_timezone("Europe/Paris"),
+        ),
+        Arc::new(
+            TimestampSecondArray::from(vec![Some(1_700_000_000), None, Some(0), Some(1)])
+                .with_timezone("+05:30"),
+        ),
+        Arc::new(
+            TimestampMillisecondArray::from(vec![Some(1_700_000_000_000), None, Some(0), Some(1)])
+                .with_timezone("UTC"),
+        ),
+        Arc::new(DurationSecondArray::from(vec![
+            Some(-1),
+            None,
+            Some(86_401),
+            Some(0),
+        ])),
+        Arc::new(DurationMillisecondArray::from(vec![
+            Some(1),
+            None,
+            Some(-86_400_001),
+            Some(0),
+        ])),
+        Arc::new(DurationMicrosecondArray::from(vec![
+            Some(i64::MAX),
+            None,
+            Some(-1),
+            Some(0),
+        ])),
+        Arc::new(DurationNanosecondArray::from(vec![
+            Some(1_000),
+            None,
+            Some(-2_000),
+            Some(0),
+        ])),
+        Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+            Some(vec![Some(1), None]),
+            None,
+            Some(vec![]),
+            Some(vec![Some(4)]),
+        ])),
+        Arc::new(LargeListArray::from_iter_primitive::<Int32Type, _, _>(
+            vec![Some(vec![Some(1)]), None, Some(vec![None]), Some(vec![])],
+        )),
+        Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
+            vec![
+                Some(vec![Some(1), Some(2)]),
+                None,
+                Some(vec![None, Some(3)]),
+                Some(vec![Some(4), Some(5)]),
+            ],
+            2,
+        )),
+        Arc::new(StructArray::new(
+            struct_fields,
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), None, None, Some(4)])),
+                Arc::new(StringArray::from(vec![Some("w"), None, Some("y"), None])),
+            ],
+            Some(vec![true, false, true, true].into()),
+        )),
+        Arc::new(map.finish()),
+    ]
+}
+
+/// The struct of every type, one field `f<i>` per column.
+fn packed(columns: &[ArrayRef]) -> DataType {
+    DataType::Struct(
+        columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Field::new(format!("f{i}"), c.data_type().clone(), true))
+            .collect(),
+    )
+}
+
+#[test]
+fn every_type_of_the_table_round_trips_through_python_in_every_mode() {
+    let columns = every_type();
+    let row_type = packed(&columns);
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = ["python.worker-count=1", conf.as_str()];
+        // Scalar: each column's values to Python objects and back, as one
+        // struct's fields; then the vectorized form over lists.
+        for (name, kind) in [("pack", UdfKind::Scalar), ("vec_pack", UdfKind::Vectorized)] {
+            let r = runner("arrow_udfs.py", name, kind, row_type.clone(), &pairs);
+            let out = r.call_arrow(&batch(columns.clone())).unwrap();
+            let out = out
+                .as_any()
+                .downcast_ref::<coil_host::arrow_array::StructArray>()
+                .unwrap();
+            assert_eq!(out.null_count(), 0, "{mode} {name}");
+            for (i, c) in columns.iter().enumerate() {
+                assert_eq!(
+                    out.column(i).as_ref(),
+                    c.as_ref(),
+                    "{mode} {name}: column {i} ({})",
+                    c.data_type()
+                );
+            }
+        }
+        // Each type alone, as the declared type of the results.
+        let r = runner(
+            "arrow_udfs.py",
+            "same",
+            UdfKind::Scalar,
+            DataType::Decimal128(10, 2),
+            &pairs,
+        );
+        let out = r.call_arrow(&batch(vec![columns[16].clone()])).unwrap();
+        assert_eq!(out.as_ref(), columns[16].as_ref(), "{mode}");
+    }
+}
+
+#[test]
+fn views_and_dictionaries_reach_python_as_their_values() {
+    use coil_host::arrow_array::types::Int32Type;
+    use coil_host::arrow_array::{BinaryViewArray, DictionaryArray, StringViewArray};
+    let pairs = ["python.worker-count=1"];
+    let words: ArrayRef = Arc::new(StringViewArray::from(vec![
+        Some("a longer string than twelve bytes"),
+        None,
+        Some("ab"),
+    ]));
+    let r = runner(
+        "arrow_udfs.py",
+        "upper",
+        UdfKind::Scalar,
+        DataType::Utf8View,
+        &pairs,
+    );
+    let out = r.call_arrow(&batch(vec![words])).unwrap();
+    assert_eq!(
+        out.as_ref(),
+        &StringViewArray::from(vec![
+            Some("A LONGER STRING THAN TWELVE BYTES"),
+            None,
+            Some("AB")
+        ]) as &dyn Array
+    );
+    let blobs: ArrayRef = Arc::new(BinaryViewArray::from(vec![Some(&b"\x00"[..]), None]));
+    let r = runner(
+        "arrow_udfs.py",
+        "same",
+        UdfKind::Scalar,
+        DataType::BinaryView,
+        &pairs,
+    );
+    assert_eq!(
+        r.call_arrow(&batch(vec![blobs.clone()])).unwrap().as_ref(),
+        blobs.as_ref()
+    );
+    let dict: ArrayRef = Arc::new(
+        vec![Some("x"), None, Some("y"), Some("x")]
+            .into_iter()
+            .collect::<DictionaryArray<Int32Type>>(),
+    );
+    let r = runner(
+        "arrow_udfs.py",
+        "upper",
+        UdfKind::Scalar,
+        DataType::Utf8,
+        &pairs,
+    );
+    assert_eq!(
+        r.call_arrow(&batch(vec![dict])).unwrap().as_ref(),
+        &StringArray::from(vec![Some("X"), None, Some("Y"), Some("X")]) as &dyn Array
+    );
+}
+
+#[test]
+fn temporal_and_decimal_columns_are_the_python_values_pyarrow_gives() {
+    let columns = every_type();
+    let r = runner(
+        "arrow_udfs.py",
+        "describe",
+        UdfKind::Scalar,
+        DataType::Utf8,
+        &["python.worker-count=1"],
+    );
+    let picked: Vec<ArrayRef> = [
+        16, 17, 18, 19, 20, 22, 24, 26, 28, 29, 30, 31, 34, 35, 36, 37, 38, 39,
+    ]
+    .iter()
+    .map(|&i| columns[i].clone())
+    .collect();
+    let out = r.call_arrow(&batch(picked)).unwrap();
+    let out = out.as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(
+        out.value(0),
+        "[('Decimal', Decimal('123.45')), ('Decimal', Decimal('10000000000000000000000000.00000')), \
+         ('date', datetime.date(1970, 1, 1)), ('date', datetime.date(1970, 1, 1)), \
+         ('time', datetime.time(0, 0)), ('time', datetime.time(0, 0, 0, 1)), \
+         ('datetime', datetime.datetime(1970, 1, 1, 0, 0)), \
+         ('datetime', datetime.datetime(1970, 1, 1, 0, 0, 0, 1)), \
+         ('datetime', datetime.datetime(2023, 11, 14, 23, 13, 20, tzinfo=zoneinfo.ZoneInfo(key='Europe/Paris'))), \
+         ('datetime', datetime.datetime(2023, 11, 15, 3, 43, 20, tzinfo=datetime.timezone(datetime.timedelta(seconds=19800)))), \
+         ('datetime', datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)), \
+         ('timedelta', datetime.timedelta(days=-1, seconds=86399)), \
+         ('timedelta', datetime.timedelta(microseconds=1)), \
+         ('list', [1, None]), ('list', [1]), ('list', [1, 2]), \
+         ('dict', {'a': 1, 'b': 'w'}), ('dict', {'x': 1, 'y': None})]"
+    );
+    assert_eq!(
+        out.value(3),
+        "[('Decimal', Decimal('0.00')), ('Decimal', Decimal('0.00000')), \
+         ('date', datetime.date(1, 1, 1)), ('date', datetime.date(1969, 12, 31)), \
+         ('time', datetime.time(23, 59, 59)), ('time', datetime.time(0, 0)), \
+         ('datetime', datetime.datetime(9999, 12, 31, 23, 59, 59)), \
+         ('datetime', datetime.datetime(1970, 1, 1, 0, 0, 0, 7)), \
+         ('datetime', datetime.datetime(1970, 1, 1, 0, 59, 59, 999999, tzinfo=zoneinfo.ZoneInfo(key='Europe/Paris'))), \
+         ('datetime', datetime.datetime(1970, 1, 1, 5, 30, 1, tzinfo=datetime.timezone(datetime.timedelta(seconds=19800)))), \
+         ('datetime', datetime.datetime(1970, 1, 1, 0, 0, 0, 1000, tzinfo=datetime.timezone.utc)), \
+         ('timedelta', datetime.timedelta(0)), ('timedelta', datetime.timedelta(0)), \
+         ('list', [4]), ('list', []), ('list', [4, 5]), \
+         ('dict', {'a': 4, 'b': None}), ('dict', {'z': -3})]"
+    );
+}
+
+#[test]
+fn nanoseconds_python_cannot_hold_are_an_error_not_a_rounded_value() {
+    use coil_host::arrow_array::TimestampNanosecondArray;
+    let ns: ArrayRef = Arc::new(TimestampNanosecondArray::from(vec![1_000, 1_001]));
+    let r = runner(
+        "arrow_udfs.py",
+        "same",
+        UdfKind::Scalar,
+        DataType::Timestamp(coil_host::arrow_schema::TimeUnit::Nanosecond, None),
+        &["python.worker-count=1"],
+    );
+    let e = r.call_arrow(&batch(vec![ns])).unwrap_err().to_string();
+    assert!(
+        e.starts_with("row 1: argument: 1001 ns is not a whole number of microseconds"),
+        "{e}"
+    );
+}
+
+#[test]
+fn under_skip_rows_that_fail_are_nulls_and_their_errors_come_back_in_order() {
+    let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..300));
+    let want = Int64Array::from_iter((0..300).map(|i| (i % 2 == 0).then_some(i * 10)));
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=64",
+            "python.fn-execution.on-error=skip",
+            conf.as_str(),
+        ];
+        for (name, kind) in [
+            ("odd_fails", UdfKind::Scalar),
+            ("vec_odd_fails", UdfKind::Vectorized),
+        ] {
+            let r = runner("arrow_udfs.py", name, kind, DataType::Int64, &pairs);
+            let (out, failed) = r.call_arrow_each(&batch(vec![ints.clone()])).unwrap();
+            assert_eq!(out.as_ref(), &want as &dyn Array, "{mode} {name}");
+            let rows: Vec<u64> = failed.iter().map(|f| f.row).collect();
+            assert_eq!(
+                rows,
+                (1..300).step_by(2).collect::<Vec<_>>(),
+                "{mode} {name}"
+            );
+            match &failed[1].error {
+                RunError::Udf { row: 3, error } => {
+                    assert_eq!(error.type_name, "ValueError");
+                    assert_eq!(error.message, "odd 3");
+                }
+                e => panic!("{mode} {name}: {e:?}"),
+            }
+            // call_arrow stops at the first.
+            let e = r.call_arrow(&batch(vec![ints.clone()])).unwrap_err();
+            assert!(matches!(&e, RunError::Row(r) if r.row == 1), "{e:?}");
+        }
+    }
 }

@@ -1,143 +1,91 @@
 //! Arrow batches in, an Arrow array out: [`Runner::call_arrow`]. Columns
 //! travel to the executors as column frames (whole buffers, see
-//! `coil_proto::Columns`); results come back in the row codec and are
-//! built into an array of the declared return type here, each checked to
-//! fit.
+//! `coil_proto::Columns`); each executor builds its batch's results into
+//! an array of the declared return type, checking every value, and sends
+//! it back the same way; this side puts the arrays together.
+//!
+//! Views and dictionary-encoded columns travel as the plain arrays they
+//! stand for (a UDF sees the same Python values either way): this module
+//! turns them into those before sending, and a declared view type back
+//! into views after.
 
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{
-    ArrayRef, BinaryArray, BooleanArray, Float32Array, Float64Array, Int16Array, Int32Array,
-    Int64Array, Int8Array, LargeBinaryArray, LargeStringArray, NullArray, RecordBatch, StringArray,
-    UInt16Array, UInt32Array, UInt64Array, UInt8Array,
+    Array, ArrayRef, BinaryArray, BinaryViewArray, RecordBatch, StringArray, StringViewArray,
 };
+use arrow_data::transform::MutableArrayData;
 use arrow_schema::DataType;
-use coil_ipc::Value;
 
 use crate::stream::Scheduler;
-use crate::{RunError, Runner, UdfKind};
+use crate::{RowError, RunError, Runner, UdfKind};
 
-/// A value's kind, and the value itself when it is short, for errors.
-fn describe(v: &Value) -> String {
-    let kind = match v {
-        Value::Null => return "None".into(),
-        Value::Bool(b) => return format!("bool {}", if *b { "True" } else { "False" }),
-        Value::Int(i) => return format!("int {i}"),
-        Value::Float(f) => return format!("float {f}"),
-        Value::Str(s) if s.len() <= 40 => return format!("str {s:?}"),
-        Value::Str(_) => "str",
-        Value::Bytes(_) => "bytes",
-        Value::List(_) => "list",
+/// The type a column of type `t` travels as: views as their plain types,
+/// dictionaries as their values' type; `None` if it cannot travel.
+pub(crate) fn wire_type(t: &DataType) -> Option<DataType> {
+    let plain = match t {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, values) => wire_type(values)?,
+        t => t.clone(),
     };
-    kind.into()
+    coil_worker::arrow_type_supported(&plain).then_some(plain)
 }
 
-/// `values` (rows `first..`) as an array of `declared`.
-pub(crate) fn build(
-    values: &[Value],
-    declared: &DataType,
-    first: u64,
-) -> Result<ArrayRef, RunError> {
-    // Each value through `fit` (`None`: it does not fit), nulls as nulls.
-    fn column<'v, T>(
-        values: &'v [Value],
-        declared: &DataType,
-        first: u64,
-        fit: impl Fn(&'v Value) -> Option<T>,
-    ) -> Result<Vec<Option<T>>, RunError> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::Null => Ok(None),
-                v => fit(v).map(Some).ok_or_else(|| RunError::ResultType {
-                    row: first + i as u64,
-                    value: describe(v),
-                    declared: declared.clone(),
-                }),
-            })
-            .collect()
-    }
-    fn int(v: &Value) -> Option<i64> {
-        match v {
-            Value::Int(x) => Some(*x),
-            _ => None,
+/// `a` as the plain array its type travels as (see [`wire_type`]).
+fn to_wire(a: &ArrayRef) -> Result<ArrayRef, RunError> {
+    let overflow = |e: arrow_schema::ArrowError| RunError::Arrow(e.to_string());
+    Ok(match a.data_type() {
+        DataType::Utf8View => Arc::new(StringArray::from_iter(a.as_string_view().iter())),
+        DataType::BinaryView => Arc::new(BinaryArray::from_iter(a.as_binary_view().iter())),
+        DataType::Dictionary(..) => {
+            let d = a.as_any_dictionary();
+            let values = to_wire(d.values())?;
+            let keys = d.normalized_keys();
+            let data = values.to_data();
+            let mut out = MutableArrayData::new(vec![&data], true, a.len());
+            for (row, &k) in keys.iter().enumerate() {
+                // Keys were validated against the values when the array was
+                // built; a null row's key may be anything.
+                if d.keys().is_valid(row) && k < values.len() {
+                    out.try_extend(0, k, k + 1).map_err(overflow)?;
+                } else {
+                    out.try_extend_nulls(1).map_err(overflow)?;
+                }
+            }
+            arrow_array::make_array(out.freeze())
         }
-    }
-    // An int is exact in a float up to 2^53: beyond, refused rather than
-    // rounded.
-    fn float(v: &Value) -> Option<f64> {
-        match v {
-            Value::Float(f) => Some(*f),
-            Value::Int(x) if x.unsigned_abs() <= 1 << 53 => Some(*x as f64),
-            _ => None,
-        }
-    }
-    fn boolean(v: &Value) -> Option<bool> {
-        match v {
-            Value::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-    fn text(v: &Value) -> Option<&str> {
-        match v {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-    fn bytes(v: &Value) -> Option<&[u8]> {
-        match v {
-            Value::Bytes(b) => Some(b),
-            _ => None,
-        }
-    }
-    macro_rules! ints {
-        ($array:ty) => {
-            Arc::new(<$array>::from(column(values, declared, first, |v| {
-                int(v)?.try_into().ok()
-            })?))
-        };
-    }
-    Ok(match declared {
-        DataType::Null => {
-            column(values, declared, first, |_| None::<()>)?;
-            Arc::new(NullArray::new(values.len()))
-        }
-        DataType::Int8 => ints!(Int8Array),
-        DataType::Int16 => ints!(Int16Array),
-        DataType::Int32 => ints!(Int32Array),
-        DataType::Int64 => ints!(Int64Array),
-        DataType::UInt8 => ints!(UInt8Array),
-        DataType::UInt16 => ints!(UInt16Array),
-        DataType::UInt32 => ints!(UInt32Array),
-        DataType::UInt64 => ints!(UInt64Array),
-        DataType::Boolean => Arc::new(BooleanArray::from(column(
-            values, declared, first, boolean,
-        )?)),
-        DataType::Float64 => Arc::new(Float64Array::from(column(values, declared, first, float)?)),
-        DataType::Float32 => Arc::new(Float32Array::from_iter(
-            column(values, declared, first, float)?
-                .into_iter()
-                .map(|f| f.map(|f| f as f32)),
-        )),
-        DataType::Utf8 => Arc::new(StringArray::from_iter(column(
-            values, declared, first, text,
-        )?)),
-        DataType::LargeUtf8 => Arc::new(LargeStringArray::from_iter(column(
-            values, declared, first, text,
-        )?)),
-        DataType::Binary => Arc::new(BinaryArray::from_iter(column(
-            values, declared, first, bytes,
-        )?)),
-        DataType::LargeBinary => Arc::new(LargeBinaryArray::from_iter(column(
-            values, declared, first, bytes,
-        )?)),
-        t => {
-            return Err(RunError::Arrow(format!(
-                "the return type {t} is not supported yet"
-            )))
-        }
+        _ => a.clone(),
     })
+}
+
+/// The array `a` (of the wire type of `declared`) as `declared`: views
+/// built from their plain arrays.
+fn from_wire(a: ArrayRef, declared: &DataType) -> ArrayRef {
+    match declared {
+        DataType::Utf8View => Arc::new(StringViewArray::from_iter(a.as_string::<i32>().iter())),
+        DataType::BinaryView => Arc::new(BinaryViewArray::from_iter(a.as_binary::<i32>().iter())),
+        _ => a,
+    }
+}
+
+/// The arrays one after another, as one.
+fn concat(arrays: Vec<ArrayRef>, t: &DataType) -> Result<ArrayRef, RunError> {
+    if arrays.len() == 1 {
+        return Ok(arrays.into_iter().next().expect("one array"));
+    }
+    if arrays.is_empty() {
+        return Ok(arrow_array::new_empty_array(t));
+    }
+    let data: Vec<_> = arrays.iter().map(|a| a.to_data()).collect();
+    let total = data.iter().map(|d| d.len()).sum();
+    let mut out = MutableArrayData::new(data.iter().collect(), false, total);
+    for (i, d) in data.iter().enumerate() {
+        out.try_extend(i, 0, d.len())
+            .map_err(|e| RunError::Arrow(format!("putting the results together: {e}")))?;
+    }
+    Ok(arrow_array::make_array(out.freeze()))
 }
 
 impl Runner {
@@ -146,48 +94,109 @@ impl Runner {
     /// with [`UdfSpec::returns`](crate::UdfSpec::returns), in row order.
     /// The columns travel to the executors as whole buffers; each row's
     /// arguments reach a scalar UDF as Python objects (`None` for a null),
-    /// a vectorized UDF gets each column as its annotations ask.
+    /// a vectorized UDF gets each column as its annotations ask. Each
+    /// executor builds its results into an array of the declared type,
+    /// checking that every value fits it (never converting it into another
+    /// value).
     ///
-    /// Types today, in and out: null, bool, int8–64, uint8–64, float32/64,
-    /// utf8, large_utf8, binary, large_binary.
+    /// The types, in and out, and the Python values they map to are in
+    /// docs/python.md: null, bool, ints, uints, float32/64, strings and
+    /// binary (also large and view), decimals, dates, times, timestamps
+    /// (with or without a time zone), durations, lists, structs and maps;
+    /// dictionary-encoded columns in.
     ///
     /// # Errors
     ///
-    /// [`RunError::UnsupportedColumn`] naming the column and its type;
-    /// [`RunError::Arrow`] without a supported return type, or for a table
-    /// UDF; [`RunError::ResultType`] naming the row, what the UDF returned
-    /// and the declared type; and every error of [`Runner::call`].
+    /// [`RunError::UnsupportedColumn`] naming the column and its type,
+    /// before any row runs; [`RunError::Arrow`] without a supported return
+    /// type, or for a table UDF; [`RunError::BadRow`] naming the row whose
+    /// result does not fit the declared type (the message says the value,
+    /// its Python type and the type); and every error of [`Runner::call`].
     pub fn call_arrow(&self, batch: &RecordBatch) -> Result<ArrayRef, RunError> {
+        self.run_arrow(batch, Err)
+    }
+
+    /// Runs the UDF over an Arrow batch as [`Runner::call_arrow`] does, and
+    /// under `python.fn-execution.on-error` = `skip` or `dead-letter`
+    /// returns, with the results, each row that failed alone: a null holds
+    /// its place in the array, and its error ([`RowError`], without its
+    /// input values, which are the batch's row `row`) is in the list, in
+    /// row order. Under `fail`, the first row that fails ends the call, as
+    /// in `call_arrow`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::call_arrow`], except rows that fail alone.
+    pub fn call_arrow_each(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(ArrayRef, Vec<RowError>), RunError> {
+        let mut failed = Vec::new();
+        let array = self.run_arrow(batch, |e| match e {
+            RunError::Row(r) => {
+                failed.push(*r);
+                Ok(())
+            }
+            e => Err(e),
+        })?;
+        Ok((array, failed))
+    }
+
+    /// Runs `batch`, handing every error to `error` in row order (which
+    /// ends the call by returning it, or keeps a row's own error).
+    fn run_arrow(
+        &self,
+        batch: &RecordBatch,
+        mut error: impl FnMut(RunError) -> Result<(), RunError>,
+    ) -> Result<ArrayRef, RunError> {
         let declared = self.spec().returns.clone().ok_or_else(|| {
             RunError::Arrow("declare the UDF's return type with UdfSpec::returns".into())
         })?;
-        if !coil_worker::arrow_type_supported(&declared) {
+        let wire = coil_worker::result_wire_type(&declared);
+        if !coil_worker::arrow_type_supported(&wire) {
             return Err(RunError::Arrow(format!(
-                "the return type {declared} is not supported yet"
+                "the return type {declared} is not supported"
             )));
         }
         if self.spec().kind == UdfKind::Table {
             return Err(RunError::Arrow(
-                "table UDFs run over rows for now (Runner::call)".into(),
+                "table UDFs run over rows (Runner::call)".into(),
             ));
         }
+        let mut columns = Vec::with_capacity(batch.num_columns());
         for (column, c) in batch.columns().iter().enumerate() {
-            if !coil_worker::arrow_type_supported(c.data_type()) {
+            if wire_type(c.data_type()).is_none() {
                 return Err(RunError::UnsupportedColumn {
                     column,
                     data_type: c.data_type().clone(),
                 });
             }
+            columns.push(to_wire(c)?);
         }
-        let mut values = Vec::with_capacity(batch.num_rows());
-        Scheduler::new(self).run_batches(
+        let mut scheduler = Scheduler::new(self);
+        scheduler.run_batches(
             batch.num_rows(),
-            |s, rows| s.send_columns(rows.len(), batch.slice(rows.start, rows.len()).columns()),
-            |v| {
-                values.push(v?);
-                Ok(())
+            |s, rows| {
+                let slice: Vec<ArrayRef> = columns
+                    .iter()
+                    .map(|c| c.slice(rows.start, rows.len()))
+                    .collect();
+                s.send_columns(rows.len(), &slice)
+            },
+            |v| match v {
+                Err(e) => error(e),
+                Ok(_) => Err(RunError::Arrow(
+                    "internal error: a row result for a column batch".into(),
+                )),
             },
         )?;
-        build(&values, &declared, 0)
+        let arrays = scheduler.take_arrays();
+        if let Some(a) = arrays.iter().find(|a| a.data_type() != &wire) {
+            return Err(RunError::Arrow(format!(
+                "an executor answered with {} for the declared type {declared}",
+                a.data_type()
+            )));
+        }
+        Ok(from_wire(concat(arrays, &wire)?, &declared))
     }
 }

@@ -182,6 +182,10 @@ pub enum StartError {
         /// The one asked for now.
         asked: String,
     },
+    /// The return type declared with `UdfSpec::returns` is not one coil
+    /// builds results of (the types are in docs/python.md).
+    #[error("the declared return type {0} is not one coil builds results of (see docs/python.md for the Arrow types it maps to Python)")]
+    UnsupportedReturnType(arrow_schema::DataType),
     /// The UDF imports a module that cannot load in a sub-interpreter, and
     /// `python.execution-mode.strict` forbids falling back to process mode.
     #[error("UDF {target} imports {module}, which cannot load in a sub-interpreter (python.execution-mode.strict=true); use process mode")]
@@ -298,8 +302,9 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
-    /// An Arrow column of a type the columnar path does not take (yet).
-    #[error("column {column} is {data_type}, which coil does not take yet (bool, ints, uints, float32/64, utf8, large_utf8, binary, large_binary, null)")]
+    /// An Arrow column of a type the columnar path does not take (the
+    /// types it takes are in docs/python.md).
+    #[error("column {column} is {data_type}, which coil does not take (see docs/python.md for the Arrow types it maps to Python)")]
     UnsupportedColumn {
         /// The column's index.
         column: usize,
@@ -310,16 +315,6 @@ pub enum RunError {
     /// or a table UDF.
     #[error("call_arrow: {0}")]
     Arrow(String),
-    /// A result that does not fit the declared return type.
-    #[error("row {row}: the UDF returned {value}, which does not fit the declared return type {declared}")]
-    ResultType {
-        /// The row.
-        row: u64,
-        /// What it returned: the value's kind, and the value when short.
-        value: String,
-        /// The declared type.
-        declared: arrow_schema::DataType,
-    },
     /// One row failed, and only it (`python.fn-execution.on-error` =
     /// `skip` or `dead-letter`): its input and why. Takes that row's place
     /// in a stream; the rows around it are answered as usual.

@@ -91,12 +91,32 @@ enum First {
     Nothing,
 }
 
+/// A batch's results: values of the row codec (answering rows), or one
+/// Arrow column (answering a column batch).
+#[derive(Debug)]
+pub(crate) enum Results {
+    /// One value per row.
+    Rows(Vec<Value>),
+    /// One column, a value per row.
+    Column(arrow_array::ArrayRef),
+}
+
+impl Results {
+    /// How many rows they answer.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Results::Rows(v) => v.len(),
+            Results::Column(c) => arrow_array::Array::len(c.as_ref()),
+        }
+    }
+}
+
 /// How waiting for a batch's answer ended.
 pub(crate) enum Reply {
     /// The batch's results, where the executor's time went, how long the
     /// host took to decode them, and the rows that failed alone (a null
-    /// in `values` holds each one's place).
-    Values(Vec<Value>, Times, Duration, Vec<(u64, RunError)>),
+    /// in the results holds each one's place).
+    Values(Results, Times, Duration, Vec<(u64, RunError)>),
     /// The row running timed out and was interrupted, and the executor
     /// went on with the batch's other rows (a per-row batch in an executor
     /// thread); or the batch timed out with no row running (its answer is
@@ -248,6 +268,17 @@ impl Link {
         }
         for p in &settings.spec.site_dirs {
             cmd.arg("--site-dir").arg(p);
+        }
+        if let Some(bytes) = settings
+            .spec
+            .returns
+            .as_ref()
+            .map(coil_worker::result_wire_type)
+            .and_then(|t| coil_proto::Columns::type_to_bytes(&t))
+        {
+            // The type as a column frame writes it, in hexadecimal.
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            cmd.arg("--returns").arg(hex);
         }
         cmd.env("COIL_HOST_PID", std::process::id().to_string())
             .env("PYTHONUNBUFFERED", "1")
@@ -476,13 +507,54 @@ impl Link {
             Err(e) => return Reply::Broken(self.protocol(rows, e.into())),
         };
         let at = |row: u32| rows.start + u64::from(row);
-        match answer {
+        let (results, times, failed) = match answer {
             Answer::Results {
                 times,
                 values,
                 failed,
                 ..
+            } => (Results::Rows(values), times, failed),
+            Answer::ColumnResults {
+                times,
+                column,
+                failed,
+                ..
+            } => (Results::Column(column), times, failed),
+            Answer::UdfError { row, error, .. } => {
+                return Reply::Error(RunError::Udf {
+                    row: at(row),
+                    error,
+                })
+            }
+            Answer::Incompatible {
+                row, module, error, ..
             } => {
+                return Reply::Error(RunError::SubInterpreterIncompatible {
+                    row: at(row),
+                    module,
+                    error,
+                })
+            }
+            Answer::BadRow { row, message, .. } => {
+                return Reply::Error(RunError::BadRow {
+                    row: row.map(at),
+                    message,
+                })
+            }
+            Answer::TooLarge { bytes, limit, .. } => {
+                return Reply::Error(RunError::TooLarge {
+                    direction: Direction::Results,
+                    rows,
+                    bytes,
+                    limit,
+                })
+            }
+            Answer::Ready { .. } | Answer::LoadFailed { .. } => {
+                unreachable!("Expect::Batch decodes only answers to batches")
+            }
+        };
+        {
+            {
                 let failed = failed
                     .into_iter()
                     .map(|f| {
@@ -502,31 +574,7 @@ impl Link {
                         (row, error)
                     })
                     .collect();
-                Reply::Values(values, times, decode_started.elapsed(), failed)
-            }
-            Answer::UdfError { row, error, .. } => Reply::Error(RunError::Udf {
-                row: at(row),
-                error,
-            }),
-            Answer::Incompatible {
-                row, module, error, ..
-            } => Reply::Error(RunError::SubInterpreterIncompatible {
-                row: at(row),
-                module,
-                error,
-            }),
-            Answer::BadRow { row, message, .. } => Reply::Error(RunError::BadRow {
-                row: row.map(at),
-                message,
-            }),
-            Answer::TooLarge { bytes, limit, .. } => Reply::Error(RunError::TooLarge {
-                direction: Direction::Results,
-                rows,
-                bytes,
-                limit,
-            }),
-            Answer::Ready { .. } | Answer::LoadFailed { .. } => {
-                unreachable!("Expect::Batch decodes only answers to batches")
+                Reply::Values(results, times, decode_started.elapsed(), failed)
             }
         }
     }

@@ -132,6 +132,11 @@ impl Runner {
         spec: UdfSpec,
         command: impl FnOnce() -> Result<WorkerCommand, StartError> + Send + 'static,
     ) -> Result<Runner, StartError> {
+        if let Some(t) = &spec.returns {
+            if !coil_worker::arrow_type_supported(&coil_worker::result_wire_type(t)) {
+                return Err(StartError::UnsupportedReturnType(t.clone()));
+            }
+        }
         let env = crate::env::resolve(config)?;
         let mut spec = spec;
         if let Some(env) = &env {

@@ -20,7 +20,7 @@ use coil_proto::{Batch, Times};
 use crate::config::Tuning;
 use crate::error::Direction;
 use crate::error::RowError;
-use crate::link::Reply;
+use crate::link::{Reply, Results};
 use crate::metrics::{BatchRecord, Counters};
 use crate::pool::Lease;
 use crate::runner::Runner;
@@ -221,7 +221,7 @@ enum State {
 
 /// A batch's answer, kept until its turn: results, the executor's times,
 /// the host's decode time, the rows that failed alone.
-type Answered = (Vec<Value>, Times, Duration, Vec<(u64, RunError)>);
+type Answered = (Results, Times, Duration, Vec<(u64, RunError)>);
 
 /// A batch of the stream, from being cut until its results are delivered.
 struct InFlight {
@@ -396,6 +396,9 @@ pub(crate) struct Scheduler<E: Executors> {
     flight: VecDeque<InFlight>,
     /// Answers in row order; errors boxed to keep the queue's items small.
     ready: VecDeque<Result<Value, Box<RunError>>>,
+    /// The results of column batches, in order (their rows' errors go to
+    /// `ready`).
+    arrays: Vec<arrow_array::ArrayRef>,
     buffer: Vec<Row>,
     buffer_since: Option<Instant>,
     next_row: u64,
@@ -408,6 +411,7 @@ impl<E: Executors> Scheduler<E> {
             leases: Vec::new(),
             flight: VecDeque::new(),
             ready: VecDeque::new(),
+            arrays: Vec::new(),
             buffer: Vec::new(),
             buffer_since: None,
             next_row: 0,
@@ -518,6 +522,11 @@ impl<E: Executors> Scheduler<E> {
         self.send_payload(rows.len(), false, capacity, |seq, out| {
             Batch::encode(seq, rows, out).map_err(|e| e.to_string())
         });
+    }
+
+    /// The results of the column batches answered so far, in order.
+    pub(crate) fn take_arrays(&mut self) -> Vec<arrow_array::ArrayRef> {
+        std::mem::take(&mut self.arrays)
     }
 
     /// Sends `columns` (Arrow arrays, `rows` long) as one batch in a
@@ -724,7 +733,9 @@ impl<E: Executors> Scheduler<E> {
         let (li, seq, rows, deadline) =
             (front.lease, front.seq, front.rows.clone(), front.deadline());
         let timeout = self.executors.tuning().timeout;
-        match self.leases[li].answer(seq, rows, deadline, timeout, wait) {
+        let columnar = front.columnar;
+        let reply = self.leases[li].answer(seq, rows.clone(), deadline, timeout, wait);
+        match self.matching(li, columnar, rows, reply) {
             Reply::Pending => false,
             Reply::Interrupted => {
                 // The executor thread went on past the timeout (the row
@@ -785,9 +796,34 @@ impl<E: Executors> Scheduler<E> {
         }
     }
 
+    /// `reply`, or, if it holds results of the other kind than the batch
+    /// (`columnar` or not) asked for, the executor broke the protocol.
+    fn matching(&self, li: usize, columnar: bool, rows: Range<u64>, reply: Reply) -> Reply {
+        match reply {
+            Reply::Values(Results::Rows(_), ..) if columnar => {
+                Reply::Broken(self.wrong_results(li, rows, coil_proto::Tag::Results))
+            }
+            Reply::Values(Results::Column(_), ..) if !columnar => {
+                Reply::Broken(self.wrong_results(li, rows, coil_proto::Tag::ColumnResults))
+            }
+            reply => reply,
+        }
+    }
+
+    fn wrong_results(&self, li: usize, rows: Range<u64>, tag: coil_proto::Tag) -> RunError {
+        RunError::Protocol {
+            worker: self.leases[li].id(),
+            rows,
+            error: crate::error::ProtocolError::Answer(coil_proto::ProtoError::Unexpected {
+                tag,
+                expected: "results of the batch's kind (rows or a column)",
+            }),
+        }
+    }
+
     fn record(
         &self,
-        values: &[Value],
+        values: &Results,
         times: Times,
         decode: Duration,
         queued: Instant,
@@ -823,9 +859,11 @@ impl<E: Executors> Scheduler<E> {
             // Entries are visited in order, so this is the oldest one its
             // executor owes: its answer is the next that executor sends.
             let (seq, rows) = (self.flight[i].seq, self.flight[i].rows.clone());
+            let columnar = self.flight[i].columnar;
             let reply = loop {
                 let deadline = self.flight[i].deadline();
-                match self.leases[li].answer(seq, rows.clone(), deadline, timeout, true) {
+                let reply = self.leases[li].answer(seq, rows.clone(), deadline, timeout, true);
+                match self.matching(li, columnar, rows.clone(), reply) {
                     Reply::Interrupted => {
                         // Its executor goes on with the batch: wait again.
                         if let State::Running { deadline, .. } = &mut self.flight[i].state {
@@ -879,7 +917,25 @@ impl<E: Executors> Scheduler<E> {
     /// failed row's own error, with its input (decoded again from the
     /// batch), takes its place; otherwise (an executor only reports rows
     /// that way for a per-row batch) the first failure is the batch's.
-    fn deliver(&mut self, entry: &InFlight, values: Vec<Value>, failed: Vec<(u64, RunError)>) {
+    fn deliver(&mut self, entry: &InFlight, results: Results, failed: Vec<(u64, RunError)>) {
+        let values = match results {
+            Results::Rows(values) => values,
+            Results::Column(column) => {
+                // A failed row holds a null in the column; its error is
+                // queued in its turn (without its input, which stays in
+                // the caller's arrays).
+                self.arrays.push(column);
+                if self.executors.tuning().per_row {
+                    for (row, error) in failed {
+                        self.fail_row(row, Vec::new(), error);
+                    }
+                } else if let Some((_, e)) = failed.into_iter().next() {
+                    self.count_error(&e);
+                    self.ready.push_back(Err(Box::new(e)));
+                }
+                return;
+            }
+        };
         if failed.is_empty() {
             self.ready.extend(values.into_iter().map(Ok));
             return;
@@ -1330,7 +1386,7 @@ mod tests {
                             _ => Value::Null,
                         })
                         .collect();
-                    Reply::Values(out, Times::default(), Duration::ZERO, failed)
+                    Reply::Values(Results::Rows(out), Times::default(), Duration::ZERO, failed)
                 }
                 Act::Raise => Reply::Error(RunError::Udf {
                     row: rows.start,

@@ -16,29 +16,46 @@
 //! Layout, little-endian:
 //!
 //! ```text
-//! rows: u32, columns: u32, then per column:
-//!   type (see `put_type`), flags: u8 (bit 0: a validity bitmap follows),
-//!   [validity: ceil(rows / 8) bytes],
-//!   fixed-width types: rows × width bytes (boolean: ceil(rows / 8) bytes),
-//!   utf8 / binary: (rows + 1) × 4 bytes of offsets, data length: u64, data,
-//!   large_utf8 / large_binary: (rows + 1) × 8 bytes of offsets, u64, data,
-//!   null: nothing.
+//! frame:  seq: u64, then a body
+//! body:   rows: u32, columns: u32, then per column its type and its data
+//! type:   a tag byte and the type's parameters (see `put_type`); nested
+//!         types carry their children's fields: name, nullability,
+//!         metadata and type
+//! data:   flags: u8 (bit 0: a validity bitmap follows),
+//!         [validity: ceil(rows / 8) bytes],
+//!         fixed-width types: rows × width bytes (boolean: ceil(rows / 8)),
+//!         utf8 / binary: (rows + 1) × 4 bytes of offsets, data length: u64,
+//!         data; large_utf8 / large_binary: the same with 8-byte offsets,
+//!         list / map: (rows + 1) offsets (8 bytes for large_list, else 4),
+//!         the child's rows: u64, the child's data,
+//!         fixed_size_list: the child's data (rows × size rows),
+//!         struct: each child's data (rows rows),
+//!         null: nothing.
 //! ```
+//!
+//! Views (`utf8_view`, `binary_view`) and dictionary-encoded columns do not
+//! travel as such: the host sends them as the plain arrays they stand for
+//! (see `coil-host`'s Arrow module).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{make_array, Array, ArrayRef};
 use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer};
-use arrow_data::ArrayDataBuilder;
-use arrow_schema::{DataType, TimeUnit};
+use arrow_data::{ArrayData, ArrayDataBuilder};
+use arrow_schema::{DataType, Field, FieldRef, Fields, TimeUnit};
 use coil_ipc::ByteSource;
 
 use crate::ProtoError;
 
+/// How deep nested types may nest in a frame (a peer's frame that nests
+/// deeper is refused before it can exhaust the stack).
+pub const MAX_NESTING: usize = 32;
+
 /// A column that cannot travel in a column frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ColumnError {
-    /// Its type has no column frame encoding (yet).
+    /// Its type has no column frame encoding.
     #[error("column {column}: type {data_type} is not supported")]
     Unsupported {
         /// The column's index.
@@ -74,8 +91,30 @@ fn unit_code(u: &TimeUnit) -> u8 {
     }
 }
 
+fn put_str(s: &str, out: &mut Vec<u8>) -> Option<()> {
+    out.extend(u16::try_from(s.len()).ok()?.to_le_bytes());
+    out.extend(s.as_bytes());
+    Some(())
+}
+
+fn put_field(f: &Field, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+    put_str(f.name(), out)?;
+    out.push(u8::from(f.is_nullable()));
+    let mut meta: Vec<_> = f.metadata().iter().collect();
+    meta.sort();
+    out.extend(u16::try_from(meta.len()).ok()?.to_le_bytes());
+    for (k, v) in meta {
+        put_str(k, out)?;
+        put_str(v, out)?;
+    }
+    put_type(f.data_type(), out, depth + 1)
+}
+
 /// Appends `t`'s tag and parameters; `None` for a type with no encoding.
-fn put_type(t: &DataType, out: &mut Vec<u8>) -> Option<()> {
+fn put_type(t: &DataType, out: &mut Vec<u8>, depth: usize) -> Option<()> {
+    if depth > MAX_NESTING {
+        return None;
+    }
     let simple = match t {
         DataType::Null => 0,
         DataType::Boolean => 1,
@@ -111,15 +150,38 @@ fn put_type(t: &DataType, out: &mut Vec<u8>) -> Option<()> {
             match tz {
                 None => out.push(0),
                 Some(tz) => {
-                    let len = u16::try_from(tz.len()).ok()?;
                     out.push(1);
-                    out.extend(len.to_le_bytes());
-                    out.extend(tz.as_bytes());
+                    put_str(tz, out)?;
                 }
             }
         }
         DataType::Decimal128(p, s) => out.extend([23, *p, *s as u8]),
         DataType::Decimal256(p, s) => out.extend([24, *p, *s as u8]),
+        DataType::List(f) => {
+            out.push(25);
+            put_field(f, out, depth)?;
+        }
+        DataType::LargeList(f) => {
+            out.push(26);
+            put_field(f, out, depth)?;
+        }
+        DataType::FixedSizeList(f, size) => {
+            out.push(27);
+            out.extend(size.to_le_bytes());
+            put_field(f, out, depth)?;
+        }
+        DataType::Struct(fields) => {
+            out.push(28);
+            out.extend(u16::try_from(fields.len()).ok()?.to_le_bytes());
+            for f in fields {
+                put_field(f, out, depth)?;
+            }
+        }
+        DataType::Map(f, sorted) => {
+            out.push(29);
+            out.push(u8::from(*sorted));
+            put_field(f, out, depth)?;
+        }
         _ => return None,
     }
     Some(())
@@ -130,21 +192,133 @@ fn bitmap_len(rows: usize) -> usize {
     rows.div_ceil(8)
 }
 
-/// Bytes per value of a fixed-width type (0 for boolean and null, whose
-/// values are bits or nothing; `None` for variable-size types).
-fn width(t: &DataType) -> Option<usize> {
+/// How a type's values are laid out in a frame.
+enum Shape {
+    /// Nothing (null).
+    Nothing,
+    /// A bitmap (boolean).
+    Bits,
+    /// `rows` × this many bytes.
+    Fixed(usize),
+    /// Offsets of this width and a data buffer (strings, binary).
+    Bytes(usize),
+    /// Offsets of this width and one child (lists, maps).
+    Offsets(usize),
+    /// One child of `rows` × this many rows.
+    Repeat(usize),
+    /// Children of `rows` rows each.
+    Children,
+}
+
+fn shape(t: &DataType) -> Shape {
     match t {
-        DataType::Null | DataType::Boolean => Some(0),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Binary | DataType::LargeBinary => None,
-        t => t.primitive_width(),
+        DataType::Null => Shape::Nothing,
+        DataType::Boolean => Shape::Bits,
+        DataType::Utf8 | DataType::Binary => Shape::Bytes(4),
+        DataType::LargeUtf8 | DataType::LargeBinary => Shape::Bytes(8),
+        DataType::List(_) | DataType::Map(..) => Shape::Offsets(4),
+        DataType::LargeList(_) => Shape::Offsets(8),
+        DataType::FixedSizeList(_, size) => Shape::Repeat((*size).max(0) as usize),
+        DataType::Struct(_) => Shape::Children,
+        t => Shape::Fixed(t.primitive_width().unwrap_or(0)),
     }
 }
 
-/// The byte width of a variable-size type's offsets.
-fn offset_width(t: &DataType) -> usize {
-    match t {
-        DataType::LargeUtf8 | DataType::LargeBinary => 8,
-        _ => 4,
+/// Reads offset `i` of width `ow` (4 or 8 bytes) from `raw`.
+fn offset_at(raw: &[u8], ow: usize, i: usize) -> usize {
+    let b = &raw[i * ow..(i + 1) * ow];
+    if ow == 4 {
+        u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
+    } else {
+        u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
+    }
+}
+
+/// Appends `raw`'s `len + 1` offsets rebased to start at 0; returns the
+/// range of the data (or child rows) they span.
+fn put_offsets(raw: &[u8], ow: usize, len: usize, out: &mut Vec<u8>) -> (usize, usize) {
+    let (start, end) = (offset_at(raw, ow, 0), offset_at(raw, ow, len));
+    out.reserve(raw.len());
+    for i in 0..=len {
+        let o = offset_at(raw, ow, i) - start;
+        if ow == 4 {
+            out.extend((o as u32).to_le_bytes());
+        } else {
+            out.extend((o as u64).to_le_bytes());
+        }
+    }
+    (start, end)
+}
+
+/// Appends a column's data (its own slice of it), with its validity; its
+/// type was checked by `put_type`.
+fn put_data(a: &dyn Array, out: &mut Vec<u8>) {
+    use arrow_array::cast::AsArray;
+    let len = a.len();
+    match a.nulls().filter(|n| n.null_count() > 0) {
+        Some(nulls) => {
+            out.push(1);
+            // `sliced` moves the bits to start at bit 0.
+            out.extend_from_slice(&nulls.inner().sliced()[..bitmap_len(len)]);
+        }
+        None => out.push(0),
+    }
+    // Offsets rebased to start at 0, then the values they span: a slice of
+    // a long column sends its own values, not the column's.
+    fn listed(offsets: &[u8], ow: usize, len: usize, values: &dyn Array, out: &mut Vec<u8>) {
+        let (start, end) = put_offsets(offsets, ow, len, out);
+        out.extend(((end - start) as u64).to_le_bytes());
+        put_data(values.slice(start, end - start).as_ref(), out);
+    }
+    match a.data_type() {
+        DataType::List(_) => {
+            let l = a.as_list::<i32>();
+            let raw = l.offsets().inner().inner();
+            listed(raw, 4, len, l.values().as_ref(), out);
+        }
+        DataType::LargeList(_) => {
+            let l = a.as_list::<i64>();
+            let raw = l.offsets().inner().inner();
+            listed(raw, 8, len, l.values().as_ref(), out);
+        }
+        DataType::Map(..) => {
+            let m = a.as_map();
+            let raw = m.offsets().inner().inner();
+            listed(raw, 4, len, m.entries(), out);
+        }
+        DataType::FixedSizeList(..) => {
+            // Its values are sliced with it: rows × size of them.
+            put_data(a.as_fixed_size_list().values().as_ref(), out);
+        }
+        DataType::Struct(_) => {
+            // Its fields are sliced with it.
+            for child in a.as_struct().columns() {
+                put_data(child.as_ref(), out);
+            }
+        }
+        _ => {
+            let data = a.to_data();
+            let offset = data.offset();
+            match shape(data.data_type()) {
+                Shape::Nothing => {}
+                Shape::Bits => {
+                    let bits = BooleanBuffer::new(data.buffers()[0].clone(), offset, len);
+                    out.extend_from_slice(&bits.sliced()[..bitmap_len(len)]);
+                }
+                Shape::Fixed(w) => {
+                    out.extend_from_slice(&data.buffers()[0][offset * w..(offset + len) * w]);
+                }
+                Shape::Bytes(ow) => {
+                    let raw = &data.buffers()[0][offset * ow..(offset + len + 1) * ow];
+                    let (start, end) = put_offsets(raw, ow, len, out);
+                    out.extend(((end - start) as u64).to_le_bytes());
+                    out.extend_from_slice(&data.buffers()[1][start..end]);
+                }
+                Shape::Offsets(_) | Shape::Repeat(_) | Shape::Children => {
+                    unreachable!("nested types are matched above")
+                }
+            }
+        }
     }
 }
 
@@ -162,8 +336,23 @@ impl Columns {
         columns: &[ArrayRef],
         out: &mut Vec<u8>,
     ) -> Result<(), ColumnError> {
-        let count = |n: usize| u32::try_from(n).map_err(|_| ColumnError::TooMany(n));
         out.extend(seq.to_le_bytes());
+        Columns::encode_body(rows, columns, out)
+    }
+
+    /// Appends `columns`, each `rows` long, as a frame's body (a frame
+    /// without its sequence number: what an executor's column results
+    /// hold).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`].
+    pub fn encode_body(
+        rows: usize,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ColumnError> {
+        let count = |n: usize| u32::try_from(n).map_err(|_| ColumnError::TooMany(n));
         out.extend(count(rows)?.to_le_bytes());
         out.extend(count(columns.len())?.to_le_bytes());
         for (i, column) in columns.iter().enumerate() {
@@ -174,60 +363,40 @@ impl Columns {
                     rows,
                 });
             }
-            let data = column.to_data();
-            let unsupported = || ColumnError::Unsupported {
+            put_type(column.data_type(), out, 0).ok_or_else(|| ColumnError::Unsupported {
                 column: i,
-                data_type: data.data_type().clone(),
-            };
-            put_type(data.data_type(), out).ok_or_else(unsupported)?;
-            let (offset, len) = (data.offset(), data.len());
-            match data.nulls().filter(|n| n.null_count() > 0) {
-                Some(nulls) => {
-                    out.push(1);
-                    // `sliced` moves the bits to start at bit 0.
-                    out.extend_from_slice(&nulls.inner().sliced()[..bitmap_len(len)]);
-                }
-                None => out.push(0),
-            }
-            match (data.data_type(), width(data.data_type())) {
-                (DataType::Null, _) => {}
-                (DataType::Boolean, _) => {
-                    let bits = BooleanBuffer::new(data.buffers()[0].clone(), offset, len);
-                    out.extend_from_slice(&bits.sliced()[..bitmap_len(len)]);
-                }
-                (_, Some(w)) => {
-                    out.extend_from_slice(&data.buffers()[0][offset * w..(offset + len) * w]);
-                }
-                (t, None) => {
-                    // Offsets rebased to start at 0, and only the data
-                    // they span: a slice of a long column sends its own
-                    // bytes, not the column's.
-                    let ow = offset_width(t);
-                    let raw = &data.buffers()[0][offset * ow..(offset + len + 1) * ow];
-                    let at = |i: usize| -> usize {
-                        let b = &raw[i * ow..(i + 1) * ow];
-                        if ow == 4 {
-                            u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
-                        } else {
-                            u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize
-                        }
-                    };
-                    let (start, end) = (at(0), at(len));
-                    out.reserve(raw.len() + 8 + (end - start));
-                    for i in 0..=len {
-                        let o = at(i) - start;
-                        if ow == 4 {
-                            out.extend((o as u32).to_le_bytes());
-                        } else {
-                            out.extend((o as u64).to_le_bytes());
-                        }
-                    }
-                    out.extend(((end - start) as u64).to_le_bytes());
-                    out.extend_from_slice(&data.buffers()[1][start..end]);
-                }
-            }
+                data_type: column.data_type().clone(),
+            })?;
+            put_data(column.as_ref(), out);
         }
         Ok(())
+    }
+
+    /// Whether columns of type `t` travel in column frames.
+    pub fn supports(t: &DataType) -> bool {
+        put_type(t, &mut Vec::new(), 0).is_some()
+    }
+
+    /// `t` as bytes (as a frame writes it), to name a type outside a frame,
+    /// e.g. on a command line; `None` for a type without an encoding.
+    pub fn type_to_bytes(t: &DataType) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        put_type(t, &mut out, 0)?;
+        Some(out)
+    }
+
+    /// The type [`Columns::type_to_bytes`] wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtoError::Columns`] for bytes that are not exactly one type.
+    pub fn type_from_bytes(bytes: &[u8]) -> Result<DataType, ProtoError> {
+        let mut r = Reader { src: bytes, at: 0 };
+        let t = r.data_type(0).map_err(bad)?;
+        if r.left() != 0 {
+            return Err(bad(format!("{} bytes after the type", r.left())));
+        }
+        Ok(t)
     }
 
     /// Decodes a column frame from `src`: its sequence number, row count and
@@ -240,24 +409,26 @@ impl Columns {
     pub fn decode<S: ByteSource + ?Sized>(src: &S) -> Result<Decoded, ProtoError> {
         let mut r = Reader { src, at: 0 };
         let seq = r.u64()?;
-        let rows = r.u32()? as usize;
-        let n = r.u32()? as usize;
-        // Every column takes at least two bytes: a count beyond that is a
-        // lie, refused before anything is allocated for it.
-        if n > r.left() / 2 {
-            return Err(bad(format!("{n} columns in {} bytes", r.left())));
-        }
-        let mut columns = Vec::with_capacity(n);
-        for i in 0..n {
-            let column = r
-                .column(rows)
-                .map_err(|e| bad(format!("column {i}: {e}")))?;
-            columns.push(column);
-        }
+        let (rows, columns) = r.body()?;
         if r.left() != 0 {
             return Err(bad(format!("{} bytes after the last column", r.left())));
         }
         Ok(Decoded { seq, rows, columns })
+    }
+
+    /// Decodes a frame's body (see [`Columns::encode_body`]) at the start
+    /// of `src`: its rows, its columns, and the bytes it took (more may
+    /// follow).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::decode`].
+    pub fn decode_body<S: ByteSource + ?Sized>(
+        src: &S,
+    ) -> Result<(usize, Vec<ArrayRef>, usize), ProtoError> {
+        let mut r = Reader { src, at: 0 };
+        let (rows, columns) = r.body()?;
+        Ok((rows, columns, r.at))
     }
 }
 
@@ -301,12 +472,34 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         Ok(self.bytes::<1>()?[0])
     }
 
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.bytes().map_err(|e| e.to_string())?))
+    }
+
     fn u32(&mut self) -> Result<u32, ProtoError> {
         Ok(u32::from_le_bytes(self.bytes()?))
     }
 
     fn u64(&mut self) -> Result<u64, ProtoError> {
         Ok(u64::from_le_bytes(self.bytes()?))
+    }
+
+    fn body(&mut self) -> Result<(usize, Vec<ArrayRef>), ProtoError> {
+        let rows = self.u32()? as usize;
+        let n = self.u32()? as usize;
+        // Every column takes at least two bytes: a count beyond that is a
+        // lie, refused before anything is allocated for it.
+        if n > self.left() / 2 {
+            return Err(bad(format!("{n} columns in {} bytes", self.left())));
+        }
+        let mut columns = Vec::with_capacity(n);
+        for i in 0..n {
+            let column = self
+                .column(rows)
+                .map_err(|e| bad(format!("column {i}: {e}")))?;
+            columns.push(column);
+        }
+        Ok((rows, columns))
     }
 
     /// `len` bytes copied into a fresh, aligned buffer.
@@ -322,6 +515,12 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         Ok(b.into())
     }
 
+    fn string(&mut self) -> Result<String, String> {
+        let len = self.u16()? as usize;
+        let b = self.buffer(len)?;
+        String::from_utf8(b.to_vec()).map_err(|_| "a name that is not UTF-8".into())
+    }
+
     fn unit(&mut self) -> Result<TimeUnit, String> {
         Ok(match self.u8().map_err(|e| e.to_string())? {
             0 => TimeUnit::Second,
@@ -332,7 +531,29 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         })
     }
 
-    fn data_type(&mut self) -> Result<DataType, String> {
+    fn field(&mut self, depth: usize) -> Result<FieldRef, String> {
+        let name = self.string()?;
+        let nullable = match self.u8().map_err(|e| e.to_string())? {
+            0 => false,
+            1 => true,
+            n => return Err(format!("nullability {n}")),
+        };
+        let pairs = self.u16()? as usize;
+        let mut metadata = HashMap::with_capacity(pairs.min(self.left() / 4));
+        for _ in 0..pairs {
+            let k = self.string()?;
+            metadata.insert(k, self.string()?);
+        }
+        let t = self.data_type(depth + 1)?;
+        Ok(Arc::new(
+            Field::new(name, t, nullable).with_metadata(metadata),
+        ))
+    }
+
+    fn data_type(&mut self, depth: usize) -> Result<DataType, String> {
+        if depth > MAX_NESTING {
+            return Err(format!("types nested deeper than {MAX_NESTING}"));
+        }
         let e = |e: ProtoError| e.to_string();
         Ok(match self.u8().map_err(e)? {
             0 => DataType::Null,
@@ -367,13 +588,7 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
                 let unit = self.unit()?;
                 let tz = match self.u8().map_err(e)? {
                     0 => None,
-                    1 => {
-                        let len = u16::from_le_bytes(self.bytes().map_err(e)?) as usize;
-                        let b = self.buffer(len)?;
-                        let tz =
-                            std::str::from_utf8(&b).map_err(|_| "a time zone that is not UTF-8")?;
-                        Some(Arc::from(tz))
-                    }
+                    1 => Some(Arc::from(self.string()?)),
                     f => return Err(format!("time zone flag {f}")),
                 };
                 DataType::Timestamp(unit, tz)
@@ -390,12 +605,44 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
                     DataType::Decimal256(p, s)
                 }
             }
+            25 => DataType::List(self.field(depth)?),
+            26 => DataType::LargeList(self.field(depth)?),
+            27 => {
+                let size = i32::from_le_bytes(self.bytes().map_err(e)?);
+                if size < 0 {
+                    return Err(format!("a fixed-size list of {size}"));
+                }
+                DataType::FixedSizeList(self.field(depth)?, size)
+            }
+            28 => {
+                let n = self.u16()? as usize;
+                let fields = (0..n)
+                    .map(|_| self.field(depth))
+                    .collect::<Result<Vec<_>, _>>()?;
+                DataType::Struct(Fields::from(fields))
+            }
+            29 => {
+                let sorted = match self.u8().map_err(e)? {
+                    0 => false,
+                    1 => true,
+                    f => return Err(format!("map sortedness {f}")),
+                };
+                DataType::Map(self.field(depth)?, sorted)
+            }
             t => return Err(format!("type tag {t}")),
         })
     }
 
     fn column(&mut self, rows: usize) -> Result<ArrayRef, String> {
-        let t = self.data_type()?;
+        let t = self.data_type(0)?;
+        Ok(make_array(self.data(t, rows, 0)?))
+    }
+
+    /// A column of type `t` (read already), `rows` long, validated in full.
+    fn data(&mut self, t: DataType, rows: usize, depth: usize) -> Result<ArrayData, String> {
+        if depth > MAX_NESTING {
+            return Err(format!("data nested deeper than {MAX_NESTING}"));
+        }
         let flags = self.u8().map_err(|e| e.to_string())?;
         if flags > 1 {
             return Err(format!("flags {flags}"));
@@ -407,47 +654,88 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
             None
         };
         let mut buffers = Vec::new();
-        match (&t, width(&t)) {
-            (DataType::Null, _) => {
+        let mut children = Vec::new();
+        let offsets = |r: &mut Self, ow: usize| -> Result<Buffer, String> {
+            let len = rows
+                .checked_add(1)
+                .and_then(|n| n.checked_mul(ow))
+                .ok_or("too many rows")?;
+            r.buffer(len)
+        };
+        let length = |r: &mut Self| -> Result<usize, String> {
+            let n = r.u64().map_err(|e| e.to_string())?;
+            usize::try_from(n).map_err(|_| "a length beyond memory".into())
+        };
+        let child_field = |t: &DataType| match t {
+            DataType::List(f)
+            | DataType::LargeList(f)
+            | DataType::FixedSizeList(f, _)
+            | DataType::Map(f, _) => Some(f.data_type().clone()),
+            _ => None,
+        };
+        match shape(&t) {
+            Shape::Nothing => {
                 if nulls.is_some() {
                     return Err("a null column with a validity bitmap".into());
                 }
             }
-            (DataType::Boolean, _) => buffers.push(self.buffer(bitmap_len(rows))?),
-            (_, Some(w)) => {
+            Shape::Bits => buffers.push(self.buffer(bitmap_len(rows))?),
+            Shape::Fixed(w) => {
                 let len = rows.checked_mul(w).ok_or("too many rows")?;
                 buffers.push(self.buffer(len)?);
             }
-            (t, None) => {
-                let ow = offset_width(t);
-                let len = rows
-                    .checked_add(1)
-                    .and_then(|n| n.checked_mul(ow))
-                    .ok_or("too many rows")?;
-                buffers.push(self.buffer(len)?);
-                let data_len = self.u64().map_err(|e| e.to_string())?;
-                let data_len = usize::try_from(data_len).map_err(|_| "data too long")?;
+            Shape::Bytes(ow) => {
+                buffers.push(offsets(self, ow)?);
+                let data_len = length(self)?;
                 buffers.push(self.buffer(data_len)?);
             }
+            Shape::Offsets(ow) => {
+                buffers.push(offsets(self, ow)?);
+                let child_rows = length(self)?;
+                if child_rows > u32::MAX as usize {
+                    return Err(format!("{child_rows} rows in a list's values"));
+                }
+                let ct = child_field(&t).expect("a list or map");
+                children.push(self.data(ct, child_rows, depth + 1)?);
+            }
+            Shape::Repeat(size) => {
+                let child_rows = rows.checked_mul(size).ok_or("too many rows")?;
+                if child_rows > u32::MAX as usize {
+                    return Err(format!("{child_rows} rows in a list's values"));
+                }
+                let ct = child_field(&t).expect("a fixed-size list");
+                children.push(self.data(ct, child_rows, depth + 1)?);
+            }
+            Shape::Children => {
+                let DataType::Struct(fields) = &t else {
+                    unreachable!("only structs have children of their own length")
+                };
+                for f in fields.iter() {
+                    children.push(self.data(f.data_type().clone(), rows, depth + 1)?);
+                }
+            }
         }
-        let data = ArrayDataBuilder::new(t)
+        ArrayDataBuilder::new(t)
             .len(rows)
             .nulls(nulls)
             .buffers(buffers)
+            .child_data(children)
             .build()
-            .map_err(|e| e.to_string())?;
-        Ok(make_array(data))
+            .map_err(|e| e.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::builder::{Int64Builder, MapBuilder, StringBuilder};
+    use arrow_array::types::Int32Type;
     use arrow_array::{
         BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int16Array,
         Int64Array, LargeStringArray, NullArray, StringArray, Time64NanosecondArray,
         TimestampMicrosecondArray, UInt64Array,
     };
+    use arrow_array::{FixedSizeListArray, LargeListArray, ListArray, StructArray};
     use proptest::prelude::*;
 
     fn round_trip(columns: &[ArrayRef]) -> Vec<ArrayRef> {
@@ -521,6 +809,50 @@ mod tests {
                     .with_precision_and_scale(10, 2)
                     .unwrap(),
             ),
+            Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+                Some(vec![Some(1), None]),
+                None,
+                Some(vec![]),
+                Some(vec![Some(4), Some(5), Some(6)]),
+            ])),
+            Arc::new(LargeListArray::from_iter_primitive::<Int32Type, _, _>(
+                vec![Some(vec![Some(1)]), Some(vec![]), None, Some(vec![None])],
+            )),
+            Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
+                vec![
+                    Some(vec![Some(1), Some(2)]),
+                    None,
+                    Some(vec![None, Some(3)]),
+                    Some(vec![Some(4), Some(5)]),
+                ],
+                2,
+            )),
+            Arc::new(StructArray::new(
+                Fields::from(vec![
+                    Field::new("a", DataType::Int64, true),
+                    Field::new("b", DataType::Utf8, false)
+                        .with_metadata(HashMap::from([("k".into(), "v".into())])),
+                ]),
+                vec![
+                    Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)])),
+                    Arc::new(StringArray::from(vec!["w", "x", "y", "z"])),
+                ],
+                Some(NullBuffer::from(vec![true, true, false, true])),
+            )),
+            {
+                let mut m = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+                m.keys().append_value("a");
+                m.values().append_value(1);
+                m.append(true).unwrap();
+                m.append(false).unwrap();
+                m.keys().append_value("b");
+                m.values().append_null();
+                m.keys().append_value("c");
+                m.values().append_value(3);
+                m.append(true).unwrap();
+                m.append(true).unwrap();
+                Arc::new(m.finish())
+            },
         ]
     }
 
@@ -545,14 +877,10 @@ mod tests {
 
     #[test]
     fn unsupported_types_and_ragged_columns_are_refused() {
-        let list: ArrayRef = Arc::new(arrow_array::ListArray::from_iter_primitive::<
-            arrow_array::types::Int32Type,
-            _,
-            _,
-        >(vec![Some(vec![Some(1)])]));
+        let view: ArrayRef = Arc::new(arrow_array::StringViewArray::from(vec!["a"]));
         let mut out = Vec::new();
         assert!(matches!(
-            Columns::encode(0, 1, &[list], &mut out),
+            Columns::encode(0, 1, &[view], &mut out),
             Err(ColumnError::Unsupported { column: 0, .. })
         ));
         let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
@@ -561,6 +889,27 @@ mod tests {
             Columns::encode(0, 2, &[a, b], &mut out),
             Err(ColumnError::Length { column: 1, .. })
         ));
+    }
+
+    #[test]
+    fn types_travel_by_themselves_and_deep_nesting_is_refused() {
+        for c in every_type() {
+            let bytes = Columns::type_to_bytes(c.data_type()).unwrap();
+            assert_eq!(&Columns::type_from_bytes(&bytes).unwrap(), c.data_type());
+        }
+        let mut t = DataType::Int8;
+        for _ in 0..40 {
+            t = DataType::List(Arc::new(Field::new("item", t, true)));
+        }
+        assert!(!Columns::supports(&t));
+        // A peer's list of lists nesting past the limit: refused, not a
+        // stack overflow.
+        let mut bytes = vec![25u8; 0];
+        for _ in 0..10_000 {
+            bytes.extend([25, 4, 0, b'i', b't', 1, 0, 0]);
+        }
+        bytes.push(5);
+        assert!(Columns::type_from_bytes(&bytes).is_err());
     }
 
     #[test]

@@ -53,7 +53,9 @@ mod tag;
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;
-pub use message::{Answer, Batch, Expect, RowFailure, RowFault, Times, SEQ_LEN, TIMES_LEN};
+pub use message::{
+    Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
+};
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
 pub use spec::{PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
 pub use tag::Tag;

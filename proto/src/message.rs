@@ -9,6 +9,8 @@
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback]` |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
+//! | [`Tag::ColumnResults`] | executor → host | `seq: u64`, the times, then a column frame's body ([`Columns::encode_body`](crate::Columns::encode_body)) of one column, a value per input row |
+//! | [`Tag::ColumnResultsAndFailures`] | executor → host | as `ColumnResults` (a null for each failed row), then the failures as `ResultsAndFailures` has them |
 //! | [`Tag::UdfError`] | executor → host | `seq: u64`, then one row: `[row, type, message, traceback]` |
 //! | [`Tag::Incompatible`] | executor → host | `seq: u64`, then one row: `[row, module, type, message, traceback]` |
 //! | [`Tag::BadRow`] | executor → host | `seq: u64`, then one row: `[row or -1, message]` |
@@ -18,6 +20,7 @@
 
 use std::time::Duration;
 
+use arrow_array::{Array, ArrayRef};
 use coil_ipc::{BatchDecoder, ByteSource, EncodeError, Row, Value};
 
 use crate::pieces::After;
@@ -28,6 +31,17 @@ pub const SEQ_LEN: usize = 8;
 
 /// Bytes of the executor's timings after a result's sequence number.
 pub const TIMES_LEN: usize = 24;
+
+/// Why an [`Answer`] could not be written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// A value the row codec cannot hold.
+    #[error(transparent)]
+    Row(#[from] EncodeError),
+    /// A column a column frame cannot hold.
+    #[error(transparent)]
+    Column(#[from] crate::ColumnError),
+}
 
 /// Where the executor's time on one batch went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -165,6 +179,20 @@ pub enum Answer {
         /// [`Tag::BatchPerRow`] batch).
         failed: Vec<RowFailure>,
     },
+    /// The results of a column batch: one Arrow column, a value per row
+    /// ([`Tag::ColumnResults`]); with failed rows
+    /// ([`Tag::ColumnResultsAndFailures`]) a null in their place.
+    ColumnResults {
+        /// The batch answered.
+        seq: u64,
+        /// Where the executor's time went.
+        times: Times,
+        /// The results.
+        column: ArrayRef,
+        /// The rows that failed, ascending (only in answer to a
+        /// [`Tag::ColumnsPerRow`] batch).
+        failed: Vec<RowFailure>,
+    },
     /// The UDF raised on row `row` of the batch.
     UdfError {
         /// The batch.
@@ -222,6 +250,8 @@ impl Answer {
             Answer::LoadFailed { .. } => Tag::LoadFailed,
             Answer::Results { failed, .. } if failed.is_empty() => Tag::Results,
             Answer::Results { .. } => Tag::ResultsAndFailures,
+            Answer::ColumnResults { failed, .. } if failed.is_empty() => Tag::ColumnResults,
+            Answer::ColumnResults { .. } => Tag::ColumnResultsAndFailures,
             Answer::UdfError { .. } => Tag::UdfError,
             Answer::Incompatible { .. } => Tag::Incompatible,
             Answer::BadRow { .. } => Tag::BadRow,
@@ -234,6 +264,7 @@ impl Answer {
         match self {
             Answer::Ready { .. } | Answer::LoadFailed { .. } => None,
             Answer::Results { seq, .. }
+            | Answer::ColumnResults { seq, .. }
             | Answer::UdfError { seq, .. }
             | Answer::Incompatible { seq, .. }
             | Answer::BadRow { seq, .. }
@@ -247,8 +278,9 @@ impl Answer {
     ///
     /// # Errors
     ///
-    /// A value the row codec cannot hold ([`EncodeError`]).
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<Tag, EncodeError> {
+    /// A value the row codec cannot hold, or a column a column frame
+    /// cannot ([`WriteError`]).
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<Tag, WriteError> {
         out.clear();
         if let Some(seq) = self.seq() {
             out.extend_from_slice(&seq.to_le_bytes());
@@ -269,7 +301,17 @@ impl Answer {
                 Answer::put_times(out, *times);
                 let rows: Vec<Row> = values.iter().map(|v| vec![v.clone()]).collect();
                 coil_ipc::encode_batch(&rows, out)?;
-                Answer::append_failures(out, failed)?;
+                Answer::append_failures(out, failed, false)?;
+            }
+            Answer::ColumnResults {
+                times,
+                column,
+                failed,
+                ..
+            } => {
+                Answer::put_times(out, *times);
+                crate::Columns::encode_body(column.len(), std::slice::from_ref(column), out)?;
+                Answer::append_failures(out, failed, true)?;
             }
             Answer::UdfError { row, error, .. } => {
                 let mut r = vec![Value::Int(i64::from(*row))];
@@ -326,19 +368,29 @@ impl Answer {
     }
 
     /// Appends the failed rows to results started with
-    /// [`Answer::begin_results`] and returns the answer's tag:
-    /// [`Tag::Results`] when none failed, else [`Tag::ResultsAndFailures`].
+    /// [`Answer::begin_results`] (rows, or if `columnar` a column frame's
+    /// body) and returns the answer's tag: [`Tag::Results`] or
+    /// [`Tag::ColumnResults`] when none failed, else
+    /// [`Tag::ResultsAndFailures`] or [`Tag::ColumnResultsAndFailures`].
     ///
     /// # Errors
     ///
     /// A value the row codec cannot hold ([`EncodeError`]).
-    pub fn append_failures(out: &mut Vec<u8>, failed: &[RowFailure]) -> Result<Tag, EncodeError> {
-        if failed.is_empty() {
-            return Ok(Tag::Results);
+    pub fn append_failures(
+        out: &mut Vec<u8>,
+        failed: &[RowFailure],
+        columnar: bool,
+    ) -> Result<Tag, EncodeError> {
+        if !failed.is_empty() {
+            let rows: Vec<Row> = failed.iter().map(RowFailure::fields).collect();
+            coil_ipc::encode_batch(&rows, out)?;
         }
-        let rows: Vec<Row> = failed.iter().map(RowFailure::fields).collect();
-        coil_ipc::encode_batch(&rows, out)?;
-        Ok(Tag::ResultsAndFailures)
+        Ok(match (columnar, failed.is_empty()) {
+            (false, true) => Tag::Results,
+            (false, false) => Tag::ResultsAndFailures,
+            (true, true) => Tag::ColumnResults,
+            (true, false) => Tag::ColumnResultsAndFailures,
+        })
     }
 
     /// Decodes a message with tag `tag` from `src`, checked against what
@@ -394,13 +446,51 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
         Value::Int(r) => Err(ProtoError::RowOutOfRange { row: *r, rows }),
         _ => Err(fields(tag, "a row that is not an integer")),
     };
+    let times = || -> Result<Times, ProtoError> {
+        Ok(Times {
+            decode: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN, tag)?),
+            python: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN + 8, tag)?),
+            encode: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN + 16, tag)?),
+        })
+    };
     match tag {
-        Tag::Results | Tag::ResultsAndFailures => {
-            let times = Times {
-                decode: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN, tag)?),
-                python: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN + 8, tag)?),
-                encode: std::time::Duration::from_nanos(read_u64(src, SEQ_LEN + 16, tag)?),
+        Tag::ColumnResults | Tag::ColumnResultsAndFailures => {
+            let times = times()?;
+            let body = After::new(src, SEQ_LEN + TIMES_LEN);
+            let (got, mut columns, used) = crate::Columns::decode_body(&body)?;
+            if got as u64 != rows {
+                return Err(ProtoError::RowCount {
+                    got: got as u64,
+                    expected: rows,
+                });
+            }
+            if columns.len() != 1 {
+                return Err(ProtoError::RowWidth {
+                    row: 0,
+                    values: columns.len() as u32,
+                });
+            }
+            let column = columns.pop().expect("one column");
+            let rest = After::new(&body, used);
+            let failed = if tag == Tag::ColumnResultsAndFailures {
+                decode_failures(tag, &rest, column.len(), |at| column.is_null(at))?
+            } else if rest.len() != 0 {
+                return Err(fields(
+                    tag,
+                    &format!("{} bytes after the column", rest.len()),
+                ));
+            } else {
+                Vec::new()
             };
+            Ok(Answer::ColumnResults {
+                seq,
+                times,
+                column,
+                failed,
+            })
+        }
+        Tag::Results | Tag::ResultsAndFailures => {
+            let times = times()?;
             let decode = |source| ProtoError::Decode { tag, source };
             let body = After::new(src, SEQ_LEN + TIMES_LEN);
             let mut dec = BatchDecoder::new(&body).map_err(decode)?;
@@ -420,7 +510,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
             }
             let failed = if tag == Tag::ResultsAndFailures {
                 let rest = After::new(&body, dec.position());
-                decode_failures(tag, &rest, &values)?
+                decode_failures(tag, &rest, values.len(), |at| values[at] == Value::Null)?
             } else {
                 dec.finish().map_err(decode)?;
                 Vec::new()
@@ -485,22 +575,21 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
     }
 }
 
-/// The failures after the results of a [`Tag::ResultsAndFailures`]
-/// answer: at least one, rows ascending within the batch, each where the
-/// results hold a null.
+/// The failures after the results of a [`Tag::ResultsAndFailures`] or
+/// [`Tag::ColumnResultsAndFailures`] answer: at least one, rows ascending
+/// within the batch of `len` results, each where the results hold a null
+/// (`is_null`).
 fn decode_failures<S: ByteSource + ?Sized>(
     tag: Tag,
     src: &S,
-    values: &[Value],
+    len: usize,
+    is_null: impl Fn(usize) -> bool,
 ) -> Result<Vec<RowFailure>, ProtoError> {
     let decode = |source| ProtoError::Decode { tag, source };
     let mut dec = BatchDecoder::new(src).map_err(decode)?;
     let n = dec.rows_remaining();
-    if n == 0 || n as usize > values.len() {
-        return Err(fields(
-            tag,
-            &format!("{n} failures for {} rows", values.len()),
-        ));
+    if n == 0 || n as usize > len {
+        return Err(fields(tag, &format!("{n} failures for {len} rows")));
     }
     let mut failed = Vec::with_capacity(n as usize);
     let mut row = Vec::with_capacity(5);
@@ -513,11 +602,11 @@ fn decode_failures<S: ByteSource + ?Sized>(
             return Err(fields(tag, &shape(&row)));
         };
         let at = match usize::try_from(*at) {
-            Ok(i) if i < values.len() => i,
+            Ok(i) if i < len => i,
             _ => {
                 return Err(ProtoError::RowOutOfRange {
                     row: *at,
-                    rows: values.len() as u64,
+                    rows: len as u64,
                 })
             }
         };
@@ -527,7 +616,7 @@ fn decode_failures<S: ByteSource + ?Sized>(
         {
             return Err(fields(tag, "failures out of order"));
         }
-        if values[at] != Value::Null {
+        if !is_null(at) {
             return Err(fields(tag, &format!("a failed row {at} with a result")));
         }
         let error = py_error(tag, &[t.clone(), m.clone(), tb.clone()])?;
@@ -707,7 +796,68 @@ mod tests {
                 },
                 b(5),
             ),
+            (
+                Answer::ColumnResults {
+                    seq: 6,
+                    times: Times::default(),
+                    column: std::sync::Arc::new(arrow_array::Int64Array::from(vec![
+                        Some(1),
+                        None,
+                        Some(3),
+                    ])),
+                    failed: vec![],
+                },
+                Expect::Batch { seq: 6, rows: 3 },
+            ),
+            (
+                Answer::ColumnResults {
+                    seq: 7,
+                    times: Times::default(),
+                    column: std::sync::Arc::new(arrow_array::StringArray::from(vec![
+                        None,
+                        Some("b"),
+                    ])),
+                    failed: vec![RowFailure {
+                        row: 0,
+                        fault: RowFault::BadValue("does not fit".into()),
+                    }],
+                },
+                Expect::Batch { seq: 7, rows: 2 },
+            ),
         ]
+    }
+
+    #[test]
+    fn column_results_must_hold_one_column_per_batch_and_nulls_where_rows_failed() {
+        let column: ArrayRef = std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2]));
+        let mut out = Vec::new();
+        Answer::begin_results(1, &mut out);
+        crate::Columns::encode_body(2, &[column.clone(), column.clone()], &mut out).unwrap();
+        assert!(Answer::decode(
+            Tag::ColumnResults,
+            &out[..],
+            Expect::Batch { seq: 1, rows: 2 }
+        )
+        .is_err());
+        let mut out = Vec::new();
+        Answer::begin_results(1, &mut out);
+        crate::Columns::encode_body(2, &[column], &mut out).unwrap();
+        assert!(Answer::decode(
+            Tag::ColumnResults,
+            &out[..],
+            Expect::Batch { seq: 1, rows: 3 }
+        )
+        .is_err());
+        let failed = [RowFailure {
+            row: 1,
+            fault: RowFault::BadValue("x".into()),
+        }];
+        let tag = Answer::append_failures(&mut out, &failed, true).unwrap();
+        assert_eq!(tag, Tag::ColumnResultsAndFailures);
+        assert!(
+            Answer::decode(tag, &out[..], Expect::Batch { seq: 1, rows: 2 }).is_err(),
+            "row 1 has a value: it cannot have failed"
+        );
     }
 
     #[test]

@@ -43,6 +43,12 @@ pub enum Tag {
     /// each row that failed, then the failures (answers a
     /// [`Tag::BatchPerRow`]).
     ResultsAndFailures = 17,
+    /// Executor → host: the results of a column batch as one Arrow column
+    /// of the UDF's declared type, in a column frame's body.
+    ColumnResults = 18,
+    /// Executor → host: as [`Tag::ColumnResults`] (a null for each failed
+    /// row), then the failures as [`Tag::ResultsAndFailures`] has them.
+    ColumnResultsAndFailures = 19,
 }
 
 impl Tag {
@@ -70,6 +76,8 @@ impl TryFrom<u16> for Tag {
             15 => Tag::Incompatible,
             16 => Tag::TooLarge,
             17 => Tag::ResultsAndFailures,
+            18 => Tag::ColumnResults,
+            19 => Tag::ColumnResultsAndFailures,
             _ => return Err(ProtoError::UnknownTag(raw)),
         })
     }
@@ -95,10 +103,12 @@ mod tests {
             Tag::Incompatible,
             Tag::TooLarge,
             Tag::ResultsAndFailures,
+            Tag::ColumnResults,
+            Tag::ColumnResultsAndFailures,
         ] {
             assert_eq!(Tag::try_from(tag.raw()), Ok(tag));
         }
-        for raw in [0, 6, 9, 18, u16::MAX] {
+        for raw in [0, 6, 9, 20, u16::MAX] {
             assert_eq!(Tag::try_from(raw), Err(ProtoError::UnknownTag(raw)));
         }
     }

@@ -24,3 +24,38 @@ def wrong(x):
 
 def seven():
     return 7
+
+
+def same(x):
+    return x
+
+
+def pack(*args):
+    """Every argument back, as a struct's fields f0, f1, ..."""
+    return {f"f{i}": a for i, a in enumerate(args)}
+
+
+def vec_pack(*columns):
+    """pack, vectorized: the columns as lists, one dict per row."""
+    return [{f"f{i}": c[row] for i, c in enumerate(columns)}
+            for row in range(len(columns[0]))]
+
+
+def shapes(x):
+    """What a UDF may return for an Arrow column, one by one."""
+    return x
+
+
+def loses_precision(x):
+    import decimal
+    return decimal.Decimal("1.005")
+
+
+def odd_fails(x):
+    if x % 2:
+        raise ValueError(f"odd {x}")
+    return x * 10
+
+
+def vec_odd_fails(xs):
+    return [odd_fails(x) for x in xs]

@@ -167,116 +167,12 @@ fn too_big(obj: &Bound<'_, PyAny>) -> String {
     )
 }
 
-fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
+pub(crate) fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
     obj.get_type()
         .module()
         .map(|m| m == "numpy")
         .unwrap_or(false)
         && obj.hasattr("item").unwrap_or(false)
-}
-
-/// Whether the executor turns values of `t` into Python objects (the types
-/// of an Arrow column it takes): exactly the types the executor reads values of.
-pub fn arrow_type_supported(t: &arrow_schema::DataType) -> bool {
-    ArrowColumn::of(arrow_array::new_empty_array(t).as_ref()).is_ok()
-}
-
-/// An Arrow column, its type resolved once, ready to hand out its values
-/// as Python objects (`None` for a null; `bool`, `int`, `float`, `str` or
-/// `bytes` by type).
-pub(crate) enum ArrowColumn<'a> {
-    Null,
-    Bool(&'a arrow_array::BooleanArray),
-    I8(&'a arrow_array::Int8Array),
-    I16(&'a arrow_array::Int16Array),
-    I32(&'a arrow_array::Int32Array),
-    I64(&'a arrow_array::Int64Array),
-    U8(&'a arrow_array::UInt8Array),
-    U16(&'a arrow_array::UInt16Array),
-    U32(&'a arrow_array::UInt32Array),
-    U64(&'a arrow_array::UInt64Array),
-    F32(&'a arrow_array::Float32Array),
-    F64(&'a arrow_array::Float64Array),
-    Str(&'a arrow_array::StringArray),
-    LargeStr(&'a arrow_array::LargeStringArray),
-    Bin(&'a arrow_array::BinaryArray),
-    LargeBin(&'a arrow_array::LargeBinaryArray),
-}
-
-impl<'a> ArrowColumn<'a> {
-    /// The column `a`, or why the executor does not take it.
-    pub(crate) fn of(a: &'a dyn arrow_array::Array) -> Result<ArrowColumn<'a>, String> {
-        use arrow_array::cast::AsArray;
-        use arrow_array::types::*;
-        use arrow_schema::DataType as T;
-        Ok(match a.data_type() {
-            T::Null => ArrowColumn::Null,
-            T::Boolean => ArrowColumn::Bool(a.as_boolean()),
-            T::Int8 => ArrowColumn::I8(a.as_primitive::<Int8Type>()),
-            T::Int16 => ArrowColumn::I16(a.as_primitive::<Int16Type>()),
-            T::Int32 => ArrowColumn::I32(a.as_primitive::<Int32Type>()),
-            T::Int64 => ArrowColumn::I64(a.as_primitive::<Int64Type>()),
-            T::UInt8 => ArrowColumn::U8(a.as_primitive::<UInt8Type>()),
-            T::UInt16 => ArrowColumn::U16(a.as_primitive::<UInt16Type>()),
-            T::UInt32 => ArrowColumn::U32(a.as_primitive::<UInt32Type>()),
-            T::UInt64 => ArrowColumn::U64(a.as_primitive::<UInt64Type>()),
-            T::Float32 => ArrowColumn::F32(a.as_primitive::<Float32Type>()),
-            T::Float64 => ArrowColumn::F64(a.as_primitive::<Float64Type>()),
-            T::Utf8 => ArrowColumn::Str(a.as_string::<i32>()),
-            T::LargeUtf8 => ArrowColumn::LargeStr(a.as_string::<i64>()),
-            T::Binary => ArrowColumn::Bin(a.as_binary::<i32>()),
-            T::LargeBinary => ArrowColumn::LargeBin(a.as_binary::<i64>()),
-            t => {
-                return Err(format!(
-                    "a column of type {t}, which the executor does not take yet"
-                ))
-            }
-        })
-    }
-
-    /// Row `row`'s value as a Python object.
-    pub(crate) fn get<'py>(&self, py: Python<'py>, row: usize) -> Bound<'py, PyAny> {
-        use arrow_array::Array;
-        macro_rules! int {
-            ($a:expr) => {
-                if $a.is_null(row) {
-                    py.None().into_bound(py)
-                } else {
-                    match $a.value(row).into_pyobject(py) {
-                        Ok(v) => v.into_any(),
-                        Err(never) => match never {},
-                    }
-                }
-            };
-        }
-        macro_rules! with {
-            ($a:expr, $make:expr) => {
-                if $a.is_null(row) {
-                    py.None().into_bound(py)
-                } else {
-                    $make($a.value(row))
-                }
-            };
-        }
-        match self {
-            ArrowColumn::Null => py.None().into_bound(py),
-            ArrowColumn::Bool(a) => with!(a, |v| PyBool::new(py, v).to_owned().into_any()),
-            ArrowColumn::I8(a) => int!(a),
-            ArrowColumn::I16(a) => int!(a),
-            ArrowColumn::I32(a) => int!(a),
-            ArrowColumn::I64(a) => int!(a),
-            ArrowColumn::U8(a) => int!(a),
-            ArrowColumn::U16(a) => int!(a),
-            ArrowColumn::U32(a) => int!(a),
-            ArrowColumn::U64(a) => int!(a),
-            ArrowColumn::F32(a) => with!(a, |v: f32| PyFloat::new(py, f64::from(v)).into_any()),
-            ArrowColumn::F64(a) => with!(a, |v| PyFloat::new(py, v).into_any()),
-            ArrowColumn::Str(a) => with!(a, |v| PyString::new(py, v).into_any()),
-            ArrowColumn::LargeStr(a) => with!(a, |v| PyString::new(py, v).into_any()),
-            ArrowColumn::Bin(a) => with!(a, |v| PyBytes::new(py, v).into_any()),
-            ArrowColumn::LargeBin(a) => with!(a, |v| PyBytes::new(py, v).into_any()),
-        }
-    }
 }
 
 /// A numpy array over a copy of `a`'s values, for a numeric column without

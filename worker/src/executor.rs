@@ -88,7 +88,6 @@ pub struct LoadError {
 }
 
 /// A loaded UDF, ready to run batches in the interpreter that loaded it.
-#[derive(Debug)]
 pub struct Executor {
     helper: Py<PyModule>,
     func: Py<PyAny>,
@@ -106,6 +105,16 @@ pub struct Executor {
     /// Set by the host's interrupt (an in-process timeout) when it raised
     /// `TimeoutError` in this executor's thread.
     interrupted: Option<Arc<AtomicBool>>,
+    /// The Arrow type of the results of column batches.
+    returns: Option<arrow_schema::DataType>,
+    /// This interpreter's `datetime` and `decimal` types, loaded with the
+    /// first column batch that needs them.
+    kit: Option<crate::arrow_py::PyKit>,
+}
+
+/// Why a column of a column batch cannot run: the batch's error.
+fn bad_batch(message: String) -> BatchError {
+    BatchError::BadRow { row: None, message }
 }
 
 pub(crate) fn bad_row(row: u32, message: impl Into<String>) -> BatchError {
@@ -183,6 +192,8 @@ impl Executor {
             times: Times::default(),
             failures: Vec::new(),
             interrupted: None,
+            returns: spec.returns.as_ref().map(crate::arrow_py::result_wire_type),
+            kit: None,
         })
     }
 
@@ -300,12 +311,16 @@ impl Executor {
     /// Runs a batch of Arrow columns (a decoded column frame) as
     /// [`Executor::run_batch`] runs rows: each row's arguments are the
     /// columns' values at that row, as Python objects; a vectorized UDF
-    /// gets each column whole.
+    /// gets each column whole. The results are one Arrow column of the
+    /// UDF's declared return type ([`UdfSpec::returns`]), written to `out`
+    /// as a column frame's body; a result that does not fit that type is
+    /// its row's error.
     ///
     /// # Errors
     ///
     /// [`BatchError`], as for [`Executor::run_batch`]; a column of a type
-    /// the executor does not take is the batch's `BadRow`.
+    /// the executor does not take, or a UDF without a declared return
+    /// type, is the batch's `BadRow`.
     pub fn run_columns(
         &mut self,
         py: Python<'_>,
@@ -327,64 +342,204 @@ impl Executor {
         out: &mut Vec<u8>,
         per_row: bool,
     ) -> Result<(), BatchError> {
-        let rows = u32::try_from(batch.rows).map_err(|_| BatchError::BadRow {
-            row: None,
-            message: format!("{} rows are more than a batch holds", batch.rows),
-        })?;
-        let columns = batch
-            .columns
-            .iter()
-            .map(|c| crate::convert::ArrowColumn::of(c.as_ref()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|message| BatchError::BadRow { row: None, message })?;
-        let mut enc = BatchEncoder::new(out, rows as usize).map_err(|e| enc_err(None, e))?;
+        use crate::arrow_py::{needs_kit, ArrowColumn, PyKit, ResultColumn};
         let t0 = Instant::now();
-        match self.kind {
-            UdfKind::Scalar | UdfKind::Table => {
-                // The same steps as `run_batch_inner`'s row loop, written
-                // out again on purpose: sharing one loop through a closure
-                // over the row decoder measured about a quarter slower for
-                // `x + 1` in process mode (2026-11-30, 7 alternating runs).
-                for row in 0..rows {
-                    let args: Args<'_> = columns.iter().map(|c| c.get(py, row as usize)).collect();
-                    let mark = enc.written();
-                    match self.run_row(py, args, row, &mut enc, None) {
-                        Ok(()) => {}
-                        Err(e) if per_row => self.fail_row(&mut enc, mark, row, e)?,
-                        Err(e) => return Err(e),
+        let declared = self.returns.clone().ok_or_else(|| {
+            bad_batch("a column batch for a UDF without a declared return type".into())
+        })?;
+        let rows = u32::try_from(batch.rows)
+            .map_err(|_| bad_batch(format!("{} rows are more than a batch holds", batch.rows)))?;
+        if self.kit.is_none()
+            && (needs_kit(&declared) || batch.columns.iter().any(|c| needs_kit(c.data_type())))
+        {
+            let kit = PyKit::load(py, self.helper.bind(py))
+                .map_err(|e| bad_batch(format!("importing datetime and decimal: {e}")))?;
+            self.kit = Some(kit);
+        }
+        // Out of `self` while the batch runs (rows that fail are recorded
+        // in `self`); put back below whatever happens.
+        let kit = self.kit.take();
+        let mut results = ResultColumn::new(&declared).map_err(bad_batch)?;
+        let ran = (|| {
+            let columns = batch
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    ArrowColumn::of(py, c.as_ref(), kit.as_ref())
+                        .map_err(|m| bad_batch(format!("argument {i}: {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            match self.kind {
+                UdfKind::Scalar => {
+                    for row in 0..rows {
+                        let at = row as usize;
+                        let done = columns
+                            .iter()
+                            .map(|c| c.get(py, at))
+                            .collect::<Result<Args<'_>, String>>()
+                            .map_err(|m| bad_row(row, format!("argument: {m}")))
+                            .and_then(|args| self.call_row(py, args, row))
+                            .and_then(|result| {
+                                results
+                                    .push(kit.as_ref(), &result)
+                                    .map_err(|m| bad_row(row, format!("result: {m}")))
+                            });
+                        match done {
+                            Ok(()) => {}
+                            Err(e) if per_row => {
+                                let fault = self.row_fault(e)?;
+                                self.failures.push(RowFailure { row, fault });
+                                results.push_null();
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
+                    Ok(t0.elapsed())
                 }
-                // Not sampled per row here: the whole batch counts as
-                // Python.
-                self.times = Times {
-                    python: t0.elapsed(),
-                    ..Times::default()
-                };
-                Ok(())
-            }
-            UdfKind::Vectorized => {
-                // A numeric column without nulls reaches a UDF that asked
-                // for containers as a numpy array over a copy of its
-                // buffer (writable), not as one Python object per value.
-                let numpy = self.adapter.as_ref().and_then(|_| py.import("numpy").ok());
-                let lists = batch
-                    .columns
-                    .iter()
-                    .zip(&columns)
-                    .map(|(array, c)| {
+                UdfKind::Table => Err(bad_batch(
+                    "table UDFs run over rows (Runner::call), not column batches".into(),
+                )),
+                UdfKind::Vectorized => {
+                    // A numeric column without nulls reaches a UDF that
+                    // asked for containers as a numpy array over a copy of
+                    // its buffer (writable), not as one Python object per
+                    // value.
+                    let numpy = self.adapter.as_ref().and_then(|_| py.import("numpy").ok());
+                    let mut lists = Vec::with_capacity(columns.len());
+                    for (array, c) in batch.columns.iter().zip(&columns) {
                         let direct = numpy.as_ref().and_then(|np| {
                             crate::convert::numpy_from_buffer(py, np, array.as_ref())
                         });
-                        direct.unwrap_or_else(|| {
-                            PyList::new(py, (0..rows as usize).map(|row| c.get(py, row)))
-                                .expect("a list of objects")
-                                .into_any()
+                        let column = match direct {
+                            Some(a) => a,
+                            None => {
+                                let mut items = Vec::with_capacity(rows as usize);
+                                for row in 0..rows {
+                                    items.push(
+                                        c.get(py, row as usize)
+                                            .map_err(|m| bad_row(row, format!("argument: {m}")))?,
+                                    );
+                                }
+                                PyList::new(py, items)
+                                    .map_err(|e| bad_batch(e.to_string()))?
+                                    .into_any()
+                            }
+                        };
+                        lists.push(column);
+                    }
+                    let t1 = Instant::now();
+                    self.vectorized_into(py, &lists, &mut results, kit.as_ref(), rows, per_row)?;
+                    Ok(t1 - t0)
+                }
+            }
+        })();
+        self.kit = kit;
+        let decode_and_python = ran?;
+        let t2 = Instant::now();
+        let array = results
+            .finish()
+            .map_err(|m| bad_batch(format!("results: {m}")))?;
+        coil_proto::Columns::encode_body(rows as usize, &[array], out)
+            .map_err(|e| bad_batch(format!("results: {e}")))?;
+        // Converting values to and from Python happens as the UDF runs:
+        // it counts as Python, as the row path's samples would see it.
+        self.times = Times {
+            decode: Default::default(),
+            python: decode_and_python,
+            encode: t2.elapsed(),
+        };
+        Ok(())
+    }
+
+    /// Runs a vectorized UDF on `columns` and appends its results to
+    /// `results`; under `per_row`, a batch whose call fails is called again
+    /// row by row so that only the rows that fail are reported.
+    fn vectorized_into<'py>(
+        &mut self,
+        py: Python<'py>,
+        columns: &[Bound<'py, PyAny>],
+        results: &mut crate::arrow_py::ResultColumn,
+        kit: Option<&crate::arrow_py::PyKit>,
+        rows: u32,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        let called = self.call_vectorized(py, columns, rows, 0, "vector_out");
+        match called {
+            Ok(result) => {
+                if results.extend_from_buffer(&result) {
+                    if results.len() != rows as usize {
+                        return Err(bad_batch(format!(
+                            "the vectorized UDF returned {} values for {rows} rows",
+                            results.len()
+                        )));
+                    }
+                    return Ok(());
+                }
+                let items = result.try_iter().map_err(|e| self.raised(py, 0, e))?;
+                for (row, item) in items.enumerate() {
+                    let row = row as u32;
+                    let put = item.map_err(|e| self.raised(py, row, e)).and_then(|item| {
+                        results
+                            .push(kit, &item)
+                            .map_err(|m| bad_row(row, format!("result: {m}")))
+                    });
+                    match put {
+                        Ok(()) => {}
+                        Err(e) if per_row => {
+                            let fault = self.row_fault(e)?;
+                            self.failures.push(RowFailure { row, fault });
+                            results.push_null();
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Err(e @ BatchError::Incompatible { .. }) => Err(e),
+            Err(e) if !per_row => Err(e),
+            Err(_) => {
+                for row in 0..rows {
+                    let one: Vec<Bound<'_, PyAny>> = columns
+                        .iter()
+                        .map(|c| {
+                            let item = c.get_item(row as usize).expect("a row of the batch");
+                            PyList::new(py, [item]).expect("a one-item list").into_any()
                         })
-                    })
-                    .collect::<Vec<_>>();
-                self.vectorized_on(py, &lists, &mut enc, rows, per_row, t0)
+                        .collect();
+                    let put = self
+                        .call_vectorized(py, &one, 1, row, "vector_result")
+                        .and_then(|result| {
+                            let item = result.get_item(0).map_err(|e| self.raised(py, row, e))?;
+                            results
+                                .push(kit, &item)
+                                .map_err(|m| bad_row(row, format!("result: {m}")))
+                        });
+                    if let Err(e) = put {
+                        let e = match e {
+                            BatchError::Udf { error, .. } => BatchError::Udf { row, error },
+                            BatchError::BadRow { message, .. } => bad_row(row, message),
+                            e => e,
+                        };
+                        let fault = self.row_fault(e)?;
+                        self.failures.push(RowFailure { row, fault });
+                        results.push_null();
+                    }
+                }
+                Ok(())
             }
         }
+    }
+
+    /// Calls the UDF on one row's arguments and returns its result.
+    fn call_row<'py>(
+        &self,
+        py: Python<'py>,
+        args: Args<'py>,
+        row: u32,
+    ) -> Result<Bound<'py, PyAny>, BatchError> {
+        self.mark(Some(row));
+        crate::interp::call_vectored(self.func.bind(py), &args).map_err(|e| self.raised(py, row, e))
     }
 
     fn run_batch_inner<S: ByteSource + ?Sized>(
@@ -563,7 +718,7 @@ impl Executor {
         t0: Instant,
     ) -> Result<(), BatchError> {
         let t1 = Instant::now();
-        let called = self.call_vectorized(py, columns, rows, 0);
+        let called = self.call_vectorized(py, columns, rows, 0, "vector_result");
         let t2 = Instant::now();
         match called {
             Ok(result) => {
@@ -597,12 +752,14 @@ impl Executor {
                         })
                         .collect();
                     let mark = enc.written();
-                    let put = self.call_vectorized(py, &one, 1, row).and_then(|result| {
-                        let item = result.get_item(0).map_err(|e| self.raised(py, row, e))?;
-                        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-                        crate::convert::put_py(enc, &item, 0)
-                            .map_err(|m| bad_row(row, format!("result: {m}")))
-                    });
+                    let put = self
+                        .call_vectorized(py, &one, 1, row, "vector_result")
+                        .and_then(|result| {
+                            let item = result.get_item(0).map_err(|e| self.raised(py, row, e))?;
+                            enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                            crate::convert::put_py(enc, &item, 0)
+                                .map_err(|m| bad_row(row, format!("result: {m}")))
+                        });
                     if let Err(e) = put {
                         let e = match e {
                             BatchError::Udf { error, .. } => BatchError::Udf { row, error },
@@ -623,15 +780,19 @@ impl Executor {
     }
 
     /// Calls a vectorized UDF on `columns` (as the containers its
-    /// annotations ask for) and returns its result as a list of `rows`
-    /// items (a scalar result is broadcast); publishes `first`, the batch
-    /// row the columns start at, as the row running.
+    /// annotations ask for) and returns its result shaped by the loader's
+    /// `shaper` (unless it is a list already): `"vector_result"`, a list
+    /// of `rows` items (a scalar result broadcast), or `"vector_out"`, the
+    /// same but a numeric numpy array (or pandas Series over one) as that
+    /// array, for an Arrow column to copy whole. Publishes `first`, the
+    /// batch row the columns start at, as the row running.
     fn call_vectorized<'py>(
         &self,
         py: Python<'py>,
         columns: &[Bound<'py, PyAny>],
         rows: u32,
         first: u32,
+        shaper: &str,
     ) -> Result<Bound<'py, PyAny>, BatchError> {
         let args = match &self.adapter {
             Some(adapt) => adapt
@@ -651,7 +812,7 @@ impl Executor {
             result = self
                 .helper
                 .bind(py)
-                .getattr("vector_result")
+                .getattr(shaper)
                 .and_then(|v| v.call1((&result, rows)))
                 .map_err(|e| self.raised(py, 0, e))?;
         }

@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arrow_py;
 mod convert;
 mod executor;
 mod interp;
@@ -44,10 +45,10 @@ mod serve;
 mod subinterp;
 mod timing;
 
+pub use arrow_py::{arrow_type_supported, result_wire_type};
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
-pub use convert::arrow_type_supported;
 pub use executor::{BatchError, Executor, LoadError};
 pub use interp::InterruptTarget;
 #[cfg(Py_3_13)]
@@ -71,7 +72,7 @@ pub const EMBEDDED_VERSION: &str = env!("COIL_PYTHON_VERSION");
 pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 
 /// The usage of the `coil-worker` program.
-pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--max-message BYTES]";
+pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--returns TYPE] [--max-message BYTES]";
 
 /// The `coil-worker` program: parses `args` (without the program name),
 /// opens the inherited region and serves it. Returns the exit code.
@@ -104,6 +105,21 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
                 "--path" => spec.paths.push(value("--path")?.into()),
                 "--sys-path" => spec.sys_path.push(value("--sys-path")?.into()),
                 "--site-dir" => spec.site_dirs.push(value("--site-dir")?.into()),
+                "--returns" => {
+                    let hex = value("--returns")?;
+                    let bytes = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| {
+                            hex.get(i..i + 2)
+                                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                        })
+                        .collect::<Option<Vec<u8>>>()
+                        .ok_or("--returns: not hexadecimal bytes")?;
+                    spec.returns = Some(
+                        coil_proto::Columns::type_from_bytes(&bytes)
+                            .map_err(|e| format!("--returns: {e}"))?,
+                    );
+                }
                 "--max-message" => {
                     max_message = value("--max-message")?
                         .parse()

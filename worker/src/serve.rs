@@ -250,13 +250,13 @@ fn run_one<S: ByteSource + ?Sized>(
     };
     if columnar {
         let batch = coil_proto::Columns::decode(src)?;
-        Ok(answer_batch(batch.seq, out, max_message, |out| {
+        Ok(answer_batch(batch.seq, true, out, max_message, |out| {
             exec.run_columns(py, &batch, out, per_row)
                 .map(|()| (exec.last_times(), exec.take_failures()))
         }))
     } else {
         let seq = Batch::seq(src)?;
-        Ok(answer_batch(seq, out, max_message, |out| {
+        Ok(answer_batch(seq, false, out, max_message, |out| {
             exec.run_batch(py, &Batch::rows(src), out, per_row)
                 .map(|()| (exec.last_times(), exec.take_failures()))
         }))
@@ -272,6 +272,7 @@ fn run_one<S: ByteSource + ?Sized>(
 /// own for it; the message says what happened).
 fn answer_batch(
     seq: u64,
+    columnar: bool,
     out: &mut Vec<u8>,
     max_message: usize,
     run: impl FnOnce(&mut Vec<u8>) -> Result<(Times, Vec<RowFailure>), BatchError>,
@@ -285,7 +286,7 @@ fn answer_batch(
     let answer = match result {
         Ok(Ok((times, failed))) if out.len() <= max_message => {
             Answer::finish_results(out, times);
-            return Answer::append_failures(out, &failed).expect("a Vec never fills");
+            return Answer::append_failures(out, &failed, columnar).expect("a Vec never fills");
         }
         Ok(Ok(_)) => Answer::TooLarge {
             seq,
@@ -494,7 +495,7 @@ pub(crate) mod tests {
     #[test]
     fn a_panic_in_a_batch_becomes_its_error_answer() {
         let mut out = Vec::new();
-        let tag = answer_batch(7, &mut out, 1 << 20, |_| panic!("boom in row 3"));
+        let tag = answer_batch(7, false, &mut out, 1 << 20, |_| panic!("boom in row 3"));
         assert_eq!(tag, Tag::BadRow);
         match Answer::decode(tag, &out[..], Expect::Batch { seq: 7, rows: 5 }).unwrap() {
             Answer::BadRow {
@@ -508,7 +509,7 @@ pub(crate) mod tests {
             other => panic!("{other:?}"),
         }
         // And the next batch is answered as usual.
-        let tag = answer_batch(8, &mut out, 1 << 20, |out| {
+        let tag = answer_batch(8, false, &mut out, 1 << 20, |out| {
             coil_ipc::encode_batch(&[vec![Value::Int(1)]], out).unwrap();
             Ok((Times::default(), Vec::new()))
         });
@@ -522,7 +523,7 @@ pub(crate) mod tests {
     #[test]
     fn results_over_the_limit_are_a_too_large_answer() {
         let mut out = Vec::new();
-        let tag = answer_batch(1, &mut out, 64, |out| {
+        let tag = answer_batch(1, false, &mut out, 64, |out| {
             coil_ipc::encode_batch(&[vec![Value::Str("x".repeat(100))]], out).unwrap();
             Ok((Times::default(), Vec::new()))
         });

@@ -169,6 +169,52 @@ def vector_result(result, rows):
     return list(result)
 
 
+def vector_out(result, rows):
+    """A vectorized UDF's result for an Arrow column: a 1-D numpy array of
+    a numeric dtype as it is (copied as one buffer), else a list as
+    vector_result gives it; pandas' missing values (NA, NaT) as None."""
+    kind = type(result).__module__.split(".")[0]
+    if kind == "numpy" and getattr(result, "ndim", 0) == 1 \
+            and result.dtype.kind in "iuf":
+        return result
+    if kind == "pandas" and hasattr(result, "dtype"):
+        if type(result.dtype).__module__.split(".")[0] == "numpy" \
+                and result.dtype.kind in "iuf":
+            return result.to_numpy()
+        if result.dtype.kind not in "iufb" or result.hasnans:
+            import pandas
+            return [None if v is pandas.NA or v is pandas.NaT else v
+                    for v in result.tolist()]
+    return vector_result(result, rows)
+
+
+def arrow_kit():
+    """The types Arrow's temporal and decimal values become, from this
+    interpreter's own modules."""
+    import datetime
+    import decimal
+    utc = datetime.timezone.utc
+    return (datetime.date, datetime.time, datetime.datetime, datetime.timedelta,
+            decimal.Decimal, datetime.datetime(1970, 1, 1),
+            datetime.datetime(1970, 1, 1, tzinfo=utc), utc)
+
+
+def tzinfo(name):
+    """The tzinfo of an Arrow time zone: a fixed offset ("+05:30") as a
+    datetime.timezone, "UTC" as datetime.timezone.utc, a name from the IANA
+    database ("Europe/Paris") as a zoneinfo.ZoneInfo."""
+    import datetime
+    import re
+    if name in ("UTC", "utc", "Z", "Etc/UTC"):
+        return datetime.timezone.utc
+    m = re.fullmatch(r"([+-])(\d\d):?(\d\d)", name)
+    if m:
+        offset = datetime.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+        return datetime.timezone(-offset if m.group(1) == "-" else offset)
+    import zoneinfo
+    return zoneinfo.ZoneInfo(name)
+
+
 def close(instance):
     closer = getattr(instance, "close", None)
     if callable(closer):
