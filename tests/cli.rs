@@ -955,3 +955,73 @@ fn run_format_arrow_needs_a_returns_type_it_knows() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn bench_format_arrow_measures_call_arrow_in_every_mode() {
+    let dir = test_dir("arrow-bench");
+    let (input, json_path) = (dir.join("in.arrows"), dir.join("report.json"));
+    let batch = |from: i64| {
+        record_batch(vec![Arc::new(Int64Array::from_iter(
+            (from..from + 200).map(|i| (i % 7 != 0).then_some(i)),
+        )) as ArrayRef])
+    };
+    std::fs::write(&input, ipc_stream(&[batch(0), batch(200)])).unwrap();
+    // float64: the direct run's ints compare as the float column holds them.
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:inc_or_none",
+            "--format",
+            "arrow",
+            "--returns",
+            "float64",
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for needle in ["coil bench: 400 rows", "direct", "Advice: use"] {
+        assert!(table.contains(needle), "{needle:?} missing:\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["rows"], 400);
+    let measured = report["modes"].as_array().unwrap();
+    assert_eq!(measured.len(), 3);
+    for m in measured {
+        if m["mode"] == "sub-interpreter" && !coil_worker::SUBINTERPRETERS {
+            continue;
+        }
+        assert!(m["failed"].is_null(), "{m}");
+        assert!(m["rows_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            m["rows_measured"].as_u64(),
+            m["timed_runs"].as_u64().map(|r| 400 * r),
+            "{m}"
+        );
+    }
+    // Without --returns: a usage error.
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:inc_or_none",
+            "--format",
+            "arrow",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -117,12 +117,22 @@ struct BenchArgs {
     /// The UDF: path/to/file.py:NAME or package.module:NAME.
     #[arg(long)]
     udf: String,
-    /// JSON Lines input: each line a JSON array of the UDF's arguments.
+    /// The input: JSON Lines, each line a JSON array of the UDF's
+    /// arguments; or, with --format arrow, an Arrow IPC stream whose
+    /// batches' columns are the UDF's arguments.
     #[arg(long)]
     input: PathBuf,
-    /// scalar, table or vectorized.
+    /// scalar, table or vectorized (table over JSON Lines only).
     #[arg(long, default_value = "scalar")]
     kind: String,
+    /// The input's format: jsonl (rows, measured on Runner::call) or arrow
+    /// (record batches, measured on Runner::call_arrow).
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// The type of the result column, for --format arrow (required there).
+    #[arg(long, value_name = "TYPE", value_parser = coil::arrow::parse_type,
+          required_if_eq("format", "arrow"), help = returns_help())]
+    returns: Option<DataType>,
     /// The modes to compare, comma-separated.
     #[arg(
         long,
@@ -164,12 +174,16 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kind: UdfKind = args.kind.parse()?;
-    let rows = coil::bench::read_rows(&args.input)?;
+    let spec = udf_spec(&args.udf, kind, args.format, args.returns.as_ref())?;
+    let input = match args.format {
+        Format::Jsonl => coil::bench::BenchInput::Rows(coil::bench::read_rows(&args.input)?),
+        Format::Arrow => coil::bench::BenchInput::Arrow(coil::arrow::read_stream(&args.input)?),
+    };
     if config.get(coil_host::BUNDLE_SIZE).is_none() {
-        let bundle = coil::bench::bundle_for(rows.len(), config.worker_count());
+        let bundle = coil::bench::bundle_for(input.rows(), config.worker_count());
         config.set(coil_host::BUNDLE_SIZE, &bundle.to_string())?;
     }
-    let mut spec = UdfSpec::new(&args.udf).kind(kind);
+    let mut spec = spec;
     // The direct run imports from the same environment as the runners.
     if let Some(env) = coil_host::resolve_environment(&config)? {
         spec.sys_path = env.sys_path;
@@ -191,7 +205,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let report = coil::bench::run(&plan, &rows, |what| {
+    let report = coil::bench::run(&plan, &input, |what| {
         progress.set_message(what.to_string());
         progress.inc(1);
     })?;
