@@ -1,6 +1,7 @@
 //! The library behind the `coil` command line: JSON Lines to rows and back
-//! ([`json`]), and `coil bench`, which measures a UDF in every execution
-//! mode and advises one ([`bench`](mod@bench)). The `coil` binary only parses
+//! ([`json`]), Arrow IPC streams' type names and values ([`arrow`]), and
+//! `coil bench`, which measures a UDF in every execution mode and advises
+//! one ([`bench`](mod@bench)). The `coil` binary only parses
 //! arguments, calls these, and maps errors to exit codes.
 //!
 //! The product's API is `coil-host` (with `coil-ipc` and `coil-worker`
@@ -19,5 +20,6 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
+pub mod arrow;
 pub mod bench;
 pub mod json;

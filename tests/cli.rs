@@ -1,8 +1,16 @@
 //! The `coil` command line.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::util::{coil, numpy, spawn_coil};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use coil_host::arrow_array::cast::AsArray;
+use coil_host::arrow_array::types::Int64Type;
+use coil_host::arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use coil_host::arrow_schema::{DataType, Field};
+
+use crate::util::{coil, modes, numpy, spawn_coil};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -602,4 +610,422 @@ fn run_answers_a_live_stream_as_it_comes() {
     assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), "42");
     drop(stdin);
     assert!(child.wait().unwrap().success());
+}
+
+/// `batches` as an Arrow IPC stream.
+fn ipc_stream(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut w = StreamWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+/// The record batches of the Arrow IPC stream `bytes`.
+fn read_ipc(bytes: &[u8]) -> Vec<RecordBatch> {
+    StreamReader::try_new(bytes, None)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// One record batch of `columns`, named `a`, `b`...
+fn record_batch(columns: Vec<ArrayRef>) -> RecordBatch {
+    let names = ["a", "b", "c"];
+    RecordBatch::try_from_iter(names.iter().zip(columns)).unwrap()
+}
+
+/// Runs the `coil` command line with `stdin` as its input.
+fn coil_bytes(args: &[&str], stdin: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = spawn_coil(args, Stdio::piped(), Stdio::piped());
+    let mut pipe = child.stdin.take().unwrap();
+    // A coil that exits early closes its end: the exit status says so.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&stdin);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// A fresh directory for test `name`'s files.
+fn test_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coil-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn run_format_arrow_answers_each_batch_with_a_result_batch_nulls_and_all() {
+    let input = ipc_stream(&[
+        record_batch(vec![Arc::new(Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(3),
+        ]))]),
+        record_batch(vec![Arc::new(Int64Array::from(vec![None, Some(41)]))]),
+    ]);
+    for mode in modes() {
+        let out = coil_bytes(
+            &[
+                "run",
+                "--udf",
+                "tests/udfs/arrow_udfs.py:inc_or_none",
+                "--format",
+                "arrow",
+                "--returns",
+                "int64",
+                "--mode",
+                mode,
+                "--workers",
+                "2",
+                "--conf",
+                "python.fn-execution.bundle.size=2",
+            ],
+            input.clone(),
+        );
+        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        let batches = read_ipc(&out.stdout);
+        assert_eq!(batches.len(), 2, "{mode}: one result batch per input batch");
+        for b in &batches {
+            assert_eq!(
+                b.schema().fields().to_vec(),
+                vec![Arc::new(Field::new("result", DataType::Int64, true))]
+            );
+        }
+        assert_eq!(
+            batches[0].column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![Some(2), None, Some(4)]),
+            "{mode}"
+        );
+        assert_eq!(
+            batches[1].column(0).as_primitive::<Int64Type>(),
+            &Int64Array::from(vec![None, Some(42)]),
+            "{mode}"
+        );
+        assert!(
+            text(&out.stderr).contains("5 rows in"),
+            "{mode}: {}",
+            text(&out.stderr)
+        );
+    }
+    // Strings, from --input to --output.
+    let dir = test_dir("arrow-files");
+    let (input_file, output_file) = (dir.join("in.arrows"), dir.join("out.arrows"));
+    std::fs::write(
+        &input_file,
+        ipc_stream(&[
+            record_batch(vec![Arc::new(StringArray::from(vec![Some("hé"), None]))]),
+            record_batch(vec![Arc::new(StringArray::from(vec!["x"]))]),
+        ]),
+    )
+    .unwrap();
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:upper",
+            "--format",
+            "arrow",
+            "--returns",
+            "utf8",
+            "--input",
+            input_file.to_str().unwrap(),
+            "--output",
+            output_file.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "results go to --output");
+    let batches = read_ipc(&std::fs::read(&output_file).unwrap());
+    assert_eq!(batches.len(), 2);
+    assert_eq!(
+        batches[0].column(0).as_string::<i32>(),
+        &StringArray::from(vec![Some("HÉ"), None])
+    );
+    assert_eq!(
+        batches[1].column(0).as_string::<i32>(),
+        &StringArray::from(vec!["X"])
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `fails_on_three` over batches [1, 2], [4, 3, 5], [6].
+fn three_batches() -> Vec<u8> {
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    ipc_stream(&[ints(vec![1, 2]), ints(vec![4, 3, 5]), ints(vec![6])])
+}
+
+/// Each batch's `result` column.
+fn result_ints(stdout: &[u8]) -> Vec<Vec<Option<i64>>> {
+    read_ipc(stdout)
+        .iter()
+        .map(|b| {
+            b.column(0)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn run_format_arrow_names_the_batch_and_row_of_a_udf_error() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:fails_on_three",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+        ];
+        args.extend(extra);
+        coil_bytes(&args, three_batches())
+    };
+    // The batches before it are delivered, in a stream ended as usual.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("batch 2, row 2: the UDF raised ValueError: three is not allowed (got 3)")
+            && err.contains("raise ValueError"),
+        "{err}"
+    );
+    assert_eq!(result_ints(&out.stdout), vec![vec![Some(2), Some(4)]]);
+
+    // --errors: the row is recorded and its result is null; the rest run.
+    let dir = test_dir("arrow-errors");
+    let errors = dir.join("errors.jsonl");
+    let out = run(&["--errors", errors.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        result_ints(&out.stdout),
+        vec![
+            vec![Some(2), Some(4)],
+            vec![Some(8), None, Some(10)],
+            vec![Some(12)]
+        ]
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("1 row failed: written to"), "{err}");
+    let record: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&errors).unwrap().trim()).unwrap();
+    assert_eq!(record["batch"], 2);
+    assert_eq!(record["row"], 2);
+    assert_eq!(record["input"], serde_json::json!([3]));
+    assert_eq!(record["error"]["kind"], "raised");
+    assert_eq!(record["error"]["type"], "ValueError");
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // A result that does not fit the declared type.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:wrong",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+        ],
+        three_batches(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("batch 1, row 1: result: a str ('nope') does not fit the declared type Int64"),
+        "{err}"
+    );
+    assert!(read_ipc(&out.stdout).is_empty());
+}
+
+#[test]
+fn run_format_arrow_refuses_input_that_is_not_an_arrow_ipc_stream() {
+    let args = [
+        "run",
+        "--udf",
+        "tests/udfs/basic.py:inc",
+        "--format",
+        "arrow",
+        "--returns",
+        "int64",
+        "--workers",
+        "1",
+    ];
+    for (what, input) in [
+        ("JSON Lines", b"[1]\n[2]\n".to_vec()),
+        ("nothing", Vec::new()),
+    ] {
+        let out = coil_bytes(&args, input);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("reading standard input as an Arrow IPC stream"),
+            "{what}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{what}");
+    }
+    // A stream cut short in its second batch: the first one's results are
+    // delivered, the second named.
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    let whole = ipc_stream(&[ints(vec![1, 2]), ints(vec![4, 5, 6])]);
+    // Without the end-of-stream marker (8 bytes) and 8 bytes of the last
+    // batch's body.
+    let out = coil_bytes(&args, whole[..whole.len() - 16].to_vec());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("reading batch 2 of the Arrow IPC stream standard input"),
+        "{err}"
+    );
+    assert_eq!(result_ints(&out.stdout), vec![vec![Some(2), Some(3)]]);
+    // A column of a type coil does not take: named.
+    let months = RecordBatch::try_from_iter([(
+        "months",
+        Arc::new(coil_host::arrow_array::IntervalYearMonthArray::from(vec![
+            1,
+        ])) as ArrayRef,
+    )])
+    .unwrap();
+    let out = coil_bytes(&args, ipc_stream(&[months]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("batch 1, column \"months\": column 0 is Interval(YearMonth)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_format_arrow_needs_a_returns_type_it_knows() {
+    let base = [
+        "run",
+        "--udf",
+        "tests/udfs/basic.py:inc",
+        "--format",
+        "arrow",
+    ];
+    let usage = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(extra);
+        coil_bytes(&args, Vec::new())
+    };
+    let out = usage(&[]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = text(&out.stderr);
+    assert!(err.contains("--returns <TYPE>"), "{err}");
+
+    let out = usage(&["--returns", "decimal"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown type \"decimal\"; expected one of: null, bool, int8")
+            && err.contains("timestamp[us]"),
+        "{err}"
+    );
+
+    let out = usage(&["--returns", "int64", "--kind", "table"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("table UDFs run over JSON Lines only"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --returns is for Arrow output only.
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--returns",
+            "int64",
+        ],
+        "[1]\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--returns declares the type of --format arrow's result column"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn bench_format_arrow_measures_call_arrow_in_every_mode() {
+    let dir = test_dir("arrow-bench");
+    let (input, json_path) = (dir.join("in.arrows"), dir.join("report.json"));
+    let batch = |from: i64| {
+        record_batch(vec![Arc::new(Int64Array::from_iter(
+            (from..from + 200).map(|i| (i % 7 != 0).then_some(i)),
+        )) as ArrayRef])
+    };
+    std::fs::write(&input, ipc_stream(&[batch(0), batch(200)])).unwrap();
+    // float64: the direct run's ints compare as the float column holds them.
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:inc_or_none",
+            "--format",
+            "arrow",
+            "--returns",
+            "float64",
+            "--input",
+            input.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    for needle in ["coil bench: 400 rows", "direct", "Advice: use"] {
+        assert!(table.contains(needle), "{needle:?} missing:\n{table}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(report["rows"], 400);
+    let measured = report["modes"].as_array().unwrap();
+    assert_eq!(measured.len(), 3);
+    for m in measured {
+        if m["mode"] == "sub-interpreter" && !coil_worker::SUBINTERPRETERS {
+            continue;
+        }
+        assert!(m["failed"].is_null(), "{m}");
+        assert!(m["rows_per_sec"].as_f64().unwrap() > 0.0);
+        assert_eq!(
+            m["rows_measured"].as_u64(),
+            m["timed_runs"].as_u64().map(|r| 400 * r),
+            "{m}"
+        );
+    }
+    // Without --returns: a usage error.
+    let out = coil(
+        &[
+            "bench",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:inc_or_none",
+            "--format",
+            "arrow",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

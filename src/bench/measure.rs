@@ -5,11 +5,94 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use coil_host::arrow_array::{ArrayRef, RecordBatch};
 use coil_host::{
     Config, ExecutionMode, Metrics, RunError, Runner, StartError, UdfSpec, WorkerCommand,
 };
 use coil_ipc::{decode_batch, encode_batch, Row, Value};
+use coil_worker::proto::Columns;
 use coil_worker::Executor;
+
+/// What `coil bench` runs the UDF over.
+#[derive(Debug, Clone)]
+pub enum BenchInput {
+    /// Rows of arguments (JSON Lines), run with `Runner::call`.
+    Rows(Vec<Row>),
+    /// Arrow record batches (an Arrow IPC stream), one column per argument,
+    /// run batch by batch with `Runner::call_arrow`: the plan's UDF
+    /// declares its return type (`UdfSpec::returns`).
+    Arrow(Vec<RecordBatch>),
+}
+
+impl BenchInput {
+    /// Rows in the input.
+    pub fn rows(&self) -> usize {
+        match self {
+            BenchInput::Rows(rows) => rows.len(),
+            BenchInput::Arrow(batches) => batches.iter().map(RecordBatch::num_rows).sum(),
+        }
+    }
+}
+
+/// One run's results, in input order: values from `Runner::call`, or one
+/// array per batch from `Runner::call_arrow`.
+enum Results {
+    Values(Vec<Value>),
+    Arrays(Vec<ArrayRef>),
+}
+
+impl Results {
+    /// Runs `input` through `runner`.
+    fn of(runner: &Runner, input: &BenchInput) -> Result<Results, RunError> {
+        Ok(match input {
+            BenchInput::Rows(rows) => Results::Values(runner.call(rows)?),
+            BenchInput::Arrow(batches) => Results::Arrays(
+                batches
+                    .iter()
+                    .map(|b| runner.call_arrow(b))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
+
+    /// The 0-based input row at which these results first differ from
+    /// `want` (the direct run's), if they do.
+    fn first_difference(&self, want: &Results) -> Option<usize> {
+        if let (Results::Arrays(got), Results::Arrays(want)) = (self, want) {
+            // Cell by cell, whatever the type (both are arrays of the
+            // declared type).
+            let cells = |arrays: &[ArrayRef]| -> Vec<ArrayRef> {
+                arrays
+                    .iter()
+                    .flat_map(|a| (0..a.len()).map(move |i| a.slice(i, 1)))
+                    .collect()
+            };
+            let (got, want) = (cells(got), cells(want));
+            return got
+                .iter()
+                .zip(&want)
+                .position(|(a, b)| a.to_data() != b.to_data())
+                .or_else(|| (got.len() != want.len()).then(|| got.len().min(want.len())));
+        }
+        let (got, want) = (self.json(), want.json());
+        got.iter()
+            .zip(&want)
+            .position(|(a, b)| a != b)
+            .or_else(|| (got.len() != want.len()).then(|| got.len().min(want.len())))
+    }
+
+    /// Each row's result as JSON (`None` for an array cell JSON does not
+    /// hold).
+    fn json(&self) -> Vec<Option<serde_json::Value>> {
+        match self {
+            Results::Values(v) => v.iter().map(|v| Some(crate::json::to_json(v))).collect(),
+            Results::Arrays(arrays) => arrays
+                .iter()
+                .flat_map(|a| (0..a.len()).map(|i| crate::arrow::json_at(a.as_ref(), i)))
+                .collect(),
+        }
+    }
+}
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -140,13 +223,15 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
 
 /// Runs the UDF through its executor on this thread, batch by batch (the
 /// floor: no ring, no other thread or process), returning the results and
-/// rows per second.
+/// rows per second. Arrow batches are cut into slices of the batch size,
+/// each encoded as a column frame and decoded again, as they travel to an
+/// executor.
 fn direct(
     spec: &UdfSpec,
     config: &Config,
-    rows: &[Row],
+    input: &BenchInput,
     repeat: usize,
-) -> anyhow::Result<(Vec<Value>, f64)> {
+) -> anyhow::Result<(Results, f64)> {
     use pyo3::Python;
     Python::initialize();
     let mut spec = spec.clone();
@@ -156,27 +241,53 @@ fn direct(
             Executor::load(py, &spec).map_err(|e| anyhow::anyhow!("{e}\n{}", e.error.traceback))?;
         let mut best = f64::INFINITY;
         let mut results = Vec::new();
-        let (mut input, mut out) = (Vec::new(), Vec::new());
+        let mut kept = Results::Values(Vec::new());
+        let (mut frame, mut out) = (Vec::new(), Vec::new());
+        let bundle = config.bundle_size().max(1);
         let began = Instant::now();
         let mut runs = 0;
         while runs < repeat.max(1) || (began.elapsed() < MIN_TIME && runs < 10_000) {
             runs += 1;
             results.clear();
             let start = Instant::now();
-            for chunk in rows.chunks(config.bundle_size()) {
-                input.clear();
-                out.clear();
-                encode_batch(chunk, &mut input)?;
-                exec.run_batch(py, &input[..], &mut out, false)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                for mut row in decode_batch(&out[..])? {
-                    results.push(row.pop().unwrap_or(Value::Null));
+            let mut arrays = Vec::new();
+            match input {
+                BenchInput::Rows(rows) => {
+                    for chunk in rows.chunks(bundle) {
+                        frame.clear();
+                        out.clear();
+                        encode_batch(chunk, &mut frame)?;
+                        exec.run_batch(py, &frame[..], &mut out, false)
+                            .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        for mut row in decode_batch(&out[..])? {
+                            results.push(row.pop().unwrap_or(Value::Null));
+                        }
+                    }
+                }
+                BenchInput::Arrow(batches) => {
+                    for batch in batches {
+                        for at in (0..batch.num_rows()).step_by(bundle) {
+                            let n = bundle.min(batch.num_rows() - at);
+                            frame.clear();
+                            out.clear();
+                            Columns::encode(0, n, batch.slice(at, n).columns(), &mut frame)?;
+                            let columns = Columns::decode(&frame[..])?;
+                            exec.run_columns(py, &columns, &mut out, false)
+                                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                            let (_, mut column, _) = Columns::decode_body(&out[..])?;
+                            arrays.extend(column.pop());
+                        }
+                    }
                 }
             }
             best = best.min(start.elapsed().as_secs_f64());
+            kept = match input {
+                BenchInput::Rows(_) => Results::Values(std::mem::take(&mut results)),
+                BenchInput::Arrow(_) => Results::Arrays(arrays),
+            };
         }
         let _ = exec.close(py);
-        Ok((results, rows.len() as f64 / best))
+        Ok((kept, input.rows() as f64 / best))
     })
 }
 
@@ -193,7 +304,7 @@ fn start(plan: &BenchPlan, mode: ExecutionMode, strict: bool) -> Result<Runner, 
     Runner::with_worker_command(&config, plan.spec.clone(), plan.worker.clone())
 }
 
-/// Measures the direct call and every mode of `plan` over `rows`;
+/// Measures the direct call and every mode of `plan` over `input`;
 /// `progress` is called after each timed run.
 ///
 /// # Errors
@@ -202,10 +313,10 @@ fn start(plan: &BenchPlan, mode: ExecutionMode, strict: bool) -> Result<Runner, 
 /// or no mode that could run the UDF at all.
 pub(crate) fn measure(
     plan: &BenchPlan,
-    rows: &[Row],
+    input: &BenchInput,
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<Measured> {
-    let (want, direct_rate) = direct(&plan.spec, &plan.config, rows, plan.repeat)?;
+    let (want, direct_rate) = direct(&plan.spec, &plan.config, input, plan.repeat)?;
     progress("direct");
     let mut blocker = None;
     let mut modes = Vec::new();
@@ -221,11 +332,11 @@ pub(crate) fn measure(
             other => other?,
         };
         // Warm up, and check the results against the direct run.
-        let mut got = runner.call(rows);
+        let mut got = Results::of(&runner, input);
         if let Err(RunError::SubInterpreterIncompatible { module, .. }) = &got {
             blocker = Some(module.clone());
             runner = start(plan, mode, false)?;
-            got = runner.call(rows);
+            got = Results::of(&runner, input);
         }
         let got = match got {
             Ok(got) => got,
@@ -242,12 +353,7 @@ pub(crate) fn measure(
             Some(m) => format!("imports {m}, which cannot load in a sub-interpreter"),
             None => "the mode cannot run this UDF".to_string(),
         });
-        if got != want {
-            let at = got
-                .iter()
-                .zip(&want)
-                .position(|(a, b)| a != b)
-                .unwrap_or(got.len().min(want.len()));
+        if let Some(at) = got.first_difference(&want) {
             bail!(
                 "{mode} mode gave a different result than the direct run for input row {}",
                 at + 1
@@ -261,9 +367,7 @@ pub(crate) fn measure(
         // At least `repeat` runs, and enough of them to fill MIN_TIME.
         while runs < plan.repeat.max(1) || (began.elapsed() < MIN_TIME && runs < 10_000) {
             let t = Instant::now();
-            runner
-                .call(rows)
-                .map_err(|e| anyhow::anyhow!("{mode} mode: {e}"))?;
+            Results::of(&runner, input).map_err(|e| anyhow::anyhow!("{mode} mode: {e}"))?;
             best = best.min(t.elapsed().as_secs_f64());
             if runs < plan.repeat.max(1) {
                 progress(mode.as_str());
@@ -278,7 +382,7 @@ pub(crate) fn measure(
             ran_as,
             fallback,
             failed: None,
-            rows_per_sec: rows.len() as f64 / best,
+            rows_per_sec: input.rows() as f64 / best,
             batch_p50: Duration::from_nanos(h.latency.value_at_quantile(0.5)),
             batch_p99: Duration::from_nanos(h.latency.value_at_quantile(0.99)),
             runs,

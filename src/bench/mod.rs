@@ -15,13 +15,11 @@ mod measure;
 mod report;
 
 pub use advice::Advice;
-pub use measure::{bundle_for, read_rows, BenchPlan, ModeResult};
+pub use measure::{bundle_for, read_rows, BenchInput, BenchPlan, ModeResult};
 pub use report::BenchReport;
 
-use coil_ipc::Row;
-
-/// Measures every mode of `plan` over `rows` and advises one; `progress` is
-/// called after each timed run.
+/// Measures every mode of `plan` over `input` and advises one; `progress`
+/// is called after each timed run.
 ///
 /// # Errors
 ///
@@ -29,10 +27,10 @@ use coil_ipc::Row;
 /// or no mode that could run the UDF at all.
 pub fn run(
     plan: &BenchPlan,
-    rows: &[Row],
+    input: &BenchInput,
     progress: impl FnMut(&str),
 ) -> anyhow::Result<BenchReport> {
-    let measured = measure::measure(plan, rows, progress)?;
+    let measured = measure::measure(plan, input, progress)?;
     let advice = advice::advise(&advice::Facts {
         workers: plan.config.worker_count(),
         direct_rows_per_sec: measured.direct_rows_per_sec,
@@ -40,7 +38,7 @@ pub fn run(
         blocker: measured.blocker.as_deref(),
     });
     Ok(BenchReport {
-        rows: rows.len(),
+        rows: input.rows(),
         bundle: plan.config.bundle_size(),
         direct_rows_per_sec: measured.direct_rows_per_sec,
         modes: measured.modes,

@@ -1,4 +1,5 @@
-//! The `coil` command line: run a Python UDF over JSON Lines.
+//! The `coil` command line: run a Python UDF over JSON Lines or an Arrow
+//! IPC stream.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
@@ -6,8 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use coil::json;
+use coil_host::arrow_array::{Array, RecordBatch};
+use coil_host::arrow_schema::DataType;
 use coil_host::{Config, OnError, RunError, Runner, UdfKind, UdfSpec, WorkerCommand};
 
 /// Run Python user-defined functions from Rust, in process, thread or
@@ -22,7 +25,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a UDF over JSON Lines: each input line a JSON array of the UDF's
-    /// arguments; one JSON result per line, in order.
+    /// arguments; one JSON result per line, in order. With --format arrow,
+    /// over an Arrow IPC stream: each record batch's columns are the UDF's
+    /// arguments; out comes an Arrow IPC stream of one batch per input
+    /// batch, its one column `result` of the --returns type.
     Run(RunArgs),
     /// Run a UDF over your input in each mode and directly, check that they
     /// agree, and advise which mode to use.
@@ -40,14 +46,34 @@ enum Cmd {
     },
 }
 
+/// How `coil run` and `coil bench` read their input (and `coil run`
+/// writes its results).
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// JSON Lines: a JSON array of the UDF's arguments per line; a JSON
+    /// result per line.
+    Jsonl,
+    /// Arrow IPC streams: a record batch's columns are the UDF's arguments;
+    /// a batch of one column, `result`, per input batch. Needs --returns.
+    Arrow,
+}
+
 #[derive(clap::Args)]
 struct RunArgs {
     /// The UDF: path/to/file.py:NAME or package.module:NAME.
     #[arg(long)]
     udf: String,
     /// scalar (one value per row), table (rows per row), vectorized (columns in, a column out).
+    /// Table UDFs run over JSON Lines only.
     #[arg(long, default_value = "scalar")]
     kind: String,
+    /// The input and output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// The type of the result column, for --format arrow (required there).
+    #[arg(long, value_name = "TYPE", value_parser = coil::arrow::parse_type,
+          required_if_eq("format", "arrow"), help = returns_help())]
+    returns: Option<DataType>,
     /// Execution mode; short for --conf python.execution-mode=MODE.
     #[arg(long)]
     mode: Option<String>,
@@ -65,7 +91,9 @@ struct RunArgs {
     output: Option<PathBuf>,
     /// Write each failed row (its line, input and error) as a JSON line to
     /// FILE, and go on with the rest; short for --conf
-    /// python.fn-execution.on-error=dead-letter.
+    /// python.fn-execution.on-error=dead-letter. With --format arrow a
+    /// failed row is named by its batch and row (both from 1), and its
+    /// result is null.
     #[arg(long, value_name = "FILE")]
     errors: Option<PathBuf>,
 }
@@ -89,12 +117,22 @@ struct BenchArgs {
     /// The UDF: path/to/file.py:NAME or package.module:NAME.
     #[arg(long)]
     udf: String,
-    /// JSON Lines input: each line a JSON array of the UDF's arguments.
+    /// The input: JSON Lines, each line a JSON array of the UDF's
+    /// arguments; or, with --format arrow, an Arrow IPC stream whose
+    /// batches' columns are the UDF's arguments.
     #[arg(long)]
     input: PathBuf,
-    /// scalar, table or vectorized.
+    /// scalar, table or vectorized (table over JSON Lines only).
     #[arg(long, default_value = "scalar")]
     kind: String,
+    /// The input's format: jsonl (rows, measured on Runner::call) or arrow
+    /// (record batches, measured on Runner::call_arrow).
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    format: Format,
+    /// The type of the result column, for --format arrow (required there).
+    #[arg(long, value_name = "TYPE", value_parser = coil::arrow::parse_type,
+          required_if_eq("format", "arrow"), help = returns_help())]
+    returns: Option<DataType>,
     /// The modes to compare, comma-separated.
     #[arg(
         long,
@@ -136,12 +174,16 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kind: UdfKind = args.kind.parse()?;
-    let rows = coil::bench::read_rows(&args.input)?;
+    let spec = udf_spec(&args.udf, kind, args.format, args.returns.as_ref())?;
+    let input = match args.format {
+        Format::Jsonl => coil::bench::BenchInput::Rows(coil::bench::read_rows(&args.input)?),
+        Format::Arrow => coil::bench::BenchInput::Arrow(coil::arrow::read_stream(&args.input)?),
+    };
     if config.get(coil_host::BUNDLE_SIZE).is_none() {
-        let bundle = coil::bench::bundle_for(rows.len(), config.worker_count());
+        let bundle = coil::bench::bundle_for(input.rows(), config.worker_count());
         config.set(coil_host::BUNDLE_SIZE, &bundle.to_string())?;
     }
-    let mut spec = UdfSpec::new(&args.udf).kind(kind);
+    let mut spec = spec;
     // The direct run imports from the same environment as the runners.
     if let Some(env) = coil_host::resolve_environment(&config)? {
         spec.sys_path = env.sys_path;
@@ -163,7 +205,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let report = coil::bench::run(&plan, &rows, |what| {
+    let report = coil::bench::run(&plan, &input, |what| {
         progress.set_message(what.to_string());
         progress.inc(1);
     })?;
@@ -182,6 +224,39 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
             .with_context(|| format!("drawing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `--returns`'s help: what it is for, and the type names it takes.
+fn returns_help() -> String {
+    format!(
+        "The type of the result column, for --format arrow (required there): {}",
+        coil::arrow::type_names()
+    )
+}
+
+/// The UDF's spec: its kind and, under `--format arrow`, its declared
+/// return type.
+fn udf_spec(
+    udf: &str,
+    kind: UdfKind,
+    format: Format,
+    returns: Option<&DataType>,
+) -> anyhow::Result<UdfSpec> {
+    let spec = UdfSpec::new(udf).kind(kind);
+    match (format, returns) {
+        (Format::Jsonl, None) => Ok(spec),
+        (Format::Jsonl, Some(_)) => bail!(
+            "--returns declares the type of --format arrow's result column; JSON Lines results need none"
+        ),
+        (Format::Arrow, _) if kind == UdfKind::Table => {
+            bail!("table UDFs run over JSON Lines only (--format jsonl)")
+        }
+        (Format::Arrow, Some(t)) => Ok(spec.returns(t.clone())),
+        (Format::Arrow, None) => bail!(
+            "--format arrow needs --returns TYPE, the type of the result column: one of {}",
+            coil::arrow::type_names()
+        ),
+    }
 }
 
 fn main() -> ExitCode {
@@ -367,7 +442,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => {}
     }
     let kind: UdfKind = args.kind.parse()?;
-    let spec = UdfSpec::new(&args.udf).kind(kind);
+    let spec = udf_spec(&args.udf, kind, args.format, args.returns.as_ref())?;
     let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
         .arg("worker");
     let files = [
@@ -416,6 +491,30 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     };
 
     let started = std::time::Instant::now();
+    // Results to a pipe or a terminal go out as they come; to a file, in
+    // large writes.
+    let live = args.output.is_none() && !stdout_is_a_file();
+    let output_name = args
+        .output
+        .as_ref()
+        .map_or("standard output".into(), |p| p.display().to_string());
+    if let (Format::Arrow, Some(declared)) = (args.format, &args.returns) {
+        let input = Counted {
+            inner: input,
+            progress: progress.clone(),
+        };
+        let input_name = args
+            .input
+            .as_ref()
+            .map_or("standard input".into(), |p| p.display().to_string());
+        let to = ArrowDelivery {
+            input_name,
+            output_name,
+            live,
+            failures,
+        };
+        return run_arrow(&runner, declared, input, out, to, progress, started);
+    }
     let mut to = Delivery {
         out,
         written: 0,
@@ -442,9 +541,6 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         })
         .context("starting the input reader")?;
-    // Results to a pipe or a terminal go out as they come; to a file, in
-    // large writes.
-    let live = args.output.is_none() && !stdout_is_a_file();
     let mut number = 0u64;
     loop {
         let line = match lines_rx.recv_timeout(IDLE_TICK) {
@@ -512,10 +608,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     // failed final write (a full disk, a closed stdout) is an error.
     out.flush().with_context(|| {
         format!(
-            "writing the results to {} ({written} rows may not have been delivered whole)",
-            args.output
-                .as_ref()
-                .map_or("standard output".into(), |p| p.display().to_string())
+            "writing the results to {output_name} ({written} rows may not have been delivered whole)",
         )
     })?;
     drop(out);
@@ -526,6 +619,15 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             failed.rows
         );
     }
+    log_rate(&runner, written, started);
+    if failed.rows + failed.lines > 0 {
+        bail!("{failed}");
+    }
+    Ok(())
+}
+
+/// Logs how many rows `runner` answered since `started`, how fast, and how.
+fn log_rate(runner: &Runner, written: u64, started: std::time::Instant) {
     let secs = started.elapsed().as_secs_f64();
     tracing::info!(
         "{written} rows in {:.3} s ({:.0} rows/s), {} mode, {} workers",
@@ -534,10 +636,172 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         runner.mode(),
         runner.config().worker_count()
     );
-    if failed.rows + failed.lines > 0 {
+}
+
+/// A reader that moves a progress bar by the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    progress: indicatif::ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Where `coil run --format arrow`'s results go, and what it says of its
+/// input and output.
+struct ArrowDelivery {
+    input_name: String,
+    output_name: String,
+    /// Flush after every batch (the output is a pipe or a terminal).
+    live: bool,
+    failures: Failures,
+}
+
+/// `coil run --format arrow`: each record batch of the input stream
+/// through `Runner::call_arrow`, its results out as a batch of one column,
+/// `result`, of the `declared` type. On an error the batches before it
+/// are delivered, and the output stream is ended, before the run fails.
+/// Under `on-error` = `skip` or `dead-letter` a row that fails (or whose
+/// result does not fit `declared`) is recorded as `coil run` records a
+/// failed line, and its result is null (`Runner::call_arrow_each`): the
+/// output's batches keep their input's rows.
+fn run_arrow(
+    runner: &Runner,
+    declared: &DataType,
+    input: impl Read,
+    out: Box<dyn Write>,
+    mut to: ArrowDelivery,
+    progress: indicatif::ProgressBar,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(input), None)
+        .with_context(|| format!("reading {} as an Arrow IPC stream", to.input_name))?;
+    let schema = coil::arrow::result_schema(declared);
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(out, &schema)
+        .with_context(|| format!("writing the results to {}", to.output_name))?;
+    let mut written = 0u64;
+    let mut failed = None;
+    for (i, batch) in reader.enumerate() {
+        let number = i as u64 + 1;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                failed = Some(anyhow::Error::new(e).context(format!(
+                    "reading batch {number} of the Arrow IPC stream {}",
+                    to.input_name
+                )));
+                break;
+            }
+        };
+        let rows = batch.num_rows() as u64;
+        let called = if to.failures.per_row() {
+            runner.call_arrow_each(&batch)
+        } else {
+            runner.call_arrow(&batch).map(|a| (a, Vec::new()))
+        };
+        let (array, row_errors) = match called {
+            Ok((array, _)) if array.len() != batch.num_rows() => {
+                failed = Some(anyhow::anyhow!(
+                    "batch {number}: {} results for its {rows} rows",
+                    array.len()
+                ));
+                break;
+            }
+            Ok(answered) => answered,
+            Err(e) => {
+                failed = Some(describe_batch(e, number, &batch));
+                break;
+            }
+        };
+        for e in row_errors {
+            let at = At::Cell {
+                batch: number,
+                row: e.row + 1,
+            };
+            let input = usize::try_from(e.row)
+                .ok()
+                .filter(|&r| r < batch.num_rows())
+                .and_then(|r| coil::arrow::row_json(&batch, r));
+            to.failures.row(at, input, &e.error)?;
+        }
+        let results = RecordBatch::try_new(schema.clone(), vec![array])
+            .context("the results of a batch as a record batch")?;
+        writer
+            .write(&results)
+            .and_then(|()| if to.live { writer.flush() } else { Ok(()) })
+            .with_context(|| {
+                format!(
+                    "writing the results of batch {number} to {} ({written} rows delivered before)",
+                    to.output_name
+                )
+            })?;
+        written += rows;
+    }
+    progress.finish_and_clear();
+    // The batches before an error are delivered, in a stream ended as
+    // usual, whatever comes next.
+    let delivered = writer
+        .finish()
+        .and_then(|()| writer.flush())
+        .with_context(|| {
+            format!(
+                "writing the results to {} ({written} rows may not have been delivered whole)",
+                to.output_name
+            )
+        });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    delivered?;
+    drop(writer);
+    let failed = to.failures.finish()?;
+    log_rate(runner, written, started);
+    if failed.rows > 0 {
         bail!("{failed}");
     }
     Ok(())
+}
+
+/// Turns a `Runner::call_arrow` error on input batch `number` into a
+/// message that names the batch, and its row (from 1) or column where
+/// known.
+fn describe_batch(e: RunError, number: u64, batch: &RecordBatch) -> anyhow::Error {
+    let at = |row: u64| At::Cell {
+        batch: number,
+        row: row + 1,
+    };
+    match &e {
+        RunError::Udf { row, error } => anyhow::anyhow!(
+            "{}: the UDF raised {}: {}\n{}",
+            at(*row),
+            error.type_name,
+            error.message,
+            error.traceback.trim_end()
+        ),
+        RunError::BadRow {
+            row: Some(row),
+            message,
+        } => anyhow::anyhow!("{}: {message}", at(*row)),
+        RunError::Timeout { row: Some(row), .. } => anyhow::anyhow!("{}: {e}", at(*row)),
+        RunError::UnsupportedColumn { column, .. } => match batch.schema().fields().get(*column) {
+            Some(field) => anyhow::anyhow!("batch {number}, column {:?}: {e}", field.name()),
+            None => anyhow::anyhow!("batch {number}: {e}"),
+        },
+        RunError::WorkerDied { rows, .. }
+        | RunError::Protocol { rows, .. }
+        | RunError::TooLarge { rows, .. }
+        | RunError::Restart { rows, .. } => anyhow::anyhow!(
+            "batch {number}, rows {}..={}: {e}",
+            rows.start + 1,
+            rows.end
+        ),
+        _ => anyhow::Error::new(e).context(format!("batch {number}")),
+    }
 }
 
 /// Where `coil run`'s results go: the output, and the failed rows.
@@ -567,7 +831,11 @@ impl Delivery {
                     })?;
                 self.written += 1;
             }
-            Err(RunError::Row(e)) => self.failures.row(self.lines.line(e.row), &e)?,
+            Err(RunError::Row(e)) => self.failures.row(
+                At::Line(self.lines.line(e.row)),
+                Some(json::to_json(&coil_ipc::Value::List(e.args.clone()))),
+                &e.error,
+            )?,
             Err(e) => return Err(describe(e, &self.lines)),
         }
         self.lines.answered();
@@ -594,6 +862,41 @@ struct Failed {
     file: Option<PathBuf>,
 }
 
+/// Where a failed row was in `coil run`'s input.
+#[derive(Clone, Copy)]
+enum At {
+    /// A JSON Lines line, from 1.
+    Line(u64),
+    /// An Arrow IPC stream's batch, and a row in it, both from 1.
+    Cell { batch: u64, row: u64 },
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            At::Line(line) => write!(f, "line {line}"),
+            At::Cell { batch, row } => write!(f, "batch {batch}, row {row}"),
+        }
+    }
+}
+
+impl At {
+    /// The errors file's record for a failure here, beginning with where.
+    fn record(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut record = serde_json::Map::new();
+        match self {
+            At::Line(line) => {
+                record.insert("line".into(), (*line).into());
+            }
+            At::Cell { batch, row } => {
+                record.insert("batch".into(), (*batch).into());
+                record.insert("row".into(), (*row).into());
+            }
+        }
+        record
+    }
+}
+
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let plural =
@@ -611,9 +914,10 @@ impl std::fmt::Display for Failed {
         }
         f.write_str(&parts.join(" and "))?;
         match &self.file {
-            Some(p) => write!(f, ": written to {}", p.display()),
-            None => f.write_str(": skipped (python.fn-execution.on-error=skip)"),
+            Some(p) => write!(f, ": written to {}", p.display())?,
+            None => f.write_str(": skipped (python.fn-execution.on-error=skip)")?,
         }
+        Ok(())
     }
 }
 
@@ -644,10 +948,10 @@ impl Failures {
         self.policy != OnError::Fail
     }
 
-    fn log(&self, line: u64, what: &str) {
+    fn log(&self, at: At, what: &str) {
         let n = self.rows + self.lines;
         if n <= LOGGED_FAILURES {
-            tracing::warn!("line {line}: {what}");
+            tracing::warn!("{at}: {what}");
         }
         if n == LOGGED_FAILURES {
             tracing::warn!("more failed rows are counted, not logged");
@@ -664,11 +968,17 @@ impl Failures {
         Ok(())
     }
 
-    /// Input line `line` failed in the UDF (or its worker).
-    fn row(&mut self, line: u64, e: &coil_host::RowError) -> anyhow::Result<()> {
+    /// The row at `at`, whose arguments are `input` (when they can be
+    /// shown), failed in the UDF (or its worker) with `e`.
+    fn row(
+        &mut self,
+        at: At,
+        input: Option<serde_json::Value>,
+        e: &RunError,
+    ) -> anyhow::Result<()> {
         self.rows += 1;
         let mut error = serde_json::Map::new();
-        let (kind, summary) = match &e.error {
+        let (kind, summary) = match e {
             RunError::Udf { error: py, .. } => {
                 error.insert("type".into(), py.type_name.clone().into());
                 error.insert("message".into(), py.message.clone().into());
@@ -695,18 +1005,19 @@ impl Failures {
         if !error.contains_key("message") {
             error.insert("message".into(), summary.clone().into());
         }
-        self.log(line, &summary);
-        self.write(serde_json::json!({
-            "line": line,
-            "input": json::to_json(&coil_ipc::Value::List(e.args.clone())),
-            "error": error,
-        }))
+        self.log(at, &summary);
+        let mut record = at.record();
+        if let Some(input) = input {
+            record.insert("input".into(), input);
+        }
+        record.insert("error".into(), error.into());
+        self.write(record.into())
     }
 
     /// Input line `line` is not a row of arguments.
     fn bad_line(&mut self, line: u64, text: &str, why: &str) -> anyhow::Result<()> {
         self.lines += 1;
-        self.log(line, why);
+        self.log(At::Line(line), why);
         self.write(serde_json::json!({
             "line": line,
             "text": text,
