@@ -39,6 +39,17 @@ for udf in ("inc", "upper"):
             if floor and k in med:
                 scale = 50 if b == 1 else 1
                 print(f"{k + ' rows/s / direct floor':60s} {floor / (med[k] * scale):8.2f}  (target >= 0.7 at w1/b1000)")
+# arrow: rows/s, and as a fraction of a memcpy of the same bytes.
+mc = med.get("arrow/memcpy/int64")
+for name, target in (("numpy-inc", ">= 100 M rows/s"), ("pandas-inc", ">= 43 M rows/s")):
+    k = f"arrow/{name}/int64"
+    if mc and k in med:
+        print(f"{k + ' M rows/s':60s} {1048576 / med[k] * 1000:8.1f}  (target {target})")
+        print(f"{k + ' / memcpy of the column':60s} {mc / med[k]:8.3f}")
+for udf in ("inc", "upper"):
+    a, r = med.get(f"arrow/scalar/{udf}"), med.get(f"arrow/rows/{udf}")
+    if a and r:
+        print(f"{'arrow/scalar/' + udf + ' rows/s / row API':60s} {r / a:8.2f}  (target >= 1)")
 for name in ("process-latency.json", "process-memory.json"):
     f = root / name
     if f.exists():

@@ -765,3 +765,53 @@ fn under_skip_rows_that_fail_are_nulls_and_their_errors_come_back_in_order() {
         }
     }
 }
+
+#[test]
+fn the_columnar_path_splits_its_time_as_the_row_path_does() {
+    let np = numpy();
+    let n = 4000i64;
+    let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+    for (file, name, kind) in [
+        ("arrow_udfs.py", "inc_or_none", UdfKind::Scalar),
+        ("hints.py", "pandas_inc", UdfKind::Vectorized),
+    ] {
+        let r = runner(
+            file,
+            name,
+            kind,
+            DataType::Int64,
+            &with_numpy(
+                &[
+                    "python.worker-count=1",
+                    "python.fn-execution.bundle.size=1000",
+                ],
+                &np,
+            ),
+        );
+        let started = std::time::Instant::now();
+        let out = r.call_arrow(&batch(vec![ints.clone()])).unwrap();
+        let wall = started.elapsed();
+        assert_eq!(out.len(), n as usize);
+        let m = r.metrics();
+        assert_eq!(
+            (m.rows_in, m.rows_out, m.batches),
+            (4000, 4000, 4),
+            "{name}"
+        );
+        // Every part measured, and (one executor) all of the executor's
+        // within the call.
+        for (part, d) in [
+            ("host encode", m.encode),
+            ("host decode", m.decode),
+            ("executor decode", m.worker_decode),
+            ("python", m.python),
+            ("executor encode", m.worker_encode),
+        ] {
+            assert!(d > std::time::Duration::ZERO, "{name}: {part}: {m:?}");
+        }
+        assert!(
+            m.worker_decode + m.python + m.worker_encode <= wall,
+            "{name}: {m:?} in {wall:?}"
+        );
+    }
+}

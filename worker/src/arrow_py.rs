@@ -151,7 +151,8 @@ fn py_err(e: PyErr) -> String {
 
 /// A column's values as Python objects, its type resolved once.
 pub(crate) struct ArrowColumn<'a, 'py> {
-    array: &'a dyn Array,
+    /// Its validity, if it has nulls.
+    nulls: Option<NullBuffer>,
     kind: InKind<'a, 'py>,
 }
 
@@ -345,14 +346,18 @@ impl<'a, 'py> ArrowColumn<'a, 'py> {
                 ))
             }
         };
-        Ok(ArrowColumn { array: a, kind })
+        Ok(ArrowColumn {
+            nulls: a.logical_nulls().filter(|n| n.null_count() > 0),
+            kind,
+        })
     }
 
     /// Row `row`'s value as a Python object (`None` for a null), or why it
     /// has none (a date or time out of Python's range, nanoseconds that are
     /// not whole microseconds).
+    #[inline]
     pub(crate) fn get(&self, py: Python<'py>, row: usize) -> Result<Bound<'py, PyAny>, String> {
-        if self.array.is_null(row) {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
             return Ok(py.None().into_bound(py));
         }
         fn int<T: Into<i64>>(py: Python<'_>, v: T) -> Bound<'_, PyAny> {
@@ -632,6 +637,19 @@ impl ResultColumn {
             nullable,
             values,
         })
+    }
+
+    /// Makes room for `n` more values (of a flat type: nested types grow
+    /// as they go).
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.valid.reserve(n);
+        match &mut self.values {
+            Values::I64(v) => v.reserve(n),
+            Values::F64(v) => v.reserve(n),
+            Values::I32(v) => v.reserve(n),
+            Values::Bytes { offsets, .. } => offsets.reserve(n),
+            _ => {}
+        }
     }
 
     /// Values pushed so far.

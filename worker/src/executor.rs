@@ -360,6 +360,7 @@ impl Executor {
         // in `self`); put back below whatever happens.
         let kit = self.kit.take();
         let mut results = ResultColumn::new(&declared).map_err(bad_batch)?;
+        results.reserve(rows as usize);
         let ran = (|| {
             let columns = batch
                 .columns
@@ -372,19 +373,43 @@ impl Executor {
                 .collect::<Result<Vec<_>, _>>()?;
             match self.kind {
                 UdfKind::Scalar => {
+                    // Every SAMPLE-th row timed in three parts, as the row
+                    // path does.
+                    let mut parts = [0u64; 3];
                     for row in 0..rows {
                         let at = row as usize;
-                        let done = columns
-                            .iter()
-                            .map(|c| c.get(py, at))
-                            .collect::<Result<Args<'_>, String>>()
-                            .map_err(|m| bad_row(row, format!("argument: {m}")))
-                            .and_then(|args| self.call_row(py, args, row))
-                            .and_then(|result| {
-                                results
-                                    .push(kit.as_ref(), &result)
-                                    .map_err(|m| bad_row(row, format!("result: {m}")))
-                            });
+                        let sampled = row % crate::timing::SAMPLE == 0;
+                        let t0 = sampled.then(crate::timing::ticks);
+                        // A plain loop, not a `collect` into a `Result`:
+                        // this is the per-row hot path.
+                        let mut args = Args::new();
+                        let mut bad = None;
+                        for c in &columns {
+                            match c.get(py, at) {
+                                Ok(v) => args.push(v),
+                                Err(m) => {
+                                    bad = Some(bad_row(row, format!("argument: {m}")));
+                                    break;
+                                }
+                            }
+                        }
+                        let t1 = sampled.then(crate::timing::ticks);
+                        let called = match bad {
+                            Some(e) => Err(e),
+                            None => self.call_row(py, args, row),
+                        };
+                        let t2 = sampled.then(crate::timing::ticks);
+                        let done = called.and_then(|result| {
+                            results
+                                .push(kit.as_ref(), &result)
+                                .map_err(|m| bad_row(row, format!("result: {m}")))
+                        });
+                        if let (Some(t0), Some(t1), Some(t2)) = (t0, t1, t2) {
+                            let t3 = crate::timing::ticks();
+                            parts[0] += t1.wrapping_sub(t0);
+                            parts[1] += t2.wrapping_sub(t1);
+                            parts[2] += t3.wrapping_sub(t2);
+                        }
                         match done {
                             Ok(()) => {}
                             Err(e) if per_row => {
@@ -395,7 +420,7 @@ impl Executor {
                             Err(e) => return Err(e),
                         }
                     }
-                    Ok(t0.elapsed())
+                    Ok(crate::timing::split_times(t0.elapsed(), parts))
                 }
                 UdfKind::Table => Err(bad_batch(
                     "table UDFs run over rows (Runner::call), not column batches".into(),
@@ -429,32 +454,39 @@ impl Executor {
                         lists.push(column);
                     }
                     let t1 = Instant::now();
-                    self.vectorized_into(py, &lists, &mut results, kit.as_ref(), rows, per_row)?;
-                    Ok(t1 - t0)
+                    let python = self.vectorized_into(
+                        py,
+                        &lists,
+                        &mut results,
+                        kit.as_ref(),
+                        rows,
+                        per_row,
+                    )?;
+                    Ok(Times {
+                        decode: t1 - t0,
+                        python,
+                        encode: t1.elapsed().saturating_sub(python),
+                    })
                 }
             }
         })();
         self.kit = kit;
-        let decode_and_python = ran?;
+        let mut times = ran?;
         let t2 = Instant::now();
         let array = results
             .finish()
             .map_err(|m| bad_batch(format!("results: {m}")))?;
         coil_proto::Columns::encode_body(rows as usize, &[array], out)
             .map_err(|e| bad_batch(format!("results: {e}")))?;
-        // Converting values to and from Python happens as the UDF runs:
-        // it counts as Python, as the row path's samples would see it.
-        self.times = Times {
-            decode: Default::default(),
-            python: decode_and_python,
-            encode: t2.elapsed(),
-        };
+        times.encode += t2.elapsed();
+        self.times = times;
         Ok(())
     }
 
     /// Runs a vectorized UDF on `columns` and appends its results to
     /// `results`; under `per_row`, a batch whose call fails is called again
-    /// row by row so that only the rows that fail are reported.
+    /// row by row so that only the rows that fail are reported. Returns the
+    /// time spent in the UDF's calls.
     fn vectorized_into<'py>(
         &mut self,
         py: Python<'py>,
@@ -463,8 +495,10 @@ impl Executor {
         kit: Option<&crate::arrow_py::PyKit>,
         rows: u32,
         per_row: bool,
-    ) -> Result<(), BatchError> {
+    ) -> Result<std::time::Duration, BatchError> {
+        let start = Instant::now();
         let called = self.call_vectorized(py, columns, rows, 0, "vector_out");
+        let python = start.elapsed();
         match called {
             Ok(result) => {
                 if results.extend_from_buffer(&result) {
@@ -474,7 +508,7 @@ impl Executor {
                             results.len()
                         )));
                     }
-                    return Ok(());
+                    return Ok(python);
                 }
                 let items = result.try_iter().map_err(|e| self.raised(py, 0, e))?;
                 for (row, item) in items.enumerate() {
@@ -494,7 +528,7 @@ impl Executor {
                         Err(e) => return Err(e),
                     }
                 }
-                Ok(())
+                Ok(python)
             }
             Err(e @ BatchError::Incompatible { .. }) => Err(e),
             Err(e) if !per_row => Err(e),
@@ -526,7 +560,8 @@ impl Executor {
                         results.push_null();
                     }
                 }
-                Ok(())
+                // Called again row by row: all of it counts as Python.
+                Ok(start.elapsed())
             }
         }
     }

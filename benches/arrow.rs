@@ -1,0 +1,165 @@
+//! The columnar path (`Runner::call_arrow`) against memcpy and the row
+//! API, in one run. See `benches/README.md`.
+//!
+//! - `arrow/memcpy/int64`: copying the int64 column's bytes once: the
+//!   physical floor the numpy UDF is reported against.
+//! - `arrow/numpy-inc/int64`, `arrow/pandas-inc/int64`: a vectorized
+//!   `x + 1` (numpy `np.ndarray`, pandas `pd.Series`) over 16 batches of
+//!   65,536 int64 rows, one process worker.
+//! - `arrow/scalar/{inc,upper}` and `arrow/rows/{inc,upper}`: the scalar
+//!   `x + 1` over an int64 column and `s.upper()` over a utf8 column through
+//!   `call_arrow`, and the same values as rows through `Runner::call`,
+//!   batches of 1,000 rows, one process worker.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coil_host::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use coil_host::arrow_schema::{DataType, Field, Schema};
+use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_ipc::{Row, Value};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// Rows per vectorized batch, as the issue sets it.
+const BATCH: usize = 65_536;
+/// Rows per measured call of the vectorized benches.
+const VECTOR_ROWS: usize = 16 * BATCH;
+/// Rows per measured call of the scalar benches.
+const SCALAR_ROWS: usize = 100_000;
+
+fn runner(udf: &str, kind: UdfKind, returns: DataType, pairs: &[String]) -> Runner {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut config = Config::default();
+    config.set_pair("python.worker-count=1").unwrap();
+    for p in pairs {
+        config.set_pair(p).unwrap();
+    }
+    let spec = UdfSpec::new(format!("{}:{udf}", root.join("benches/udfs.py").display()))
+        .kind(kind)
+        .returns(returns);
+    Runner::with_worker_command(
+        &config,
+        spec,
+        WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker"),
+    )
+    .unwrap()
+}
+
+/// numpy, pandas and pyarrow, as the tests get them: an environment made
+/// once from `tests/requirements.txt`, cached under `target/coil-envs`.
+fn packages() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    vec![
+        format!(
+            "python.requirements={}",
+            root.join("tests/requirements.txt").display()
+        ),
+        format!(
+            "python.env.cache-dir={}",
+            root.join("target/coil-envs").display()
+        ),
+    ]
+}
+
+fn batch_of(column: ArrayRef) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "x",
+        column.data_type().clone(),
+        true,
+    )]));
+    RecordBatch::try_new(schema, vec![column]).unwrap()
+}
+
+fn words(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            (0..32)
+                .map(|k| (b'a' + ((i + k) % 26) as u8) as char)
+                .collect()
+        })
+        .collect()
+}
+
+fn vectorized(c: &mut Criterion) {
+    let mut g = c.benchmark_group("arrow");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(VECTOR_ROWS as u64));
+    let ints = Int64Array::from_iter_values(0..VECTOR_ROWS as i64);
+    let want = Int64Array::from_iter_values(1..=VECTOR_ROWS as i64);
+    let input = batch_of(Arc::new(ints.clone()));
+
+    let source: &[i64] = ints.values();
+    let mut copy = vec![0i64; source.len()];
+    g.bench_function(BenchmarkId::new("memcpy", "int64"), |b| {
+        b.iter(|| copy.copy_from_slice(black_box(source)))
+    });
+    black_box(&copy);
+
+    let mut pairs = packages();
+    pairs.push(format!("python.fn-execution.bundle.size={BATCH}"));
+    for (name, udf) in [("numpy-inc", "np_inc"), ("pandas-inc", "pd_inc")] {
+        let r = runner(udf, UdfKind::Vectorized, DataType::Int64, &pairs);
+        assert_eq!(
+            r.call_arrow(&input).unwrap().as_ref(),
+            &want as &dyn Array,
+            "{udf}"
+        );
+        g.bench_function(BenchmarkId::new(name, "int64"), |b| {
+            b.iter(|| r.call_arrow(black_box(&input)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+/// A scalar bench's UDF, its input as a column and as rows, and its
+/// expected results.
+type Case = (&'static str, ArrayRef, DataType, Vec<Row>, Vec<Value>);
+
+fn scalar(c: &mut Criterion) {
+    let mut g = c.benchmark_group("arrow");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .throughput(Throughput::Elements(SCALAR_ROWS as u64));
+    let pairs = ["python.fn-execution.bundle.size=1000".to_string()];
+    let text = words(SCALAR_ROWS);
+    let cases: [Case; 2] = [
+        (
+            "inc",
+            Arc::new(Int64Array::from_iter_values(0..SCALAR_ROWS as i64)),
+            DataType::Int64,
+            (0..SCALAR_ROWS as i64)
+                .map(|i| vec![Value::Int(i)])
+                .collect(),
+            (1..=SCALAR_ROWS as i64).map(Value::Int).collect(),
+        ),
+        (
+            "upper",
+            Arc::new(StringArray::from_iter_values(&text)),
+            DataType::Utf8,
+            text.iter().map(|s| vec![Value::Str(s.clone())]).collect(),
+            text.iter().map(|s| Value::Str(s.to_uppercase())).collect(),
+        ),
+    ];
+    for (udf, column, returns, rows, want) in cases {
+        let input = batch_of(column);
+        let r = runner(udf, UdfKind::Scalar, returns, &pairs);
+        let got = r.call_arrow(&input).unwrap();
+        assert_eq!(got.len(), SCALAR_ROWS);
+        assert_eq!(r.call(&rows).unwrap(), want);
+        g.bench_function(BenchmarkId::new("scalar", udf), |b| {
+            b.iter(|| r.call_arrow(black_box(&input)).unwrap())
+        });
+        g.bench_function(BenchmarkId::new("rows", udf), |b| {
+            b.iter(|| r.call(black_box(&rows)).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, vectorized, scalar);
+criterion_main!(benches);
