@@ -815,3 +815,51 @@ fn the_columnar_path_splits_its_time_as_the_row_path_does() {
         );
     }
 }
+
+#[test]
+fn pyarrow_udfs_get_and_give_whole_arrays_of_every_type_through_the_c_data_interface() {
+    let np = numpy();
+    // Views and dictionaries travel as their plain arrays, so the table's
+    // other types: every one both ways, through pyarrow.
+    let columns = every_type();
+    let row_type = packed(&columns);
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = with_numpy(&["python.worker-count=1", conf.as_str()], &np);
+        let r = runner(
+            "hints.py",
+            "arrow_pack",
+            UdfKind::Vectorized,
+            row_type.clone(),
+            &pairs,
+        );
+        let out = r.call_arrow(&batch(columns.clone())).unwrap();
+        let out = out
+            .as_any()
+            .downcast_ref::<coil_host::arrow_array::StructArray>()
+            .unwrap();
+        for (i, c) in columns.iter().enumerate() {
+            assert_eq!(
+                out.column(i).as_ref(),
+                c.as_ref(),
+                "{mode}: column {i} ({})",
+                c.data_type()
+            );
+        }
+        // A pyarrow result of another type than declared: each value
+        // checked into the declared type.
+        let words: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), None, Some("bé")]));
+        let r = runner(
+            "hints.py",
+            "arrow_len_type",
+            UdfKind::Vectorized,
+            DataType::Utf8,
+            &pairs,
+        );
+        assert_eq!(
+            r.call_arrow(&batch(vec![words])).unwrap().as_ref(),
+            &StringArray::from(vec![Some("A"), None, Some("BÉ")]) as &dyn Array,
+            "{mode}"
+        );
+    }
+}

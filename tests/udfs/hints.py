@@ -37,3 +37,17 @@ def numpy_inplace(xs: np.ndarray) -> np.ndarray:
     """Changes its argument in place: it must be writable."""
     xs += 1
     return xs
+
+
+def arrow_pack(*columns: pa.Array) -> pa.Array:
+    """Every column back as one struct, through pyarrow: each argument must
+    arrive as a pyarrow Array of its Arrow type."""
+    assert all(isinstance(c, pa.Array) for c in columns), [type(c) for c in columns]
+    return pa.StructArray.from_arrays(
+        list(columns), names=[f"f{i}" for i in range(len(columns))])
+
+
+def arrow_len_type(s: pa.Array) -> pa.Array:
+    """A pyarrow result of another type than declared (large_string for
+    utf8): taken value by value."""
+    return pc.utf8_upper(s).cast(pa.large_string())

@@ -505,6 +505,9 @@ pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// The UDF's results, built into one array of the declared type; each
 /// value is checked to fit, never converted into a different value.
 pub(crate) struct ResultColumn {
+    /// The whole column at once (a vectorized UDF's Arrow result of the
+    /// declared type), instead of values pushed.
+    whole: Option<ArrayRef>,
     t: DataType,
     valid: Vec<bool>,
     nullable: bool,
@@ -632,6 +635,7 @@ impl ResultColumn {
             t => return Err(format!("results of type {t} are not supported")),
         };
         Ok(ResultColumn {
+            whole: None,
             t: t.clone(),
             valid: Vec::new(),
             nullable,
@@ -1074,13 +1078,38 @@ impl ResultColumn {
         }
     }
 
+    /// Takes `a` as the whole column, if nothing was pushed yet and it is
+    /// of the declared type; `false` (and nothing taken) otherwise.
+    /// Names of nested fields do not count (pyarrow names a map's fields
+    /// `key` and `value`, arrow-rs `keys` and `values`): the array takes
+    /// the declared type's.
+    pub(crate) fn take_whole(&mut self, a: ArrayRef) -> bool {
+        if self.len() != 0 || self.whole.is_some() || !a.data_type().equals_datatype(&self.t) {
+            return false;
+        }
+        let a = if a.data_type() == &self.t {
+            a
+        } else {
+            match retyped(a.to_data(), &self.t) {
+                Ok(data) => make_array(data),
+                Err(_) => return false,
+            }
+        };
+        self.valid.resize(a.len(), true);
+        self.whole = Some(a);
+        true
+    }
+
     /// The array, validated.
     ///
     /// # Errors
     ///
     /// A value too large for the declared type's offsets, or an array
     /// that does not validate.
-    pub(crate) fn finish(self) -> Result<ArrayRef, String> {
+    pub(crate) fn finish(mut self) -> Result<ArrayRef, String> {
+        if let Some(a) = self.whole.take() {
+            return Ok(a);
+        }
         Ok(make_array(self.into_data()?))
     }
 
@@ -1202,6 +1231,38 @@ fn refuse(t: &DataType, obj: &Bound<'_, PyAny>, why: &str) -> String {
     )
 }
 
+/// `data` as `t`, a type equal to its own but for nested fields' names
+/// (and metadata): the same buffers, children retyped to `t`'s fields.
+fn retyped(
+    data: arrow_data::ArrayData,
+    t: &DataType,
+) -> Result<arrow_data::ArrayData, arrow_schema::ArrowError> {
+    let fields: Vec<DataType> = match t {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => vec![f.data_type().clone()],
+        DataType::Struct(fs) => fs.iter().map(|f| f.data_type().clone()).collect(),
+        _ => Vec::new(),
+    };
+    let children = data
+        .child_data()
+        .iter()
+        .zip(fields.iter().chain(std::iter::repeat(&DataType::Null)))
+        .map(|(c, ft)| {
+            if fields.is_empty() {
+                Ok(c.clone())
+            } else {
+                retyped(c.clone(), ft)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    data.into_builder()
+        .data_type(t.clone())
+        .child_data(children)
+        .build()
+}
+
 /// A timedelta's (or a difference of datetimes') whole microseconds.
 fn delta_micros(delta: &Bound<'_, PyAny>) -> Result<i128, String> {
     let part = |name: &str| -> Result<i128, String> {
@@ -1276,6 +1337,69 @@ fn scaled(kit: &PyKit, obj: &Bound<'_, PyAny>, scale: i8) -> Result<i256, String
     Ok(if negative { x.wrapping_neg() } else { x })
 }
 
+/// `a` handed to Python without a copy, through the Arrow C Data
+/// Interface: the loader's `ArrowCapsules` over two PyCapsules
+/// (`arrow_schema`, `arrow_array`), which pyarrow (or any consumer of the
+/// Arrow PyCapsule protocol, `__arrow_c_array__`) imports. The buffers stay
+/// alive until the consumer releases them.
+pub(crate) fn export_capsules<'py>(
+    helper: &Bound<'py, PyModule>,
+    a: &dyn Array,
+) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::types::PyCapsule;
+    let py = helper.py();
+    let (array, schema) = arrow_array::ffi::to_ffi(&a.to_data())
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))?;
+    // A consumer moves each struct out (leaving its `release` null); a
+    // capsule never consumed drops its struct, which releases it.
+    let schema = PyCapsule::new_with_value(py, schema, c"arrow_schema")?;
+    let array = PyCapsule::new_with_value(py, array, c"arrow_array")?;
+    helper.getattr("ArrowCapsules")?.call1((schema, array))
+}
+
+/// Imports `obj`, an object of the Arrow PyCapsule protocol (a
+/// `pyarrow.Array`, or anything with `__arrow_c_array__`), as an Arrow
+/// array, validated in full.
+///
+/// The arrays come from this process's own Python (the UDF's libraries),
+/// as trusted as the UDF's code that runs here anyway; still, every offset
+/// and value is checked (`validate_full`) before anything reads them.
+pub(crate) fn import_capsules(obj: &Bound<'_, PyAny>) -> Result<ArrayRef, String> {
+    use arrow_array::ffi::{FFI_ArrowArray, FFI_ArrowSchema};
+    use pyo3::types::PyCapsule;
+    let pair = obj.call_method0("__arrow_c_array__").map_err(py_err)?;
+    let (schema, array): (Bound<'_, PyCapsule>, Bound<'_, PyCapsule>) =
+        pair.extract().map_err(py_err)?;
+    let schema_ptr = schema
+        .pointer_checked(Some(c"arrow_schema"))
+        .map_err(py_err)?
+        .cast::<FFI_ArrowSchema>();
+    let array_ptr = array
+        .pointer_checked(Some(c"arrow_array"))
+        .map_err(py_err)?
+        .cast::<FFI_ArrowArray>();
+    // SAFETY: the capsules are named `arrow_schema` and `arrow_array` (just
+    // checked), which the protocol reserves for pointers to initialised C
+    // Data Interface structs, alive as long as the capsules (held above).
+    // `from_raw` moves each struct out and leaves a released one in its
+    // place, so the producer's capsule destructor does not release it
+    // again, and no other reference to them is used meanwhile (the GIL is
+    // held).
+    let (schema, array) = unsafe {
+        (
+            FFI_ArrowSchema::from_raw(schema_ptr.as_ptr()),
+            FFI_ArrowArray::from_raw(array_ptr.as_ptr()),
+        )
+    };
+    // SAFETY: `array` and `schema` are a producer's export of one array
+    // (the protocol's pair); `from_ffi` takes the buffers' lengths from
+    // the array's type and length, and the data is validated in full below
+    // before any value is read.
+    let data = unsafe { arrow_array::ffi::from_ffi(array, &schema) }.map_err(|e| e.to_string())?;
+    data.validate_full().map_err(|e| e.to_string())?;
+    Ok(make_array(data))
+}
+
 /// The type an executor builds results of the declared type `t` as: a
 /// view type as its plain type (views do not travel in column frames; the
 /// host makes them views again).
@@ -1291,4 +1415,49 @@ pub fn result_wire_type(t: &DataType) -> DataType {
 /// results of it): the types [`ArrowColumn`] and [`ResultColumn`] convert.
 pub fn arrow_type_supported(t: &DataType) -> bool {
     ResultColumn::new(t).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{Int64Builder, MapBuilder, MapFieldNames, StringBuilder};
+    use std::sync::Arc;
+
+    fn map(keys: &str, values: &str) -> ArrayRef {
+        let names = MapFieldNames {
+            entry: "entries".into(),
+            key: keys.into(),
+            value: values.into(),
+        };
+        let mut m = MapBuilder::new(Some(names), StringBuilder::new(), Int64Builder::new());
+        m.keys().append_value("a");
+        m.values().append_value(1);
+        m.append(true).unwrap();
+        m.append(false).unwrap();
+        Arc::new(m.finish())
+    }
+
+    #[test]
+    fn a_whole_array_is_taken_as_the_declared_type_whatever_its_fields_are_named() {
+        let declared = map("keys", "values");
+        let mut column = ResultColumn::new(declared.data_type()).unwrap();
+        // pyarrow's names for a map's fields.
+        assert!(column.take_whole(map("key", "value")));
+        let got = column.finish().unwrap();
+        assert_eq!(got.data_type(), declared.data_type());
+        assert_eq!(got.to_data(), declared.to_data());
+        // Another type is not taken.
+        let mut column = ResultColumn::new(&DataType::Int32).unwrap();
+        assert!(!column.take_whole(Arc::new(arrow_array::Int64Array::from(vec![1]))));
+    }
+
+    #[test]
+    fn nanoseconds_and_units_convert_exactly_or_not_at_all() {
+        assert_eq!(to_micros(3_000, &TimeUnit::Nanosecond), Ok(3));
+        assert!(to_micros(3_001, &TimeUnit::Nanosecond).is_err());
+        assert_eq!(to_micros(-2, &TimeUnit::Second), Ok(-2_000_000));
+        assert_eq!(from_micros(5_000, &TimeUnit::Millisecond), Ok(5));
+        assert!(from_micros(5_001, &TimeUnit::Millisecond).is_err());
+        assert!(from_micros(i128::from(i64::MAX), &TimeUnit::Nanosecond).is_err());
+    }
 }

@@ -430,12 +430,23 @@ impl Executor {
                     // asked for containers as a numpy array over a copy of
                     // its buffer (writable), not as one Python object per
                     // value.
+                    // A column a parameter annotated for pyarrow takes goes
+                    // whole, through the Arrow C Data Interface.
                     let numpy = self.adapter.as_ref().and_then(|_| py.import("numpy").ok());
+                    let wants_arrow = self.wants_arrow(py, batch.columns.len());
                     let mut lists = Vec::with_capacity(columns.len());
-                    for (array, c) in batch.columns.iter().zip(&columns) {
-                        let direct = numpy.as_ref().and_then(|np| {
-                            crate::convert::numpy_from_buffer(py, np, array.as_ref())
-                        });
+                    for (i, (array, c)) in batch.columns.iter().zip(&columns).enumerate() {
+                        let direct = if wants_arrow[i] {
+                            let helper = self.helper.bind(py);
+                            Some(
+                                crate::arrow_py::export_capsules(helper, array.as_ref())
+                                    .map_err(|e| bad_batch(format!("argument {i}: {e}")))?,
+                            )
+                        } else {
+                            numpy.as_ref().and_then(|np| {
+                                crate::convert::numpy_from_buffer(py, np, array.as_ref())
+                            })
+                        };
                         let column = match direct {
                             Some(a) => a,
                             None => {
@@ -501,6 +512,25 @@ impl Executor {
         let python = start.elapsed();
         match called {
             Ok(result) => {
+                // An Arrow array of the declared type is taken whole; one
+                // of another type goes value by value, each checked.
+                if result.hasattr("__arrow_c_array__").unwrap_or(false) {
+                    let array = crate::arrow_py::import_capsules(&result)
+                        .map_err(|m| bad_batch(format!("the UDF's Arrow result: {m}")))?;
+                    if array.len() != rows as usize {
+                        return Err(bad_batch(format!(
+                            "the vectorized UDF returned {} values for {rows} rows",
+                            array.len()
+                        )));
+                    }
+                    if results.take_whole(array) {
+                        return Ok(python);
+                    }
+                    let list = result
+                        .call_method0("to_pylist")
+                        .map_err(|e| self.raised(py, 0, e))?;
+                    return self.push_items(py, &list, results, kit, per_row, python);
+                }
                 if results.extend_from_buffer(&result) {
                     if results.len() != rows as usize {
                         return Err(bad_batch(format!(
@@ -510,25 +540,7 @@ impl Executor {
                     }
                     return Ok(python);
                 }
-                let items = result.try_iter().map_err(|e| self.raised(py, 0, e))?;
-                for (row, item) in items.enumerate() {
-                    let row = row as u32;
-                    let put = item.map_err(|e| self.raised(py, row, e)).and_then(|item| {
-                        results
-                            .push(kit, &item)
-                            .map_err(|m| bad_row(row, format!("result: {m}")))
-                    });
-                    match put {
-                        Ok(()) => {}
-                        Err(e) if per_row => {
-                            let fault = self.row_fault(e)?;
-                            self.failures.push(RowFailure { row, fault });
-                            results.push_null();
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(python)
+                self.push_items(py, &result, results, kit, per_row, python)
             }
             Err(e @ BatchError::Incompatible { .. }) => Err(e),
             Err(e) if !per_row => Err(e),
@@ -564,6 +576,66 @@ impl Executor {
                 Ok(start.elapsed())
             }
         }
+    }
+
+    /// Appends each item of a vectorized UDF's result to `results`, each
+    /// checked to fit; under `per_row` an item that does not is its row's
+    /// failure. Returns `python`.
+    fn push_items<'py>(
+        &mut self,
+        py: Python<'py>,
+        result: &Bound<'py, PyAny>,
+        results: &mut crate::arrow_py::ResultColumn,
+        kit: Option<&crate::arrow_py::PyKit>,
+        per_row: bool,
+        python: std::time::Duration,
+    ) -> Result<std::time::Duration, BatchError> {
+        let items = result.try_iter().map_err(|e| self.raised(py, 0, e))?;
+        for (row, item) in items.enumerate() {
+            let row = row as u32;
+            let put = item.map_err(|e| self.raised(py, row, e)).and_then(|item| {
+                results
+                    .push(kit, &item)
+                    .map_err(|m| bad_row(row, format!("result: {m}")))
+            });
+            match put {
+                Ok(()) => {}
+                Err(e) if per_row => {
+                    let fault = self.row_fault(e)?;
+                    self.failures.push(RowFailure { row, fault });
+                    results.push_null();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(python)
+    }
+
+    /// Which of `n` columns the vectorized UDF's parameters ask to get as
+    /// pyarrow arrays (the loader's adapter says, from the annotations).
+    fn wants_arrow(&self, py: Python<'_>, n: usize) -> Vec<bool> {
+        let Some(adapt) = &self.adapter else {
+            return vec![false; n];
+        };
+        let adapt = adapt.bind(py);
+        let kinds: Vec<Option<String>> = adapt
+            .getattr("kinds")
+            .and_then(|k| k.extract())
+            .unwrap_or_default();
+        let rest: Option<String> = adapt
+            .getattr("rest")
+            .and_then(|r| r.extract())
+            .unwrap_or_default();
+        (0..n)
+            .map(|i| {
+                kinds
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| rest.clone())
+                    .as_deref()
+                    == Some("arrow")
+            })
+            .collect()
     }
 
     /// Calls the UDF on one row's arguments and returns its result.

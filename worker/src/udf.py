@@ -148,6 +148,8 @@ def vector_adapter(fn, wants_numpy):
             out.append(col)
         return tuple(out)
 
+    adapt.kinds = kinds
+    adapt.rest = rest
     return adapt
 
 
@@ -169,11 +171,29 @@ def vector_result(result, rows):
     return list(result)
 
 
+class ArrowCapsules:
+    """An Arrow array the executor hands over without a copy: the Arrow
+    PyCapsule protocol (pyarrow.array() imports it)."""
+
+    __slots__ = ("_schema", "_array")
+
+    def __init__(self, schema, array):
+        self._schema = schema
+        self._array = array
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self._schema, self._array
+
+
 def vector_out(result, rows):
     """A vectorized UDF's result for an Arrow column: a 1-D numpy array of
     a numeric dtype as it is (copied as one buffer), else a list as
     vector_result gives it; pandas' missing values (NA, NaT) as None."""
     kind = type(result).__module__.split(".")[0]
+    if hasattr(result, "__arrow_c_array__"):
+        return result  # imported whole when of the declared type
+    if kind == "pyarrow" and hasattr(result, "combine_chunks"):
+        return result.combine_chunks()
     if kind == "numpy" and getattr(result, "ndim", 0) == 1 \
             and result.dtype.kind in "iuf":
         return result
