@@ -863,3 +863,95 @@ fn pyarrow_udfs_get_and_give_whole_arrays_of_every_type_through_the_c_data_inter
         );
     }
 }
+
+#[test]
+fn table_udfs_over_columns_give_every_emitted_row_with_its_input_row() {
+    use coil_host::arrow_array::{Int64Array as I64, UInt64Array};
+    use coil_host::arrow_schema::Fields;
+    let text: ArrayRef = Arc::new(StringArray::from(vec![
+        Some("a b c"),
+        None,
+        Some("x"),
+        Some("p q"),
+    ]));
+    let n: ArrayRef = Arc::new(I64::from(vec![2, 5, 3, 0]));
+    let row_type = DataType::Struct(Fields::from(vec![
+        Field::new("pos", DataType::Int64, true),
+        Field::new("word", DataType::Utf8, true),
+    ]));
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=2",
+            conf.as_str(),
+        ];
+        let r = runner(
+            "arrow_udfs.py",
+            "words",
+            UdfKind::Table,
+            row_type.clone(),
+            &pairs,
+        );
+        let out = r
+            .call_arrow_table(&batch(vec![text.clone(), n.clone()]))
+            .unwrap();
+        assert_eq!(out.schema().field(0).name(), "row", "{mode}");
+        assert_eq!(out.schema().field(2).name(), "word", "{mode}");
+        assert_eq!(
+            out.column(0).as_ref(),
+            &UInt64Array::from(vec![0, 0, 2]) as &dyn Array,
+            "{mode}"
+        );
+        assert_eq!(
+            out.column(1).as_ref(),
+            &I64::from(vec![0, 1, 0]) as &dyn Array,
+            "{mode}"
+        );
+        assert_eq!(
+            out.column(2).as_ref(),
+            &StringArray::from(vec!["a", "b", "x"]) as &dyn Array,
+            "{mode}"
+        );
+        // Bare values for a one-field row; under skip, a row that raises
+        // emits nothing and its error comes back.
+        let skip = [
+            "python.worker-count=1",
+            "python.fn-execution.on-error=skip",
+            conf.as_str(),
+        ];
+        let one = DataType::Struct(Fields::from(vec![Field::new("n", DataType::Int64, true)]));
+        let r = runner("arrow_udfs.py", "countdown", UdfKind::Table, one, &skip);
+        let xs: ArrayRef = Arc::new(I64::from(vec![2, 13, 1]));
+        let (out, failed) = r.call_arrow_table_each(&batch(vec![xs.clone()])).unwrap();
+        assert_eq!(
+            out.column(0).as_ref(),
+            &UInt64Array::from(vec![0, 0, 2]) as &dyn Array,
+            "{mode}"
+        );
+        assert_eq!(
+            out.column(1).as_ref(),
+            &I64::from(vec![2, 1, 1]) as &dyn Array,
+            "{mode}"
+        );
+        assert_eq!(failed.len(), 1, "{mode}");
+        assert_eq!(failed[0].row, 1, "{mode}");
+        // Not a struct: one column `value`.
+        let r = runner(
+            "arrow_udfs.py",
+            "countdown",
+            UdfKind::Table,
+            DataType::Int64,
+            &skip,
+        );
+        let (out, _) = r.call_arrow_table_each(&batch(vec![xs.clone()])).unwrap();
+        assert_eq!(out.schema().field(1).name(), "value");
+        assert_eq!(
+            out.column(1).as_ref(),
+            &I64::from(vec![2, 1, 1]) as &dyn Array,
+            "{mode}"
+        );
+        // The scalar entry point refuses a table UDF, and the reverse.
+        assert!(r.call_arrow(&batch(vec![xs.clone()])).is_err());
+    }
+}

@@ -113,7 +113,84 @@ impl Runner {
     /// result does not fit the declared type (the message says the value,
     /// its Python type and the type); and every error of [`Runner::call`].
     pub fn call_arrow(&self, batch: &RecordBatch) -> Result<ArrayRef, RunError> {
-        self.run_arrow(batch, Err)
+        self.run_arrow(batch, false, Err)
+    }
+
+    /// Runs a table UDF over an Arrow batch (one column per argument): a
+    /// batch of every row it emitted, in input order, its first column
+    /// `row` (UInt64, the input row's index in `batch`) and then the
+    /// emitted row's columns: the fields of the declared
+    /// [`UdfSpec::returns`](crate::UdfSpec::returns) struct, each row a
+    /// tuple or list (positional), a dict (by field name) or, for a
+    /// one-field struct, the bare value; or one column `value` when the
+    /// declared type is not a struct.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::call_arrow`]; [`RunError::Arrow`] for a UDF that is
+    /// not a table UDF.
+    pub fn call_arrow_table(&self, batch: &RecordBatch) -> Result<RecordBatch, RunError> {
+        let lists = self.run_arrow(batch, true, Err)?;
+        self.flatten(&lists)
+    }
+
+    /// [`Runner::call_arrow_table`] under `python.fn-execution.on-error`
+    /// = `skip` or `dead-letter`: a row that fails emits nothing, and its
+    /// error is in the list, in row order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::call_arrow_table`], except rows that fail alone.
+    pub fn call_arrow_table_each(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(RecordBatch, Vec<RowError>), RunError> {
+        let mut failed = Vec::new();
+        let lists = self.run_arrow(batch, true, |e| match e {
+            RunError::Row(r) => {
+                failed.push(*r);
+                Ok(())
+            }
+            e => Err(e),
+        })?;
+        Ok((self.flatten(&lists)?, failed))
+    }
+
+    /// A table UDF's results (per input row, the list of rows it emitted)
+    /// as one batch with the input row's index first.
+    fn flatten(&self, lists: &ArrayRef) -> Result<RecordBatch, RunError> {
+        use arrow_array::UInt64Array;
+        use arrow_schema::{Field, Schema};
+        let internal = |e: arrow_schema::ArrowError| RunError::Arrow(e.to_string());
+        let lists = lists.as_list_opt::<i32>().ok_or_else(|| {
+            RunError::Arrow(format!(
+                "internal error: table results of type {}",
+                lists.data_type()
+            ))
+        })?;
+        let offsets = lists.value_offsets();
+        let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+        let values = lists.values().slice(first, last - first);
+        let rows = UInt64Array::from_iter_values(
+            offsets
+                .windows(2)
+                .enumerate()
+                .flat_map(|(i, w)| std::iter::repeat_n(i as u64, (w[1] - w[0]) as usize)),
+        );
+        let mut fields = vec![Field::new("row", DataType::UInt64, false)];
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(rows)];
+        match values.data_type() {
+            DataType::Struct(fs) => {
+                let s = values.as_struct();
+                fields.extend(fs.iter().map(|f| f.as_ref().clone()));
+                columns.extend(s.columns().iter().cloned());
+            }
+            t => {
+                fields.push(Field::new("value", t.clone(), true));
+                columns.push(values.clone());
+            }
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)
     }
 
     /// Runs the UDF over an Arrow batch as [`Runner::call_arrow`] does, and
@@ -132,7 +209,7 @@ impl Runner {
         batch: &RecordBatch,
     ) -> Result<(ArrayRef, Vec<RowError>), RunError> {
         let mut failed = Vec::new();
-        let array = self.run_arrow(batch, |e| match e {
+        let array = self.run_arrow(batch, false, |e| match e {
             RunError::Row(r) => {
                 failed.push(*r);
                 Ok(())
@@ -143,10 +220,12 @@ impl Runner {
     }
 
     /// Runs `batch`, handing every error to `error` in row order (which
-    /// ends the call by returning it, or keeps a row's own error).
+    /// ends the call by returning it, or keeps a row's own error). A table
+    /// UDF (`table`) answers, per input row, the list of rows it emitted.
     fn run_arrow(
         &self,
         batch: &RecordBatch,
+        table: bool,
         mut error: impl FnMut(RunError) -> Result<(), RunError>,
     ) -> Result<ArrayRef, RunError> {
         let declared = self.spec().returns.clone().ok_or_else(|| {
@@ -158,11 +237,25 @@ impl Runner {
                 "the return type {declared} is not supported"
             )));
         }
-        if self.spec().kind == UdfKind::Table {
-            return Err(RunError::Arrow(
-                "table UDFs run over rows (Runner::call)".into(),
-            ));
+        match (self.spec().kind == UdfKind::Table, table) {
+            (true, false) => {
+                return Err(RunError::Arrow(
+                    "a table UDF runs with call_arrow_table".into(),
+                ))
+            }
+            (false, true) => {
+                return Err(RunError::Arrow(format!(
+                    "call_arrow_table runs table UDFs, not {} ones",
+                    self.spec().kind
+                )))
+            }
+            _ => {}
         }
+        let wire = if table {
+            DataType::List(Arc::new(arrow_schema::Field::new("item", wire, true)))
+        } else {
+            wire
+        };
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (column, c) in batch.columns().iter().enumerate() {
             if wire_type(c.data_type()).is_none() {
@@ -197,6 +290,11 @@ impl Runner {
                 a.data_type()
             )));
         }
-        Ok(from_wire(concat(arrays, &wire)?, &declared))
+        let joined = concat(arrays, &wire)?;
+        Ok(if table {
+            joined
+        } else {
+            from_wire(joined, &declared)
+        })
     }
 }

@@ -59,3 +59,18 @@ def odd_fails(x):
 
 def vec_odd_fails(xs):
     return [odd_fails(x) for x in xs]
+
+
+def words(text, n):
+    """A table UDF: the first n words of text, each as (position, word)."""
+    for i, word in enumerate((text or "").split()[:n]):
+        yield (i, word)
+
+
+def countdown(x):
+    """A table UDF of one column: x, x - 1, ..., 1 (bare values); raises
+    on 13."""
+    if x == 13:
+        raise ValueError("unlucky")
+    for i in range(x, 0, -1):
+        yield i

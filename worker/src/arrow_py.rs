@@ -668,10 +668,10 @@ impl ResultColumn {
 
     /// Drops every value pushed since `mark`.
     pub(crate) fn rewind(&mut self, mark: Mark) {
+        // Also when this column itself has no more than `n` values: a
+        // nested value that failed half way may have left its children
+        // longer (each truncation is a no-op when already short enough).
         let n = mark.0;
-        if n >= self.len() {
-            return;
-        }
         self.valid.truncate(n);
         match &mut self.values {
             Values::Null => {}
@@ -692,13 +692,17 @@ impl ResultColumn {
             Values::F64(v) => v.truncate(n),
             Values::Bytes { offsets, data, .. } => {
                 offsets.truncate(n + 1);
-                data.truncate(offsets[n]);
+                if let Some(&end) = offsets.get(n) {
+                    data.truncate(end);
+                }
             }
             Values::Decimal128(_, _, v) => v.truncate(n),
             Values::Decimal256(_, _, v) => v.truncate(n),
             Values::List { offsets, child, .. } => {
                 offsets.truncate(n + 1);
-                child.rewind(Mark(offsets[n]));
+                if let Some(&end) = offsets.get(n) {
+                    child.rewind(Mark(end));
+                }
             }
             Values::Struct(children) => {
                 for (_, c) in children {
@@ -711,8 +715,10 @@ impl ResultColumn {
                 values,
             } => {
                 offsets.truncate(n + 1);
-                keys.rewind(Mark(offsets[n]));
-                values.rewind(Mark(offsets[n]));
+                if let Some(&end) = offsets.get(n) {
+                    keys.rewind(Mark(end));
+                    values.rewind(Mark(end));
+                }
             }
         }
     }
@@ -991,10 +997,27 @@ impl ResultColumn {
                 }
                 offsets.push(child.len());
             }
+            Values::Struct(children)
+                if obj.is_instance_of::<PyTuple>() || obj.is_instance_of::<PyList>() =>
+            {
+                // Positional: one item per field, in order.
+                let items: Vec<Bound<'_, PyAny>> = obj.extract().map_err(py_err)?;
+                if items.len() != children.len() {
+                    return Err(format!(
+                        "{} values for a struct of {} fields",
+                        items.len(),
+                        children.len()
+                    ));
+                }
+                for ((name, c), v) in children.iter_mut().zip(&items) {
+                    c.push_inner(kit, v)
+                        .map_err(|e| format!("field {name:?}: {e}"))?;
+                }
+            }
             Values::Struct(children) => {
-                let d = obj
-                    .cast::<PyDict>()
-                    .map_err(|_| "a struct's value must be a dict".to_string())?;
+                let d = obj.cast::<PyDict>().map_err(|_| {
+                    "a struct's value must be a dict, or a tuple or list of its fields".to_string()
+                })?;
                 let mut found = 0;
                 for (name, c) in children.iter_mut() {
                     match d.get_item(name.as_str()).map_err(py_err)? {

@@ -192,7 +192,19 @@ impl Executor {
             times: Times::default(),
             failures: Vec::new(),
             interrupted: None,
-            returns: spec.returns.as_ref().map(crate::arrow_py::result_wire_type),
+            returns: spec.returns.as_ref().map(|t| {
+                // A table UDF's results over columns: for each input row,
+                // the list of the rows it emitted (each of the declared
+                // type); the host flattens them.
+                let t = crate::arrow_py::result_wire_type(t);
+                if spec.kind == UdfKind::Table {
+                    arrow_schema::DataType::List(Arc::new(arrow_schema::Field::new(
+                        "item", t, true,
+                    )))
+                } else {
+                    t
+                }
+            }),
             kit: None,
         })
     }
@@ -372,10 +384,16 @@ impl Executor {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             match self.kind {
-                UdfKind::Scalar => {
+                UdfKind::Scalar | UdfKind::Table => {
                     // Every SAMPLE-th row timed in three parts, as the row
                     // path does.
                     let mut parts = [0u64; 3];
+                    let table = self.kind == UdfKind::Table;
+                    // A table UDF's emitted row of a one-field struct may
+                    // be the bare value.
+                    let one_field = matches!(&declared,
+                        arrow_schema::DataType::List(f)
+                            if matches!(f.data_type(), arrow_schema::DataType::Struct(fs) if fs.len() == 1));
                     for row in 0..rows {
                         let at = row as usize;
                         let sampled = row % crate::timing::SAMPLE == 0;
@@ -397,6 +415,11 @@ impl Executor {
                         let called = match bad {
                             Some(e) => Err(e),
                             None => self.call_row(py, args, row),
+                        };
+                        let called = if table {
+                            called.and_then(|r| self.emitted_list(py, &r, row, one_field))
+                        } else {
+                            called
                         };
                         let t2 = sampled.then(crate::timing::ticks);
                         let done = called.and_then(|result| {
@@ -422,9 +445,6 @@ impl Executor {
                     }
                     Ok(crate::timing::split_times(t0.elapsed(), parts))
                 }
-                UdfKind::Table => Err(bad_batch(
-                    "table UDFs run over rows (Runner::call), not column batches".into(),
-                )),
                 UdfKind::Vectorized => {
                     // A numeric column without nulls reaches a UDF that
                     // asked for containers as a numpy array over a copy of
@@ -576,6 +596,34 @@ impl Executor {
                 Ok(start.elapsed())
             }
         }
+    }
+
+    /// The rows a table UDF's `result` (a generator or iterable) emits
+    /// for input row `row`, as a list; with `one_field`, a bare value
+    /// stands for a one-field row.
+    fn emitted_list<'py>(
+        &self,
+        py: Python<'py>,
+        result: &Bound<'py, PyAny>,
+        row: u32,
+        one_field: bool,
+    ) -> Result<Bound<'py, PyAny>, BatchError> {
+        let mut items = self.run_table(py, result, row)?;
+        if one_field {
+            for item in &mut items {
+                if !(item.is_instance_of::<PyTuple>()
+                    || item.is_instance_of::<PyList>()
+                    || item.is_instance_of::<pyo3::types::PyDict>())
+                {
+                    *item = PyTuple::new(py, [item.clone()])
+                        .map_err(|e| self.raised(py, row, e))?
+                        .into_any();
+                }
+            }
+        }
+        Ok(PyList::new(py, items)
+            .map_err(|e| self.raised(py, row, e))?
+            .into_any())
     }
 
     /// Appends each item of a vectorized UDF's result to `results`, each
