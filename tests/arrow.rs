@@ -955,3 +955,91 @@ fn table_udfs_over_columns_give_every_emitted_row_with_its_input_row() {
         assert!(r.call_arrow(&batch(vec![xs.clone()])).is_err());
     }
 }
+
+#[test]
+fn a_return_annotation_declares_the_arrow_type_when_the_spec_does_not() {
+    use coil_host::arrow_array::{Float32Array, Float64Array, ListArray};
+    use coil_host::arrow_schema::{Fields, TimeUnit};
+    let np = numpy();
+    let item = |t: DataType| Arc::new(Field::new("item", t, true));
+    let start = |file: &str, name: &str, kind: UdfKind, pairs: &[&str]| {
+        let spec = UdfSpec::new(format!("{}:{name}", udfs().join(file).display())).kind(kind);
+        Runner::with_worker_command(&config(pairs), spec, worker())
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = ["python.worker-count=1", conf.as_str()];
+        for (name, want) in [
+            ("inc", Some(DataType::Int64)),
+            ("maybe_half", Some(DataType::Float64)),
+            ("pair", Some(DataType::List(item(DataType::Int64)))),
+            (
+                "when",
+                Some(DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ),
+            ("money", Some(DataType::Decimal128(38, 18))),
+            ("text", Some(DataType::Utf8)),
+            ("unknown", None),
+            ("none", None),
+        ] {
+            let r = start("annotated.py", name, UdfKind::Scalar, &pairs);
+            assert_eq!(r.spec().returns, want, "{mode} {name}");
+        }
+        let r = start("annotated.py", "named", UdfKind::Scalar, &pairs);
+        assert!(
+            matches!(&r.spec().returns, Some(DataType::Map(..))),
+            "{mode}: {:?}",
+            r.spec().returns
+        );
+        let r = start("annotated.py", "words", UdfKind::Table, &pairs);
+        assert_eq!(
+            r.spec().returns,
+            Some(DataType::Struct(Fields::from(vec![
+                Field::new("c0", DataType::Int64, true),
+                Field::new("c1", DataType::Utf8, true),
+            ]))),
+            "{mode}"
+        );
+        // And they run: no UdfSpec::returns anywhere.
+        let xs: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]));
+        let r = start("annotated.py", "maybe_half", UdfKind::Scalar, &pairs);
+        assert_eq!(
+            r.call_arrow(&batch(vec![xs.clone()])).unwrap().as_ref(),
+            &Float64Array::from(vec![Some(0.5), None, Some(1.5)]) as &dyn Array
+        );
+        let r = start("annotated.py", "pair", UdfKind::Scalar, &pairs);
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![4, 5]));
+        let out = r.call_arrow(&batch(vec![ints.clone()])).unwrap();
+        let want =
+            ListArray::from_iter_primitive::<coil_host::arrow_array::types::Int64Type, _, _>(vec![
+                Some(vec![Some(4), Some(4)]),
+                Some(vec![Some(5), Some(5)]),
+            ]);
+        assert_eq!(out.as_ref(), &want as &dyn Array, "{mode}");
+        // Vectorized: the element type of the container.
+        let vpairs = with_numpy(&pairs, &np);
+        let r = start("hints.py", "series_of_ints", UdfKind::Vectorized, &vpairs);
+        assert_eq!(r.spec().returns, Some(DataType::Int64), "{mode}");
+        assert_eq!(
+            r.call_arrow(&batch(vec![ints.clone()])).unwrap().as_ref(),
+            &Int64Array::from(vec![8, 10]) as &dyn Array
+        );
+        let r = start("hints.py", "floats32", UdfKind::Vectorized, &vpairs);
+        assert_eq!(
+            r.call_arrow(&batch(vec![ints.clone()])).unwrap().as_ref(),
+            &Float32Array::from(vec![2.0, 2.5]) as &dyn Array
+        );
+        // A container without its element type says nothing: declare it.
+        let r = start("hints.py", "bare_series", UdfKind::Vectorized, &vpairs);
+        assert_eq!(r.spec().returns, None, "{mode}");
+        let e = r
+            .call_arrow(&batch(vec![ints.clone()]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("UdfSpec::returns") && e.contains("annotate"),
+            "{e}"
+        );
+    }
+}

@@ -229,7 +229,9 @@ impl Runner {
         mut error: impl FnMut(RunError) -> Result<(), RunError>,
     ) -> Result<ArrayRef, RunError> {
         let declared = self.spec().returns.clone().ok_or_else(|| {
-            RunError::Arrow("declare the UDF's return type with UdfSpec::returns".into())
+            RunError::Arrow(
+                "the UDF's Arrow return type is unknown: declare it with UdfSpec::returns (--returns), or annotate the UDF's return (`-> int`, `-> list[str]`, `-> \"pd.Series[float]\"`: docs/python.md)".into(),
+            )
         })?;
         let wire = coil_worker::result_wire_type(&declared);
         if !coil_worker::arrow_type_supported(&wire) {

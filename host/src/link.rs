@@ -160,6 +160,9 @@ pub(crate) struct Link {
     /// An executor thread's batch timed out with no row running, and it
     /// was given more time; reset by its answer.
     waited_idle: bool,
+    /// The Arrow type of the UDF's results, as the executor said when it
+    /// was ready (declared, or read from the return annotation).
+    returns: Option<arrow_schema::DataType>,
 }
 
 /// The tag of a batch under `settings`' error policy.
@@ -233,6 +236,7 @@ impl Link {
             max_message: settings.tuning.max_message,
             batch_tag: batch_tag(settings),
             waited_idle: false,
+            returns: None,
         };
         let mut link = link.ready_or_killed(settings)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
@@ -321,6 +325,7 @@ impl Link {
             max_message: settings.tuning.max_message,
             batch_tag: batch_tag(settings),
             waited_idle: false,
+            returns: None,
         };
         let link = link.ready_or_killed(settings)?;
         tracing::debug!(worker = slot, pid, "worker ready");
@@ -337,6 +342,11 @@ impl Link {
                 Err(e)
             }
         }
+    }
+
+    /// The Arrow type of the UDF's results, as the executor said.
+    pub fn returns(&self) -> Option<&arrow_schema::DataType> {
+        self.returns.as_ref()
     }
 
     /// The worker process's id (`None` for an executor thread).
@@ -368,7 +378,10 @@ impl Link {
         };
         self.rx.flush();
         match answer.map_err(|e| StartError::Protocol(e.into()))? {
-            Answer::Ready { .. } => Ok(()),
+            Answer::Ready { returns, .. } => {
+                self.returns = returns;
+                Ok(())
+            }
             Answer::LoadFailed { error } => Err(StartError::Load {
                 target: settings.spec.target.clone(),
                 error,

@@ -36,6 +36,9 @@ pub(crate) struct Slot {
 /// and give it back; dropping the pool shuts every worker down.
 pub(crate) struct Pool {
     settings: Settings,
+    /// The Arrow type of the UDF's results, as its executors said when
+    /// they were ready.
+    pub returns: Option<arrow_schema::DataType>,
     idle: Mutex<Vec<Slot>>,
     returned: Condvar,
     /// No new work: workers given back are shut down (the runner fell back
@@ -82,7 +85,11 @@ impl Pool {
         }
         let max_payload = settings.tuning.max_message;
         let counters = Arc::clone(&settings.counters);
+        let returns = slots
+            .iter()
+            .find_map(|s| s.worker.as_ref().and_then(|w| w.returns().cloned()));
         Ok(Pool {
+            returns,
             settings,
             idle: Mutex::new(slots),
             returned: Condvar::new(),

@@ -200,6 +200,11 @@ impl Runner {
             }
             other => other?,
         };
+        // Not declared: the type the UDF's return annotation names, as its
+        // executors read it.
+        if spec.returns.is_none() {
+            spec.returns = pool.returns.clone();
+        }
         Ok(Runner {
             pool,
             fallback: OnceLock::new(),

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
 //! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
-//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version]` |
+//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null]` (the type as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes it) |
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback]` |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
@@ -160,6 +160,9 @@ pub enum Answer {
         pid: u32,
         /// Its CPython version.
         python: String,
+        /// The Arrow type of the UDF's results: declared, or read from its
+        /// return annotation; `None` if neither says.
+        returns: Option<arrow_schema::DataType>,
     },
     /// The UDF did not load; the executor stops after sending this.
     LoadFailed {
@@ -288,8 +291,16 @@ impl Answer {
         let one =
             |row: Vec<Value>, out: &mut Vec<u8>| coil_ipc::encode_batch(&[row], out).map(drop);
         match self {
-            Answer::Ready { pid, python } => {
-                one(vec![Value::Int(i64::from(*pid)), s(python)], out)?
+            Answer::Ready {
+                pid,
+                python,
+                returns,
+            } => {
+                let returns = match returns.as_ref().and_then(crate::Columns::type_to_bytes) {
+                    Some(bytes) => Value::Bytes(bytes),
+                    None => Value::Null,
+                };
+                one(vec![Value::Int(i64::from(*pid)), s(python), returns], out)?
             }
             Answer::LoadFailed { error } => one(error_fields(error).to_vec(), out)?,
             Answer::Results {
@@ -408,9 +419,14 @@ impl Answer {
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
-                [Value::Int(pid), Value::Str(python)] => Ok(Answer::Ready {
+                [Value::Int(pid), Value::Str(python), returns] => Ok(Answer::Ready {
                     pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
                     python: python.clone(),
+                    returns: match returns {
+                        Value::Null => None,
+                        Value::Bytes(b) => Some(crate::Columns::type_from_bytes(b)?),
+                        _ => return Err(fields(tag, "a return type that is not bytes")),
+                    },
                 }),
                 other => Err(fields(tag, &shape(other))),
             },
@@ -715,6 +731,9 @@ mod tests {
                 Answer::Ready {
                     pid: 4242,
                     python: "3.13.0".into(),
+                    returns: Some(arrow_schema::DataType::List(std::sync::Arc::new(
+                        arrow_schema::Field::new("item", arrow_schema::DataType::Utf8, true),
+                    ))),
                 },
                 Expect::Start,
             ),
@@ -948,6 +967,7 @@ mod tests {
         let tag = Answer::Ready {
             pid: 1,
             python: "3.13".into(),
+            returns: None,
         }
         .encode(&mut out)
         .unwrap();

@@ -24,7 +24,8 @@ pub enum Tag {
     /// Host → executor: a batch as Arrow columns whose rows fail one by
     /// one; answered as [`Tag::BatchPerRow`] is.
     ColumnsPerRow = 5,
-    /// Executor → host: the UDF loaded; `[pid, python version]`.
+    /// Executor → host: the UDF loaded; `[pid, python version, return
+    /// type]`.
     Ready = 10,
     /// Executor → host: the UDF did not load; `[type, message, traceback]`.
     LoadFailed = 11,

@@ -51,3 +51,15 @@ def arrow_len_type(s: pa.Array) -> pa.Array:
     """A pyarrow result of another type than declared (large_string for
     utf8): taken value by value."""
     return pc.utf8_upper(s).cast(pa.large_string())
+
+
+def series_of_ints(s: pd.Series) -> "pd.Series[int]":
+    return s * 2
+
+
+def floats32(x: np.ndarray) -> "npt.NDArray[np.float32]":
+    return (x / 2).astype(np.float32)
+
+
+def bare_series(s: pd.Series) -> pd.Series:
+    return s

@@ -105,7 +105,11 @@ pub struct Executor {
     /// Set by the host's interrupt (an in-process timeout) when it raised
     /// `TimeoutError` in this executor's thread.
     interrupted: Option<Arc<AtomicBool>>,
-    /// The Arrow type of the results of column batches.
+    /// The Arrow type of the UDF's results: declared, or read from its
+    /// return annotation.
+    declared: Option<arrow_schema::DataType>,
+    /// The Arrow type of the results of column batches (for a table UDF,
+    /// a list of the declared rows per input row).
     returns: Option<arrow_schema::DataType>,
     /// This interpreter's `datetime` and `decimal` types, loaded with the
     /// first column batch that needs them.
@@ -181,6 +185,15 @@ impl Executor {
         } else {
             None
         };
+        // The declared type, or else the one the return annotation names.
+        let declared = match &spec.returns {
+            Some(t) => Some(t.clone()),
+            None => helper
+                .getattr("return_type")
+                .and_then(|r| r.call1((func.bind(py), spec.kind.as_str())))
+                .ok()
+                .and_then(|d| crate::arrow_py::type_of_description(&d)),
+        };
         Ok(Executor {
             helper: helper.unbind(),
             func,
@@ -192,7 +205,8 @@ impl Executor {
             times: Times::default(),
             failures: Vec::new(),
             interrupted: None,
-            returns: spec.returns.as_ref().map(|t| {
+            declared: declared.clone(),
+            returns: declared.as_ref().map(|t| {
                 // A table UDF's results over columns: for each input row,
                 // the list of the rows it emitted (each of the declared
                 // type); the host flattens them.
@@ -207,6 +221,13 @@ impl Executor {
             }),
             kit: None,
         })
+    }
+
+    /// The Arrow type of the UDF's results: the one its spec declares, or
+    /// else the one its return annotation names (`-> int`, `-> str`,
+    /// `-> list[int]`, `-> pd.Series[float]`...; docs/python.md), if any.
+    pub fn returns(&self) -> Option<&arrow_schema::DataType> {
+        self.declared.as_ref()
     }
 
     /// Shares the flag the host's interrupt sets when it raises

@@ -184,6 +184,7 @@ fn run(
         &Answer::Ready {
             pid: std::process::id(),
             python: Python::version_str().to_string(),
+            returns: exec.returns().cloned(),
         },
     )?;
     let mut out = Vec::with_capacity(64 * 1024);

@@ -319,3 +319,130 @@ def _guard_exit():
             "in-process modes (use process mode for a UDF that exits)")
 
     os._exit = _exit
+
+
+# The Arrow types of return annotations, as nested tuples the executor
+# turns into arrow types: ("int64",), ("list", item), ("map", key, value),
+# ("struct", ((name, type), ...)), ("timestamp", "us"), ("decimal128", 38, 18).
+_NAMED = {
+    "int": ("int64",), "float": ("float64",), "str": ("utf8",),
+    "bytes": ("binary",), "bool": ("bool",),
+    "datetime.date": ("date32",), "date": ("date32",),
+    "datetime.datetime": ("timestamp", "us"), "datetime": ("timestamp", "us"),
+    "datetime.time": ("time64", "us"), "time": ("time64", "us"),
+    "datetime.timedelta": ("duration", "us"), "timedelta": ("duration", "us"),
+    # As Spark infers decimal.Decimal: DecimalType(38, 18).
+    "decimal.Decimal": ("decimal128", 38, 18), "Decimal": ("decimal128", 38, 18),
+}
+_NUMPY = {"i1": "int8", "i2": "int16", "i4": "int32", "i8": "int64",
+          "u1": "uint8", "u2": "uint16", "u4": "uint32", "u8": "uint64",
+          "f4": "float32", "f8": "float64", "b1": "bool"}
+_CONTAINERS = ("Series", "ndarray", "NDArray", "Array")
+_ITERATORS = ("Iterator", "Iterable", "Generator")
+
+
+def return_type(fn, kind):
+    """The Arrow type FN's return annotation names (for KIND: "scalar",
+    "vectorized" — the element of its container — or "table" — the row an
+    iterator yields, a tuple's items as fields c0, c1, ...), or None when
+    there is none or coil cannot tell."""
+    try:
+        ann = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return None
+    if ann is inspect.Signature.empty:
+        return None
+    try:
+        import typing
+        ann = typing.get_type_hints(fn).get("return", ann)
+    except Exception:
+        pass  # a string annotation that does not evaluate: read as text
+    try:
+        t = _arrow_of(ann)
+    except Exception:
+        return None
+    if t is None:
+        return None
+    head = t[0]
+    if kind == "vectorized":
+        return t[1] if head == "container" else None
+    if kind == "table":
+        if head != "iterator" or t[1] is None:
+            return None
+        row = t[1]
+        if row[0] == "tuple":
+            return ("struct", tuple((f"c{i}", f) for i, f in enumerate(row[1])))
+        return row
+    return None if head in ("container", "iterator", "tuple") else t
+
+
+def _arrow_of(ann):
+    import typing
+    if ann is None or ann is type(None):
+        return None
+    if isinstance(ann, str):
+        return _arrow_of_text(ann.replace(" ", ""))
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        base = _arrow_of(args[0])
+        if base is not None and base[0] == "container" and base[1] is None and len(args) > 1:
+            return ("container", _arrow_of(args[1]))
+        return base
+    if origin is typing.Union or type(ann).__name__ == "UnionType":
+        kept = [a for a in args if a is not type(None)]
+        return _arrow_of(kept[0]) if len(kept) == 1 else None
+    if origin is not None:
+        name = getattr(origin, "__name__", "")
+        if origin is list:
+            return ("list", _arrow_of(args[0])) if args else None
+        if origin is dict:
+            return ("map", _arrow_of(args[0]), _arrow_of(args[1])) if len(args) == 2 else None
+        if origin is tuple:
+            return ("tuple", tuple(_arrow_of(a) for a in args))
+        if name in _ITERATORS:
+            return ("iterator", _arrow_of(args[0]) if args else None)
+        if name in _CONTAINERS:
+            # npt.NDArray[np.int64] is ndarray[Any, dtype[int64]].
+            element = args[-1] if args else None
+            inner = typing.get_args(element)
+            return ("container", _arrow_of(inner[0] if inner else element))
+        return None
+    module = getattr(ann, "__module__", "")
+    name = getattr(ann, "__qualname__", getattr(ann, "__name__", ""))
+    if module == "numpy" and name not in _CONTAINERS:
+        import numpy
+        if isinstance(ann, type) and issubclass(ann, numpy.generic):
+            code = numpy.dtype(ann).str[1:]
+            return (_NUMPY[code],) if code in _NUMPY else None
+        return None
+    if name in _CONTAINERS or name in _ITERATORS:
+        return ("container", None) if name in _CONTAINERS else ("iterator", None)
+    key = name if module == "builtins" else f"{module}.{name}"
+    return _NAMED.get(key)
+
+
+def _arrow_of_text(text):
+    import re
+    m = re.fullmatch(r"(?:typing\.)?Optional\[(.+)\]", text)
+    if m:
+        return _arrow_of_text(m.group(1))
+    if text.endswith("|None") or text.startswith("None|"):
+        return _arrow_of_text(text.replace("|None", "").replace("None|", ""))
+    m = re.fullmatch(r"(?:[\w.]+\.)?(\w+)\[(.+)\]", text)
+    if m:
+        head, inner = m.group(1), m.group(2)
+        if head in ("list", "List"):
+            return ("list", _arrow_of_text(inner))
+        if head in _CONTAINERS:
+            return ("container", _arrow_of_text(inner.split(",")[-1].strip()))
+        if head in _ITERATORS:
+            return ("iterator", _arrow_of_text(inner.split(",")[0]))
+        return None
+    tail = text.split(".")[-1]
+    if tail in _CONTAINERS:
+        return ("container", None)
+    numpy_names = {"int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                   "uint64", "float32", "float64"}
+    if tail in numpy_names:
+        return (tail,)
+    return _NAMED.get(text) or _NAMED.get(tail)
