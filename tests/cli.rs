@@ -1091,6 +1091,75 @@ fn run_format_arrow_returns_nested_temporal_and_decimal_types_as_declared() {
 }
 
 #[test]
+fn run_format_arrow_errors_file_has_each_failed_row_s_input_as_json() {
+    use coil_host::arrow_array::types::Int8Type;
+    use coil_host::arrow_array::DictionaryArray;
+    let (batch, _) = typed_batch();
+    let colours: DictionaryArray<Int8Type> =
+        vec![Some("red"), None, Some("red")].into_iter().collect();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(colours));
+    let names = (0..columns.len()).map(|i| format!("f{i}"));
+    let batch = RecordBatch::try_from_iter(names.zip(columns)).unwrap();
+    let dir = test_dir("arrow-typed-errors");
+    let errors = dir.join("errors.jsonl");
+    // A dict for an int64 column: every row fails.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:pack",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+            "--errors",
+            errors.to_str().unwrap(),
+        ],
+        ipc_stream(&[batch]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].clone())
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![
+            serde_json::json!([
+                "123.45",
+                "2024-05-01T12:30:00.000001Z",
+                [1, null],
+                [["k", 2]],
+                [3, 4],
+                "12:34:56.000001",
+                "PT90.5S",
+                "2024-05-01",
+                "vue",
+                "red"
+            ]),
+            serde_json::json!([null, null, null, null, null, null, null, null, null, null]),
+            serde_json::json!([
+                "-0.05",
+                "1970-01-01T00:00:00Z",
+                [],
+                [["z", null]],
+                [5, -6],
+                "00:00:00",
+                "-PT0.001S",
+                "1970-01-01",
+                "",
+                "red"
+            ]),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn bench_format_arrow_measures_call_arrow_in_every_mode() {
     let dir = test_dir("arrow-bench");
     let (input, json_path) = (dir.join("in.arrows"), dir.join("report.json"));
