@@ -928,8 +928,18 @@ fn run_format_arrow_needs_a_returns_type_it_knows() {
     assert_eq!(out.status.code(), Some(2), "a usage error");
     let err = text(&out.stderr);
     assert!(
-        err.contains("unknown type \"decimal\"; expected one of: null, bool, int8")
-            && err.contains("timestamp[us]"),
+        err.contains(
+            "unknown type \"decimal\" at character 1 of \"decimal\"; \
+             the types taken: null, bool, int8"
+        ) && err.contains("decimal128(P,S)")
+            && err.contains("map<K,V>"),
+        "{err}"
+    );
+    let out = usage(&["--returns", "list<time32[us]>"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("time32 takes the unit s or ms, not \"us\" at character 13"),
         "{err}"
     );
 
@@ -958,6 +968,195 @@ fn run_format_arrow_needs_a_returns_type_it_knows() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// A batch of three rows whose columns are of nested, temporal and
+/// decimal types, each named as `pack` names its arguments (`f0`, `f1`...),
+/// then a `utf8_view` column; with the `--returns` type of a struct of all
+/// but that last one.
+fn typed_batch() -> (RecordBatch, &'static str) {
+    use coil_host::arrow_array::builder::{
+        FixedSizeListBuilder, Int32Builder, Int64Builder, ListBuilder, MapBuilder, StringBuilder,
+    };
+    use coil_host::arrow_array::{
+        Date32Array, Decimal128Array, DurationMillisecondArray, StringViewArray,
+        Time64MicrosecondArray, TimestampMicrosecondArray,
+    };
+    let mut list = ListBuilder::new(Int64Builder::new());
+    list.values().append_value(1);
+    list.values().append_null();
+    list.append(true);
+    list.append(false);
+    list.append(true);
+    let mut map = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
+    map.keys().append_value("k");
+    map.values().append_value(2);
+    map.append(true).unwrap();
+    map.append(false).unwrap();
+    map.keys().append_value("z");
+    map.values().append_null();
+    map.append(true).unwrap();
+    let mut pairs = FixedSizeListBuilder::new(Int32Builder::new(), 2);
+    pairs.values().append_slice(&[3, 4]);
+    pairs.append(true);
+    pairs.values().append_slice(&[0, 0]);
+    pairs.append(false);
+    pairs.values().append_slice(&[5, -6]);
+    pairs.append(true);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            Decimal128Array::from(vec![Some(12345), None, Some(-5)])
+                .with_precision_and_scale(10, 2)
+                .unwrap(),
+        ),
+        // 2024-05-01T12:30:00.000001Z, in Paris.
+        Arc::new(
+            TimestampMicrosecondArray::from(vec![Some(1_714_566_600_000_001), None, Some(0)])
+                .with_timezone("Europe/Paris"),
+        ),
+        Arc::new(list.finish()),
+        Arc::new(map.finish()),
+        Arc::new(pairs.finish()),
+        Arc::new(Time64MicrosecondArray::from(vec![
+            Some(45_296_000_001),
+            None,
+            Some(0),
+        ])),
+        Arc::new(DurationMillisecondArray::from(vec![
+            Some(90_500),
+            None,
+            Some(-1),
+        ])),
+        Arc::new(Date32Array::from(vec![Some(19_844), None, Some(0)])),
+        // Last: a view is taken as a whole column only, not in a struct.
+        Arc::new(StringViewArray::from(vec![Some("vue"), None, Some("")])),
+    ];
+    let names = (0..columns.len()).map(|i| format!("f{i}"));
+    let batch = RecordBatch::try_from_iter(names.zip(columns)).unwrap();
+    let returns = "struct<f0: decimal128(10,2), f1: timestamp[us, Europe/Paris], \
+                   f2: list<int64>, f3: map<utf8,int64>, f4: fixed_size_list<int32,2>, \
+                   f5: time64[us], f6: duration[ms], f7: date32>";
+    (batch, returns)
+}
+
+#[test]
+fn run_format_arrow_returns_nested_temporal_and_decimal_types_as_declared() {
+    let (batch, returns) = typed_batch();
+    let run = |udf: &str, returns: &str, batch: RecordBatch| {
+        let out = coil_bytes(
+            &[
+                "run",
+                "--udf",
+                udf,
+                "--format",
+                "arrow",
+                "--returns",
+                returns,
+                "--workers",
+                "1",
+            ],
+            ipc_stream(&[batch]),
+        );
+        assert!(out.status.success(), "{returns}: {}", text(&out.stderr));
+        let mut batches = read_ipc(&out.stdout);
+        assert_eq!(batches.len(), 1, "{returns}");
+        let result = batches.remove(0).column(0).clone();
+        let declared = coil::arrow::parse_type(returns).unwrap();
+        assert_eq!(result.data_type(), &declared, "{returns}");
+        result
+    };
+    let last = batch.num_columns() - 1;
+    let packed = run(
+        "tests/udfs/arrow_udfs.py:pack",
+        returns,
+        batch.project(&(0..last).collect::<Vec<_>>()).unwrap(),
+    );
+    // Every value back as it went in, in a column of its declared type.
+    let packed = packed.as_struct();
+    for (i, column) in batch.columns()[..last].iter().enumerate() {
+        assert_eq!(
+            packed.column(i).to_data(),
+            column.to_data(),
+            "{}",
+            batch.schema().field(i)
+        );
+    }
+    let view = batch.column(last).clone();
+    let same = run(
+        "tests/udfs/arrow_udfs.py:same",
+        "utf8_view",
+        RecordBatch::try_from_iter([("a", view.clone())]).unwrap(),
+    );
+    assert_eq!(same.to_data(), view.to_data());
+}
+
+#[test]
+fn run_format_arrow_errors_file_has_each_failed_row_s_input_as_json() {
+    use coil_host::arrow_array::types::Int8Type;
+    use coil_host::arrow_array::DictionaryArray;
+    let (batch, _) = typed_batch();
+    let colours: DictionaryArray<Int8Type> =
+        vec![Some("red"), None, Some("red")].into_iter().collect();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(colours));
+    let names = (0..columns.len()).map(|i| format!("f{i}"));
+    let batch = RecordBatch::try_from_iter(names.zip(columns)).unwrap();
+    let dir = test_dir("arrow-typed-errors");
+    let errors = dir.join("errors.jsonl");
+    // A dict for an int64 column: every row fails.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/arrow_udfs.py:pack",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+            "--errors",
+            errors.to_str().unwrap(),
+        ],
+        ipc_stream(&[batch]),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let inputs: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["input"].clone())
+        .collect();
+    assert_eq!(
+        inputs,
+        vec![
+            serde_json::json!([
+                "123.45",
+                "2024-05-01T12:30:00.000001Z",
+                [1, null],
+                [["k", 2]],
+                [3, 4],
+                "12:34:56.000001",
+                "PT90.5S",
+                "2024-05-01",
+                "vue",
+                "red"
+            ]),
+            serde_json::json!([null, null, null, null, null, null, null, null, null, null]),
+            serde_json::json!([
+                "-0.05",
+                "1970-01-01T00:00:00Z",
+                [],
+                [["z", null]],
+                [5, -6],
+                "00:00:00",
+                "-PT0.001S",
+                "1970-01-01",
+                "",
+                "red"
+            ]),
+        ]
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

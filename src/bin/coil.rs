@@ -230,7 +230,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 fn returns_help() -> String {
     format!(
         "The type of the result column, for --format arrow (required there): {}",
-        coil::arrow::type_names()
+        coil::arrow::type_forms()
     )
 }
 
@@ -254,7 +254,7 @@ fn udf_spec(
         (Format::Arrow, Some(t)) => Ok(spec.returns(t.clone())),
         (Format::Arrow, None) => bail!(
             "--format arrow needs --returns TYPE, the type of the result column: one of {}",
-            coil::arrow::type_names()
+            coil::arrow::type_forms()
         ),
     }
 }
