@@ -9,6 +9,7 @@
 //! turns them into those before sending, and a declared view type back
 //! into views after.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -149,7 +150,35 @@ impl Runner {
         batch: &RecordBatch,
         mut error: impl FnMut(RunError) -> Result<(), RunError>,
     ) -> Result<ArrayRef, RunError> {
-        let declared = self.spec().returns.clone().ok_or_else(|| {
+        let returns = Returns::of(self)?;
+        let columns = WireColumns::of(batch)?;
+        let mut scheduler = Scheduler::new(self);
+        scheduler.run_batches(
+            columns.rows,
+            |s, rows| columns.send(s, rows),
+            |v| match v {
+                Err(e) => error(e),
+                Ok(_) => Err(RunError::Arrow(
+                    "internal error: a row result for a column batch".into(),
+                )),
+            },
+        )?;
+        returns.join(scheduler.take_arrays(), columns.rows)
+    }
+}
+
+/// The type a runner's UDF declared for its results, and the type they
+/// travel as; checked for the columnar path.
+struct Returns {
+    declared: DataType,
+    wire: DataType,
+}
+
+impl Returns {
+    /// The runner's return types, if its UDF can run over columns: a
+    /// scalar or vectorized UDF with a supported declared return type.
+    fn of(runner: &Runner) -> Result<Returns, RunError> {
+        let declared = runner.spec().returns.clone().ok_or_else(|| {
             RunError::Arrow("declare the UDF's return type with UdfSpec::returns".into())
         })?;
         let wire = coil_worker::result_wire_type(&declared);
@@ -158,11 +187,44 @@ impl Runner {
                 "the return type {declared} is not supported"
             )));
         }
-        if self.spec().kind == UdfKind::Table {
+        if runner.spec().kind == UdfKind::Table {
             return Err(RunError::Arrow(
                 "table UDFs run over rows (Runner::call)".into(),
             ));
         }
+        Ok(Returns { declared, wire })
+    }
+
+    /// The results of one batch's slices, in order, as one array of the
+    /// declared type, which must hold `rows` rows.
+    fn join(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<ArrayRef, RunError> {
+        if let Some(a) = arrays.iter().find(|a| a.data_type() != &self.wire) {
+            return Err(RunError::Arrow(format!(
+                "an executor answered with {} for the declared type {}",
+                a.data_type(),
+                self.declared
+            )));
+        }
+        let joined = from_wire(concat(arrays, &self.wire)?, &self.declared);
+        if joined.len() != rows {
+            return Err(RunError::Arrow(format!(
+                "internal error: {} results for a batch of {rows} rows",
+                joined.len()
+            )));
+        }
+        Ok(joined)
+    }
+}
+
+/// A batch's columns as they travel (see [`wire_type`]), each checked.
+struct WireColumns {
+    columns: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl WireColumns {
+    /// `batch`'s columns, or which one cannot travel.
+    fn of(batch: &RecordBatch) -> Result<WireColumns, RunError> {
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (column, c) in batch.columns().iter().enumerate() {
             if wire_type(c.data_type()).is_none() {
@@ -173,30 +235,19 @@ impl Runner {
             }
             columns.push(to_wire(c)?);
         }
-        let mut scheduler = Scheduler::new(self);
-        scheduler.run_batches(
-            batch.num_rows(),
-            |s, rows| {
-                let slice: Vec<ArrayRef> = columns
-                    .iter()
-                    .map(|c| c.slice(rows.start, rows.len()))
-                    .collect();
-                s.send_columns(rows.len(), &slice)
-            },
-            |v| match v {
-                Err(e) => error(e),
-                Ok(_) => Err(RunError::Arrow(
-                    "internal error: a row result for a column batch".into(),
-                )),
-            },
-        )?;
-        let arrays = scheduler.take_arrays();
-        if let Some(a) = arrays.iter().find(|a| a.data_type() != &wire) {
-            return Err(RunError::Arrow(format!(
-                "an executor answered with {} for the declared type {declared}",
-                a.data_type()
-            )));
-        }
-        Ok(from_wire(concat(arrays, &wire)?, &declared))
+        Ok(WireColumns {
+            columns,
+            rows: batch.num_rows(),
+        })
+    }
+
+    /// Sends rows `rows` as one column batch (slices, not copies).
+    fn send(&self, scheduler: &mut Scheduler<&Runner>, rows: Range<usize>) {
+        let slice: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|c| c.slice(rows.start, rows.len()))
+            .collect();
+        scheduler.send_columns(rows.len(), &slice)
     }
 }
