@@ -1043,3 +1043,319 @@ fn a_return_annotation_declares_the_arrow_type_when_the_spec_does_not() {
         );
     }
 }
+
+/// A batch of one int64 column: `values`, a null in place of each `None`.
+fn ints_batch(values: impl IntoIterator<Item = Option<i64>>) -> RecordBatch {
+    batch(vec![Arc::new(Int64Array::from_iter(values))])
+}
+
+/// The batches an Arrow stream test pushes, of different sizes (one empty):
+/// batch `b`'s row `i` holds `1000 * b + i`, every seventh a null.
+fn stream_batches() -> Vec<RecordBatch> {
+    [5usize, 1, 40, 0, 7, 23, 64, 3, 18, 30]
+        .iter()
+        .enumerate()
+        .map(|(b, &n)| {
+            ints_batch((0..n as i64).map(|i| (i % 7 != 3).then_some(1000 * b as i64 + i)))
+        })
+        .collect()
+}
+
+/// What `inc_or_none` gives for `b`: each value plus one, nulls kept.
+fn incremented(b: &RecordBatch) -> Int64Array {
+    let xs = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+    xs.iter().map(|x| x.map(|x| x + 1)).collect()
+}
+
+#[test]
+fn an_arrow_stream_gives_each_batch_its_own_array_in_push_order_in_every_mode() {
+    let batches = stream_batches();
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        // Slices of at most 4 rows: the batches are cut into 50 slices,
+        // many more than two workers hold, so pushes wait for answers.
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=4",
+            conf.as_str(),
+        ];
+        for (name, kind) in [
+            ("inc_or_none", UdfKind::Scalar),
+            ("vec_inc", UdfKind::Vectorized),
+        ] {
+            let r = runner("arrow_udfs.py", name, kind, DataType::Int64, &pairs);
+            let mut stream = r.stream_arrow();
+            for b in &batches {
+                stream.push(b).unwrap();
+            }
+            assert_eq!(stream.rows_pushed(), 191);
+            for (i, b) in batches.iter().enumerate() {
+                let out = stream.pull().unwrap().unwrap();
+                assert_eq!(
+                    out.as_ref(),
+                    &incremented(b) as &dyn Array,
+                    "{mode} {name}: batch {i}"
+                );
+            }
+            assert!(stream.pull().is_none(), "{mode} {name}");
+            assert!(stream.try_pull().is_none(), "{mode} {name}");
+            assert_eq!(r.metrics().rows_out, 191, "{mode} {name}");
+        }
+        // A view type declared: each batch's array is views, joined from
+        // its slices' plain strings.
+        let r = runner(
+            "arrow_udfs.py",
+            "upper",
+            UdfKind::Scalar,
+            DataType::Utf8View,
+            &pairs,
+        );
+        let words = |n: usize, tag: &str| {
+            batch(vec![Arc::new(StringArray::from_iter(
+                (0..n).map(|i| (i % 3 != 1).then(|| format!("{tag}é{i}"))),
+            ))])
+        };
+        let shout = |n: usize, tag: &str| {
+            coil_host::arrow_array::StringViewArray::from_iter(
+                (0..n).map(|i| (i % 3 != 1).then(|| format!("{tag}é{i}").to_uppercase())),
+            )
+        };
+        let mut stream = r.stream_arrow();
+        for (n, tag) in [(9, "a"), (2, "b"), (17, "c")] {
+            stream.push(&words(n, tag)).unwrap();
+        }
+        for (n, tag) in [(9, "a"), (2, "b"), (17, "c")] {
+            let out = stream.pull().unwrap().unwrap();
+            assert_eq!(out.as_ref(), &shout(n, tag) as &dyn Array, "{mode} {tag}");
+        }
+        assert!(stream.pull().is_none());
+    }
+}
+
+#[test]
+fn an_arrow_stream_takes_pushes_and_pulls_interleaved() {
+    let batches = stream_batches();
+    let pairs = ["python.worker-count=2", "python.fn-execution.bundle.size=5"];
+    let r = runner(
+        "arrow_udfs.py",
+        "inc_or_none",
+        UdfKind::Scalar,
+        DataType::Int64,
+        &pairs,
+    );
+    let mut stream = r.stream_arrow();
+    assert!(stream.pull().is_none(), "nothing pushed yet");
+    assert!(stream.try_pull().is_none());
+    // Push two, pull one, push one, ...: always the oldest comes back.
+    let mut next = 0;
+    for (i, b) in batches.iter().enumerate() {
+        stream.push(b).unwrap();
+        if i % 2 == 1 {
+            let out = stream.pull().unwrap().unwrap();
+            assert_eq!(out.as_ref(), &incremented(&batches[next]) as &dyn Array);
+            next += 1;
+        }
+    }
+    // try_pull gives the oldest once every slice of it is back, without
+    // waiting: ask until it is.
+    let started = std::time::Instant::now();
+    let out = loop {
+        match stream.try_pull() {
+            Some(out) => break out.unwrap(),
+            None => {
+                assert!(started.elapsed().as_secs() < 30, "never came back");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    };
+    assert_eq!(out.as_ref(), &incremented(&batches[next]) as &dyn Array);
+    next += 1;
+    // The rest through the iterator, in order.
+    let rest: Vec<ArrayRef> = stream.by_ref().map(Result::unwrap).collect();
+    assert_eq!(rest.len(), batches.len() - next);
+    for (out, b) in rest.iter().zip(&batches[next..]) {
+        assert_eq!(out.as_ref(), &incremented(b) as &dyn Array);
+    }
+    assert!(stream.pull().is_none());
+    // The stream goes on after it ran dry.
+    stream.push(&batches[2]).unwrap();
+    assert_eq!(
+        stream.pull().unwrap().unwrap().as_ref(),
+        &incremented(&batches[2]) as &dyn Array
+    );
+}
+
+#[test]
+fn a_failed_batch_of_an_arrow_stream_yields_its_error_in_its_place_and_the_stream_goes_on() {
+    // odd_fails raises on odd values: batches 0 and 2 are even; batch 1
+    // holds 11 at its row 5 and 13 at its row 9, in different slices.
+    let evens = |from: i64, n: i64| ints_batch((0..n).map(|i| Some(from + 2 * i)));
+    let times_ten =
+        |from: i64, n: i64| Int64Array::from_iter_values((0..n).map(|i| 10 * (from + 2 * i)));
+    let failing =
+        ints_batch((0..12).map(|i| Some(if i == 5 || i == 9 { 2 * i + 1 } else { 2 * i })));
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=4",
+            conf.as_str(),
+        ];
+        let r = runner(
+            "arrow_udfs.py",
+            "odd_fails",
+            UdfKind::Scalar,
+            DataType::Int64,
+            &pairs,
+        );
+        let mut stream = r.stream_arrow();
+        stream.push(&evens(0, 20)).unwrap();
+        stream.push(&failing).unwrap();
+        stream.push(&evens(100, 30)).unwrap();
+        stream.push(&failing).unwrap();
+        assert_eq!(
+            stream.pull().unwrap().unwrap().as_ref(),
+            &times_ten(0, 20) as &dyn Array,
+            "{mode}"
+        );
+        // One error for the batch, its first: rows are counted across the
+        // stream, so row 5 of the second batch is row 25.
+        match stream.pull().unwrap() {
+            Err(RunError::Udf { row: 25, error }) => {
+                assert_eq!(error.type_name, "ValueError", "{mode}");
+                assert_eq!(error.message, "odd 11", "{mode}");
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+        assert_eq!(
+            stream.pull().unwrap().unwrap().as_ref(),
+            &times_ten(100, 30) as &dyn Array,
+            "{mode}"
+        );
+        let e = stream.pull().unwrap().unwrap_err();
+        assert!(matches!(e, RunError::Udf { row: 67, .. }), "{mode}: {e:?}");
+        assert!(stream.pull().is_none(), "{mode}");
+        // Under fail, pull_each gives the same error.
+        stream.push(&failing).unwrap();
+        let e = stream.pull_each().unwrap().unwrap_err();
+        assert!(matches!(e, RunError::Udf { row: 79, .. }), "{mode}: {e:?}");
+    }
+}
+
+#[test]
+fn under_skip_an_arrow_stream_gives_each_batch_its_nulls_and_its_failed_rows() {
+    let odd_fails = |from: i64, n: i64| {
+        Int64Array::from_iter((from..from + n).map(|x| (x % 2 == 0).then_some(x * 10)))
+    };
+    let sizes = [(0i64, 9i64), (9, 1), (10, 2), (12, 30), (42, 0), (42, 17)];
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = [
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=4",
+            "python.fn-execution.on-error=skip",
+            conf.as_str(),
+        ];
+        for (name, kind) in [
+            ("odd_fails", UdfKind::Scalar),
+            ("vec_odd_fails", UdfKind::Vectorized),
+        ] {
+            let r = runner("arrow_udfs.py", name, kind, DataType::Int64, &pairs);
+            let mut stream = r.stream_arrow();
+            // Row x of the stream holds x.
+            for &(from, n) in &sizes {
+                stream
+                    .push(&ints_batch((from..from + n).map(Some)))
+                    .unwrap();
+            }
+            for &(from, n) in &sizes {
+                let (out, failed) = stream.pull_each().unwrap().unwrap();
+                assert_eq!(
+                    out.as_ref(),
+                    &odd_fails(from, n) as &dyn Array,
+                    "{mode} {name}: rows {from}.."
+                );
+                let rows: Vec<u64> = failed.iter().map(|f| f.row).collect();
+                let odd: Vec<u64> = (from..from + n)
+                    .filter(|x| x % 2 == 1)
+                    .map(|x| x as u64)
+                    .collect();
+                assert_eq!(rows, odd, "{mode} {name}");
+                for f in &failed {
+                    match &f.error {
+                        RunError::Udf { row, error } => {
+                            assert_eq!(*row, f.row, "{mode} {name}");
+                            assert_eq!(error.message, format!("odd {}", f.row));
+                        }
+                        e => panic!("{mode} {name}: {e:?}"),
+                    }
+                }
+            }
+            assert!(stream.pull_each().is_none(), "{mode} {name}");
+            // pull gives a batch with a failed row as that row's error,
+            // as call_arrow does, and a batch without one as its array.
+            let first = stream.rows_pushed();
+            stream.push(&ints_batch([Some(2), Some(4)])).unwrap();
+            stream.push(&ints_batch([Some(6), Some(7)])).unwrap();
+            assert_eq!(
+                stream.pull().unwrap().unwrap().as_ref(),
+                &Int64Array::from(vec![20, 40]) as &dyn Array,
+                "{mode} {name}"
+            );
+            let e = stream.pull().unwrap().unwrap_err();
+            assert!(
+                matches!(&e, RunError::Row(r) if r.row == first + 3),
+                "{mode} {name}: {e:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_arrow_stream_refuses_a_column_it_cannot_send_before_sending_anything() {
+    let r = runner(
+        "arrow_udfs.py",
+        "inc_or_none",
+        UdfKind::Scalar,
+        DataType::Int64,
+        &["python.worker-count=1", "python.fn-execution.bundle.size=4"],
+    );
+    let mut stream = r.stream_arrow();
+    stream.push(&ints_batch((0..10).map(Some))).unwrap();
+    let months: ArrayRef = Arc::new(coil_host::arrow_array::IntervalYearMonthArray::from(vec![
+        1, 2,
+    ]));
+    let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    let e = stream.push(&batch(vec![ints, months])).unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            RunError::UnsupportedColumn {
+                column: 1,
+                data_type: DataType::Interval(_)
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(stream.rows_pushed(), 10, "nothing of it was pushed");
+    // The refused batch has no place among the results.
+    assert_eq!(
+        stream.pull().unwrap().unwrap().as_ref(),
+        &Int64Array::from_iter_values(1..11) as &dyn Array
+    );
+    assert!(stream.pull().is_none());
+    assert_eq!(r.metrics().rows_in, 10);
+    // Without a declared return type, nothing can be pushed.
+    let spec = UdfSpec::new(format!(
+        "{}:inc_or_none",
+        udfs().join("arrow_udfs.py").display()
+    ));
+    let r =
+        Runner::with_worker_command(&config(&["python.worker-count=1"]), spec, worker()).unwrap();
+    let e = r
+        .stream_arrow()
+        .push(&ints_batch([Some(1)]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("UdfSpec::returns"), "{e}");
+}

@@ -9,6 +9,8 @@
 //! turns them into those before sending, and a declared view type back
 //! into views after.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -219,6 +221,17 @@ impl Runner {
         Ok((array, failed))
     }
 
+    /// A stream of Arrow batches: push batches, pull each one's results,
+    /// as one array, in order; see [`ArrowStream`].
+    pub fn stream_arrow(&self) -> ArrowStream<'_> {
+        ArrowStream {
+            runner: self,
+            scheduler: Scheduler::new(self),
+            pushed: VecDeque::new(),
+            rows: 0,
+        }
+    }
+
     /// Runs `batch`, handing every error to `error` in row order (which
     /// ends the call by returning it, or keeps a row's own error). A table
     /// UDF (`table`) answers, per input row, the list of rows it emitted.
@@ -228,7 +241,38 @@ impl Runner {
         table: bool,
         mut error: impl FnMut(RunError) -> Result<(), RunError>,
     ) -> Result<ArrayRef, RunError> {
-        let declared = self.spec().returns.clone().ok_or_else(|| {
+        let returns = Returns::of(self, table)?;
+        let columns = WireColumns::of(batch)?;
+        let mut scheduler = Scheduler::new(self);
+        scheduler.run_batches(
+            columns.rows,
+            |s, rows| columns.send(s, rows),
+            |v| match v {
+                Err(e) => error(e),
+                Ok(_) => Err(RunError::Arrow(
+                    "internal error: a row result for a column batch".into(),
+                )),
+            },
+        )?;
+        returns.join(scheduler.take_arrays(), columns.rows)
+    }
+}
+
+/// The type a runner's UDF declared for its results, and the type they
+/// travel as; checked for the columnar path.
+struct Returns {
+    declared: DataType,
+    wire: DataType,
+    /// A table UDF's: per input row, the list of rows it emitted.
+    table: bool,
+}
+
+impl Returns {
+    /// The runner's return types, if its UDF can run over columns: a
+    /// scalar or vectorized UDF (or, with `table`, a table UDF) with a
+    /// supported declared return type.
+    fn of(runner: &Runner, table: bool) -> Result<Returns, RunError> {
+        let declared = runner.spec().returns.clone().ok_or_else(|| {
             RunError::Arrow(
                 "the UDF's Arrow return type is unknown: declare it with UdfSpec::returns (--returns), or annotate the UDF's return (`-> int`, `-> list[str]`, `-> \"pd.Series[float]\"`: docs/python.md)".into(),
             )
@@ -239,7 +283,7 @@ impl Runner {
                 "the return type {declared} is not supported"
             )));
         }
-        match (self.spec().kind == UdfKind::Table, table) {
+        match (runner.spec().kind == UdfKind::Table, table) {
             (true, false) => {
                 return Err(RunError::Arrow(
                     "a table UDF runs with call_arrow_table".into(),
@@ -248,7 +292,7 @@ impl Runner {
             (false, true) => {
                 return Err(RunError::Arrow(format!(
                     "call_arrow_table runs table UDFs, not {} ones",
-                    self.spec().kind
+                    runner.spec().kind
                 )))
             }
             _ => {}
@@ -258,6 +302,48 @@ impl Runner {
         } else {
             wire
         };
+        Ok(Returns {
+            declared,
+            wire,
+            table,
+        })
+    }
+
+    /// The results of one batch's slices, in order, as one array of the
+    /// declared type, which must hold `rows` rows.
+    fn join(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<ArrayRef, RunError> {
+        if let Some(a) = arrays.iter().find(|a| a.data_type() != &self.wire) {
+            return Err(RunError::Arrow(format!(
+                "an executor answered with {} for the declared type {}",
+                a.data_type(),
+                self.declared
+            )));
+        }
+        let joined = concat(arrays, &self.wire)?;
+        let joined = if self.table {
+            joined
+        } else {
+            from_wire(joined, &self.declared)
+        };
+        if joined.len() != rows {
+            return Err(RunError::Arrow(format!(
+                "internal error: {} results for a batch of {rows} rows",
+                joined.len()
+            )));
+        }
+        Ok(joined)
+    }
+}
+
+/// A batch's columns as they travel (see [`wire_type`]), each checked.
+struct WireColumns {
+    columns: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl WireColumns {
+    /// `batch`'s columns, or which one cannot travel.
+    fn of(batch: &RecordBatch) -> Result<WireColumns, RunError> {
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (column, c) in batch.columns().iter().enumerate() {
             if wire_type(c.data_type()).is_none() {
@@ -268,35 +354,240 @@ impl Runner {
             }
             columns.push(to_wire(c)?);
         }
-        let mut scheduler = Scheduler::new(self);
-        scheduler.run_batches(
-            batch.num_rows(),
-            |s, rows| {
-                let slice: Vec<ArrayRef> = columns
-                    .iter()
-                    .map(|c| c.slice(rows.start, rows.len()))
-                    .collect();
-                s.send_columns(rows.len(), &slice)
-            },
-            |v| match v {
-                Err(e) => error(e),
-                Ok(_) => Err(RunError::Arrow(
-                    "internal error: a row result for a column batch".into(),
-                )),
-            },
-        )?;
-        let arrays = scheduler.take_arrays();
-        if let Some(a) = arrays.iter().find(|a| a.data_type() != &wire) {
-            return Err(RunError::Arrow(format!(
-                "an executor answered with {} for the declared type {declared}",
-                a.data_type()
-            )));
-        }
-        let joined = concat(arrays, &wire)?;
-        Ok(if table {
-            joined
-        } else {
-            from_wire(joined, &declared)
+        Ok(WireColumns {
+            columns,
+            rows: batch.num_rows(),
         })
     }
+
+    /// Sends rows `rows` as one column batch (slices, not copies).
+    fn send(&self, scheduler: &mut Scheduler<&Runner>, rows: Range<usize>) {
+        let slice: Vec<ArrayRef> = self
+            .columns
+            .iter()
+            .map(|c| c.slice(rows.start, rows.len()))
+            .collect();
+        scheduler.send_columns(rows.len(), &slice)
+    }
+}
+
+/// Arrow batches in, one array per batch out, in order: the streaming form
+/// of [`Runner::call_arrow`], from [`Runner::stream_arrow`].
+///
+/// [`push`](ArrowStream::push) checks a batch's columns as `call_arrow`
+/// does, cuts it into slices of the current batch size
+/// ([`RowStream::batch_size`](crate::RowStream::batch_size)) and sends
+/// them; like [`RowStream::push`](crate::RowStream::push) it blocks while
+/// every leased worker has two batches in flight, until the oldest is
+/// answered. [`pull`](ArrowStream::pull) gives the results of the oldest
+/// batch not pulled yet, put together from its slices into one array of
+/// the declared type with exactly that batch's rows. A batch that failed
+/// yields its error once, in its place, and the stream goes on with the
+/// next batch.
+///
+/// Rows are numbered across the stream, as in every [`RunError`]: the
+/// rows of a batch start at [`ArrowStream::rows_pushed`] as it was before
+/// the batch was pushed.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use coil_host::arrow_array::{ArrayRef, Int64Array, RecordBatch};
+/// # use coil_host::arrow_schema::DataType;
+/// # use coil_host::{Config, Runner, UdfSpec};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let spec = UdfSpec::new("udfs/inc.py:inc").returns(DataType::Int64);
+/// let runner = Runner::new(&Config::default(), spec)?;
+/// let mut stream = runner.stream_arrow();
+/// for n in [10, 1000, 3] {
+///     let xs: ArrayRef = Arc::new(Int64Array::from_iter_values(0..n));
+///     stream.push(&RecordBatch::try_from_iter([("x", xs)])?)?;
+/// }
+/// for results in stream {
+///     println!("{} results", results?.len());
+/// }
+/// # Ok(()) }
+/// ```
+pub struct ArrowStream<'r> {
+    runner: &'r Runner,
+    scheduler: Scheduler<&'r Runner>,
+    /// The batches pushed and not pulled yet, oldest first.
+    pushed: VecDeque<Pushed>,
+    /// Rows pushed so far.
+    rows: u64,
+}
+
+/// A batch pushed to an [`ArrowStream`]: how its results are put together.
+struct Pushed {
+    returns: Returns,
+    rows: usize,
+    /// The column batches it was cut into.
+    slices: usize,
+}
+
+impl ArrowStream<'_> {
+    /// Sends `batch` (one column per argument), cut into slices of the
+    /// current batch size; blocks while every leased worker has two
+    /// batches in flight, until the oldest is answered. Its results, or
+    /// its error, come from [`ArrowStream::pull`] in its turn.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runner::call_arrow`] before any row runs, and with nothing
+    /// sent: [`RunError::UnsupportedColumn`] naming the column and its
+    /// type; [`RunError::Arrow`] without a supported return type, or for a
+    /// table UDF. The stream goes on without the batch.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), RunError> {
+        let returns = Returns::of(self.runner, false)?;
+        let columns = WireColumns::of(batch)?;
+        let mut slices = 0;
+        let mut at = 0;
+        while at < columns.rows {
+            let n = self.runner.batch_size().min(columns.rows - at);
+            columns.send(&mut self.scheduler, at..at + n);
+            at += n;
+            slices += 1;
+        }
+        self.rows += columns.rows as u64;
+        self.pushed.push_back(Pushed {
+            returns,
+            rows: columns.rows,
+            slices,
+        });
+        Ok(())
+    }
+
+    /// The results of the oldest batch not pulled yet, as one array of the
+    /// declared type holding that batch's rows in order, waiting for them;
+    /// `None` once every pushed batch has been pulled.
+    ///
+    /// # Errors
+    ///
+    /// The batch's first error, as [`Runner::call_arrow`] gives it (under
+    /// `on-error` = `skip` or `dead-letter`, a row that failed alone is a
+    /// [`RunError::Row`]: [`ArrowStream::pull_each`] takes those as
+    /// nulls). The stream goes on with the next batch.
+    pub fn pull(&mut self) -> Option<Result<ArrayRef, RunError>> {
+        self.next_batch(true).map(Answer::whole)
+    }
+
+    /// As [`ArrowStream::pull`] if the oldest batch's results are all back,
+    /// without waiting; else `None`.
+    pub fn try_pull(&mut self) -> Option<Result<ArrayRef, RunError>> {
+        self.next_batch(false).map(Answer::whole)
+    }
+
+    /// The results of the oldest batch not pulled yet, as
+    /// [`ArrowStream::pull`] gives them, except that under
+    /// `python.fn-execution.on-error` = `skip` or `dead-letter` each row
+    /// that failed alone holds a null in the array and its error
+    /// ([`RowError`], without its input values) is in the list, in row
+    /// order, as [`Runner::call_arrow_each`] gives them. Waits for them;
+    /// `None` once every pushed batch has been pulled.
+    ///
+    /// # Errors
+    ///
+    /// As [`ArrowStream::pull`], except rows that failed alone.
+    pub fn pull_each(&mut self) -> Option<Result<(ArrayRef, Vec<RowError>), RunError>> {
+        self.next_batch(true).map(Answer::each)
+    }
+
+    /// As [`ArrowStream::pull_each`] if the oldest batch's results are all
+    /// back, without waiting; else `None`.
+    pub fn try_pull_each(&mut self) -> Option<Result<(ArrayRef, Vec<RowError>), RunError>> {
+        self.next_batch(false).map(Answer::each)
+    }
+
+    /// Rows pushed so far: the first row of the next batch pushed, as
+    /// errors number it.
+    pub fn rows_pushed(&self) -> u64 {
+        self.rows
+    }
+
+    /// The oldest pushed batch's slices' answers, once all are back
+    /// (waiting for them if `wait`).
+    fn next_batch(&mut self, wait: bool) -> Option<Answer> {
+        let front = self.pushed.front()?;
+        if !self.scheduler.collect_columns(front.slices, wait) && !wait {
+            return None;
+        }
+        let batch = self.pushed.pop_front().expect("the oldest batch");
+        let mut arrays = Vec::with_capacity(batch.slices);
+        let mut errors = Vec::new();
+        for _ in 0..batch.slices {
+            match self.scheduler.next_column() {
+                Some((array, e)) => {
+                    arrays.push(array);
+                    errors.extend(e);
+                }
+                None => {
+                    arrays.push(None);
+                    errors.push(RunError::Arrow(
+                        "internal error: a column batch never came back".into(),
+                    ));
+                }
+            }
+        }
+        Some(Answer {
+            batch,
+            arrays,
+            errors,
+        })
+    }
+}
+
+impl Iterator for ArrowStream<'_> {
+    type Item = Result<ArrayRef, RunError>;
+
+    /// [`ArrowStream::pull`].
+    fn next(&mut self) -> Option<Self::Item> {
+        self.pull()
+    }
+}
+
+/// A pushed batch's answers, every slice's.
+struct Answer {
+    batch: Pushed,
+    /// Each slice's results, none for a slice that failed as a whole.
+    arrays: Vec<Option<ArrayRef>>,
+    /// The slices' errors, in row order.
+    errors: Vec<RunError>,
+}
+
+impl Answer {
+    /// The batch's results, or its first error.
+    fn whole(self) -> Result<ArrayRef, RunError> {
+        match self.errors.into_iter().next() {
+            Some(e) => Err(e),
+            None => join_slices(&self.batch, self.arrays),
+        }
+    }
+
+    /// The batch's results with its rows that failed alone, or its first
+    /// other error.
+    fn each(self) -> Result<(ArrayRef, Vec<RowError>), RunError> {
+        let mut failed = Vec::new();
+        let mut other = None;
+        for e in self.errors {
+            match e {
+                RunError::Row(r) => failed.push(*r),
+                e => {
+                    other.get_or_insert(e);
+                }
+            }
+        }
+        match other {
+            Some(e) => Err(e),
+            None => Ok((join_slices(&self.batch, self.arrays)?, failed)),
+        }
+    }
+}
+
+/// The arrays of `batch`'s slices as one (none missing: a slice that
+/// failed as a whole left an error, which comes first).
+fn join_slices(batch: &Pushed, arrays: Vec<Option<ArrayRef>>) -> Result<ArrayRef, RunError> {
+    let arrays = arrays.into_iter().collect::<Option<Vec<_>>>();
+    let arrays = arrays.ok_or_else(|| {
+        RunError::Arrow("internal error: a failed column batch without its error".into())
+    })?;
+    batch.returns.join(arrays, batch.rows)
 }

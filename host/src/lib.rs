@@ -38,6 +38,7 @@ mod pool;
 mod runner;
 mod stream;
 
+pub use arrow::ArrowStream;
 pub use arrow_array;
 pub use arrow_schema;
 pub use coil_ipc as ipc;

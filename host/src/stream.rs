@@ -389,6 +389,15 @@ impl Iterator for RowStream<'_> {
     }
 }
 
+/// What a column batch came back as: its results (none if it failed as a
+/// whole) and how many errors, of the next ones in the scheduler's ready
+/// queue, are its own (its rows' under the per-row policy, else at most
+/// one).
+struct ColumnAnswer {
+    array: Option<arrow_array::ArrayRef>,
+    errors: usize,
+}
+
 /// The scheduler behind a [`RowStream`], over any [`Executors`].
 pub(crate) struct Scheduler<E: Executors> {
     executors: E,
@@ -396,9 +405,9 @@ pub(crate) struct Scheduler<E: Executors> {
     flight: VecDeque<InFlight>,
     /// Answers in row order; errors boxed to keep the queue's items small.
     ready: VecDeque<Result<Value, Box<RunError>>>,
-    /// The results of column batches, in order (their rows' errors go to
+    /// What each column batch came back as, in order (its errors go to
     /// `ready`).
-    arrays: Vec<arrow_array::ArrayRef>,
+    columns: VecDeque<ColumnAnswer>,
     buffer: Vec<Row>,
     buffer_since: Option<Instant>,
     next_row: u64,
@@ -411,7 +420,7 @@ impl<E: Executors> Scheduler<E> {
             leases: Vec::new(),
             flight: VecDeque::new(),
             ready: VecDeque::new(),
-            arrays: Vec::new(),
+            columns: VecDeque::new(),
             buffer: Vec::new(),
             buffer_since: None,
             next_row: 0,
@@ -526,7 +535,35 @@ impl<E: Executors> Scheduler<E> {
 
     /// The results of the column batches answered so far, in order.
     pub(crate) fn take_arrays(&mut self) -> Vec<arrow_array::ArrayRef> {
-        std::mem::take(&mut self.arrays)
+        self.columns.drain(..).filter_map(|c| c.array).collect()
+    }
+
+    /// Takes answers back, oldest first, until `n` column batches have
+    /// come back (answered or failed) and are kept for
+    /// [`Scheduler::next_column`]: waiting for them if `wait`, else only
+    /// as far as answers are already back. Whether `n` have.
+    pub(crate) fn collect_columns(&mut self, n: usize, wait: bool) -> bool {
+        while self.columns.len() < n && !self.flight.is_empty() {
+            if !self.collect_oldest(wait) {
+                break;
+            }
+        }
+        self.columns.len() >= n
+    }
+
+    /// The oldest column batch that came back and is not taken yet: its
+    /// results (none if it failed as a whole) and its errors, in row order.
+    /// For a scheduler that sends only column batches (whose `ready` queue
+    /// so holds only their errors).
+    pub(crate) fn next_column(&mut self) -> Option<(Option<arrow_array::ArrayRef>, Vec<RunError>)> {
+        let answer = self.columns.pop_front()?;
+        let errors = (0..answer.errors)
+            .map(|_| match self.ready.pop_front() {
+                Some(Err(e)) => *e,
+                _ => RunError::Arrow("internal error: a column batch's error is missing".into()),
+            })
+            .collect();
+        Some((answer.array, errors))
     }
 
     /// Sends `columns` (Arrow arrays, `rows` long) as one batch in a
@@ -702,8 +739,7 @@ impl<E: Executors> Scheduler<E> {
                 let State::Failed(e) = entry.state else {
                     unreachable!("matched above")
                 };
-                self.count_error(&e);
-                self.ready.push_back(Err(e));
+                self.fail_batch(entry.columnar, e);
                 return true;
             }
             State::Done(_) => {
@@ -774,18 +810,15 @@ impl<E: Executors> Scheduler<E> {
                         self.move_off_retired();
                     }
                     Err(e) => {
-                        self.flight.pop_front();
-                        self.count_error(&e);
-                        self.ready.push_back(Err(Box::new(e)));
+                        let entry = self.flight.pop_front().expect("the oldest batch");
+                        self.fail_batch(entry.columnar, Box::new(e));
                     }
                 }
                 true
             }
             Reply::Error(e) => {
                 let entry = self.flight.pop_front().expect("the oldest batch");
-                let e = with_rows(e, entry.rows);
-                self.count_error(&e);
-                self.ready.push_back(Err(Box::new(e)));
+                self.fail_batch(entry.columnar, Box::new(with_rows(e, entry.rows)));
                 self.started_next_on(li);
                 true
             }
@@ -924,15 +957,23 @@ impl<E: Executors> Scheduler<E> {
                 // A failed row holds a null in the column; its error is
                 // queued in its turn (without its input, which stays in
                 // the caller's arrays).
-                self.arrays.push(column);
-                if self.executors.tuning().per_row {
+                let errors = if self.executors.tuning().per_row {
+                    let n = failed.len();
                     for (row, error) in failed {
                         self.fail_row(row, Vec::new(), error);
                     }
+                    n
                 } else if let Some((_, e)) = failed.into_iter().next() {
                     self.count_error(&e);
                     self.ready.push_back(Err(Box::new(e)));
-                }
+                    1
+                } else {
+                    0
+                };
+                self.columns.push_back(ColumnAnswer {
+                    array: Some(column),
+                    errors,
+                });
                 return;
             }
         };
@@ -957,6 +998,19 @@ impl<E: Executors> Scheduler<E> {
                 }
                 None => self.ready.push_back(Ok(v)),
             }
+        }
+    }
+
+    /// Queues the error of a batch that failed as a whole in its rows'
+    /// place (for a column batch, with no results).
+    fn fail_batch(&mut self, columnar: bool, e: Box<RunError>) {
+        self.count_error(&e);
+        self.ready.push_back(Err(e));
+        if columnar {
+            self.columns.push_back(ColumnAnswer {
+                array: None,
+                errors: 1,
+            });
         }
     }
 
