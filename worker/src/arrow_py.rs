@@ -1497,7 +1497,7 @@ pub fn result_wire_type(t: &DataType) -> DataType {
 }
 
 /// Whether the executor takes Arrow columns of type `t` (and builds
-/// results of it): the types [`ArrowColumn`] and [`ResultColumn`] convert.
+/// results of it): the types the executor converts to Python objects and back (docs/python.md).
 pub fn arrow_type_supported(t: &DataType) -> bool {
     ResultColumn::new(t).is_ok()
 }
