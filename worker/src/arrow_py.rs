@@ -1078,7 +1078,13 @@ impl ResultColumn {
             }
             let got = buf.to_vec(obj.py()).ok()?;
             let n = got.len();
-            v.extend_from_slice(&got);
+            // One copy out of Python: the vector itself when nothing was
+            // pushed before (the common case: a whole batch's result).
+            if v.is_empty() {
+                *v = got;
+            } else {
+                v.extend_from_slice(&got);
+            }
             Some(n)
         }
         let n = match &mut self.values {
