@@ -100,7 +100,9 @@ def _container(annotation):
 
 _MAKERS = {
     "numpy": ("numpy", lambda m, col: m.asarray(col)),
-    "pandas": ("pandas", lambda m, col: m.Series(col)),
+    # copy=False: a numpy array the executor made is the Series' own (pandas
+    # would copy it again otherwise).
+    "pandas": ("pandas", lambda m, col: m.Series(col, copy=False)),
     "arrow": ("pyarrow", lambda m, col: m.array(col)),
 }
 
