@@ -1359,3 +1359,35 @@ fn an_arrow_stream_refuses_a_column_it_cannot_send_before_sending_anything() {
         .to_string();
     assert!(e.contains("UdfSpec::returns"), "{e}");
 }
+
+#[test]
+fn under_skip_a_row_that_kills_or_hangs_its_worker_fails_alone_in_a_column_batch() {
+    let ints: ArrayRef = Arc::new(Int64Array::from_iter_values(0..40));
+    let want = Int64Array::from_iter((0..40).map(|i| (i != 13).then_some(i + 1)));
+    for (udf, extra) in [
+        ("sigkill", "python.fn-execution.timeout=30000"),
+        ("hangs", "python.fn-execution.timeout=500"),
+    ] {
+        let pairs = [
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=10",
+            "python.fn-execution.on-error=skip",
+            extra,
+        ];
+        let r = runner("faults.py", udf, UdfKind::Scalar, DataType::Int64, &pairs);
+        let (out, failed) = r.call_arrow_each(&batch(vec![ints.clone()])).unwrap();
+        assert_eq!(out.as_ref(), &want as &dyn Array, "{udf}");
+        let rows: Vec<u64> = failed.iter().map(|f| f.row).collect();
+        assert_eq!(rows, vec![13], "{udf}: {failed:?}");
+        // The stream's batches keep their rows too.
+        let mut stream = r.stream_arrow();
+        stream.push(&batch(vec![ints.clone()])).unwrap();
+        stream.push(&batch(vec![ints.slice(0, 5)])).unwrap();
+        let (first, failed) = stream.pull_each().unwrap().unwrap();
+        assert_eq!(first.as_ref(), &want as &dyn Array, "{udf}");
+        assert_eq!(failed.len(), 1, "{udf}");
+        let (second, _) = stream.pull_each().unwrap().unwrap();
+        assert_eq!(second.len(), 5, "{udf}");
+        assert!(stream.pull_each().is_none());
+    }
+}

@@ -246,7 +246,7 @@ impl Runner {
         let mut scheduler = Scheduler::new(self);
         scheduler.run_batches(
             columns.rows,
-            |s, rows| columns.send(s, rows),
+            |s, rows| columns.send(s, rows, &returns.wire),
             |v| match v {
                 Err(e) => error(e),
                 Ok(_) => Err(RunError::Arrow(
@@ -361,13 +361,13 @@ impl WireColumns {
     }
 
     /// Sends rows `rows` as one column batch (slices, not copies).
-    fn send(&self, scheduler: &mut Scheduler<&Runner>, rows: Range<usize>) {
+    fn send(&self, scheduler: &mut Scheduler<&Runner>, rows: Range<usize>, result: &DataType) {
         let slice: Vec<ArrayRef> = self
             .columns
             .iter()
             .map(|c| c.slice(rows.start, rows.len()))
             .collect();
-        scheduler.send_columns(rows.len(), &slice)
+        scheduler.send_columns(rows.len(), &slice, result)
     }
 }
 
@@ -443,7 +443,7 @@ impl ArrowStream<'_> {
         let mut at = 0;
         while at < columns.rows {
             let n = self.runner.batch_size().min(columns.rows - at);
-            columns.send(&mut self.scheduler, at..at + n);
+            columns.send(&mut self.scheduler, at..at + n, &returns.wire);
             at += n;
             slices += 1;
         }

@@ -233,6 +233,12 @@ struct InFlight {
     payload: Vec<u8>,
     /// The payload is a column frame, not rows.
     columnar: bool,
+    /// A column batch's result type (as it travels): a part that fails
+    /// alone answers with nulls of it.
+    column_type: Option<arrow_schema::DataType>,
+    /// A part of a column batch split after its executor broke: its answer
+    /// is joined with the next entry's into the batch's one answer.
+    joins_next: bool,
     /// When it was queued to be sent.
     queued: Instant,
     /// Times it was sent again after its executor died while running it.
@@ -398,6 +404,15 @@ struct ColumnAnswer {
     errors: usize,
 }
 
+/// The answers so far of a split column batch's parts.
+#[derive(Default)]
+struct Joining {
+    arrays: Vec<arrow_array::ArrayRef>,
+    errors: usize,
+    /// A part failed as a whole: the batch has no results.
+    failed: bool,
+}
+
 /// The scheduler behind a [`RowStream`], over any [`Executors`].
 pub(crate) struct Scheduler<E: Executors> {
     executors: E,
@@ -408,6 +423,9 @@ pub(crate) struct Scheduler<E: Executors> {
     /// What each column batch came back as, in order (its errors go to
     /// `ready`).
     columns: VecDeque<ColumnAnswer>,
+    /// The answers so far of the parts of a column batch that was split
+    /// (after its executor broke), to be joined into its one answer.
+    joining: Option<Joining>,
     buffer: Vec<Row>,
     buffer_since: Option<Instant>,
     next_row: u64,
@@ -421,6 +439,7 @@ impl<E: Executors> Scheduler<E> {
             flight: VecDeque::new(),
             ready: VecDeque::new(),
             columns: VecDeque::new(),
+            joining: None,
             buffer: Vec::new(),
             buffer_since: None,
             next_row: 0,
@@ -528,7 +547,7 @@ impl<E: Executors> Scheduler<E> {
     /// Sends `rows` as one batch (its failure, if any, is queued in order).
     fn send_rows(&mut self, rows: &[Row]) {
         let capacity = coil_proto::SEQ_LEN + coil_ipc::encoded_len(rows);
-        self.send_payload(rows.len(), false, capacity, |seq, out| {
+        self.send_payload(rows.len(), None, capacity, |seq, out| {
             Batch::encode(seq, rows, out).map_err(|e| e.to_string())
         });
     }
@@ -568,21 +587,28 @@ impl<E: Executors> Scheduler<E> {
 
     /// Sends `columns` (Arrow arrays, `rows` long) as one batch in a
     /// column frame.
-    pub(crate) fn send_columns(&mut self, rows: usize, columns: &[arrow_array::ArrayRef]) {
+    /// Its results come back as one array of `result_type`.
+    pub(crate) fn send_columns(
+        &mut self,
+        rows: usize,
+        columns: &[arrow_array::ArrayRef],
+        result_type: &arrow_schema::DataType,
+    ) {
         // A first guess; the frame grows as it needs (a slice's arrays
         // report their whole column's memory, so that is no guide).
         let capacity = 64 + rows * 16 * columns.len();
-        self.send_payload(rows, true, capacity, |seq, out| {
+        self.send_payload(rows, Some(result_type.clone()), capacity, |seq, out| {
             coil_proto::Columns::encode(seq, rows, columns, out).map_err(|e| e.to_string())
         });
     }
 
     /// Sends a batch of `rows` rows, which `encode` writes (with its
-    /// sequence number) as rows or, if `columnar`, as a column frame.
+    /// sequence number) as rows or, with a `column_type` (its results'),
+    /// as a column frame.
     fn send_payload(
         &mut self,
         rows: usize,
-        columnar: bool,
+        column_type: Option<arrow_schema::DataType>,
         capacity: usize,
         encode: impl FnOnce(u64, &mut Vec<u8>) -> Result<(), String>,
     ) {
@@ -599,7 +625,9 @@ impl<E: Executors> Scheduler<E> {
             seq,
             rows: range.clone(),
             payload: Vec::with_capacity(capacity),
-            columnar,
+            columnar: column_type.is_some(),
+            column_type,
+            joins_next: false,
             queued: Instant::now(),
             attempts: 0,
             free_resends: 0,
@@ -735,11 +763,11 @@ impl<E: Executors> Scheduler<E> {
         };
         match front.state {
             State::Failed(_) => {
-                let entry = self.flight.pop_front().expect("the oldest batch");
-                let State::Failed(e) = entry.state else {
+                let mut entry = self.flight.pop_front().expect("the oldest batch");
+                let State::Failed(e) = std::mem::replace(&mut entry.state, State::Unsent) else {
                     unreachable!("matched above")
                 };
-                self.fail_batch(entry.columnar, e);
+                self.fail_batch(&entry, e);
                 return true;
             }
             State::Done(_) => {
@@ -811,14 +839,15 @@ impl<E: Executors> Scheduler<E> {
                     }
                     Err(e) => {
                         let entry = self.flight.pop_front().expect("the oldest batch");
-                        self.fail_batch(entry.columnar, Box::new(e));
+                        self.fail_batch(&entry, Box::new(e));
                     }
                 }
                 true
             }
             Reply::Error(e) => {
                 let entry = self.flight.pop_front().expect("the oldest batch");
-                self.fail_batch(entry.columnar, Box::new(with_rows(e, entry.rows)));
+                let e = Box::new(with_rows(e, entry.rows.clone()));
+                self.fail_batch(&entry, e);
                 self.started_next_on(li);
                 true
             }
@@ -970,10 +999,7 @@ impl<E: Executors> Scheduler<E> {
                 } else {
                     0
                 };
-                self.columns.push_back(ColumnAnswer {
-                    array: Some(column),
-                    errors,
-                });
+                self.column_answer(entry.joins_next, Some(column), errors);
                 return;
             }
         };
@@ -1003,15 +1029,61 @@ impl<E: Executors> Scheduler<E> {
 
     /// Queues the error of a batch that failed as a whole in its rows'
     /// place (for a column batch, with no results).
-    fn fail_batch(&mut self, columnar: bool, e: Box<RunError>) {
+    fn fail_batch(&mut self, entry: &InFlight, e: Box<RunError>) {
+        // A row that failed alone (a part of a split column batch) still
+        // answers: a null in its place.
+        let nulls = match (&*e, &entry.column_type) {
+            (RunError::Row(_), Some(t)) => Some(arrow_array::new_null_array(
+                t,
+                (entry.rows.end - entry.rows.start) as usize,
+            )),
+            _ => None,
+        };
         self.count_error(&e);
         self.ready.push_back(Err(e));
-        if columnar {
-            self.columns.push_back(ColumnAnswer {
-                array: None,
-                errors: 1,
-            });
+        if entry.columnar {
+            self.column_answer(entry.joins_next, nulls, 1);
         }
+    }
+
+    /// Records a column batch's (or a part's) answer: its results (`None`
+    /// if it failed as a whole) and how many errors it queued; a part
+    /// that `joins_next` waits for the rest of its batch.
+    fn column_answer(
+        &mut self,
+        joins_next: bool,
+        array: Option<arrow_array::ArrayRef>,
+        errors: usize,
+    ) {
+        if !joins_next && self.joining.is_none() {
+            self.columns.push_back(ColumnAnswer { array, errors });
+            return;
+        }
+        let j = self.joining.get_or_insert_with(Joining::default);
+        j.errors += errors;
+        match array {
+            Some(a) => j.arrays.push(a),
+            None => j.failed = true,
+        }
+        if joins_next {
+            return;
+        }
+        let j = self.joining.take().expect("joining");
+        let array = if j.failed {
+            None
+        } else {
+            join_arrays(&j.arrays)
+        };
+        let errors = if array.is_none() && !j.failed {
+            // Could not be joined: the batch fails, one error more.
+            self.ready.push_back(Err(Box::new(RunError::Arrow(
+                "internal error: the parts of a split batch do not join".into(),
+            ))));
+            j.errors + 1
+        } else {
+            j.errors
+        };
+        self.columns.push_back(ColumnAnswer { array, errors });
     }
 
     /// Queues row `row`'s own error in its place.
@@ -1039,12 +1111,28 @@ impl<E: Executors> Scheduler<E> {
         let named = named
             .filter(|r| rows.contains(r))
             .filter(|_| self.executors.kind() != UdfKind::Vectorized);
-        let mut args = front.args();
+        // A column batch's parts are slices of its columns (decoded again
+        // from its frame, which this host wrote); a row batch's, its rows.
+        let (columnar, column_type, joins_next) =
+            (front.columnar, front.column_type.clone(), front.joins_next);
+        let columns = if columnar {
+            match coil_proto::Columns::decode(&front.payload[..]) {
+                Ok(d) if d.rows as u64 == rows.end - rows.start => Some(d.columns),
+                _ => return Err(e),
+            }
+        } else {
+            None
+        };
+        let mut args = if columnar {
+            vec![Row::new(); (rows.end - rows.start) as usize]
+        } else {
+            front.args()
+        };
         if args.len() as u64 != rows.end - rows.start {
             return Err(e);
         }
         let attempts = front.attempts;
-        let mut entries = Vec::new();
+        let mut entries: Vec<InFlight> = Vec::new();
         let mut part = |range: Range<u64>, args: &[Row], failed: Option<RunError>| {
             if range.is_empty() {
                 return;
@@ -1062,7 +1150,18 @@ impl<E: Executors> Scheduler<E> {
                     error,
                 ))),
                 None => {
-                    Batch::encode(seq, args, &mut payload).expect("these rows encoded before");
+                    match &columns {
+                        Some(columns) => {
+                            let at = (range.start - rows.start) as usize;
+                            let n = (range.end - range.start) as usize;
+                            let slices: Vec<arrow_array::ArrayRef> =
+                                columns.iter().map(|c| c.slice(at, n)).collect();
+                            coil_proto::Columns::encode(seq, n, &slices, &mut payload)
+                                .expect("these columns encoded before");
+                        }
+                        None => Batch::encode(seq, args, &mut payload)
+                            .expect("these rows encoded before"),
+                    }
                     State::Unsent
                 }
             };
@@ -1071,7 +1170,11 @@ impl<E: Executors> Scheduler<E> {
                 seq,
                 rows: range,
                 payload,
-                columnar: false,
+                columnar,
+                column_type: column_type.clone(),
+                // Set below: every part's answer joins the next one's, up to
+                // the last part, which ends the batch as the batch would.
+                joins_next: false,
                 queued: Instant::now(),
                 attempts,
                 free_resends: 0,
@@ -1085,13 +1188,19 @@ impl<E: Executors> Scheduler<E> {
                 part(r..r + 1, &args[at(r)..=at(r)], Some(e));
                 part(r + 1..rows.end, &args[at(r) + 1..], None);
             }
-            None if rows.end - rows.start == 1 => part(rows, &args, Some(e)),
+            None if rows.end - rows.start == 1 => part(rows.clone(), &args, Some(e)),
             None => {
                 for (i, row) in args.iter_mut().enumerate() {
                     let r = rows.start + i as u64;
                     part(r..r + 1, std::slice::from_ref(row), None);
                 }
             }
+        }
+        for entry in entries.iter_mut() {
+            entry.joins_next = columnar;
+        }
+        if let Some(last) = entries.last_mut() {
+            last.joins_next = joins_next;
         }
         self.flight.pop_front();
         let unsent = entries
@@ -1183,6 +1292,18 @@ impl<E: Executors> Scheduler<E> {
             }
         }
     }
+}
+
+/// Arrays of one type, one after another, as one (`None` if they cannot
+/// be joined).
+fn join_arrays(arrays: &[arrow_array::ArrayRef]) -> Option<arrow_array::ArrayRef> {
+    let data: Vec<_> = arrays.iter().map(|a| a.to_data()).collect();
+    let total = data.iter().map(|d| d.len()).sum();
+    let mut out = arrow_data::transform::MutableArrayData::new(data.iter().collect(), false, total);
+    for (i, d) in data.iter().enumerate() {
+        out.try_extend(i, 0, d.len()).ok()?;
+    }
+    Some(arrow_array::make_array(out.freeze()))
 }
 
 impl<E: Executors> Drop for Scheduler<E> {
