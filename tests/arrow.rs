@@ -1391,3 +1391,43 @@ fn under_skip_a_row_that_kills_or_hangs_its_worker_fails_alone_in_a_column_batch
         assert!(stream.pull_each().is_none());
     }
 }
+
+#[test]
+fn declared_argument_types_are_checked_when_the_runner_starts_and_on_every_batch() {
+    let spec = |args: Vec<DataType>| {
+        UdfSpec::new(format!(
+            "{}:inc_or_none",
+            udfs().join("arrow_udfs.py").display()
+        ))
+        .returns(DataType::Int64)
+        .args(args)
+    };
+    let pairs = ["python.worker-count=1"];
+    let months = DataType::Interval(coil_host::arrow_schema::IntervalUnit::YearMonth);
+    let e = match Runner::with_worker_command(&config(&pairs), spec(vec![months]), worker()) {
+        Ok(_) => panic!("an interval argument was taken"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(
+            &e,
+            coil_host::StartError::UnsupportedArgument { column: 0, .. }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("argument 0 is declared Interval(YearMonth)"),
+        "{e}"
+    );
+    let r = Runner::with_worker_command(&config(&pairs), spec(vec![DataType::Int64]), worker())
+        .unwrap();
+    let ints: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    assert_eq!(
+        r.call_arrow(&batch(vec![ints])).unwrap().as_ref(),
+        &Int64Array::from(vec![2, 3]) as &dyn Array
+    );
+    let words: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+    let e = r.call_arrow(&batch(vec![words])).unwrap_err().to_string();
+    assert!(e.contains("declared [Int64]"), "{e}");
+}

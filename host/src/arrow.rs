@@ -242,7 +242,7 @@ impl Runner {
         mut error: impl FnMut(RunError) -> Result<(), RunError>,
     ) -> Result<ArrayRef, RunError> {
         let returns = Returns::of(self, table)?;
-        let columns = WireColumns::of(batch)?;
+        let columns = WireColumns::of(self, batch)?;
         let mut scheduler = Scheduler::new(self);
         scheduler.run_batches(
             columns.rows,
@@ -342,8 +342,17 @@ struct WireColumns {
 }
 
 impl WireColumns {
-    /// `batch`'s columns, or which one cannot travel.
-    fn of(batch: &RecordBatch) -> Result<WireColumns, RunError> {
+    /// `batch`'s columns, or which one cannot travel (or, when the UDF
+    /// declares its arguments' types, is not of its declared type).
+    fn of(runner: &Runner, batch: &RecordBatch) -> Result<WireColumns, RunError> {
+        if let Some(args) = &runner.spec().args {
+            let got: Vec<&DataType> = batch.columns().iter().map(|c| c.data_type()).collect();
+            if got.len() != args.len() || got.iter().zip(args).any(|(g, a)| *g != a) {
+                return Err(RunError::Arrow(format!(
+                    "the batch's columns are {got:?}, the UDF's arguments are declared {args:?} (UdfSpec::args)"
+                )));
+            }
+        }
         let mut columns = Vec::with_capacity(batch.num_columns());
         for (column, c) in batch.columns().iter().enumerate() {
             if wire_type(c.data_type()).is_none() {
@@ -438,7 +447,7 @@ impl ArrowStream<'_> {
     /// table UDF. The stream goes on without the batch.
     pub fn push(&mut self, batch: &RecordBatch) -> Result<(), RunError> {
         let returns = Returns::of(self.runner, false)?;
-        let columns = WireColumns::of(batch)?;
+        let columns = WireColumns::of(self.runner, batch)?;
         let mut slices = 0;
         let mut at = 0;
         while at < columns.rows {

@@ -182,6 +182,15 @@ pub enum StartError {
         /// The one asked for now.
         asked: String,
     },
+    /// An argument type declared with `UdfSpec::args` is not one coil
+    /// takes (the types are in docs/python.md).
+    #[error("argument {column} is declared {data_type}, which coil does not take (see docs/python.md for the Arrow types it maps to Python)")]
+    UnsupportedArgument {
+        /// The argument's index.
+        column: usize,
+        /// Its declared type.
+        data_type: arrow_schema::DataType,
+    },
     /// The return type declared with `UdfSpec::returns` is not one coil
     /// builds results of (the types are in docs/python.md).
     #[error("the declared return type {0} is not one coil builds results of (see docs/python.md for the Arrow types it maps to Python)")]

@@ -137,6 +137,14 @@ impl Runner {
                 return Err(StartError::UnsupportedReturnType(t.clone()));
             }
         }
+        for (column, t) in spec.args.iter().flatten().enumerate() {
+            if crate::arrow::wire_type(t).is_none() {
+                return Err(StartError::UnsupportedArgument {
+                    column,
+                    data_type: t.clone(),
+                });
+            }
+        }
         let env = crate::env::resolve(config)?;
         let mut spec = spec;
         if let Some(env) = &env {

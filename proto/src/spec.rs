@@ -82,6 +82,9 @@ pub struct UdfSpec {
     /// The Arrow type of the UDF's results, for hosts that run it over
     /// Arrow columns (`Runner::call_arrow`).
     pub returns: Option<arrow_schema::DataType>,
+    /// The Arrow types of the UDF's arguments, when the host knows them
+    /// up front: checked when the runner starts, and against every batch.
+    pub args: Option<Vec<arrow_schema::DataType>>,
 }
 
 impl UdfSpec {
@@ -94,6 +97,7 @@ impl UdfSpec {
             sys_path: Vec::new(),
             site_dirs: Vec::new(),
             returns: None,
+            args: None,
         }
     }
 
@@ -106,6 +110,13 @@ impl UdfSpec {
     /// Declares the Arrow type of the UDF's results.
     pub fn returns(mut self, data_type: arrow_schema::DataType) -> Self {
         self.returns = Some(data_type);
+        self
+    }
+
+    /// Declares the Arrow types of the UDF's arguments (one per column of
+    /// the batches a host will pass).
+    pub fn args(mut self, types: impl IntoIterator<Item = arrow_schema::DataType>) -> Self {
+        self.args = Some(types.into_iter().collect());
         self
     }
 
