@@ -1431,3 +1431,48 @@ fn declared_argument_types_are_checked_when_the_runner_starts_and_on_every_batch
     let e = r.call_arrow(&batch(vec![words])).unwrap_err().to_string();
     assert!(e.contains("declared [Int64]"), "{e}");
 }
+
+#[test]
+fn views_and_dictionaries_inside_lists_and_structs_travel_both_ways() {
+    use coil_host::arrow_array::builder::{ListBuilder, StringViewBuilder};
+    use coil_host::arrow_array::{StringViewArray, StructArray};
+    use coil_host::arrow_schema::Fields;
+    let mut lb = ListBuilder::new(StringViewBuilder::new());
+    lb.values().append_value("a rather long string in a view");
+    lb.values().append_null();
+    lb.append(true);
+    lb.append(false);
+    lb.values().append_value("z");
+    lb.append(true);
+    let lists: ArrayRef = Arc::new(lb.finish());
+    let fields = Fields::from(vec![Field::new("v", DataType::Utf8View, true)]);
+    let structs: ArrayRef = Arc::new(StructArray::new(
+        fields,
+        vec![Arc::new(StringViewArray::from(vec![
+            Some("p"),
+            None,
+            Some("q"),
+        ]))],
+        None,
+    ));
+    for mode in modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let pairs = ["python.worker-count=1", conf.as_str()];
+        for column in [&lists, &structs] {
+            let r = runner(
+                "arrow_udfs.py",
+                "same",
+                UdfKind::Scalar,
+                column.data_type().clone(),
+                &pairs,
+            );
+            let out = r.call_arrow(&batch(vec![column.clone()])).unwrap();
+            assert_eq!(
+                out.as_ref(),
+                column.as_ref(),
+                "{mode}: {}",
+                column.data_type()
+            );
+        }
+    }
+}

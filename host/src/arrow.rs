@@ -24,19 +24,19 @@ use crate::stream::Scheduler;
 use crate::{RowError, RunError, Runner, UdfKind};
 
 /// The type a column of type `t` travels as: views as their plain types,
-/// dictionaries as their values' type; `None` if it cannot travel.
+/// dictionaries as their values' type, at any depth; `None` if it cannot
+/// travel.
 pub(crate) fn wire_type(t: &DataType) -> Option<DataType> {
-    let plain = match t {
-        DataType::Utf8View => DataType::Utf8,
-        DataType::BinaryView => DataType::Binary,
-        DataType::Dictionary(_, values) => wire_type(values)?,
-        t => t.clone(),
-    };
+    let plain = coil_worker::plain_type(t, true);
     coil_worker::arrow_type_supported(&plain).then_some(plain)
 }
 
 /// `a` as the plain array its type travels as (see [`wire_type`]).
 fn to_wire(a: &ArrayRef) -> Result<ArrayRef, RunError> {
+    let plain = coil_worker::plain_type(a.data_type(), true);
+    if &plain == a.data_type() {
+        return Ok(a.clone());
+    }
     let overflow = |e: arrow_schema::ArrowError| RunError::Arrow(e.to_string());
     Ok(match a.data_type() {
         DataType::Utf8View => Arc::new(StringArray::from_iter(a.as_string_view().iter())),
@@ -58,18 +58,60 @@ fn to_wire(a: &ArrayRef) -> Result<ArrayRef, RunError> {
             }
             arrow_array::make_array(out.freeze())
         }
-        _ => a.clone(),
+        // A nested type holding views or dictionaries: its children
+        // converted, its own buffers kept.
+        _ => {
+            let data = a.to_data();
+            let children = data
+                .child_data()
+                .iter()
+                .map(|c| to_wire(&arrow_array::make_array(c.clone())).map(|c| c.to_data()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let data = data
+                .into_builder()
+                .data_type(plain)
+                .child_data(children)
+                .build()
+                .map_err(overflow)?;
+            arrow_array::make_array(data)
+        }
     })
 }
 
-/// The array `a` (of the wire type of `declared`) as `declared`: views
-/// built from their plain arrays.
-fn from_wire(a: ArrayRef, declared: &DataType) -> ArrayRef {
-    match declared {
+/// The array `a` (of the wire type of `declared`) as `declared`: views,
+/// at any depth, built from their plain arrays.
+fn from_wire(a: ArrayRef, declared: &DataType) -> Result<ArrayRef, RunError> {
+    if a.data_type() == declared {
+        return Ok(a);
+    }
+    Ok(match declared {
         DataType::Utf8View => Arc::new(StringViewArray::from_iter(a.as_string::<i32>().iter())),
         DataType::BinaryView => Arc::new(BinaryViewArray::from_iter(a.as_binary::<i32>().iter())),
-        _ => a,
-    }
+        t => {
+            let fields: Vec<DataType> = match t {
+                DataType::List(f)
+                | DataType::LargeList(f)
+                | DataType::FixedSizeList(f, _)
+                | DataType::Map(f, _) => vec![f.data_type().clone()],
+                DataType::Struct(fs) => fs.iter().map(|f| f.data_type().clone()).collect(),
+                _ => return Ok(a),
+            };
+            let data = a.to_data();
+            let children = data
+                .child_data()
+                .iter()
+                .zip(&fields)
+                .map(|(c, t)| from_wire(arrow_array::make_array(c.clone()), t).map(|c| c.to_data()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let data = data
+                .into_builder()
+                .data_type(t.clone())
+                .child_data(children)
+                .build()
+                .map_err(|e| RunError::Arrow(e.to_string()))?;
+            arrow_array::make_array(data)
+        }
+    })
 }
 
 /// The arrays one after another, as one.
@@ -323,7 +365,7 @@ impl Returns {
         let joined = if self.table {
             joined
         } else {
-            from_wire(joined, &self.declared)
+            from_wire(joined, &self.declared)?
         };
         if joined.len() != rows {
             return Err(RunError::Arrow(format!(

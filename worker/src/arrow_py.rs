@@ -1495,9 +1495,32 @@ pub(crate) fn type_of_description(d: &Bound<'_, PyAny>) -> Option<DataType> {
 /// view type as its plain type (views do not travel in column frames; the
 /// host makes them views again).
 pub fn result_wire_type(t: &DataType) -> DataType {
+    plain_type(t, false)
+}
+
+/// `t` with every view type (at any depth) as its plain type, and, if
+/// `dictionaries`, every dictionary as its values' type.
+pub fn plain_type(t: &DataType, dictionaries: bool) -> DataType {
+    use arrow_schema::{Field, FieldRef, Fields};
+    let field = |f: &FieldRef| -> FieldRef {
+        Arc::new(
+            Field::new(
+                f.name(),
+                plain_type(f.data_type(), dictionaries),
+                f.is_nullable(),
+            )
+            .with_metadata(f.metadata().clone()),
+        )
+    };
     match t {
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
+        DataType::Dictionary(_, v) if dictionaries => plain_type(v, dictionaries),
+        DataType::List(f) => DataType::List(field(f)),
+        DataType::LargeList(f) => DataType::LargeList(field(f)),
+        DataType::FixedSizeList(f, n) => DataType::FixedSizeList(field(f), *n),
+        DataType::Map(f, sorted) => DataType::Map(field(f), *sorted),
+        DataType::Struct(fs) => DataType::Struct(fs.iter().map(field).collect::<Fields>()),
         t => t.clone(),
     }
 }
