@@ -88,14 +88,10 @@ fn from_wire(a: ArrayRef, declared: &DataType) -> Result<ArrayRef, RunError> {
         DataType::Utf8View => Arc::new(StringViewArray::from_iter(a.as_string::<i32>().iter())),
         DataType::BinaryView => Arc::new(BinaryViewArray::from_iter(a.as_binary::<i32>().iter())),
         t => {
-            let fields: Vec<DataType> = match t {
-                DataType::List(f)
-                | DataType::LargeList(f)
-                | DataType::FixedSizeList(f, _)
-                | DataType::Map(f, _) => vec![f.data_type().clone()],
-                DataType::Struct(fs) => fs.iter().map(|f| f.data_type().clone()).collect(),
-                _ => return Ok(a),
-            };
+            let fields = coil_worker::child_types(t);
+            if fields.is_empty() {
+                return Ok(a);
+            }
             let data = a.to_data();
             let children = data
                 .child_data()

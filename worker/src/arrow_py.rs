@@ -1262,20 +1262,27 @@ fn refuse(t: &DataType, obj: &Bound<'_, PyAny>, why: &str) -> String {
     )
 }
 
-/// `data` as `t`, a type equal to its own but for nested fields' names
-/// (and metadata): the same buffers, children retyped to `t`'s fields.
-fn retyped(
-    data: arrow_data::ArrayData,
-    t: &DataType,
-) -> Result<arrow_data::ArrayData, arrow_schema::ArrowError> {
-    let fields: Vec<DataType> = match t {
+/// The types of a nested type's children, in the order of its child
+/// arrays (a list's or map's one child, a struct's fields); none for other
+/// types.
+pub fn child_types(t: &DataType) -> Vec<DataType> {
+    match t {
         DataType::List(f)
         | DataType::LargeList(f)
         | DataType::FixedSizeList(f, _)
         | DataType::Map(f, _) => vec![f.data_type().clone()],
         DataType::Struct(fs) => fs.iter().map(|f| f.data_type().clone()).collect(),
         _ => Vec::new(),
-    };
+    }
+}
+
+/// `data` as `t`, a type equal to its own but for nested fields' names
+/// (and metadata): the same buffers, children retyped to `t`'s fields.
+fn retyped(
+    data: arrow_data::ArrayData,
+    t: &DataType,
+) -> Result<arrow_data::ArrayData, arrow_schema::ArrowError> {
+    let fields = child_types(t);
     let children = data
         .child_data()
         .iter()

@@ -587,13 +587,7 @@ impl Executor {
             Err(e) if !per_row => Err(e),
             Err(_) => {
                 for row in 0..rows {
-                    let one: Vec<Bound<'_, PyAny>> = columns
-                        .iter()
-                        .map(|c| {
-                            let item = c.get_item(row as usize).expect("a row of the batch");
-                            PyList::new(py, [item]).expect("a one-item list").into_any()
-                        })
-                        .collect();
+                    let one = one_row(py, columns, row);
                     let put = self
                         .call_vectorized(py, &one, 1, row, "vector_result")
                         .and_then(|result| {
@@ -920,13 +914,7 @@ impl Executor {
             // so that only the rows that fail are reported.
             Err(_) => {
                 for row in 0..rows {
-                    let one: Vec<Bound<'_, PyAny>> = columns
-                        .iter()
-                        .map(|c| {
-                            let item = c.get_item(row as usize).expect("a row of the batch");
-                            PyList::new(py, [item]).expect("a one-item list").into_any()
-                        })
-                        .collect();
+                    let one = one_row(py, columns, row);
                     let mark = enc.written();
                     let put = self
                         .call_vectorized(py, &one, 1, row, "vector_result")
@@ -1025,6 +1013,21 @@ impl Executor {
         }
         Ok(())
     }
+}
+
+/// Row `row` of a vectorized batch's `columns`, as one-item columns.
+fn one_row<'py>(
+    py: Python<'py>,
+    columns: &[Bound<'py, PyAny>],
+    row: u32,
+) -> Vec<Bound<'py, PyAny>> {
+    columns
+        .iter()
+        .map(|c| {
+            let item = c.get_item(row as usize).expect("a row of the batch");
+            PyList::new(py, [item]).expect("a one-item list").into_any()
+        })
+        .collect()
 }
 
 /// A row's arguments: on the stack for up to eight.

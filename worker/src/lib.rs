@@ -45,7 +45,7 @@ mod serve;
 mod subinterp;
 mod timing;
 
-pub use arrow_py::{arrow_type_supported, plain_type, result_wire_type};
+pub use arrow_py::{arrow_type_supported, child_types, plain_type, result_wire_type};
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
