@@ -542,3 +542,44 @@ fn a_late_timeout_does_not_fire_in_the_next_call() {
         }
     }
 }
+
+#[test]
+fn a_udf_given_by_its_source_runs_in_every_mode() {
+    use coil_host::udf_from_source;
+    let source = "import re\n\ndef slug(title):\n    return re.sub(r'\\W+', '-', title.lower()).strip('-')\n";
+    let spec = udf_from_source(source, "slug").unwrap();
+    // The same source is the same file; another is another.
+    assert_eq!(udf_from_source(source, "slug").unwrap().target, spec.target);
+    assert_ne!(
+        udf_from_source("def slug(t):\n    return t\n", "slug")
+            .unwrap()
+            .target,
+        spec.target
+    );
+    for mode in crate::util::modes() {
+        let conf = format!("python.execution-mode={mode}");
+        let r = coil_host::Runner::with_worker_command(
+            &crate::util::config(&["python.worker-count=1", conf.as_str()]),
+            spec.clone(),
+            crate::util::worker(),
+        )
+        .unwrap();
+        let out = r.call(&[vec![Value::Str("Hello, World!".into())]]).unwrap();
+        assert_eq!(out, vec![Value::Str("hello-world".into())], "{mode}");
+    }
+    // A syntax error is the runner's load error, with its traceback.
+    let broken = udf_from_source("def slug(title)\n    return title\n", "slug").unwrap();
+    let e = coil_host::Runner::with_worker_command(
+        &crate::util::config(&["python.worker-count=1"]),
+        broken,
+        crate::util::worker(),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains("SyntaxError"), "{e}");
+    assert!(matches!(
+        udf_from_source("def f(): pass", "not a name"),
+        Err(coil_host::InlineError::BadName(_))
+    ));
+}

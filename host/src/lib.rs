@@ -32,6 +32,7 @@ mod arrow;
 mod config;
 mod env;
 mod error;
+mod inline;
 mod link;
 mod metrics;
 mod pool;
@@ -51,6 +52,7 @@ pub use config::{
 };
 pub use env::{resolve as resolve_environment, PythonEnv};
 pub use error::{Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
+pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
 pub use runner::Runner;
