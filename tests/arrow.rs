@@ -1163,7 +1163,8 @@ fn an_arrow_stream_takes_pushes_and_pulls_interleaved() {
         match stream.try_pull() {
             Some(out) => break out.unwrap(),
             None => {
-                assert!(started.elapsed().as_secs() < 30, "never came back");
+                // A liveness bound only, far beyond any run's time.
+                assert!(started.elapsed().as_secs() < 300, "never came back");
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }

@@ -454,14 +454,8 @@ impl Executor {
                             parts[1] += t2.wrapping_sub(t1);
                             parts[2] += t3.wrapping_sub(t2);
                         }
-                        match done {
-                            Ok(()) => {}
-                            Err(e) if per_row => {
-                                let fault = self.row_fault(e)?;
-                                self.failures.push(RowFailure { row, fault });
-                                results.push_null();
-                            }
-                            Err(e) => return Err(e),
+                        if let Err(e) = done {
+                            self.fail_in_column(&mut results, row, e, per_row)?;
                         }
                     }
                     Ok(crate::timing::split_times(t0.elapsed(), parts))
@@ -602,9 +596,7 @@ impl Executor {
                             BatchError::BadRow { message, .. } => bad_row(row, message),
                             e => e,
                         };
-                        let fault = self.row_fault(e)?;
-                        self.failures.push(RowFailure { row, fault });
-                        results.push_null();
+                        self.fail_in_column(results, row, e, true)?;
                     }
                 }
                 // Called again row by row: all of it counts as Python.
@@ -641,6 +633,25 @@ impl Executor {
             .into_any())
     }
 
+    /// Under `per_row`, records row `row` of a column batch as failed with
+    /// `e` and puts a null in its place in `results`; otherwise (or if `e`
+    /// is the batch's, not the row's) returns `e`.
+    fn fail_in_column(
+        &mut self,
+        results: &mut crate::arrow_py::ResultColumn,
+        row: u32,
+        e: BatchError,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        if !per_row {
+            return Err(e);
+        }
+        let fault = self.row_fault(e)?;
+        self.failures.push(RowFailure { row, fault });
+        results.push_null();
+        Ok(())
+    }
+
     /// Appends each item of a vectorized UDF's result to `results`, each
     /// checked to fit; under `per_row` an item that does not is its row's
     /// failure. Returns `python`.
@@ -661,14 +672,8 @@ impl Executor {
                     .push(kit, &item)
                     .map_err(|m| bad_row(row, format!("result: {m}")))
             });
-            match put {
-                Ok(()) => {}
-                Err(e) if per_row => {
-                    let fault = self.row_fault(e)?;
-                    self.failures.push(RowFailure { row, fault });
-                    results.push_null();
-                }
-                Err(e) => return Err(e),
+            if let Err(e) = put {
+                self.fail_in_column(results, row, e, per_row)?;
             }
         }
         Ok(python)
