@@ -1,7 +1,8 @@
 //! The library behind the `coil` command line: JSON Lines to rows and back
 //! ([`json`]), Arrow IPC streams' type names and values ([`arrow`]), and
 //! `coil bench`, which measures a UDF in every execution mode and advises
-//! one ([`bench`](mod@bench)). The `coil` binary only parses
+//! one ([`bench`](mod@bench)), and, with feature `sql`, `coil sql`
+//! (`sql`: DataFusion with Python UDFs). The `coil` binary only parses
 //! arguments, calls these, and maps errors to exit codes.
 //!
 //! The product's API is `coil-host` (with `coil-ipc` and `coil-worker`
@@ -23,3 +24,5 @@
 pub mod arrow;
 pub mod bench;
 pub mod json;
+#[cfg(feature = "sql")]
+pub mod sql;

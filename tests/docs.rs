@@ -9,13 +9,17 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `PREFIX [-p PACKAGE] FLAG TARGET ...` as `(PACKAGE, TARGET)`, e.g.
+/// `PREFIX [--features F] [-p PACKAGE] FLAG TARGET ...` as `(PACKAGE, TARGET)`, e.g.
 /// `cargo bench -p coil-testkit --bench ring` with prefix `cargo bench` and
 /// flag `--bench`.
 fn target_of<'a>(cmd: &'a str, prefix: &str, flag: &str) -> Option<(Option<&'a str>, &'a str)> {
     let mut words = cmd.strip_prefix(prefix)?.split_whitespace();
     let mut word = words.next()?;
     let mut package = None;
+    if word == "--features" {
+        words.next()?;
+        word = words.next()?;
+    }
     if word == "-p" {
         package = Some(words.next()?);
         word = words.next()?;
@@ -165,6 +169,9 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
         {
             continue; // CI's own steps (the 3.12 build and the tests run there)
         }
+        if cmd.contains("--features sql") && !cfg!(feature = "sql") {
+            continue; // `coil sql`: run when the tests are built with it
+        }
         // Run it, with the `coil` this test was built with; charts go to a
         // scratch directory, not over the ones the docs show.
         let scratch = std::env::temp_dir().join(format!("coil-docs-{}", std::process::id()));
@@ -172,6 +179,8 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
         let runnable = cmd
             .replace("cargo run -q --release --bin coil --", coil)
             .replace("cargo run --release --bin coil --", coil)
+            .replace("cargo run -q --release --features sql --bin coil --", coil)
+            .replace("cargo run --release --features sql --bin coil --", coil)
             .replace(
                 "--plot docs/img/",
                 &format!("--plot {}/", scratch.display()),

@@ -21,6 +21,8 @@
 //! - `arrow`: `Runner::call_arrow`, Arrow columns in and out, in every
 //!   mode.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
+//! - `sql` (feature `sql`): Python UDFs in DataFusion SQL (coil-datafusion)
+//!   and `coil sql`.
 //! - `docs`: every command in the README and `docs/` runs as written.
 //!
 //! Rings between this process and a peer process (no Python) are tested in
@@ -36,5 +38,7 @@ mod on_error;
 mod process;
 mod recovery;
 mod soak;
+#[cfg(feature = "sql")]
+mod sql;
 mod subinterp;
 mod util;

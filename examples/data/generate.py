@@ -1,6 +1,8 @@
 """Writes examples/data/titles.jsonl: deterministic product titles, one JSON
-array of UDF arguments per line, for the README's demo. Run it again to
+array of UDF arguments per line, for the README's demo; and the same rows as
+examples/data/products.csv (id, title, stars) for its `coil sql` line. Run it again to
 regenerate the file (same output every time)."""
+import csv
 import json
 import pathlib
 import random
@@ -13,3 +15,10 @@ with out.open("w", encoding="utf-8") as f:
     for i in range(1000):
         title = f"  {rng.choice(adjectives)}  {rng.choice(things)} -- model {rng.randint(1, 99)}! "
         f.write(json.dumps([title, rng.randint(1, 5)], ensure_ascii=False) + "\n")
+
+rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+with out.with_name("products.csv").open("w", encoding="utf-8", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["id", "title", "stars"])
+    for i, (title, stars) in enumerate(rows):
+        w.writerow([i, title, stars])

@@ -163,6 +163,8 @@ pub(crate) struct Link {
     /// The Arrow type of the UDF's results, as the executor said when it
     /// was ready (declared, or read from the return annotation).
     returns: Option<arrow_schema::DataType>,
+    /// What the UDF's signature says, as the executor read it.
+    signature: coil_proto::UdfSignature,
 }
 
 /// The tag of a batch under `settings`' error policy.
@@ -237,6 +239,7 @@ impl Link {
             batch_tag: batch_tag(settings),
             waited_idle: false,
             returns: None,
+            signature: coil_proto::UdfSignature::default(),
         };
         let mut link = link.ready_or_killed(settings)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
@@ -326,6 +329,7 @@ impl Link {
             batch_tag: batch_tag(settings),
             waited_idle: false,
             returns: None,
+            signature: coil_proto::UdfSignature::default(),
         };
         let link = link.ready_or_killed(settings)?;
         tracing::debug!(worker = slot, pid, "worker ready");
@@ -347,6 +351,11 @@ impl Link {
     /// The Arrow type of the UDF's results, as the executor said.
     pub fn returns(&self) -> Option<&arrow_schema::DataType> {
         self.returns.as_ref()
+    }
+
+    /// What the UDF's signature says, as the executor said.
+    pub fn signature(&self) -> &coil_proto::UdfSignature {
+        &self.signature
     }
 
     /// The worker process's id (`None` for an executor thread).
@@ -378,8 +387,11 @@ impl Link {
         };
         self.rx.flush();
         match answer.map_err(|e| StartError::Protocol(e.into()))? {
-            Answer::Ready { returns, .. } => {
+            Answer::Ready {
+                returns, signature, ..
+            } => {
                 self.returns = returns;
+                self.signature = signature;
                 Ok(())
             }
             Answer::LoadFailed { error } => Err(StartError::Load {

@@ -39,6 +39,8 @@ pub(crate) struct Pool {
     /// The Arrow type of the UDF's results, as its executors said when
     /// they were ready.
     pub returns: Option<arrow_schema::DataType>,
+    /// What the UDF's signature says, as its executors read it.
+    pub signature: coil_proto::UdfSignature,
     idle: Mutex<Vec<Slot>>,
     returned: Condvar,
     /// No new work: workers given back are shut down (the runner fell back
@@ -88,8 +90,13 @@ impl Pool {
         let returns = slots
             .iter()
             .find_map(|s| s.worker.as_ref().and_then(|w| w.returns().cloned()));
+        let signature = slots
+            .iter()
+            .find_map(|s| s.worker.as_ref().map(|w| w.signature().clone()))
+            .unwrap_or_default();
         Ok(Pool {
             returns,
+            signature,
             settings,
             idle: Mutex::new(slots),
             returned: Condvar::new(),

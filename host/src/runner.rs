@@ -46,6 +46,8 @@ pub struct Runner {
     /// `config`, parsed once.
     pub(crate) tuning: Tuning,
     spec: UdfSpec,
+    /// What the UDF's signature says, as its executors read it.
+    signature: coil_proto::UdfSignature,
 }
 
 /// Finds the worker program, when process workers are first needed.
@@ -213,7 +215,9 @@ impl Runner {
         if spec.returns.is_none() {
             spec.returns = pool.returns.clone();
         }
+        let signature = pool.signature.clone();
         Ok(Runner {
+            signature,
             pool,
             fallback: OnceLock::new(),
             fallback_command: Mutex::new(command.map(FallbackCommand::Find)),
@@ -282,6 +286,17 @@ impl Runner {
     /// The UDF it runs.
     pub fn spec(&self) -> &UdfSpec {
         &self.spec
+    }
+
+    /// What the UDF's Python signature says, as its executors read it
+    /// when it loaded: its parameters and the Arrow types their
+    /// annotations name, and whether it is written for whole columns
+    /// (`pd.Series`, `np.ndarray`, `pa.Array`). An engine that plans with
+    /// types (SQL) types a UDF nobody declared types for from this and
+    /// from [`UdfSpec::returns`], which the runner fills from the return
+    /// annotation.
+    pub fn signature(&self) -> &coil_proto::UdfSignature {
+        &self.signature
     }
 
     /// The configuration it runs with.

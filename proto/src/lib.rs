@@ -57,5 +57,5 @@ pub use message::{
     Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
 };
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
-pub use spec::{PyErrorInfo, UdfKind, UdfSpec, UnknownKind};
+pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
 pub use tag::Tag;

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
 //! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
-//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null]` (the type as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes it) |
+//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback]` |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
@@ -163,6 +163,8 @@ pub enum Answer {
         /// The Arrow type of the UDF's results: declared, or read from its
         /// return annotation; `None` if neither says.
         returns: Option<arrow_schema::DataType>,
+        /// What the UDF's signature says (its parameters' annotations).
+        signature: crate::UdfSignature,
     },
     /// The UDF did not load; the executor stops after sending this.
     LoadFailed {
@@ -295,12 +297,23 @@ impl Answer {
                 pid,
                 python,
                 returns,
+                signature,
             } => {
                 let returns = match returns.as_ref().and_then(crate::Columns::type_to_bytes) {
                     Some(bytes) => Value::Bytes(bytes),
                     None => Value::Null,
                 };
-                one(vec![Value::Int(i64::from(*pid)), s(python), returns], out)?
+                let [params, columnar] = signature.to_values();
+                one(
+                    vec![
+                        Value::Int(i64::from(*pid)),
+                        s(python),
+                        returns,
+                        params,
+                        columnar,
+                    ],
+                    out,
+                )?
             }
             Answer::LoadFailed { error } => one(error_fields(error).to_vec(), out)?,
             Answer::Results {
@@ -419,15 +432,19 @@ impl Answer {
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
-                [Value::Int(pid), Value::Str(python), returns] => Ok(Answer::Ready {
-                    pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
-                    python: python.clone(),
-                    returns: match returns {
-                        Value::Null => None,
-                        Value::Bytes(b) => Some(crate::Columns::type_from_bytes(b)?),
-                        _ => return Err(fields(tag, "a return type that is not bytes")),
-                    },
-                }),
+                [Value::Int(pid), Value::Str(python), returns, params, columnar] => {
+                    Ok(Answer::Ready {
+                        pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
+                        python: python.clone(),
+                        returns: match returns {
+                            Value::Null => None,
+                            Value::Bytes(b) => Some(crate::Columns::type_from_bytes(b)?),
+                            _ => return Err(fields(tag, "a return type that is not bytes")),
+                        },
+                        signature: crate::UdfSignature::from_values(params, columnar)
+                            .ok_or_else(|| fields(tag, "a signature that is not one"))?,
+                    })
+                }
                 other => Err(fields(tag, &shape(other))),
             },
             (Expect::Start, Tag::LoadFailed) => {
@@ -734,6 +751,13 @@ mod tests {
                     returns: Some(arrow_schema::DataType::List(std::sync::Arc::new(
                         arrow_schema::Field::new("item", arrow_schema::DataType::Utf8, true),
                     ))),
+                    signature: crate::UdfSignature {
+                        params: Some(vec![
+                            ("title".into(), Some(arrow_schema::DataType::Utf8)),
+                            ("n".into(), None),
+                        ]),
+                        columnar: true,
+                    },
                 },
                 Expect::Start,
             ),
@@ -968,6 +992,7 @@ mod tests {
             pid: 1,
             python: "3.13".into(),
             returns: None,
+            signature: crate::UdfSignature::default(),
         }
         .encode(&mut out)
         .unwrap();

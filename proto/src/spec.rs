@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 /// How a UDF maps input rows to output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum UdfKind {
     /// One row in, one value out.
     #[default]
@@ -63,7 +63,7 @@ impl FromStr for UdfKind {
 /// assert_eq!(spec.kind, UdfKind::Table);
 /// assert_eq!("vectorized".parse::<UdfKind>(), Ok(UdfKind::Vectorized));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UdfSpec {
     /// `path/to/file.py:name` or `package.module:name`; `name` may be
     /// dotted (`module:Class.method`).
@@ -124,6 +124,106 @@ impl UdfSpec {
     pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
         self.paths.push(path.into());
         self
+    }
+}
+
+/// What a UDF's Python signature says, as its executor read it when the
+/// UDF loaded: what an engine that plans with types (SQL) needs to know
+/// about a UDF nobody declared types for.
+///
+/// # Examples
+///
+/// ```
+/// use coil_proto::UdfSignature;
+/// let any = UdfSignature::default();
+/// assert_eq!(any.params, None);
+/// assert!(!any.columnar);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UdfSignature {
+    /// Its positional parameters in order: each one's name and the Arrow
+    /// type its annotation names (for a column annotation such as
+    /// `pd.Series[int]`, the element's), `None` where there is no
+    /// annotation coil reads. `None` when it takes `*args`.
+    pub params: Option<Vec<(String, Option<arrow_schema::DataType>)>>,
+    /// An annotation names a column type (`pd.Series`, `np.ndarray`,
+    /// `pa.Array`) or the UDF sets `coil_numpy = True`: it is written as
+    /// a vectorized UDF.
+    pub columnar: bool,
+}
+
+impl UdfSignature {
+    /// As one Arrow type (a struct, a field per parameter, `Null` where
+    /// the type is unknown), for the wire; `None` for `*args`.
+    fn params_type(&self) -> Option<arrow_schema::DataType> {
+        let params = self.params.as_ref()?;
+        Some(arrow_schema::DataType::Struct(
+            params
+                .iter()
+                .map(|(name, t)| {
+                    arrow_schema::Field::new(
+                        name,
+                        t.clone().unwrap_or(arrow_schema::DataType::Null),
+                        true,
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// The parameters [`UdfSignature::params_type`] described.
+    fn params_of(
+        t: &arrow_schema::DataType,
+    ) -> Option<Vec<(String, Option<arrow_schema::DataType>)>> {
+        match t {
+            arrow_schema::DataType::Struct(fields) => Some(
+                fields
+                    .iter()
+                    .map(|f| {
+                        let t = match f.data_type() {
+                            arrow_schema::DataType::Null => None,
+                            t => Some(t.clone()),
+                        };
+                        (f.name().clone(), t)
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The wire form: `[params type as bytes, or null; columnar]`.
+    pub(crate) fn to_values(&self) -> [coil_ipc::Value; 2] {
+        use coil_ipc::Value;
+        let params = match self
+            .params_type()
+            .as_ref()
+            .and_then(crate::Columns::type_to_bytes)
+        {
+            Some(bytes) => Value::Bytes(bytes),
+            None => Value::Null,
+        };
+        [params, Value::Bool(self.columnar)]
+    }
+
+    /// Reads the wire form; `None` when it is not one.
+    pub(crate) fn from_values(
+        params: &coil_ipc::Value,
+        columnar: &coil_ipc::Value,
+    ) -> Option<Self> {
+        use coil_ipc::Value;
+        let params = match params {
+            Value::Null => None,
+            Value::Bytes(b) => Some(Self::params_of(&crate::Columns::type_from_bytes(b).ok()?)?),
+            _ => return None,
+        };
+        let Value::Bool(columnar) = columnar else {
+            return None;
+        };
+        Some(UdfSignature {
+            params,
+            columnar: *columnar,
+        })
     }
 }
 

@@ -38,6 +38,10 @@ enum Cmd {
     /// UDF loads and can run in a sub-interpreter: what to run first when
     /// an import fails.
     Env(EnvArgs),
+    /// Run SQL with Python UDFs on DataFusion, over Parquet, CSV, JSON Lines
+    /// and Arrow files named in the query (FROM 'data/*.parquet'). Needs a
+    /// coil built with --features sql.
+    Sql(SqlArgs),
     /// (internal) Serve as a worker process; spawned by `coil run`.
     #[command(hide = true, disable_help_flag = true)]
     Worker {
@@ -96,6 +100,37 @@ struct RunArgs {
     /// result is null.
     #[arg(long, value_name = "FILE")]
     errors: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct SqlArgs {
+    /// The SQL: statements separated by `;` (SET python.KEY = VALUE,
+    /// CREATE FUNCTION ... LANGUAGE PYTHON, queries). Default: --file, or
+    /// else standard input.
+    query: Option<String>,
+    /// Read the SQL from this file.
+    #[arg(long, short = 'f', conflicts_with = "query")]
+    file: Option<PathBuf>,
+    /// A Python UDF, NAME=FILE.py:FUNCTION, typed by its annotations
+    /// (def slug(title: str) -> str); repeatable.
+    #[arg(long, value_name = "NAME=FILE.py:FUNCTION")]
+    udf: Vec<String>,
+    /// Execution mode; short for --conf python.execution-mode=MODE.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Workers; short for --conf python.worker-count=N.
+    #[arg(long)]
+    workers: Option<String>,
+    /// A configuration key, KEY=VALUE; repeatable (SET changes them too).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    conf: Vec<String>,
+    /// Write the last statement's rows here, in the format the extension
+    /// names (.parquet, .csv, .jsonl, .arrow) instead of printing a table.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// DataFusion's target partitions (default: one per core).
+    #[arg(long)]
+    partitions: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -226,6 +261,75 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An error and its causes on one line, as `{:#}` prints them, but
+/// without a cause the message before it already says (DataFusion's
+/// errors repeat their sources) and without DataFusion's "External error"
+/// label.
+fn one_message(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let m = cause.to_string();
+        let m = m.strip_prefix("External error: ").unwrap_or(&m).to_string();
+        if !parts.last().is_some_and(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+    }
+    parts.join(": ")
+}
+
+/// `coil sql`.
+#[cfg(feature = "sql")]
+fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    let mut config = Config::default();
+    for pair in &args.conf {
+        config.set_pair(pair)?;
+    }
+    if let Some(m) = &args.mode {
+        config.set(coil_host::EXECUTION_MODE, m)?;
+    }
+    if let Some(n) = &args.workers {
+        config.set(coil_host::WORKER_COUNT, n)?;
+    }
+    let sql = match (&args.query, &args.file) {
+        (Some(q), _) => q.clone(),
+        (None, Some(f)) => {
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?
+        }
+        (None, None) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the SQL from standard input")?;
+            s
+        }
+    };
+    let job = coil::sql::SqlJob {
+        sql,
+        udfs: args
+            .udf
+            .iter()
+            .map(|u| coil::sql::parse_udf(u))
+            .collect::<anyhow::Result<_>>()?,
+        config,
+        output: args.output,
+        worker: WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
+            .arg("worker"),
+        partitions: args.partitions,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    coil::sql::run(&job, &mut out)
+}
+
+/// `coil sql` in a build without DataFusion.
+#[cfg(not(feature = "sql"))]
+fn sql(_args: SqlArgs) -> anyhow::Result<()> {
+    bail!(
+        "this coil was built without SQL (DataFusion takes 15-20 minutes to build); \
+         build it with: cargo build --release --features sql --bin coil"
+    )
+}
+
 /// `--returns`'s help: what it is for, and the type names it takes.
 fn returns_help() -> String {
     format!(
@@ -270,6 +374,16 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
                     eprintln!("coil: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::Sql(args) => {
+            init_logging();
+            match sql(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("coil: {}", one_message(&e));
                     ExitCode::FAILURE
                 }
             }

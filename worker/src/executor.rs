@@ -111,9 +111,28 @@ pub struct Executor {
     /// The Arrow type of the results of column batches (for a table UDF,
     /// a list of the declared rows per input row).
     returns: Option<arrow_schema::DataType>,
+    /// What the UDF's signature says (its parameters' annotations).
+    signature: coil_proto::UdfSignature,
     /// This interpreter's `datetime` and `decimal` types, loaded with the
     /// first column batch that needs them.
     kit: Option<crate::arrow_py::PyKit>,
+}
+
+/// The signature the loader's `signature` described: `(params, columnar)`,
+/// params a tuple of `(name, type description or None)` or `None`.
+fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
+    let Ok((params, columnar)) = d.extract::<(Option<Vec<(String, Bound<'_, PyAny>)>>, bool)>()
+    else {
+        return coil_proto::UdfSignature::default();
+    };
+    coil_proto::UdfSignature {
+        params: params.map(|ps| {
+            ps.into_iter()
+                .map(|(name, t)| (name, crate::arrow_py::type_of_description(&t)))
+                .collect()
+        }),
+        columnar,
+    }
 }
 
 /// Why a column of a column batch cannot run: the batch's error.
@@ -194,7 +213,14 @@ impl Executor {
                 .ok()
                 .and_then(|d| crate::arrow_py::type_of_description(&d)),
         };
+        let signature = helper
+            .getattr("signature")
+            .and_then(|f| f.call1((func.bind(py), wants_numpy)))
+            .ok()
+            .map(|d| signature_of_description(&d))
+            .unwrap_or_default();
         Ok(Executor {
+            signature,
             helper: helper.unbind(),
             func,
             instance,
@@ -221,6 +247,12 @@ impl Executor {
             }),
             kit: None,
         })
+    }
+
+    /// What the UDF's signature says: its parameters and the types their
+    /// annotations name, and whether it is written for whole columns.
+    pub fn signature(&self) -> &coil_proto::UdfSignature {
+        &self.signature
     }
 
     /// The Arrow type of the UDF's results: the one its spec declares, or

@@ -185,6 +185,7 @@ fn run(
             pid: std::process::id(),
             python: Python::version_str().to_string(),
             returns: exec.returns().cloned(),
+            signature: exec.signature().clone(),
         },
     )?;
     let mut out = Vec::with_capacity(64 * 1024);

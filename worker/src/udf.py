@@ -378,6 +378,58 @@ def return_type(fn, kind):
     return None if head in ("container", "iterator", "tuple") else t
 
 
+def signature(fn, wants_numpy):
+    """What FN's signature says, for an engine that plans with types (SQL):
+    (params, columnar). PARAMS is a tuple of (name, type description or
+    None) for each positional parameter, as return_type describes types (a
+    container's element for pd.Series[int] and the like), or None when FN
+    takes *args. COLUMNAR is true when an annotation names a column type
+    (pd.Series, np.ndarray, pa.Array) or FN sets coil_numpy: a vectorized
+    UDF."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None, bool(wants_numpy)
+    try:
+        import typing
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    columnar = bool(wants_numpy)
+    params = []
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_POSITIONAL:
+            params = None
+            continue
+        if p.kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                          inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        ann = hints.get(p.name, p.annotation)
+        if ann is inspect.Parameter.empty:
+            described = None
+        else:
+            try:
+                described = _arrow_of(ann)
+            except Exception:
+                described = None
+        if described is not None and described[0] == "container":
+            columnar = True
+            described = described[1]
+        elif described is not None and described[0] in ("iterator", "tuple"):
+            described = None
+        if params is not None:
+            params.append((p.name, described))
+    ret = sig.return_annotation
+    if ret is not inspect.Signature.empty:
+        try:
+            described = _arrow_of(hints.get("return", ret))
+        except Exception:
+            described = None
+        if described is not None and described[0] == "container":
+            columnar = True
+    return (None if params is None else tuple(params)), columnar
+
+
 def _arrow_of(ann):
     import typing
     if ann is None or ann is type(None):

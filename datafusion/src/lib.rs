@@ -1,0 +1,228 @@
+//! Python UDFs in Apache DataFusion SQL, run by coil.
+//!
+//! A Python function becomes a DataFusion scalar function ([`PythonUdf`])
+//! whose batches go to a coil [`Runner`](coil_host::Runner) as Arrow
+//! arrays, in the execution mode the session's `python.*` options choose.
+//! Three ways to register one:
+//!
+//! - from Rust, [`register_python_udf`], with types declared or read from
+//!   the function's annotations (`def slug(title: str) -> str`);
+//! - from SQL, `CREATE FUNCTION slug(VARCHAR) RETURNS VARCHAR LANGUAGE
+//!   PYTHON AS 'examples/udfs/demo.py:slug'`, or with the source inline
+//!   (`AS $$ def slug(title): ... $$`), through [`PythonFunctionFactory`];
+//!   `DROP FUNCTION` stops its workers;
+//! - coil's keys are session options ([`PythonOptions`]): `SET
+//!   python.worker-count = 4`, checked as [`coil_host::Config`] checks them.
+//!
+//! [`python_session`] makes a session with all of it installed.
+//!
+//! Python UDFs are `VOLATILE` unless declared otherwise: DataFusion calls
+//! an `IMMUTABLE` or `STABLE` function with literal arguments once, while
+//! it plans the query (in the client, on a cluster), and uses its answer.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use coil_datafusion::{python_session, register_python_udf};
+//! use coil_host::{Config, UdfSpec};
+//! use datafusion::prelude::SessionConfig;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctx = python_session(&Config::default(), SessionConfig::new());
+//! // Typed from `def slug(title: str) -> str`.
+//! register_python_udf(&ctx, "slug", UdfSpec::new("examples/udfs/demo.py:slug"), None, None)?;
+//! ctx.sql("SET python.worker-count = 2").await?;
+//! ctx.sql("CREATE FUNCTION py_inc(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\ndef py_inc(x):\n    return x + 1\n$$")
+//!     .await?;
+//! let batches = ctx.sql("SELECT slug('Hello World') AS s, py_inc(41) AS n").await?.collect().await?;
+//! # Ok(()) }
+//! ```
+
+mod factory;
+mod options;
+mod udf;
+
+use std::sync::Arc;
+
+use arrow_array::{Array as _, RecordBatch};
+use arrow_schema::DataType;
+use coil_host::{Config, RunError, UdfSpec};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{ScalarUDF, Volatility};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+/// The DataFusion this crate is built against (55), for callers that want
+/// the same version without naming it.
+pub use datafusion;
+pub use factory::PythonFunctionFactory;
+pub use options::PythonOptions;
+pub use udf::{PythonFunction, PythonUdf};
+
+/// Why a Python function could not be registered or called.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The UDF did not start: it did not load (with its traceback), its
+    /// worker program is missing, its environment failed to build...
+    #[error("Python UDF {name} did not start: {error}")]
+    Start {
+        /// The SQL name.
+        name: String,
+        /// Why (its message is part of this one's).
+        error: Box<coil_host::StartError>,
+    },
+    /// Neither the statement nor the function's return annotation gives
+    /// its return type.
+    #[error("Python UDF {name} has no return type: declare it (RETURNS type) or annotate the function (-> type)")]
+    NoReturnType {
+        /// The SQL name.
+        name: String,
+    },
+    /// `CREATE FUNCTION` without `LANGUAGE PYTHON`.
+    #[error("CREATE FUNCTION {name}: coil runs LANGUAGE PYTHON functions, not {}", language.as_deref().unwrap_or("functions without a LANGUAGE"))]
+    NotPython {
+        /// The SQL name.
+        name: String,
+        /// The language given.
+        language: Option<String>,
+    },
+    /// `CREATE FUNCTION` without a string body.
+    #[error("CREATE FUNCTION {name}: the body must be a string: AS 'file.py:function' or AS $$ python source $$")]
+    NoBody {
+        /// The SQL name.
+        name: String,
+    },
+    /// A `CREATE FUNCTION` body that is Python source could not be used.
+    #[error("CREATE FUNCTION {name}: {error}")]
+    Source {
+        /// The SQL name.
+        name: String,
+        /// Why (its message is part of this one's).
+        error: coil_host::InlineError,
+    },
+    /// The UDF failed on a batch: on a row (named by its values), or on
+    /// the whole batch.
+    #[error("Python UDF {name} failed{}: {}", row.as_ref().map(|r| format!(" on {r}")).unwrap_or_default(), cause(error))]
+    Udf {
+        /// The SQL name.
+        name: String,
+        /// The input row it failed on, as `(title => "Hello", n => 3)`.
+        row: Option<String>,
+        /// Why, with the Python traceback for an exception (its message
+        /// is part of this one's).
+        error: Box<RunError>,
+    },
+    /// An Arrow error putting a batch together.
+    #[error("Python UDF: {0}")]
+    Arrow(String),
+}
+
+impl From<Error> for DataFusionError {
+    fn from(e: Error) -> Self {
+        DataFusionError::External(Box::new(e))
+    }
+}
+
+/// A session with coil installed: `python.*` options starting from
+/// `config` (changed with `SET`) and `CREATE FUNCTION ... LANGUAGE
+/// PYTHON`. [`python_session_with`] takes [`PythonOptions`] (to choose the
+/// worker program, too).
+pub fn python_session(config: &Config, session: SessionConfig) -> SessionContext {
+    python_session_with(PythonOptions::new(config.clone()), session)
+}
+
+/// [`python_session`] with `options`.
+pub fn python_session_with(options: PythonOptions, session: SessionConfig) -> SessionContext {
+    SessionContext::new_with_config(session.with_option_extension(options))
+        .with_function_factory(Arc::new(PythonFunctionFactory))
+}
+
+/// Registers the Python function `spec` as the scalar function `name` in
+/// `ctx`, with argument types `args` and return type `returns`, or, where
+/// they are `None`, the types the function's annotations name (and a
+/// function annotated with `pd.Series`, `np.ndarray` or `pa.Array`
+/// becomes a vectorized UDF). The function is `VOLATILE`. Starts its
+/// workers under the session's `python.*` options (blocking: from async
+/// code, call it where blocking is allowed).
+///
+/// # Errors
+///
+/// [`Error::Start`] when it does not start, [`Error::NoReturnType`].
+pub fn register_python_udf(
+    ctx: &SessionContext,
+    name: &str,
+    spec: UdfSpec,
+    args: Option<Vec<DataType>>,
+    returns: Option<DataType>,
+) -> Result<Arc<ScalarUDF>, Error> {
+    let options = udf::options_of(ctx.state().config().options());
+    let (function, runner) =
+        PythonFunction::describe(name, spec, args, returns, Volatility::Volatile, &options)?;
+    let udf = Arc::new(PythonUdf::new(function, Some(runner)).into_scalar_udf());
+    ctx.register_udf(udf.as_ref().clone());
+    Ok(udf)
+}
+
+/// What went wrong, without the row number of the batch DataFusion gave
+/// (the row's values name it): the exception and its traceback, or the
+/// runner's error.
+fn cause(e: &RunError) -> String {
+    match e {
+        RunError::Udf { error, .. } => {
+            format!(
+                "{}: {}\n{}",
+                error.type_name,
+                error.message,
+                error.traceback.trim_end()
+            )
+        }
+        RunError::Row(r) => cause(&r.error),
+        e => e.to_string(),
+    }
+}
+
+/// The row a batch error is about, when it names one.
+pub(crate) fn failed_row(e: &RunError) -> Option<u64> {
+    match e {
+        RunError::Udf { row, .. } | RunError::SubInterpreterIncompatible { row, .. } => Some(*row),
+        RunError::BadRow { row, .. }
+        | RunError::WorkerDied { row, .. }
+        | RunError::Timeout { row, .. } => *row,
+        RunError::Row(r) => Some(r.row),
+        _ => None,
+    }
+}
+
+/// Row `row` of `batch` as `(name => value, ...)`: strings quoted, nulls
+/// as NULL; columns named by `names` where there are as many.
+pub(crate) fn describe_row(batch: &RecordBatch, names: &[String], row: usize) -> String {
+    use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+    if row >= batch.num_rows() {
+        return format!("row {row}");
+    }
+    let options = FormatOptions::default().with_null("NULL");
+    let values: Vec<String> = batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let value = match ArrayFormatter::try_new(column.as_ref(), &options) {
+                Ok(f) if column.is_valid(row) && is_text(column.data_type()) => {
+                    format!("{:?}", f.value(row).to_string())
+                }
+                Ok(f) => f.value(row).to_string(),
+                Err(_) => "?".to_string(),
+            };
+            match names.get(i).filter(|_| names.len() == batch.num_columns()) {
+                Some(n) => format!("{n} => {value}"),
+                None => value,
+            }
+        })
+        .collect();
+    format!("({})", values.join(", "))
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+        || matches!(t, DataType::Dictionary(_, v) if is_text(v))
+}
