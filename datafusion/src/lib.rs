@@ -56,7 +56,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use datafusion;
 pub use factory::PythonFunctionFactory;
 pub use options::PythonOptions;
-pub use udf::{PythonFunction, PythonUdf};
+pub use udf::{PythonFunction, PythonUdf, SharedRunner};
 
 /// Why a Python function could not be registered or called.
 #[derive(Debug, thiserror::Error)]

@@ -141,7 +141,28 @@ pub struct PythonUdf {
     function: PythonFunction,
     signature: Signature,
     /// The runner it uses now, shared by every copy of this UDF.
-    runner: Arc<Mutex<Option<Arc<Runner>>>>,
+    runner: SharedRunner,
+}
+
+/// Where a Python UDF keeps its runner: shared by every copy of the UDF,
+/// and by UDFs made from the same definition when they are given the same
+/// one (as an engine that decodes a plan per task gives them, so that one
+/// pool serves every task of a process).
+#[derive(Clone, Default)]
+pub struct SharedRunner(Arc<Mutex<Option<Arc<Runner>>>>);
+
+impl SharedRunner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Runner>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl std::fmt::Debug for SharedRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SharedRunner").field(&*self.lock()).finish()
+    }
 }
 
 impl std::fmt::Debug for PythonUdf {
@@ -171,10 +192,19 @@ impl PythonUdf {
     /// [`PythonFunction::describe`]) if there is one; otherwise the first
     /// call starts one.
     pub fn new(function: PythonFunction, runner: Option<Runner>) -> Self {
+        PythonUdf::sharing(
+            function,
+            SharedRunner(Arc::new(Mutex::new(runner.map(Arc::new)))),
+        )
+    }
+
+    /// The UDF for `function`, keeping its runner in `runner` (the first
+    /// call starts one if it holds none).
+    pub fn sharing(function: PythonFunction, runner: SharedRunner) -> Self {
         PythonUdf {
             signature: function.signature(),
             function,
-            runner: Arc::new(Mutex::new(runner.map(Arc::new))),
+            runner,
         }
     }
 
@@ -186,10 +216,7 @@ impl PythonUdf {
     /// The runner it calls now (`None` before its first call when it was
     /// made without one): for its metrics, or to call it directly.
     pub fn runner(&self) -> Option<Arc<Runner>> {
-        self.runner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.runner.lock().clone()
     }
 
     /// The Python UDF `udf` is, if it is one.
@@ -206,10 +233,7 @@ impl PythonUdf {
     /// The runner for `options`: the current one, or a new one if the
     /// current one runs with another configuration.
     fn runner_for(&self, options: &PythonOptions) -> Result<Arc<Runner>, Error> {
-        let mut current = self
-            .runner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut current = self.runner.lock();
         if let Some(r) = current.as_ref().filter(|r| r.config() == options.config()) {
             return Ok(Arc::clone(r));
         }
