@@ -6,7 +6,9 @@
 //!   `COIL_SQL_ROWS` int64 rows (default 10,000,000), 2 target partitions.
 //! - `sql/scalar`: `SELECT sum(py_inc(x))`, `py_inc` a scalar Python UDF
 //!   (`x + 1`), process mode, 2 workers.
-//! - `sql/vectorized`: `SELECT sum(py_inc_np(x))`, a numpy UDF.
+//! - `sql/vectorized`: `SELECT sum(py_inc_np(x))`, a numpy UDF;
+//!   `sql/vectorized-64k` with DataFusion's batches of 65,536 rows rather
+//!   than 8,192 (`SET datafusion.execution.batch_size = 65536`).
 //! - `adapter/{sql,direct}/{scalar,vectorized}`: the same batches, in
 //!   memory in 2 partitions: through SQL (`SELECT sum(f(x)) FROM t`), and
 //!   through the UDF's own runner called directly from 2 threads (one per
@@ -109,6 +111,11 @@ fn session(rt: &tokio::runtime::Runtime) -> SessionContext {
     ctx
 }
 
+fn set(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str) {
+    rt.block_on(async { ctx.sql(sql).await?.collect().await })
+        .unwrap();
+}
+
 fn query_sum(rt: &tokio::runtime::Runtime, ctx: &SessionContext, sql: &str) -> i64 {
     let batches = rt
         .block_on(async { ctx.sql(sql).await?.collect().await })
@@ -166,6 +173,14 @@ fn bench(c: &mut Criterion) {
         assert_eq!(query_sum(&rt, &ctx, &sql), expected, "{sql}");
         g.bench_function(name, |b| b.iter(|| query_sum(&rt, &ctx, &sql)));
     }
+    // The same session with larger batches: fewer calls, each worth more.
+    set(&rt, &ctx, "SET datafusion.execution.batch_size = 65536");
+    let sql = format!("SELECT sum(py_inc_np(x)) FROM {from}");
+    assert_eq!(query_sum(&rt, &ctx, &sql), expected, "{sql}");
+    g.bench_function("vectorized-64k", |b| {
+        b.iter(|| query_sum(&rt, &ctx, &sql))
+    });
+    set(&rt, &ctx, "SET datafusion.execution.batch_size = 8192");
     g.finish();
 
     // The same batches in memory, in 2 partitions.

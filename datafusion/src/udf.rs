@@ -313,7 +313,15 @@ impl ScalarUDFImpl for PythonUdf {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let options = options_of(&args.config_options);
+        // Borrowed, not cloned: this runs for every batch.
+        let default;
+        let options = match args.config_options.extensions.get::<PythonOptions>() {
+            Some(o) => o,
+            None => {
+                default = PythonOptions::default();
+                &default
+            }
+        };
         if rows == 0 {
             return Ok(ColumnarValue::Array(arrow_array::new_empty_array(
                 args.return_field.data_type(),
@@ -324,7 +332,7 @@ impl ScalarUDFImpl for PythonUdf {
             .iter()
             .map(|a| a.to_array(rows))
             .collect::<Result<Vec<_>>>()?;
-        let results = self.run(&options, columns, rows)?;
+        let results = self.run(options, columns, rows)?;
         if results.len() != rows {
             return Err(DataFusionError::Internal(format!(
                 "Python UDF {} answered {} rows for {rows}",
