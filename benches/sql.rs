@@ -177,9 +177,7 @@ fn bench(c: &mut Criterion) {
     set(&rt, &ctx, "SET datafusion.execution.batch_size = 65536");
     let sql = format!("SELECT sum(py_inc_np(x)) FROM {from}");
     assert_eq!(query_sum(&rt, &ctx, &sql), expected, "{sql}");
-    g.bench_function("vectorized-64k", |b| {
-        b.iter(|| query_sum(&rt, &ctx, &sql))
-    });
+    g.bench_function("vectorized-64k", |b| b.iter(|| query_sum(&rt, &ctx, &sql)));
     set(&rt, &ctx, "SET datafusion.execution.batch_size = 8192");
     g.finish();
 
