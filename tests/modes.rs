@@ -583,3 +583,53 @@ fn a_udf_given_by_its_source_runs_in_every_mode() {
         Err(coil_host::InlineError::BadName(_))
     ));
 }
+
+#[test]
+fn every_mode_reports_what_the_udfs_signature_says() {
+    use coil_host::arrow_schema::{DataType, Field};
+    use std::sync::Arc;
+    for mode in every_mode() {
+        let pairs = [format!("python.execution-mode={mode}")];
+        let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
+        let r = start("signatures.py", "titled", UdfKind::Scalar, &pairs);
+        let s = r.signature();
+        assert_eq!(
+            s.params,
+            Some(vec![
+                ("title".to_string(), Some(DataType::Utf8)),
+                ("n".to_string(), None)
+            ]),
+            "{mode}"
+        );
+        assert!(!s.columnar, "{mode}");
+        assert_eq!(r.spec().returns, Some(DataType::Utf8), "{mode}");
+        // Column annotations (strings: pandas is not imported) mark a
+        // vectorized UDF, and name the element types.
+        let r = start("signatures.py", "column", UdfKind::Scalar, &pairs);
+        assert!(r.signature().columnar, "{mode}");
+        assert_eq!(
+            r.signature().params,
+            Some(vec![("x".to_string(), Some(DataType::Int64))]),
+            "{mode}"
+        );
+        let r = start("signatures.py", "any_args", UdfKind::Scalar, &pairs);
+        assert_eq!(r.signature().params, None, "{mode}");
+        // A class UDF: eval's parameters, without self.
+        let r = start("signatures.py", "Stateful", UdfKind::Scalar, &pairs);
+        assert_eq!(
+            r.signature().params,
+            Some(vec![
+                ("when".to_string(), Some(DataType::Date32)),
+                (
+                    "amount".to_string(),
+                    Some(DataType::List(Arc::new(Field::new(
+                        "item",
+                        DataType::Int64,
+                        true
+                    ))))
+                ),
+            ]),
+            "{mode}"
+        );
+    }
+}
