@@ -338,11 +338,17 @@ fn direct(
         }
         let _ = exec.close(py);
         let rows = input.rows() as f64;
+        // Never below the serial rate, whatever the sampling says; the
+        // serial rate when nothing was sampled.
+        let udf = if best_udf > 0.0 {
+            best_udf.min(best)
+        } else {
+            best
+        };
         Ok((
             kept,
             Direct {
-                // Never below the serial rate, whatever the sampling says.
-                udf_rows_per_sec: rows / best_udf.clamp(f64::MIN_POSITIVE, best),
+                udf_rows_per_sec: rows / udf,
                 serial_rows_per_sec: rows / best,
             },
         ))
