@@ -394,21 +394,44 @@ fn run_keeps_flat_memory_on_a_long_input() {
     );
     let pid = child.id();
     let out = child.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || BufReader::new(out).lines().count() as u64);
+    // Results come back while the input stays open (idle input is flushed
+    // after python.fn-execution.bundle.time), so each sample waits until
+    // every row written so far has been answered: the host is in its steady
+    // state then, however slow the machine.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let reader = std::thread::spawn({
+        let answered = answered.clone();
+        move || {
+            for line in BufReader::new(out).lines() {
+                line.unwrap();
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            answered.load(std::sync::atomic::Ordering::Relaxed)
+        }
+    });
+    let sample_after = |rows: u64| {
+        let watchdog = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while answered.load(std::sync::atomic::Ordering::Relaxed) < rows {
+            assert!(
+                std::time::Instant::now() < watchdog,
+                "only {} of {rows} rows answered after 120 s",
+                answered.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        rss_kib(pid)
+    };
     let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
     let mut sample = None;
     for i in 0..ROWS {
         writeln!(stdin, "[{i}]").unwrap();
         if i + 1 == WARM {
             stdin.flush().unwrap();
-            // Let the host catch up with what was written.
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            sample = Some(rss_kib(pid));
+            sample = Some(sample_after(WARM));
         }
     }
     stdin.flush().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    let late = rss_kib(pid);
+    let late = sample_after(ROWS);
     drop(stdin);
     let answered = reader.join().unwrap();
     assert!(child.wait().unwrap().success());

@@ -244,12 +244,11 @@ fn closing_consumer_wakes_a_producer_waiting_for_room(b: Backing) {
         std::thread::sleep(Duration::from_millis(50));
         drop(rx);
     });
-    let start = Instant::now();
+    // A lost wake-up fails here at the watchdog, as a timeout.
     assert_eq!(
-        tx.push_timeout(1, &[0; 8], Duration::from_secs(600)),
+        tx.push_timeout(1, &[0; 8], WATCHDOG),
         Err(RingPushError::Closed)
     );
-    assert!(start.elapsed() < WATCHDOG);
     closer.join().unwrap();
 }
 
@@ -261,12 +260,11 @@ fn dropping_producer_wakes_a_parked_consumer(b: Backing) {
         std::thread::sleep(Duration::from_millis(50));
         drop(tx);
     });
-    let start = Instant::now();
+    // A lost wake-up fails here at the watchdog, as a timeout.
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(600)).unwrap_err(),
+        rx.recv_timeout(WATCHDOG).unwrap_err(),
         RingRecvError::Closed
     );
-    assert!(start.elapsed() < WATCHDOG);
     closer.join().unwrap();
 }
 
@@ -284,14 +282,15 @@ fn dead_peer_is_reported_while_waiting(b: Backing) {
     let (mut tx, mut rx) = (r.producer(0).unwrap(), r.consumer(0).unwrap());
     let deadline = Instant::now() + Duration::from_millis(40);
     rx.set_peer_watch(move || Instant::now() < deadline);
+    // A peer check that is never made fails here at the watchdog.
     assert_eq!(
-        rx.recv_timeout(Duration::from_secs(600)).unwrap_err(),
+        rx.recv_timeout(WATCHDOG).unwrap_err(),
         RingRecvError::PeerDead
     );
     tx.try_push(0, &[0; 248]).unwrap();
     tx.set_peer_watch(|| false);
     assert_eq!(
-        tx.push_timeout(0, &[0; 8], Duration::from_secs(600)),
+        tx.push_timeout(0, &[0; 8], WATCHDOG),
         Err(RingPushError::PeerDead)
     );
 }

@@ -1,30 +1,48 @@
 //! Advice: which mode to use, and why, from the measured numbers alone.
 //!
 //! Every rule here is a pure function of what `measure` found (rows per
-//! second per mode, which modes fell back or failed, the module that keeps
-//! the UDF out of sub-interpreters), so the rules are tested with tables of
-//! made-up measurements rather than with timed runs.
+//! second per mode and its run-to-run spread, which modes fell back or
+//! failed, the module that keeps the UDF out of sub-interpreters), so the
+//! rules are tested with tables of made-up measurements rather than with
+//! timed runs.
+//!
+//! Two rates are compared three ways: within the run-to-run spread of the
+//! noisier of the two (the measured [`ModeResult::spread`], or
+//! [`ASSUMED_SPREAD`] for a mode timed fewer than
+//! [`MIN_RUNS_FOR_SPREAD`](super::MIN_RUNS_FOR_SPREAD) times), then
+//! nothing was measured between them and the advice says so; clearly
+//! faster, by at least the rule's gain and by more than the spread; or
+//! neither. Modes within the spread of each other always get the same
+//! advice (the safer mode), so the advice does not flip from run to run
+//! with the noise.
 //!
 //! The rules, in order (the same for every kind of UDF):
 //!
 //! 1. A mode that fell back or failed has no numbers of its own and is never
 //!    advised; with a blocker module, sub-interpreter mode never is.
 //! 2. With more than one executor, a CPU-bound UDF gains from parallelism
-//!    when the best parallel mode (process or sub-interpreter) runs it at
-//!    least [`PARALLEL_GAIN`] times as fast as multi-thread (one GIL). Then
-//!    process mode, unless sub-interpreters are more than
-//!    [`IN_PROCESS_GAIN`] times as fast.
-//! 3. Otherwise process mode, unless an in-process mode is more than
-//!    [`IN_PROCESS_GAIN`] times as fast: its isolation costs nothing.
+//!    when the best parallel mode (process or sub-interpreter) runs it
+//!    clearly faster than multi-thread (one GIL), by at least
+//!    [`PARALLEL_GAIN`]. Then process mode, unless sub-interpreters are
+//!    clearly faster, by at least [`IN_PROCESS_GAIN`].
+//! 3. Otherwise process mode, unless an in-process mode is clearly faster,
+//!    by at least [`IN_PROCESS_GAIN`]: its isolation costs nothing. Of two
+//!    in-process modes within the spread of each other, multi-thread (every
+//!    extension module loads in it).
 
 use coil_host::ExecutionMode;
 
-use super::ModeResult;
+use super::{Direct, ModeResult};
 
 /// A parallel mode must beat `multi-thread` by this much to count as a gain.
 const PARALLEL_GAIN: f64 = 1.3;
 /// An in-process mode must beat `process` by this much to be worth its risk.
 const IN_PROCESS_GAIN: f64 = 1.15;
+/// The run-to-run spread assumed for a mode with too few timed runs to
+/// measure one (`--repeat 1` over an input that fills the minimum time in
+/// one or two runs): 10 %, what this project's shared 2-vCPU VM shows
+/// between runs of the same command (docs/benchmarks.md).
+pub(crate) const ASSUMED_SPREAD: f64 = 0.10;
 
 /// Which mode to use, and why.
 #[derive(Debug, Clone)]
@@ -40,21 +58,60 @@ pub struct Advice {
 pub(crate) struct Facts<'a> {
     /// Executors per mode.
     pub(crate) workers: usize,
-    /// Rows per second calling the executor directly on the calling thread.
-    pub(crate) direct_rows_per_sec: f64,
+    /// The direct run: the floor every mode is measured against.
+    pub(crate) direct: Direct,
     /// Per mode, in the order asked.
     pub(crate) modes: &'a [ModeResult],
     /// A module the UDF imports that cannot load in a sub-interpreter.
     pub(crate) blocker: Option<&'a str>,
 }
 
-/// Rows per second of each mode that was measured as asked; `None` for a
-/// mode not asked for, fallen back or failed.
+/// One mode's best rate and its run-to-run spread (measured or assumed).
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    rows_per_sec: f64,
+    spread: f64,
+}
+
+/// How one rate compares with another.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Compared {
+    /// No further apart than the noisier one's spread (this fraction).
+    WithinSpread(f64),
+    /// At least the gain asked for, and more than the spread: this many
+    /// times as fast.
+    Clearly(f64),
+    /// Neither: this many times as fast (below 1: slower).
+    NotClearly(f64),
+}
+
+impl Rate {
+    /// How `self` compares with `other` against `gain`.
+    fn against(self, other: Rate, gain: f64) -> Compared {
+        let ratio = self.rows_per_sec / other.rows_per_sec;
+        let spread = self.spread.max(other.spread);
+        if ratio.max(1.0 / ratio) - 1.0 <= spread {
+            Compared::WithinSpread(spread)
+        } else if ratio >= gain {
+            Compared::Clearly(ratio)
+        } else {
+            Compared::NotClearly(ratio)
+        }
+    }
+}
+
+/// A spread as a sentence's percentage.
+fn pct(spread: f64) -> String {
+    format!("{:.0} %", 100.0 * spread)
+}
+
+/// Each mode that was measured as asked; `None` for a mode not asked for,
+/// fallen back or failed.
 #[derive(Debug, Clone, Copy)]
 struct Rates {
-    process: Option<f64>,
-    thread: Option<f64>,
-    sub: Option<f64>,
+    process: Option<Rate>,
+    thread: Option<Rate>,
+    sub: Option<Rate>,
 }
 
 impl Rates {
@@ -64,7 +121,10 @@ impl Rates {
                 .modes
                 .iter()
                 .find(|r| r.requested == m && r.ran_as_asked())
-                .map(|r| r.rows_per_sec)
+                .map(|r| Rate {
+                    rows_per_sec: r.rows_per_sec,
+                    spread: r.spread.unwrap_or(ASSUMED_SPREAD),
+                })
         };
         Rates {
             process: rate(ExecutionMode::Process),
@@ -75,15 +135,15 @@ impl Rates {
         }
     }
 
-    /// How many times as fast as multi-thread the best parallel mode runs,
-    /// when there is more than one executor to run in parallel.
-    fn parallel_gain(&self, workers: usize) -> Option<f64> {
+    /// The best parallel mode against multi-thread, when there is more than
+    /// one executor to run in parallel.
+    fn parallel_gain(&self, workers: usize) -> Option<Compared> {
         let parallel = [self.sub, self.process]
             .into_iter()
             .flatten()
-            .fold(None::<f64>, |a, b| Some(a.map_or(b, |a| a.max(b))));
+            .max_by(|a, b| a.rows_per_sec.total_cmp(&b.rows_per_sec));
         match (parallel, self.thread) {
-            (Some(p), Some(t)) if workers > 1 => Some(p / t),
+            (Some(p), Some(t)) if workers > 1 => Some(p.against(t, PARALLEL_GAIN)),
             _ => None,
         }
     }
@@ -105,17 +165,29 @@ pub(crate) fn advise(facts: &Facts<'_>) -> Advice {
         ));
     }
     for r in facts.modes.iter().filter(|r| r.ran_as_asked()) {
-        reasons.push(measured(r, facts.direct_rows_per_sec));
+        reasons.push(measured(r, facts.direct.udf_rows_per_sec, facts.workers));
     }
     let rates = Rates::of(facts);
-    let gains = match rates.parallel_gain(facts.workers) {
-        Some(g) => {
+    let n = facts.workers;
+    let gains = match rates.parallel_gain(n) {
+        Some(Compared::Clearly(g)) => {
             reasons.push(format!(
-                "with {} executors, the best parallel mode runs {g:.2}x as fast as multi-thread (one GIL): {}",
-                facts.workers,
-                if g >= PARALLEL_GAIN { "the UDF gains from parallel interpreters" } else { "no real gain from parallelism" }
+                "with {n} executors, the best parallel mode runs {g:.2}x as fast as multi-thread (one GIL): the UDF gains from parallel interpreters"
             ));
-            g >= PARALLEL_GAIN
+            true
+        }
+        Some(Compared::NotClearly(g)) => {
+            reasons.push(format!(
+                "with {n} executors, the best parallel mode runs {g:.2}x as fast as multi-thread (one GIL): no real gain from parallelism"
+            ));
+            false
+        }
+        Some(Compared::WithinSpread(s)) => {
+            reasons.push(format!(
+                "with {n} executors, the best parallel mode and multi-thread (one GIL) are within the run-to-run spread ({}) of each other: no measured gain from parallelism",
+                pct(s)
+            ));
+            false
         }
         None => false,
     };
@@ -128,17 +200,26 @@ pub(crate) fn advise(facts: &Facts<'_>) -> Advice {
     Advice { mode, reasons }
 }
 
-/// One mode's numbers as a sentence: rows/s, against the direct call, and
-/// the share of the time spent in Python.
-fn measured(r: &ModeResult, direct: f64) -> String {
+/// One mode's numbers as a sentence: rows/s, as a multiple of the direct
+/// call (the UDF alone on one thread) and per executor, and the share of
+/// the time spent in Python.
+fn measured(r: &ModeResult, direct: f64, workers: usize) -> String {
     let python = r.metrics.python.as_secs_f64();
     let total =
         (python + r.metrics.codec().as_secs_f64() + r.metrics.transport.as_secs_f64()).max(1e-12);
+    let times = r.rows_per_sec / direct;
+    let per_executor = if workers > 1 {
+        format!(
+            " ({workers} executors: {:.2}x each)",
+            times / workers as f64
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}: {:.0} rows/s ({:.0} % of the direct call), {:.0} % of the measured time in Python",
+        "{}: {:.0} rows/s, {times:.2}x the UDF called alone on one thread{per_executor}, {:.0} % of the measured time in Python",
         r.requested,
         r.rows_per_sec,
-        100.0 * r.rows_per_sec / direct,
         100.0 * python / total
     )
 }
@@ -147,40 +228,69 @@ fn measured(r: &ModeResult, direct: f64) -> String {
 /// wins unless sub-interpreters are clearly faster.
 fn parallel_mode(rates: &Rates) -> (ExecutionMode, Option<String>) {
     match (rates.sub, rates.process) {
-        (Some(s), Some(p)) if s > p * IN_PROCESS_GAIN => (
-            ExecutionMode::SubInterpreter,
-            Some("sub-interpreters run it clearly faster than processes; a crash in the UDF would take the host down".into()),
-        ),
+        (Some(s), Some(p)) => match s.against(p, IN_PROCESS_GAIN) {
+            Compared::Clearly(x) => (
+                ExecutionMode::SubInterpreter,
+                Some(format!("sub-interpreters run it {x:.2}x as fast as processes, clearly faster; a crash in the UDF would take the host down")),
+            ),
+            Compared::WithinSpread(spread) => (
+                ExecutionMode::Process,
+                Some(format!("sub-interpreter and process are within the run-to-run spread ({}) of each other: process, which isolates the host from crashes in the UDF", pct(spread))),
+            ),
+            Compared::NotClearly(_) => (
+                ExecutionMode::Process,
+                Some("processes run it in parallel as fast, and isolate the host from crashes in the UDF".into()),
+            ),
+        },
         (Some(_), None) => (ExecutionMode::SubInterpreter, None),
         _ => (
             ExecutionMode::Process,
-            Some("processes run it in parallel as fast, and isolate the host from crashes in the UDF".into()),
+            Some("processes run it in parallel, and isolate the host from crashes in the UDF".into()),
         ),
+    }
+}
+
+/// The faster in-process mode; of two within the spread of each other,
+/// multi-thread (every extension module loads in it).
+fn best_in_process(rates: &Rates) -> Option<(ExecutionMode, Rate)> {
+    match (rates.thread, rates.sub) {
+        (Some(t), Some(s)) => match s.against(t, 1.0) {
+            Compared::Clearly(_) => Some((ExecutionMode::SubInterpreter, s)),
+            _ => Some((ExecutionMode::MultiThread, t)),
+        },
+        (Some(t), None) => Some((ExecutionMode::MultiThread, t)),
+        (None, Some(s)) => Some((ExecutionMode::SubInterpreter, s)),
+        (None, None) => None,
     }
 }
 
 /// No gain from parallelism: process mode, unless an in-process mode is
 /// clearly faster (or process mode has no numbers).
 fn cheapest_safe_mode(rates: &Rates) -> (ExecutionMode, Option<String>) {
-    let best_in = [
-        (ExecutionMode::MultiThread, rates.thread),
-        (ExecutionMode::SubInterpreter, rates.sub),
-    ]
-    .into_iter()
-    .filter_map(|(m, r)| r.map(|r| (m, r)))
-    .max_by(|a, b| a.1.total_cmp(&b.1));
-    match (best_in, rates.process) {
-        (Some((m, r)), Some(p)) if r > p * IN_PROCESS_GAIN => (
-            m,
-            Some(format!(
-                "{m} runs it {:.2}x as fast as process mode; the price is that a crash in the UDF takes the host down",
-                r / p
-            )),
-        ),
+    match (best_in_process(rates), rates.process) {
+        (Some((m, r)), Some(p)) => match r.against(p, IN_PROCESS_GAIN) {
+            Compared::Clearly(x) => (
+                m,
+                Some(format!(
+                    "{m} runs it {x:.2}x as fast as process mode; the price is that a crash in the UDF takes the host down"
+                )),
+            ),
+            Compared::WithinSpread(spread) => (
+                ExecutionMode::Process,
+                Some(format!(
+                    "{m} and process are within the run-to-run spread ({}) of each other, so process mode's isolation costs nothing measurable here",
+                    pct(spread)
+                )),
+            ),
+            Compared::NotClearly(_) => (
+                ExecutionMode::Process,
+                Some("no in-process mode is clearly faster, so process mode's isolation costs nothing here".into()),
+            ),
+        },
         (Some((m, _)), None) => (m, None),
         _ => (
             ExecutionMode::Process,
-            Some("no in-process mode is clearly faster, so process mode's isolation costs nothing here".into()),
+            Some("no in-process mode was measured, so process mode".into()),
         ),
     }
 }
@@ -193,14 +303,18 @@ mod tests {
     /// How one mode came out.
     #[derive(Debug, Clone, Copy)]
     enum Outcome {
-        /// Measured as asked, at this many rows/s.
+        /// Measured as asked, at this many rows/s (too few runs for a
+        /// spread: the assumed one).
         Rate(f64),
+        /// Measured as asked, at this many rows/s, the median run this
+        /// fraction below the best.
+        Noisy(f64, f64),
         /// Fell back to another mode, measured there at this many rows/s.
         RanAs(ExecutionMode, f64),
         /// Could not run the UDF.
         Failed,
     }
-    use Outcome::{Failed, RanAs, Rate};
+    use Outcome::{Failed, Noisy, RanAs, Rate};
 
     struct Case {
         name: &'static str,
@@ -214,7 +328,10 @@ mod tests {
         not_reasons: &'static [&'static str],
     }
 
-    const DIRECT: f64 = 1000.0;
+    const DIRECT: Direct = Direct {
+        udf_rows_per_sec: 1000.0,
+        serial_rows_per_sec: 600.0,
+    };
 
     const CASES: &[Case] = &[
         // Rule 1: blockers, fallbacks and failures.
@@ -234,7 +351,7 @@ mod tests {
             blocker: Some("numpy"),
             advised: P,
             reasons: &["numpy"],
-            not_reasons: &["sub-interpreters run it clearly faster"],
+            not_reasons: &["sub-interpreters run it"],
         },
         Case {
             name: "a blocker module does not keep a cheap UDF out of multi-thread",
@@ -281,7 +398,7 @@ mod tests {
             advised: P,
             reasons: &[
                 "with 2 executors, the best parallel mode runs 2.02x as fast as multi-thread (one GIL): the UDF gains from parallel interpreters",
-                "processes run it in parallel as fast",
+                "sub-interpreter and process are within the run-to-run spread (10 %) of each other: process",
             ],
             not_reasons: &[],
         },
@@ -300,7 +417,7 @@ mod tests {
             modes: &[(P, Rate(120.0)), (T, Rate(90.0)), (S, Rate(182.0))],
             blocker: None,
             advised: S,
-            reasons: &["sub-interpreters run it clearly faster than processes"],
+            reasons: &["sub-interpreters run it 1.52x as fast as processes, clearly faster"],
             not_reasons: &[],
         },
         Case {
@@ -329,8 +446,8 @@ mod tests {
             blocker: None,
             advised: P,
             reasons: &[
-                "no in-process mode is clearly faster",
-                "process: 12000000 rows/s (1200000 % of the direct call), 0 % of the measured time in Python",
+                "multi-thread and process are within the run-to-run spread (10 %) of each other, so process mode's isolation costs nothing measurable here",
+                "process: 12000000 rows/s, 12000.00x the UDF called alone on one thread (2 executors: 6000.00x each), 0 % of the measured time in Python",
             ],
             not_reasons: &[],
         },
@@ -398,6 +515,98 @@ mod tests {
             reasons: &["sub-interpreter runs it 1.30x as fast as process mode"],
             not_reasons: &["executors"],
         },
+        // The run-to-run spread: modes within it of each other get the safer
+        // mode, and the advice says why.
+        Case {
+            name: "sub-interpreter 1.18x as fast as process, within a 20 % spread: process",
+            workers: 2,
+            modes: &[
+                (P, Noisy(150.0, 0.02)),
+                (T, Noisy(90.0, 0.02)),
+                (S, Noisy(177.0, 0.2)),
+            ],
+            blocker: None,
+            advised: P,
+            reasons: &["sub-interpreter and process are within the run-to-run spread (20 %) of each other: process, which isolates the host from crashes in the UDF"],
+            not_reasons: &["clearly faster"],
+        },
+        Case {
+            name: "sub-interpreter 1.18x as fast as process, both quiet (2 %): sub-interpreter",
+            workers: 2,
+            modes: &[
+                (P, Noisy(150.0, 0.02)),
+                (T, Noisy(90.0, 0.02)),
+                (S, Noisy(177.0, 0.02)),
+            ],
+            blocker: None,
+            advised: S,
+            reasons: &["sub-interpreters run it 1.18x as fast as processes, clearly faster"],
+            not_reasons: &["spread"],
+        },
+        Case {
+            name: "without a measured spread, 8 % apart is within the assumed 10 %",
+            workers: 1,
+            modes: &[(P, Rate(100.0)), (T, Rate(80.0)), (S, Rate(108.0))],
+            blocker: None,
+            advised: P,
+            reasons: &["sub-interpreter and process are within the run-to-run spread (10 %) of each other"],
+            not_reasons: &[],
+        },
+        Case {
+            name: "a parallel mode within the spread of multi-thread is no measured gain",
+            workers: 2,
+            modes: &[
+                (P, Noisy(100.0, 0.15)),
+                (T, Noisy(112.0, 0.15)),
+                (S, Noisy(101.0, 0.15)),
+            ],
+            blocker: None,
+            advised: P,
+            reasons: &[
+                "with 2 executors, the best parallel mode and multi-thread (one GIL) are within the run-to-run spread (15 %) of each other: no measured gain from parallelism",
+                "multi-thread and process are within the run-to-run spread (15 %)",
+            ],
+            not_reasons: &["gains from parallel interpreters"],
+        },
+        Case {
+            name: "a cheap UDF 1.20x as fast in multi-thread, within a 25 % spread: process",
+            workers: 2,
+            modes: &[
+                (P, Noisy(10.0e6, 0.25)),
+                (T, Noisy(12.0e6, 0.05)),
+                (S, Noisy(11.0e6, 0.05)),
+            ],
+            blocker: None,
+            advised: P,
+            reasons: &["multi-thread and process are within the run-to-run spread (25 %) of each other"],
+            not_reasons: &["as fast as process mode"],
+        },
+        Case {
+            name: "two in-process modes within the spread of each other: multi-thread",
+            workers: 1,
+            modes: &[
+                (P, Noisy(100.0, 0.05)),
+                (T, Noisy(140.0, 0.05)),
+                (S, Noisy(145.0, 0.05)),
+            ],
+            blocker: None,
+            advised: T,
+            reasons: &["multi-thread runs it 1.40x as fast as process mode"],
+            not_reasons: &[],
+        },
+        Case {
+            name: "quiet modes 5 % apart are not within the spread, and not clearly apart",
+            workers: 1,
+            modes: &[
+                (P, Noisy(100.0, 0.01)),
+                (T, Noisy(80.0, 0.01)),
+                (S, Noisy(105.0, 0.01)),
+            ],
+            blocker: None,
+            advised: P,
+            reasons: &["no in-process mode is clearly faster"],
+            not_reasons: &["spread"],
+        },
     ];
 
     fn results(modes: &[(ExecutionMode, Outcome)]) -> Vec<ModeResult> {
@@ -405,6 +614,10 @@ mod tests {
             .iter()
             .map(|&(mode, outcome)| match outcome {
                 Rate(r) => ModeResult::measured(mode, mode, r),
+                Noisy(r, spread) => ModeResult {
+                    spread: Some(spread),
+                    ..ModeResult::measured(mode, mode, r)
+                },
                 RanAs(ran_as, r) => ModeResult::measured(mode, ran_as, r),
                 Failed => ModeResult::failed(mode, "it failed".into()),
             })
@@ -417,7 +630,7 @@ mod tests {
             let modes = results(case.modes);
             let advice = advise(&Facts {
                 workers: case.workers,
-                direct_rows_per_sec: DIRECT,
+                direct: DIRECT,
                 modes: &modes,
                 blocker: case.blocker,
             });
@@ -441,6 +654,56 @@ mod tests {
     }
 
     #[test]
+    fn three_runs_within_the_spread_give_the_same_advice() {
+        // The three runs of one command advised sub-interpreter,
+        // sub-interpreter, process: the two modes 1.12-1.17x apart, the
+        // runs 20 % apart.
+        for sub in [176.0, 174.0, 168.0] {
+            let modes = results(&[
+                (P, Noisy(150.0, 0.2)),
+                (T, Noisy(90.0, 0.2)),
+                (S, Noisy(sub, 0.2)),
+            ]);
+            let advice = advise(&Facts {
+                workers: 2,
+                direct: DIRECT,
+                modes: &modes,
+                blocker: None,
+            });
+            assert_eq!(
+                advice.mode, P,
+                "sub-interpreter at {sub}: {:?}",
+                advice.reasons
+            );
+            assert!(
+                advice
+                    .reasons
+                    .iter()
+                    .any(|r| r.contains("within the run-to-run spread (20 %)")),
+                "{:?}",
+                advice.reasons
+            );
+        }
+    }
+
+    #[test]
+    fn each_mode_is_stated_against_the_udf_alone_and_per_executor() {
+        let mut process = ModeResult::measured(P, P, 1900.0);
+        process.metrics.python = std::time::Duration::from_millis(90);
+        process.metrics.transport = std::time::Duration::from_millis(10);
+        let one = measured(&process, 1000.0, 1);
+        assert_eq!(
+            one,
+            "process: 1900 rows/s, 1.90x the UDF called alone on one thread, 90 % of the measured time in Python"
+        );
+        let two = measured(&process, 1000.0, 2);
+        assert_eq!(
+            two,
+            "process: 1900 rows/s, 1.90x the UDF called alone on one thread (2 executors: 0.95x each), 90 % of the measured time in Python"
+        );
+    }
+
+    #[test]
     fn a_mode_that_fell_back_or_failed_is_never_advised() {
         // However fast its numbers say it is, with one and two workers.
         for workers in [1, 2] {
@@ -459,7 +722,7 @@ mod tests {
                     let modes = results(&modes);
                     let advice = advise(&Facts {
                         workers,
-                        direct_rows_per_sec: DIRECT,
+                        direct: DIRECT,
                         modes: &modes,
                         blocker: None,
                     });

@@ -1,5 +1,15 @@
-//! Measuring: the UDF run directly on this thread (the floor), then in each
-//! mode, each result checked against the direct run before it is timed.
+//! Measuring: the UDF run directly on this thread through its executor,
+//! then in each mode, each mode's results checked against the direct run's
+//! before it is timed.
+//!
+//! The direct run gives two rates. The floor is the UDF alone: rows over
+//! the time the executor spent calling it (its own clock, [`coil_worker::Times::python`],
+//! without making the arguments and taking the results apart), as
+//! docs/modes.md defines it and the `process` criterion bench measures it
+//! with a pyo3 loop. The serial rate is the same executor with its codec,
+//! one batch after another on one thread: a reference, not a floor, since
+//! every mode overlaps the host's encoding and decoding with the executor's
+//! work on another core.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -123,6 +133,10 @@ pub struct ModeResult {
     pub failed: Option<String>,
     /// Rows per second of the best run.
     pub rows_per_sec: f64,
+    /// Run-to-run noise: how far below the best run's rate the median run's
+    /// is, as a fraction of the best (0.04: 4 %); `None` under
+    /// [`MIN_RUNS_FOR_SPREAD`] timed runs.
+    pub spread: Option<f64>,
     /// Batch latency, median and 99th percentile.
     pub batch_p50: Duration,
     /// 99th percentile.
@@ -142,6 +156,7 @@ impl ModeResult {
             fallback: None,
             failed: Some(why),
             rows_per_sec: 0.0,
+            spread: None,
             batch_p50: Duration::ZERO,
             batch_p99: Duration::ZERO,
             runs: 0,
@@ -170,6 +185,7 @@ impl ModeResult {
             fallback: None,
             failed: None,
             rows_per_sec,
+            spread: None,
             batch_p50: Duration::ZERO,
             batch_p99: Duration::ZERO,
             runs: 1,
@@ -178,11 +194,23 @@ impl ModeResult {
     }
 }
 
+/// What the direct run on this thread measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Direct {
+    /// The floor: rows per second of the UDF alone, over the time the
+    /// executor spent calling it (no ring, no codec, no other thread).
+    pub udf_rows_per_sec: f64,
+    /// A reference, not a floor: rows per second of the executor with its
+    /// codec (decode, call, encode), one batch after another on this
+    /// thread.
+    pub serial_rows_per_sec: f64,
+}
+
 /// What [`measure`] found, before any advice.
 #[derive(Debug, Clone)]
 pub(crate) struct Measured {
-    /// Rows per second calling the executor directly on this thread.
-    pub(crate) direct_rows_per_sec: f64,
+    /// The direct run's rates.
+    pub(crate) direct: Direct,
     /// Per mode, in the order asked.
     pub(crate) modes: Vec<ModeResult>,
     /// A module the UDF imports that cannot load in a sub-interpreter.
@@ -191,6 +219,23 @@ pub(crate) struct Measured {
 
 /// Each mode is timed for at least this long (small inputs run many times).
 const MIN_TIME: Duration = Duration::from_millis(300);
+
+/// Fewer timed runs than this give no spread (a median needs three).
+pub const MIN_RUNS_FOR_SPREAD: usize = 3;
+
+/// How far below the best of `secs` (one timed run each) the median run's
+/// rate is, as a fraction of the best rate; `None` under
+/// [`MIN_RUNS_FOR_SPREAD`] runs.
+pub(crate) fn spread(secs: &[f64]) -> Option<f64> {
+    if secs.len() < MIN_RUNS_FOR_SPREAD {
+        return None;
+    }
+    let mut sorted = secs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (best, median) = (sorted[0], sorted[sorted.len() / 2]);
+    // Rates are rows / secs: 1 - (rows / median) / (rows / best).
+    Some((1.0 - best / median).max(0.0))
+}
 
 /// The bundle size `coil bench` uses unless told otherwise: the default,
 /// but small enough that every executor gets at least four batches.
@@ -221,17 +266,17 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Runs the UDF through its executor on this thread, batch by batch (the
-/// floor: no ring, no other thread or process), returning the results and
-/// rows per second. Arrow batches are cut into slices of the batch size,
-/// each encoded as a column frame and decoded again, as they travel to an
-/// executor.
+/// Runs the UDF through its executor on this thread, batch by batch (no
+/// ring, no other thread or process), returning the results and the two
+/// rates of [`Direct`], each from its best run. Arrow batches are cut into
+/// slices of the batch size, each encoded as a column frame and decoded
+/// again, as they travel to an executor.
 fn direct(
     spec: &UdfSpec,
     config: &Config,
     input: &BenchInput,
     repeat: usize,
-) -> anyhow::Result<(Results, f64)> {
+) -> anyhow::Result<(Results, Direct)> {
     use pyo3::Python;
     Python::initialize();
     let mut spec = spec.clone();
@@ -239,7 +284,8 @@ fn direct(
     Python::attach(|py| {
         let mut exec =
             Executor::load(py, &spec).map_err(|e| anyhow::anyhow!("{e}\n{}", e.error.traceback))?;
-        let mut best = f64::INFINITY;
+        // Best whole run (codec and call) and best time in the UDF alone.
+        let (mut best, mut best_udf) = (f64::INFINITY, f64::INFINITY);
         let mut results = Vec::new();
         let mut kept = Results::Values(Vec::new());
         let (mut frame, mut out) = (Vec::new(), Vec::new());
@@ -250,6 +296,7 @@ fn direct(
             runs += 1;
             results.clear();
             let start = Instant::now();
+            let mut udf = Duration::ZERO;
             let mut arrays = Vec::new();
             match input {
                 BenchInput::Rows(rows) => {
@@ -259,6 +306,7 @@ fn direct(
                         encode_batch(chunk, &mut frame)?;
                         exec.run_batch(py, &frame[..], &mut out, false)
                             .map_err(|e| anyhow::anyhow!("{e}"))?;
+                        udf += exec.last_times().python;
                         for mut row in decode_batch(&out[..])? {
                             results.push(row.pop().unwrap_or(Value::Null));
                         }
@@ -274,6 +322,7 @@ fn direct(
                             let columns = Columns::decode(&frame[..])?;
                             exec.run_columns(py, &columns, &mut out, false)
                                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+                            udf += exec.last_times().python;
                             let (_, mut column, _) = Columns::decode_body(&out[..])?;
                             arrays.extend(column.pop());
                         }
@@ -281,13 +330,28 @@ fn direct(
                 }
             }
             best = best.min(start.elapsed().as_secs_f64());
+            best_udf = best_udf.min(udf.as_secs_f64());
             kept = match input {
                 BenchInput::Rows(_) => Results::Values(std::mem::take(&mut results)),
                 BenchInput::Arrow(_) => Results::Arrays(arrays),
             };
         }
         let _ = exec.close(py);
-        Ok((kept, input.rows() as f64 / best))
+        let rows = input.rows() as f64;
+        // Never below the serial rate, whatever the sampling says; the
+        // serial rate when nothing was sampled.
+        let udf = if best_udf > 0.0 {
+            best_udf.min(best)
+        } else {
+            best
+        };
+        Ok((
+            kept,
+            Direct {
+                udf_rows_per_sec: rows / udf,
+                serial_rows_per_sec: rows / best,
+            },
+        ))
     })
 }
 
@@ -316,7 +380,7 @@ pub(crate) fn measure(
     input: &BenchInput,
     mut progress: impl FnMut(&str),
 ) -> anyhow::Result<Measured> {
-    let (want, direct_rate) = direct(&plan.spec, &plan.config, input, plan.repeat)?;
+    let (want, direct) = direct(&plan.spec, &plan.config, input, plan.repeat)?;
     progress("direct");
     let mut blocker = None;
     let mut modes = Vec::new();
@@ -361,14 +425,14 @@ pub(crate) fn measure(
         }
         let before = runner.metrics();
         let hist_before = runner.histograms().latency.len();
-        let mut best = f64::INFINITY;
+        let mut secs = Vec::new();
         let began = Instant::now();
         let mut runs = 0;
         // At least `repeat` runs, and enough of them to fill MIN_TIME.
         while runs < plan.repeat.max(1) || (began.elapsed() < MIN_TIME && runs < 10_000) {
             let t = Instant::now();
             Results::of(&runner, input).map_err(|e| anyhow::anyhow!("{mode} mode: {e}"))?;
-            best = best.min(t.elapsed().as_secs_f64());
+            secs.push(t.elapsed().as_secs_f64());
             if runs < plan.repeat.max(1) {
                 progress(mode.as_str());
             }
@@ -382,7 +446,8 @@ pub(crate) fn measure(
             ran_as,
             fallback,
             failed: None,
-            rows_per_sec: input.rows() as f64 / best,
+            rows_per_sec: input.rows() as f64 / secs.iter().copied().fold(f64::INFINITY, f64::min),
+            spread: spread(&secs),
             batch_p50: Duration::from_nanos(h.latency.value_at_quantile(0.5)),
             batch_p99: Duration::from_nanos(h.latency.value_at_quantile(0.99)),
             runs,
@@ -397,7 +462,7 @@ pub(crate) fn measure(
         bail!("no mode could run the UDF\n{}", why.join("\n"));
     }
     Ok(Measured {
-        direct_rows_per_sec: direct_rate,
+        direct,
         modes,
         blocker,
     })
@@ -413,6 +478,19 @@ mod tests {
         assert_eq!(bundle_for(3, 2), 1);
         assert_eq!(bundle_for(1_000_000, 2), 1000);
         assert_eq!(bundle_for(40, 0), 10, "no executors counts as one");
+    }
+
+    #[test]
+    fn the_spread_is_how_far_the_median_run_falls_below_the_best() {
+        // Rates 100, 80 and 50 rows/s over 1 row: the median is 20 % below.
+        let s = spread(&[0.01, 0.0125, 0.02]).unwrap();
+        assert!((s - 0.2).abs() < 1e-9, "{s}");
+        // In any order; equal runs have none.
+        assert_eq!(spread(&[0.02, 0.01, 0.0125]), Some(s));
+        assert_eq!(spread(&[0.5; 4]), Some(0.0));
+        // Under three runs there is no median to speak of.
+        assert_eq!(spread(&[0.01, 0.02]), None);
+        assert_eq!(spread(&[]), None);
     }
 
     #[test]

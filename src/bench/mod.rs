@@ -2,10 +2,15 @@
 //! and directly on the calling thread, checks that every mode gives the same
 //! results, and measures what each mode costs, to advise which to use.
 //!
+//! The direct run is the floor: the UDF alone on one thread, without ring or
+//! codec. Every mode's rate is reported as a multiple of it, which a mode
+//! with N executors can take up to N (see `report` for the wording).
+//!
 //! Three jobs, one file each:
 //!
 //! - `measure`: runs the UDF (directly, then in each mode), checks the
-//!   results against the direct run and times it;
+//!   results against the direct run and times it, keeping each timed run so
+//!   that the run-to-run spread is known;
 //! - `advice`: pure functions from the measured numbers to a recommended
 //!   mode and its reasons (no timing, no I/O, unit-tested with tables);
 //! - `report`: the report as a table, as JSON and as an SVG chart.
@@ -15,7 +20,9 @@ mod measure;
 mod report;
 
 pub use advice::Advice;
-pub use measure::{bundle_for, read_rows, BenchInput, BenchPlan, ModeResult};
+pub use measure::{
+    bundle_for, read_rows, BenchInput, BenchPlan, Direct, ModeResult, MIN_RUNS_FOR_SPREAD,
+};
 pub use report::BenchReport;
 
 /// Measures every mode of `plan` over `input` and advises one; `progress`
@@ -33,14 +40,15 @@ pub fn run(
     let measured = measure::measure(plan, input, progress)?;
     let advice = advice::advise(&advice::Facts {
         workers: plan.config.worker_count(),
-        direct_rows_per_sec: measured.direct_rows_per_sec,
+        direct: measured.direct,
         modes: &measured.modes,
         blocker: measured.blocker.as_deref(),
     });
     Ok(BenchReport {
         rows: input.rows(),
         bundle: plan.config.bundle_size(),
-        direct_rows_per_sec: measured.direct_rows_per_sec,
+        workers: plan.config.worker_count(),
+        direct: measured.direct,
         modes: measured.modes,
         subinterpreter_blocker: measured.blocker,
         advice,

@@ -1,12 +1,19 @@
 //! The report: what was measured and the advice, as a table for the
 //! terminal, as JSON, and as an SVG bar chart of rows per second.
+//!
+//! Every ratio in it is a mode's rows/s over the direct call's: the UDF
+//! alone on one thread, without ring or codec (the floor). A mode with N
+//! executors can reach N times the floor when the UDF is what costs; one
+//! GIL (multi-thread) keeps it at most 1. The serial run (the executor with
+//! its codec on one thread) is shown as a labelled reference, never used as
+//! a denominator.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Advice, ModeResult};
+use super::{Advice, Direct, ModeResult};
 
 /// Everything `coil bench` measured, and its advice.
 #[derive(Debug, Clone)]
@@ -15,8 +22,10 @@ pub struct BenchReport {
     pub rows: usize,
     /// Rows per batch.
     pub bundle: usize,
-    /// Rows per second calling the executor directly on this thread.
-    pub direct_rows_per_sec: f64,
+    /// Executors per mode.
+    pub workers: usize,
+    /// The direct run: the floor, and the serial reference.
+    pub direct: Direct,
     /// Per mode, in the order asked.
     pub modes: Vec<ModeResult>,
     /// A module the UDF imports that cannot load in a sub-interpreter.
@@ -28,17 +37,41 @@ pub struct BenchReport {
 impl BenchReport {
     /// The report as a table, with the advice at the end.
     pub fn table(&self) -> String {
+        let floor = self.direct.udf_rows_per_sec;
         let mut s = format!(
-            "coil bench: {} rows, batches of {}\n\n",
-            self.rows, self.bundle
+            "coil bench: {} rows, batches of {}, {} executor{} per mode\n\n",
+            self.rows,
+            self.bundle,
+            self.workers,
+            if self.workers == 1 { "" } else { "s" }
         );
         s += &format!(
-            "{:<16} {:>12} {:>8} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
-            "mode", "rows/s", "vs direct", "batch p50", "batch p99", "codec", "transport", "python"
+            "{:<16} {:>12} {:>8} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
+            "mode",
+            "rows/s",
+            "x direct",
+            "spread",
+            "batch p50",
+            "batch p99",
+            "codec",
+            "transport",
+            "python"
         );
         s += &format!(
-            "{:<16} {:>12.0} {:>8} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
-            "direct", self.direct_rows_per_sec, "1.00", "-", "-", "-", "-", "-"
+            "{:<16} {:>12.0} {:>8} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
+            "direct", floor, "1.00", "-", "-", "-", "-", "-", "-"
+        );
+        s += &format!(
+            "{:<16} {:>12.0} {:>8.2} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
+            "(serial+codec)",
+            self.direct.serial_rows_per_sec,
+            self.direct.serial_rows_per_sec / floor,
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-"
         );
         for r in &self.modes {
             if r.failed.is_some() {
@@ -60,11 +93,15 @@ impl BenchReport {
             } else {
                 format!("{}*", r.requested)
             };
+            let spread = r
+                .spread
+                .map_or("-".to_string(), |x| format!("{:.0} %", 100.0 * x));
             s += &format!(
-                "{:<16} {:>12.0} {:>8.2} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
+                "{:<16} {:>12.0} {:>8.2} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
                 name,
                 r.rows_per_sec,
-                r.rows_per_sec / self.direct_rows_per_sec,
+                r.rows_per_sec / floor,
+                spread,
                 format!("{:.1?}", r.batch_p50),
                 format!("{:.1?}", r.batch_p99),
                 per_row(r.metrics.codec()),
@@ -87,7 +124,19 @@ impl BenchReport {
                 r.failed.as_deref().unwrap_or("")
             );
         }
-        s += "\ncodec, transport and python are per row (encode and decode on both sides; rings and waiting; the UDF).\n";
+        s += &format!(
+            "\n\
+             direct: the UDF alone, called on this thread (the executor's own clock, without making its\n\
+             arguments and taking its results apart): the floor. x direct: rows/s over the direct call's;\n\
+             with {n} executor{p} a mode can reach {n}.00 when the UDF is what costs (multi-thread, one GIL: 1.00).\n\
+             (serial+codec): the same executor with its codec, one batch after another on this thread: a\n\
+             reference, not a floor (every mode overlaps the host's codec with the executor's work).\n\
+             spread: how far below the best timed run the median one was (- under {min} runs).\n\
+             codec, transport and python are per row (encode and decode on both sides; rings and waiting; the UDF).\n",
+            n = self.workers,
+            p = if self.workers == 1 { "" } else { "s" },
+            min = super::MIN_RUNS_FOR_SPREAD,
+        );
         s += &format!("\nAdvice: use {}\n", self.advice.mode);
         for reason in &self.advice.reasons {
             s += &format!("  - {reason}\n");
@@ -101,7 +150,9 @@ impl BenchReport {
         json!({
             "rows": self.rows,
             "bundle_size": self.bundle,
-            "direct_rows_per_sec": self.direct_rows_per_sec,
+            "workers": self.workers,
+            "direct_rows_per_sec": self.direct.udf_rows_per_sec,
+            "serial_rows_per_sec": self.direct.serial_rows_per_sec,
             "subinterpreter_blocker": self.subinterpreter_blocker,
             "modes": self.modes.iter().map(|r| json!({
                 "mode": r.requested.as_str(),
@@ -109,7 +160,8 @@ impl BenchReport {
                 "fallback": r.fallback,
                 "failed": r.failed,
                 "rows_per_sec": r.rows_per_sec,
-                "vs_direct": r.rows_per_sec / self.direct_rows_per_sec,
+                "vs_direct": r.rows_per_sec / self.direct.udf_rows_per_sec,
+                "spread": r.spread,
                 "batch_p50_ns": ns(r.batch_p50),
                 "batch_p99_ns": ns(r.batch_p99),
                 "timed_runs": r.runs,
@@ -135,7 +187,7 @@ impl BenchReport {
     /// The plotting backend's error.
     pub fn plot(&self, path: &Path) -> anyhow::Result<()> {
         use plotters::prelude::*;
-        let mut bars = vec![("direct".to_string(), self.direct_rows_per_sec)];
+        let mut bars = vec![("direct".to_string(), self.direct.udf_rows_per_sec)];
         bars.extend(
             self.modes
                 .iter()
@@ -195,17 +247,23 @@ mod tests {
     use crate::bench::advice::{advise, Facts};
     use ExecutionMode::{MultiThread as T, Process as P, SubInterpreter as S};
 
+    const DIRECT: Direct = Direct {
+        udf_rows_per_sec: 95.0,
+        serial_rows_per_sec: 57.0,
+    };
+
     fn report(modes: Vec<ModeResult>, blocker: Option<&str>) -> BenchReport {
         let advice = advise(&Facts {
             workers: 2,
-            direct_rows_per_sec: 95.0,
+            direct: DIRECT,
             modes: &modes,
             blocker,
         });
         BenchReport {
             rows: 10,
             bundle: 1,
-            direct_rows_per_sec: 95.0,
+            workers: 2,
+            direct: DIRECT,
             modes,
             subinterpreter_blocker: blocker.map(String::from),
             advice,
@@ -270,5 +328,57 @@ mod tests {
         assert_eq!(json["subinterpreter_blocker"], "numpy");
         assert_eq!(json["modes"][2]["ran_as"], "process");
         assert_eq!(json["advice"]["mode"], "process");
+    }
+
+    /// The table's line for `name`, split on whitespace.
+    fn line<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+        table
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{table}"))
+            .split_whitespace()
+            .collect()
+    }
+
+    #[test]
+    fn every_ratio_is_over_the_udf_alone_and_the_serial_run_is_only_a_reference() {
+        // Two executors: process 2.00x the UDF alone (both busy with it),
+        // multi-thread 0.95x (one GIL), the serial codec + executor 0.60x.
+        let mut process = ModeResult::measured(P, P, 190.0);
+        process.spread = Some(0.04);
+        let report = report(vec![process, ModeResult::measured(T, T, 90.25)], None);
+        let table = report.table();
+        assert!(
+            table.starts_with("coil bench: 10 rows, batches of 1, 2 executors per mode\n"),
+            "{table}"
+        );
+        assert_eq!(line(&table, "direct")[1..3], ["95", "1.00"], "{table}");
+        assert_eq!(
+            line(&table, "(serial+codec)")[1..3],
+            ["57", "0.60"],
+            "{table}"
+        );
+        assert_eq!(line(&table, "process")[1..5], ["190", "2.00", "4", "%"]);
+        assert_eq!(line(&table, "multi-thread")[1..4], ["90", "0.95", "-"]);
+        for says in [
+            "direct: the UDF alone, called on this thread",
+            "with 2 executors a mode can reach 2.00 when the UDF is what costs",
+            "a\nreference, not a floor",
+        ] {
+            assert!(table.contains(says), "{says:?} missing:\n{table}");
+        }
+        assert!(
+            report.advice.reasons.iter().any(|r| r
+                == "process: 190 rows/s, 2.00x the UDF called alone on one thread (2 executors: 1.00x each), 0 % of the measured time in Python"),
+            "{:?}",
+            report.advice.reasons
+        );
+        let json = report.to_json();
+        assert_eq!(json["direct_rows_per_sec"], 95.0);
+        assert_eq!(json["serial_rows_per_sec"], 57.0);
+        assert_eq!(json["workers"], 2);
+        assert_eq!(json["modes"][0]["vs_direct"], 2.0);
+        assert_eq!(json["modes"][0]["spread"], 0.04);
+        assert!(json["modes"][1]["spread"].is_null());
     }
 }
