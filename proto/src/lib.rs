@@ -42,6 +42,7 @@
 //! # Ok(()) }
 //! ```
 
+mod blocker;
 mod columns;
 mod error;
 pub mod layout;
@@ -50,6 +51,7 @@ mod pieces;
 mod spec;
 mod tag;
 
+pub use blocker::{incompatible_module, INCOMPATIBLE};
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;

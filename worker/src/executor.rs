@@ -9,10 +9,12 @@ use std::time::Instant;
 
 use coil_proto::{PyErrorInfo, RowFailure, RowFault, Times, UdfKind, UdfSpec};
 
-use coil_ipc::{BatchDecoder, BatchEncoder, ByteSource, DecodeError, EncodeError};
+use coil_ipc::{BatchDecoder, BatchEncoder, ByteSource};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 use smallvec::SmallVec;
+
+use crate::error::{bad_batch, bad_row, decode_err, enc_err, BatchError, LoadError};
 
 /// Describes `err` with the loader module's `describe`.
 fn error_info(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
@@ -41,50 +43,6 @@ fn bare_error_info(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
         message: err.value(py).to_string(),
         traceback: String::new(),
     }
-}
-
-/// Why a batch produced no results.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BatchError {
-    /// The UDF raised on row `row` (0-based within the batch; for a
-    /// vectorized UDF the batch's first row).
-    #[error("the UDF raised on row {row}: {error}")]
-    Udf {
-        /// Index of the row in the batch.
-        row: u32,
-        /// The exception.
-        error: PyErrorInfo,
-    },
-    /// The UDF raised on row `row` because something it imports cannot
-    /// load in a sub-interpreter (an `ImportError` saying so is in the
-    /// exception's chain): the batch can run in a worker process instead.
-    #[error("row {row}: {module} cannot load in a sub-interpreter: {error}")]
-    Incompatible {
-        /// Index of the row in the batch.
-        row: u32,
-        /// The top-level package that cannot load.
-        module: String,
-        /// The exception.
-        error: PyErrorInfo,
-    },
-    /// A value of row `row` could not be converted to or from Python.
-    #[error("row {}: {message}", row.map(|r| r.to_string()).unwrap_or_else(|| "?".into()))]
-    BadRow {
-        /// Index of the row in the batch, when one row is to blame.
-        row: Option<u32>,
-        /// What was wrong with it.
-        message: String,
-    },
-}
-
-/// Why a UDF could not be loaded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("loading UDF {target}: {error}")]
-pub struct LoadError {
-    /// What was being loaded.
-    pub target: String,
-    /// The exception that loading raised.
-    pub error: PyErrorInfo,
 }
 
 /// A loaded UDF, ready to run batches in the interpreter that loaded it.
@@ -135,25 +93,6 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
     }
 }
 
-/// Why a column of a column batch cannot run: the batch's error.
-fn bad_batch(message: String) -> BatchError {
-    BatchError::BadRow { row: None, message }
-}
-
-pub(crate) fn bad_row(row: u32, message: impl Into<String>) -> BatchError {
-    BatchError::BadRow {
-        row: Some(row),
-        message: message.into(),
-    }
-}
-
-fn decode_err(row: Option<u32>, e: DecodeError) -> BatchError {
-    BatchError::BadRow {
-        row,
-        message: format!("malformed batch: {e}"),
-    }
-}
-
 impl Executor {
     /// Imports the UDF, instantiates a class UDF and calls its `open()`.
     ///
@@ -168,11 +107,13 @@ impl Executor {
                 LoadError {
                     target: spec.target.clone(),
                     error: bare_error_info(py, &e),
+                    blocker: None,
                 }
             })?;
         let fail = |e: PyErr| LoadError {
             target: spec.target.clone(),
             error: error_info(py, &helper, e),
+            blocker: None,
         };
         let paths: Vec<String> = spec
             .paths
@@ -409,9 +350,10 @@ impl Executor {
     ) -> Result<(), BatchError> {
         use crate::arrow_py::{needs_kit, ArrowColumn, PyKit, ResultColumn};
         let t0 = Instant::now();
-        let declared = self.returns.clone().ok_or_else(|| {
-            bad_batch("a column batch for a UDF without a declared return type".into())
-        })?;
+        let declared = self
+            .returns
+            .clone()
+            .ok_or_else(|| bad_batch("a column batch for a UDF without a declared return type"))?;
         let rows = u32::try_from(batch.rows)
             .map_err(|_| bad_batch(format!("{} rows are more than a batch holds", batch.rows)))?;
         if self.kit.is_none()
@@ -835,7 +777,7 @@ impl Executor {
             .and_then(|m| m.extract::<Option<String>>())
             .ok()
             .flatten()
-            .and_then(|message| crate::subinterp::incompatible_module(&message));
+            .and_then(|message| coil_proto::incompatible_module(&message));
         let error = error_info(py, helper, e);
         match module {
             Some(module) => BatchError::Incompatible { row, module, error },
@@ -1069,10 +1011,3 @@ fn one_row<'py>(
 
 /// A row's arguments: on the stack for up to eight.
 type Args<'py> = SmallVec<[Bound<'py, PyAny>; 8]>;
-
-pub(crate) fn enc_err(row: Option<u32>, e: EncodeError) -> BatchError {
-    BatchError::BadRow {
-        row,
-        message: format!("result: {e}"),
-    }
-}

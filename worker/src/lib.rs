@@ -38,6 +38,7 @@
 
 mod arrow_py;
 mod convert;
+mod error;
 mod executor;
 mod interp;
 mod log;
@@ -48,17 +49,16 @@ mod timing;
 pub use arrow_py::{arrow_type_supported, child_types, plain_type, result_wire_type};
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
+pub use coil_proto::{incompatible_module, INCOMPATIBLE};
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
-pub use executor::{BatchError, Executor, LoadError};
+pub use error::{BatchError, LoadError, ServeError};
+pub use executor::Executor;
 pub use interp::InterruptTarget;
 #[cfg(Py_3_13)]
 pub use interp::SubInterpreter;
 pub use log::route_output_to_log;
-pub use serve::{serve, serve_in_process, watch_parent, ServeError};
-pub use subinterp::{
-    incompatible_module, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, INCOMPATIBLE,
-    SUBINTERPRETERS,
-};
+pub use serve::{serve, serve_in_process, watch_parent};
+pub use subinterp::{serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS};
 
 /// The CPython this build embeds, as the interpreter it was built against
 /// reported its `sys.executable` (`PYO3_PYTHON`, see `tools/python`).

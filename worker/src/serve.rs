@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coil_ipc::{ByteSource, Consumer, ParentWatch, Producer, Region, RingRecvError};
-use coil_proto::{
-    layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec,
-};
+use coil_proto::{layout, Answer, Batch, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec};
 use pyo3::prelude::*;
 
-use crate::executor::{BatchError, Executor};
+use crate::error::{BatchError, ServeError};
+use crate::executor::Executor;
 use crate::interp::InterruptTarget;
 
 /// How long a worker waits for its next batch before it checks in with
@@ -18,32 +17,6 @@ use crate::interp::InterruptTarget;
 const IDLE: Duration = Duration::from_secs(3600);
 /// How long a worker waits for room for an answer.
 const ANSWER: Duration = Duration::from_secs(600);
-
-/// Why a worker stopped other than by the host closing its ring.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The UDF could not be loaded (already reported to the host).
-    #[error(transparent)]
-    Load(#[from] crate::executor::LoadError),
-    /// The region's rings could not be taken.
-    #[error("taking the region's rings")]
-    Endpoint(#[from] coil_ipc::EndpointError),
-    /// A ring failed: the host died, or wrote something no host would.
-    #[error("waiting for a batch")]
-    Recv(#[from] RingRecvError),
-    /// An answer could not be sent.
-    #[error("sending an answer")]
-    Push(#[from] coil_ipc::RingPushError),
-    /// A frame that is not a batch, or a batch too short for its header.
-    #[error("reading a batch")]
-    Proto(#[from] ProtoError),
-    /// A message could not be sent or reassembled.
-    #[error("sending or reassembling a message")]
-    Message(#[from] MessageError),
-    /// The mode cannot run in this build or on this machine.
-    #[error("{0}")]
-    Unsupported(String),
-}
 
 /// Sends the start-up message `answer` (ready or load failed).
 fn send_start(tx: &mut Producer, answer: &Answer) -> Result<(), coil_ipc::RingPushError> {
