@@ -15,6 +15,7 @@ use pyo3::types::{PyList, PyTuple};
 use smallvec::SmallVec;
 
 use crate::error::{bad_batch, bad_row, decode_err, enc_err, BatchError, LoadError};
+use crate::timing::Sampler;
 
 /// Describes `err` with the loader module's `describe`.
 fn error_info(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
@@ -382,7 +383,7 @@ impl Executor {
                 UdfKind::Scalar | UdfKind::Table => {
                     // Every SAMPLE-th row timed in three parts, as the row
                     // path does.
-                    let mut parts = [0u64; 3];
+                    let mut sampler = Sampler::since(t0);
                     let table = self.kind == UdfKind::Table;
                     // A table UDF's emitted row of a one-field struct may
                     // be the bare value.
@@ -391,8 +392,7 @@ impl Executor {
                             if matches!(f.data_type(), arrow_schema::DataType::Struct(fs) if fs.len() == 1));
                     for row in 0..rows {
                         let at = row as usize;
-                        let sampled = row % crate::timing::SAMPLE == 0;
-                        let t0 = sampled.then(crate::timing::ticks);
+                        sampler.start(row);
                         // A plain loop, not a `collect` into a `Result`:
                         // this is the per-row hot path.
                         let mut args = Args::new();
@@ -406,7 +406,7 @@ impl Executor {
                                 }
                             }
                         }
-                        let t1 = sampled.then(crate::timing::ticks);
+                        sampler.mark();
                         let called = match bad {
                             Some(e) => Err(e),
                             None => self.call_row(py, args, row),
@@ -416,23 +416,18 @@ impl Executor {
                         } else {
                             called
                         };
-                        let t2 = sampled.then(crate::timing::ticks);
+                        sampler.mark();
                         let done = called.and_then(|result| {
                             results
                                 .push(kit.as_ref(), &result)
                                 .map_err(|m| bad_row(row, format!("result: {m}")))
                         });
-                        if let (Some(t0), Some(t1), Some(t2)) = (t0, t1, t2) {
-                            let t3 = crate::timing::ticks();
-                            parts[0] += t1.wrapping_sub(t0);
-                            parts[1] += t2.wrapping_sub(t1);
-                            parts[2] += t3.wrapping_sub(t2);
-                        }
+                        sampler.finish();
                         if let Err(e) = done {
                             self.fail_in_column(&mut results, row, e, per_row)?;
                         }
                     }
-                    Ok(crate::timing::split_times(t0.elapsed(), parts))
+                    Ok(sampler.times())
                 }
                 UdfKind::Vectorized => {
                     // A numeric column without nulls reaches a UDF that
@@ -707,28 +702,20 @@ impl Executor {
                 // reused, still in cache) before the next is made. Every
                 // SAMPLE-th row is timed in three parts; the batch's measured
                 // total is split in their proportions.
-                let start = Instant::now();
-                let mut parts = [0u64; 3];
+                let mut sampler = Sampler::new();
                 for row in 0..rows {
-                    let sampled = row % crate::timing::SAMPLE == 0;
-                    let t0 = sampled.then(crate::timing::ticks);
+                    sampler.start(row);
                     let args = self.read_args(py, &mut dec, row)?;
-                    let t1 = sampled.then(crate::timing::ticks);
+                    sampler.mark();
                     let mark = enc.written();
-                    let mut t2 = None;
-                    match self.run_row(py, args, row, &mut enc, sampled.then_some(&mut t2)) {
+                    match self.run_row(py, args, row, &mut enc, &mut sampler) {
                         Ok(()) => {}
                         Err(e) if per_row => self.fail_row(&mut enc, mark, row, e)?,
                         Err(e) => return Err(e),
                     }
-                    if let (Some(t0), Some(t1), Some(t2)) = (t0, t1, t2) {
-                        let t3 = crate::timing::ticks();
-                        parts[0] += t1.wrapping_sub(t0);
-                        parts[1] += t2.wrapping_sub(t1);
-                        parts[2] += t3.wrapping_sub(t2);
-                    }
+                    sampler.finish();
                 }
-                self.times = crate::timing::split_times(start.elapsed(), parts);
+                self.times = sampler.times();
             }
             UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows, per_row)?,
         }
@@ -736,7 +723,7 @@ impl Executor {
     }
 
     /// Calls the UDF on one row's arguments (running a table UDF's
-    /// generator) and encodes its result; notes in `python_done` when the
+    /// generator) and encodes its result; marks in `sampler` when the
     /// Python part ended.
     fn run_row<'py>(
         &self,
@@ -744,7 +731,7 @@ impl Executor {
         args: Args<'py>,
         row: u32,
         enc: &mut BatchEncoder<'_, Vec<u8>>,
-        python_done: Option<&mut Option<u64>>,
+        sampler: &mut Sampler,
     ) -> Result<(), BatchError> {
         self.mark(Some(row));
         let result = crate::interp::call_vectored(self.func.bind(py), &args)
@@ -755,9 +742,7 @@ impl Executor {
         } else {
             None
         };
-        if let Some(t) = python_done {
-            *t = Some(crate::timing::ticks());
-        }
+        sampler.mark();
         enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
         match &emitted {
             None => crate::convert::put_py(enc, &result, 0)
