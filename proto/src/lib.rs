@@ -50,6 +50,7 @@ mod message;
 mod pieces;
 mod spec;
 mod tag;
+mod wire;
 
 pub use blocker::{incompatible_module, INCOMPATIBLE};
 pub use coil_ipc as ipc;
@@ -61,3 +62,4 @@ pub use message::{
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
 pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
 pub use tag::Tag;
+pub use wire::{arrow_type_supported, child_types, plain_type, result_wire_type, wire_type};

@@ -36,7 +36,7 @@
 //! # Ok(()) }
 //! ```
 
-mod arrow_py;
+mod arrow;
 mod convert;
 mod error;
 mod executor;
@@ -46,9 +46,9 @@ mod serve;
 mod subinterp;
 mod timing;
 
-pub use arrow_py::{arrow_type_supported, child_types, plain_type, result_wire_type};
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
+pub use coil_proto::{arrow_type_supported, child_types, plain_type, result_wire_type};
 pub use coil_proto::{incompatible_module, INCOMPATIBLE};
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
 pub use error::{BatchError, LoadError, ServeError};

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::{Args, Executor};
-use crate::arrow_py::{needs_kit, ArrowColumn, PyKit, ResultColumn};
+use crate::arrow::{needs_kit, ArrowColumn, PyKit, ResultColumn};
 use crate::error::{bad_batch, bad_row, BatchError};
 use crate::timing::Sampler;
 

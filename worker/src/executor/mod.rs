@@ -22,7 +22,7 @@ use coil_proto::{PyErrorInfo, RowFailure, RowFault, Times, UdfKind, UdfSpec};
 use pyo3::prelude::*;
 use smallvec::SmallVec;
 
-use crate::arrow_py::ResultColumn;
+use crate::arrow::ResultColumn;
 use crate::error::{enc_err, BatchError, LoadError};
 
 /// Describes `err` with the loader module's `describe`.
@@ -82,7 +82,7 @@ pub struct Executor {
     signature: coil_proto::UdfSignature,
     /// This interpreter's `datetime` and `decimal` types, loaded with the
     /// first column batch that needs them.
-    kit: Option<crate::arrow_py::PyKit>,
+    kit: Option<crate::arrow::PyKit>,
 }
 
 /// The signature the loader's `signature` described: `(params, columnar)`,
@@ -95,7 +95,7 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
     coil_proto::UdfSignature {
         params: params.map(|ps| {
             ps.into_iter()
-                .map(|(name, t)| (name, crate::arrow_py::type_of_description(&t)))
+                .map(|(name, t)| (name, crate::arrow::type_of_description(&t)))
                 .collect()
         }),
         columnar,
@@ -161,7 +161,7 @@ impl Executor {
                 .getattr("return_type")
                 .and_then(|r| r.call1((func.bind(py), spec.kind.as_str())))
                 .ok()
-                .and_then(|d| crate::arrow_py::type_of_description(&d)),
+                .and_then(|d| crate::arrow::type_of_description(&d)),
         };
         let signature = helper
             .getattr("signature")
@@ -186,7 +186,7 @@ impl Executor {
                 // A table UDF's results over columns: for each input row,
                 // the list of the rows it emitted (each of the declared
                 // type); the host flattens them.
-                let t = crate::arrow_py::result_wire_type(t);
+                let t = coil_proto::result_wire_type(t);
                 if spec.kind == UdfKind::Table {
                     arrow_schema::DataType::List(Arc::new(arrow_schema::Field::new(
                         "item", t, true,

@@ -211,3 +211,39 @@ fn a_column_batch_needs_a_declared_return_type() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_datetime_for_a_declared_date_is_refused_in_a_whole_sentence() {
+    let mut spec = udf(
+        "stamp",
+        "import datetime\ndef stamp(x):\n    return datetime.datetime(2024, 1, 2, 3, 4)\n",
+    );
+    spec.returns = Some(arrow_schema::DataType::Date32);
+    let (ran, _) = run_columns(&spec, &[1], false);
+    match ran {
+        Err(BatchError::BadRow {
+            row: Some(0),
+            message,
+        }) => assert_eq!(
+            message,
+            "result: a datetime (datetime.datetime(2024, 1, 2, 3, 4)) does not fit the declared \
+             type Date32: a datetime.datetime is refused where a datetime.date is declared, as \
+             its time of day would be lost (call .date() on it)"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_str_for_a_declared_date_names_what_is_expected() {
+    let mut spec = udf("text", "def text(x):\n    return 'soon'\n");
+    spec.returns = Some(arrow_schema::DataType::Date32);
+    let (ran, _) = run_columns(&spec, &[1], false);
+    match ran {
+        Err(BatchError::BadRow { message, .. }) => assert_eq!(
+            message,
+            "result: a str ('soon') does not fit the declared type Date32: a datetime.date is expected"
+        ),
+        other => panic!("{other:?}"),
+    }
+}

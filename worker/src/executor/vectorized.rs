@@ -14,7 +14,7 @@ use pyo3::types::{PyList, PyTuple};
 
 use super::columns::ColumnBatch;
 use super::Executor;
-use crate::arrow_py::{PyKit, ResultColumn};
+use crate::arrow::{PyKit, ResultColumn};
 use crate::error::{bad_batch, bad_row, decode_err, enc_err, BatchError};
 
 impl Executor {
@@ -39,7 +39,7 @@ impl Executor {
             let direct = if wants_arrow[i] {
                 let helper = self.helper.bind(py);
                 Some(
-                    crate::arrow_py::export_capsules(helper, array.as_ref())
+                    crate::arrow::export_capsules(helper, array.as_ref())
                         .map_err(|e| bad_batch(format!("argument {i}: {e}")))?,
                 )
             } else {
@@ -247,7 +247,7 @@ impl Executor {
                 // An Arrow array of the declared type is taken whole; one
                 // of another type goes value by value, each checked.
                 if result.hasattr("__arrow_c_array__").unwrap_or(false) {
-                    let array = crate::arrow_py::import_capsules(&result)
+                    let array = crate::arrow::import_capsules(&result)
                         .map_err(|m| bad_batch(format!("the UDF's Arrow result: {m}")))?;
                     if array.len() != rows as usize {
                         return Err(bad_batch(format!(
