@@ -45,6 +45,7 @@
 mod blocker;
 mod columns;
 mod error;
+mod launch;
 pub mod layout;
 mod message;
 mod pieces;
@@ -56,6 +57,7 @@ pub use blocker::{incompatible_module, INCOMPATIBLE};
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;
+pub use launch::{Launch, LaunchError, DEFAULT_MAX_MESSAGE, HOST_PID, USAGE};
 pub use message::{
     Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
 };

@@ -34,7 +34,13 @@ pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &
         message: message.into(),
         traceback: String::new(),
     };
-    let _ = send_start(tx, &Answer::LoadFailed { error });
+    let _ = send_start(
+        tx,
+        &Answer::LoadFailed {
+            error,
+            blocker: None,
+        },
+    );
 }
 
 /// Serves the request ring (batches in) and the answer ring (answers out)
@@ -141,6 +147,7 @@ fn run(
                 tx,
                 &Answer::LoadFailed {
                     error: e.error.clone(),
+                    blocker: e.blocker.clone(),
                 },
             )?;
             return Err(e.into());

@@ -41,6 +41,19 @@ fn error_info(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErr
     }
 }
 
+/// The top-level package that cannot load in a sub-interpreter, if an
+/// `ImportError` saying so is in `err`'s chain (the loader's `blocker`
+/// finds it).
+fn blocker(py: Python<'_>, helper: &Bound<'_, PyModule>, err: &PyErr) -> Option<String> {
+    helper
+        .getattr("blocker")
+        .and_then(|b| b.call1((err.value(py),)))
+        .and_then(|m| m.extract::<Option<String>>())
+        .ok()
+        .flatten()
+        .and_then(|message| coil_proto::incompatible_module(&message))
+}
+
 /// Type and message only: when the formatter itself is unavailable.
 fn bare_error_info(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
     PyErrorInfo {
@@ -119,10 +132,19 @@ impl Executor {
                     blocker: None,
                 }
             })?;
-        let fail = |e: PyErr| LoadError {
-            target: spec.target.clone(),
-            error: error_info(py, &helper, e),
-            blocker: None,
+        let fail = |e: PyErr| {
+            let module = blocker(py, &helper, &e);
+            let error = error_info(py, &helper, e);
+            // Also a blocker only the traceback's text names (as hosts
+            // used to find it).
+            let blocker = module.or_else(|| {
+                coil_proto::incompatible_module(&format!("{}\n{}", error.message, error.traceback))
+            });
+            LoadError {
+                target: spec.target.clone(),
+                error,
+                blocker,
+            }
         };
         let paths: Vec<String> = spec
             .paths
@@ -320,13 +342,7 @@ impl Executor {
         // An import inside the UDF that cannot run in a sub-interpreter
         // (found only now, at call time): its own answer, so the host can
         // fall back to process mode.
-        let module = helper
-            .getattr("blocker")
-            .and_then(|b| b.call1((e.value(py),)))
-            .and_then(|m| m.extract::<Option<String>>())
-            .ok()
-            .flatten()
-            .and_then(|message| coil_proto::incompatible_module(&message));
+        let module = blocker(py, helper, &e);
         let error = error_info(py, helper, e);
         match module {
             Some(module) => BatchError::Incompatible { row, module, error },

@@ -247,3 +247,23 @@ fn a_str_for_a_declared_date_names_what_is_expected() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_load_that_fails_for_a_sub_interpreter_names_its_blocker() {
+    let spec = udf(
+        "blocked",
+        "raise ImportError('module fastlib._core does not support loading in subinterpreters')\ndef blocked(x):\n    return x\n",
+    );
+    let plain = udf(
+        "broken",
+        "import no_such_module_anywhere\ndef broken(x):\n    return x\n",
+    );
+    Python::initialize();
+    Python::attach(|py| {
+        let e = Executor::load(py, &spec).err().expect("loading fails");
+        assert_eq!(e.blocker.as_deref(), Some("fastlib"));
+        assert_eq!(e.error.type_name, "ImportError");
+        let e = Executor::load(py, &plain).err().expect("loading fails");
+        assert_eq!(e.blocker, None);
+    });
+}
