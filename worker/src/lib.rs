@@ -43,7 +43,6 @@ mod executor;
 mod interp;
 mod log;
 mod serve;
-mod subinterp;
 mod timing;
 
 pub use coil_ipc as ipc;
@@ -58,8 +57,10 @@ pub use interp::InterruptTarget;
 #[cfg(Py_3_13)]
 pub use interp::SubInterpreter;
 pub use log::route_output_to_log;
-pub use serve::{serve, serve_in_process, watch_parent};
-pub use subinterp::{serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS};
+pub use serve::{
+    serve, serve_in_process, serve_in_subinterpreter, watch_parent, IMPORTED_IN_MAIN_FIRST,
+    SUBINTERPRETERS,
+};
 
 /// The CPython this build embeds, as the interpreter it was built against
 /// reported its `sys.executable` (`PYO3_PYTHON`, see `tools/python`).

@@ -84,7 +84,7 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
     DONE.store(true, Ordering::Release);
 }
 
-/// Serves `region` like [`serve_in_process`](crate::serve_in_process), in a
+/// Serves `region` like [`serve_in_process`](super::serve_in_process), in a
 /// new own-GIL sub-interpreter owned by this thread; `started` receives the
 /// interpreter's [`InterruptTarget`] before the UDF loads.
 ///
@@ -94,7 +94,7 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
 ///
 /// # Errors
 ///
-/// As [`serve`](crate::serve); [`ServeError::Unsupported`] on a build
+/// As [`serve`](super::serve); [`ServeError::Unsupported`] on a build
 /// before CPython 3.13.
 #[cfg(Py_3_13)]
 pub fn serve_in_subinterpreter(
@@ -105,8 +105,7 @@ pub fn serve_in_subinterpreter(
 ) -> Result<(), ServeError> {
     use pyo3::Python;
 
-    let mut rx = region.consumer(coil_proto::layout::REQUESTS)?;
-    let mut tx = region.producer(coil_proto::layout::ANSWERS)?;
+    let (mut rx, mut tx) = super::rings(region)?;
     Python::initialize();
     let starting = crate::interp::lifecycle();
     Python::attach(|main| {
@@ -114,21 +113,15 @@ pub fn serve_in_subinterpreter(
         let Some(sub) = crate::interp::SubInterpreter::new(main) else {
             drop(starting);
             let message = "CPython could not create an own-GIL sub-interpreter".to_string();
-            crate::serve::report_load_failure(&mut tx, "RuntimeError", &message);
+            super::report_load_failure(&mut tx, "RuntimeError", &message);
             return Err(ServeError::Unsupported(message));
         };
         let target = sub.interrupt_target();
         started(target.clone());
         let mut starting = Some(starting);
-        let job = crate::serve::Job {
-            spec,
-            max_message,
-            interrupted: Some(target.flag()),
-        };
+        let job = super::Job::new(spec, max_message, Some(target.flag()));
         let result = sub.with(|py| {
-            crate::serve::run_in_process(py, region, &job, &mut rx, &mut tx, || {
-                drop(starting.take())
-            })
+            super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });
         // Released when the UDF loaded; this covers a serve loop that ended
         // before it got that far (ending `sub` takes the lock again).

@@ -1,16 +1,28 @@
-//! The worker process: serve a region's ring pair with an [`Executor`].
+//! Serving a region's ring pair with an [`Executor`]: the loop every mode
+//! runs (batches in, answers out, each batch under `catch_unwind`), here;
+//! the ways into it are one file each: `process.rs` (a `coil-worker`
+//! process, [`serve`]), `thread.rs` (a host thread, [`serve_in_process`])
+//! and `subinterp.rs` (a host thread in its own sub-interpreter,
+//! [`serve_in_subinterpreter`]).
+
+mod process;
+mod subinterp;
+mod thread;
+
+pub use process::{serve, watch_parent};
+pub use subinterp::{serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS};
+pub use thread::serve_in_process;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coil_ipc::{ByteSource, Consumer, ParentWatch, Producer, Region, RingRecvError};
+use coil_ipc::{ByteSource, Consumer, Producer, Region, RingRecvError};
 use coil_proto::{layout, Answer, Batch, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec};
 use pyo3::prelude::*;
 
 use crate::error::{BatchError, ServeError};
 use crate::executor::Executor;
-use crate::interp::InterruptTarget;
 
 /// How long a worker waits for its next batch before it checks in with
 /// itself (it waits again; the host closes the ring to stop it).
@@ -43,65 +55,7 @@ pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &
     );
 }
 
-/// Serves the request ring (batches in) and the answer ring (answers out)
-/// of `region` ([`layout`]) with the
-/// UDF `spec` until the host closes the request ring, then runs the UDF's
-/// `close()`.
-/// Batches and answers larger than a frame travel in pieces, up to
-/// `max_message` bytes.
-///
-/// # Errors
-///
-/// [`ServeError`]; a load failure has been reported to the host first.
-pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), ServeError> {
-    let mut rx = region.consumer(layout::REQUESTS)?;
-    let mut tx = region.producer(layout::ANSWERS)?;
-    rx.set_peer_watch(ParentWatch::new());
-    tx.set_peer_watch(ParentWatch::new());
-    Python::initialize();
-    let job = Job {
-        spec,
-        max_message,
-        interrupted: None,
-    };
-    Python::attach(|py| run(py, region, &job, &mut rx, &mut tx, || {}))
-}
-
-/// Serves `region` like [`serve`], on the calling thread of a process that
-/// embeds Python itself (the in-process modes): no parent watch, output of
-/// the interpreter routed to `tracing` (target `coil::worker`). `started`
-/// receives, before the UDF loads, the [`InterruptTarget`] through which
-/// the host raises `TimeoutError` in this thread; it is retired when this
-/// returns.
-///
-/// # Errors
-///
-/// As [`serve`].
-pub fn serve_in_process(
-    region: &Region,
-    spec: &UdfSpec,
-    max_message: usize,
-    started: &dyn Fn(InterruptTarget),
-) -> Result<(), ServeError> {
-    let mut rx = region.consumer(layout::REQUESTS)?;
-    let mut tx = region.producer(layout::ANSWERS)?;
-    Python::initialize();
-    Python::attach(|py| {
-        let target = InterruptTarget::current(py);
-        started(target.clone());
-        let job = Job {
-            spec,
-            max_message,
-            interrupted: Some(target.flag()),
-        };
-        let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
-        // With the GIL released: see `interp`'s `# Deadlocks`.
-        py.detach(|| target.retire());
-        result
-    })
-}
-
-/// What a serve loop runs.
+/// What a serve loop runs: built once by each way of serving.
 pub(crate) struct Job<'a> {
     /// The UDF.
     pub spec: &'a UdfSpec,
@@ -109,6 +63,30 @@ pub(crate) struct Job<'a> {
     pub max_message: usize,
     /// The flag the host's interrupt sets (in-process executors only).
     pub interrupted: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> Job<'a> {
+    /// The UDF `spec` with messages up to `max_message` bytes; an
+    /// in-process executor also gets the flag the host's interrupt sets.
+    pub(crate) fn new(
+        spec: &'a UdfSpec,
+        max_message: usize,
+        interrupted: Option<Arc<AtomicBool>>,
+    ) -> Job<'a> {
+        Job {
+            spec,
+            max_message,
+            interrupted,
+        }
+    }
+}
+
+/// The executor's ends of `region`'s rings: batches in, answers out.
+pub(crate) fn rings(region: &Region) -> Result<(Consumer, Producer), ServeError> {
+    Ok((
+        region.consumer(layout::REQUESTS)?,
+        region.producer(layout::ANSWERS)?,
+    ))
 }
 
 /// The in-process serve loop, in whichever interpreter this thread is
@@ -129,7 +107,7 @@ pub(crate) fn run_in_process(
     run(py, region, job, rx, tx, loaded)
 }
 
-fn run(
+pub(crate) fn run(
     py: Python<'_>,
     region: &Region,
     job: &Job<'_>,
@@ -299,34 +277,6 @@ fn answer_batch(
     answer.encode(out).expect("a Vec never fills")
 }
 
-/// Exits the process when its parent dies, even while a UDF runs and the
-/// ring is not being waited on: children must not outlive the host.
-///
-/// `host` is the parent's pid as the parent itself said (the host passes
-/// `COIL_HOST_PID`): comparing with it also catches a host that died before
-/// this process got this far, whose orphan would otherwise take its new
-/// parent for the host.
-pub fn watch_parent(host: Option<u32>) {
-    let parent = host.unwrap_or_else(std::os::unix::process::parent_id);
-    if std::os::unix::process::parent_id() != parent {
-        // SAFETY: `_exit` has no preconditions; it ends the process at once,
-        // which is what we want: the host is already gone.
-        unsafe { libc::_exit(70) };
-    }
-    std::thread::Builder::new()
-        .name("coil-parent-watch".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
-            if std::os::unix::process::parent_id() != parent {
-                // SAFETY: `_exit` ends the process without running
-                // destructors or atexit handlers, which is what we want
-                // when the host is gone; it has no preconditions.
-                unsafe { libc::_exit(70) };
-            }
-        })
-        .expect("spawning the parent watch thread");
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::mpsc;
@@ -337,6 +287,7 @@ pub(crate) mod tests {
     use coil_proto::{Expect, UdfSpec};
 
     use super::*;
+    use crate::interp::InterruptTarget;
 
     /// Bounds a broken test's waits; a working executor answers in
     /// milliseconds.
