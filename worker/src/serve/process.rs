@@ -11,7 +11,7 @@ use super::{rings, run, Job};
 use crate::error::ServeError;
 
 /// Serves the request ring (batches in) and the answer ring (answers out)
-/// of `region` ([`layout`]) with the
+/// of `region` ([`layout`](coil_proto::layout)) with the
 /// UDF `spec` until the host closes the request ring, then runs the UDF's
 /// `close()`.
 /// Batches and answers larger than a frame travel in pieces, up to

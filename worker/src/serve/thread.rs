@@ -9,7 +9,7 @@ use super::{rings, run_in_process, Job};
 use crate::error::ServeError;
 use crate::interp::InterruptTarget;
 
-/// Serves `region` like [`serve`], on the calling thread of a process that
+/// Serves `region` like [`serve`](super::serve), on the calling thread of a process that
 /// embeds Python itself (the in-process modes): no parent watch, output of
 /// the interpreter routed to `tracing` (target `coil::worker`). `started`
 /// receives, before the UDF loads, the [`InterruptTarget`] through which
@@ -18,7 +18,7 @@ use crate::interp::InterruptTarget;
 ///
 /// # Errors
 ///
-/// As [`serve`].
+/// As [`serve`](super::serve).
 pub fn serve_in_process(
     region: &Region,
     spec: &UdfSpec,
