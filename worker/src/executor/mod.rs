@@ -371,4 +371,4 @@ impl Executor {
 type Args<'py> = SmallVec<[Bound<'py, PyAny>; 8]>;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -10,9 +10,17 @@ use pyo3::Python;
 
 use super::Executor;
 use crate::error::BatchError;
-use crate::serve::tests::udf;
 
 const RECIPROCAL: &str = "def recip(x):\n    return 12 // x\n";
+
+/// Writes `source` to a file of its own and names `name` in it.
+pub(crate) fn udf(name: &str, source: &str) -> UdfSpec {
+    let dir = std::env::temp_dir().join(format!("coil-worker-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let file = dir.join(format!("{name}.py"));
+    std::fs::write(&file, source).expect("writing the UDF");
+    UdfSpec::new(format!("{}:{name}", file.display()))
+}
 
 /// The rows of a batch that failed, with why.
 type Failed = Vec<(u32, RowFault)>;

@@ -284,7 +284,7 @@ pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use coil_ipc::{Consumer, Producer, Region, Row, Value};
-    use coil_proto::{Expect, UdfSpec};
+    use coil_proto::Expect;
 
     use super::*;
     use crate::interp::InterruptTarget;
@@ -299,14 +299,7 @@ pub(crate) mod tests {
     /// A UDF that never returns by itself: a pure-Python loop.
     pub(crate) const SPIN: &str = "def spin(x):\n    while True:\n        pass\n";
 
-    /// Writes `source` to a file of its own and names `name` in it.
-    pub(crate) fn udf(name: &str, source: &str) -> UdfSpec {
-        let dir = std::env::temp_dir().join(format!("coil-worker-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let file = dir.join(format!("{name}.py"));
-        std::fs::write(&file, source).expect("writing the UDF");
-        UdfSpec::new(format!("{}:{name}", file.display()))
-    }
+    pub(crate) use crate::executor::tests::udf;
 
     /// The host's end of an executor thread under test.
     pub(crate) struct TestHost {
