@@ -129,18 +129,17 @@ impl InterruptTarget {
     /// The current thread, attached to its interpreter through `py`.
     pub(crate) fn current(_py: Python<'_>) -> InterruptTarget {
         // SAFETY: the token proves this thread is attached, so there is a
-        // current interpreter and thread; both calls only read them.
-        let (ident, interp) = unsafe {
-            let interp = ffi::PyInterpreterState_Get();
-            let main = ffi::PyInterpreterState_Main();
-            (
-                ffi::PyThread_get_thread_ident() as c_long,
-                if interp == main {
-                    std::ptr::null_mut()
-                } else {
-                    interp
-                },
-            )
+        // current interpreter; the call only reads it.
+        let interp = unsafe { ffi::PyInterpreterState_Get() };
+        // SAFETY: the runtime is initialized (this thread is attached); the
+        // call only reads the main interpreter's address.
+        let main = unsafe { ffi::PyInterpreterState_Main() };
+        // SAFETY: only reads the calling thread's identifier.
+        let ident = unsafe { ffi::PyThread_get_thread_ident() } as c_long;
+        let interp = if interp == main {
+            std::ptr::null_mut()
+        } else {
+            interp
         };
         InterruptTarget {
             target: Arc::new(Mutex::new(Some(Target { ident, interp }))),
