@@ -372,7 +372,10 @@ impl Columns {
         Ok(())
     }
 
-    /// Whether columns of type `t` travel in column frames.
+    /// Whether columns of type `t` can be written in column frames: the
+    /// codec's reach, a little wider than what executors convert
+    /// ([`arrow_type_supported`](crate::arrow_type_supported), the answer
+    /// to ask before sending a column).
     pub fn supports(t: &DataType) -> bool {
         put_type(t, &mut Vec::new(), 0).is_some()
     }

@@ -42,20 +42,26 @@
 //! # Ok(()) }
 //! ```
 
+mod blocker;
 mod columns;
 mod error;
+mod launch;
 pub mod layout;
 mod message;
 mod pieces;
 mod spec;
 mod tag;
+mod wire;
 
+pub use blocker::{incompatible_module, INCOMPATIBLE};
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;
+pub use launch::{Launch, LaunchError, DEFAULT_MAX_MESSAGE, HOST_PID, USAGE};
 pub use message::{
     Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
 };
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
 pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
 pub use tag::Tag;
+pub use wire::{arrow_type_supported, child_types, plain_type, result_wire_type, wire_type};

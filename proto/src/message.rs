@@ -6,7 +6,7 @@
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
 //! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
 //! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
-//! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback]` |
+//! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback, blocker or null]` (the blocker: the package that cannot load in a sub-interpreter, see [`incompatible_module`](crate::incompatible_module)) |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
 //! | [`Tag::ColumnResults`] | executor → host | `seq: u64`, the times, then a column frame's body ([`Columns::encode_body`](crate::Columns::encode_body)) of one column, a value per input row |
@@ -170,6 +170,11 @@ pub enum Answer {
     LoadFailed {
         /// The exception loading raised.
         error: PyErrorInfo,
+        /// The top-level package that cannot load in a sub-interpreter,
+        /// when that is why loading failed (the executor classifies it, so
+        /// the host can fall back to process mode without reading the
+        /// traceback).
+        blocker: Option<String>,
     },
     /// One result per input row, in order ([`Tag::Results`]); with
     /// failed rows ([`Tag::ResultsAndFailures`]) a null in their place.
@@ -315,7 +320,11 @@ impl Answer {
                     out,
                 )?
             }
-            Answer::LoadFailed { error } => one(error_fields(error).to_vec(), out)?,
+            Answer::LoadFailed { error, blocker } => {
+                let [type_name, message, traceback] = error_fields(error);
+                let blocker = blocker.as_deref().map_or(Value::Null, s);
+                one(vec![type_name, message, traceback, blocker], out)?
+            }
             Answer::Results {
                 times,
                 values,
@@ -449,8 +458,14 @@ impl Answer {
             },
             (Expect::Start, Tag::LoadFailed) => {
                 let row = one_row(src, 0, tag)?;
+                let (error, blocker) = match &row[..] {
+                    [error @ .., Value::Null] => (error, None),
+                    [error @ .., Value::Str(module)] => (error, Some(module.clone())),
+                    other => return Err(fields(tag, &shape(other))),
+                };
                 Ok(Answer::LoadFailed {
-                    error: py_error(tag, &row)?,
+                    error: py_error(tag, error)?,
+                    blocker,
                 })
             }
             (Expect::Start, _) => Err(ProtoError::Unexpected {
@@ -764,6 +779,14 @@ mod tests {
             (
                 Answer::LoadFailed {
                     error: err("ImportError"),
+                    blocker: None,
+                },
+                Expect::Start,
+            ),
+            (
+                Answer::LoadFailed {
+                    error: err("ImportError"),
+                    blocker: Some("numpy".into()),
                 },
                 Expect::Start,
             ),

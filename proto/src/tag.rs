@@ -27,7 +27,8 @@ pub enum Tag {
     /// Executor → host: the UDF loaded; `[pid, python version, return
     /// type]`.
     Ready = 10,
-    /// Executor → host: the UDF did not load; `[type, message, traceback]`.
+    /// Executor → host: the UDF did not load; `[type, message, traceback,
+    /// blocker or null]`.
     LoadFailed = 11,
     /// Executor → host: one result per input row, in order.
     Results = 12,

@@ -5,15 +5,14 @@
 //! `.item()`).
 
 use coil_ipc::{
-    BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, EncodeError, ValueHeader,
-    MAX_DEPTH,
+    BatchDecoder, BatchEncoder, ByteSink, ByteSource, DecodeError, ValueHeader, MAX_DEPTH,
 };
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyModule, PyString, PyTuple,
 };
 
-use crate::executor::{bad_row, enc_err, BatchError};
+use crate::error::{bad_row, enc_err, BatchError, ConvertError};
 
 /// Reads one value of the batch as a Python object.
 ///
@@ -84,6 +83,7 @@ pub(crate) fn put_emitted<S: ByteSink + ?Sized>(
     Ok(())
 }
 
+/// The name of `obj`'s Python type, for messages.
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -98,17 +98,17 @@ pub(crate) fn put_py<S: ByteSink + ?Sized>(
     enc: &mut BatchEncoder<'_, S>,
     obj: &Bound<'_, PyAny>,
     depth: usize,
-) -> Result<(), String> {
-    let full = |e: EncodeError| e.to_string();
+) -> Result<(), ConvertError> {
+    let full = ConvertError::Encode;
     // The common exact types first: one pointer comparison each.
     if obj.is_exact_instance_of::<PyInt>() {
         let i: i64 = obj.extract().map_err(|_| too_big(obj))?;
         return enc.put_int(i).map_err(full);
     }
     if let Ok(s) = obj.cast_exact::<PyString>() {
-        let s = s
-            .to_str()
-            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        let s = s.to_str().map_err(|e| ConvertError::NotUtf8 {
+            reason: e.to_string(),
+        })?;
         return enc.put_str(s).map_err(full);
     }
     if let Ok(f) = obj.cast_exact::<PyFloat>() {
@@ -124,9 +124,9 @@ pub(crate) fn put_py<S: ByteSink + ?Sized>(
     } else if let Ok(f) = obj.cast::<PyFloat>() {
         enc.put_float(f.value()).map_err(full)
     } else if let Ok(s) = obj.cast::<PyString>() {
-        let s = s
-            .to_str()
-            .map_err(|e| format!("str is not valid UTF-8: {e}"))?;
+        let s = s.to_str().map_err(|e| ConvertError::NotUtf8 {
+            reason: e.to_string(),
+        })?;
         enc.put_str(s).map_err(full)
     } else if let Ok(b) = obj.cast::<PyBytes>() {
         enc.put_bytes(b.as_bytes()).map_err(full)
@@ -134,39 +134,41 @@ pub(crate) fn put_py<S: ByteSink + ?Sized>(
         enc.put_bytes(&b.to_vec()).map_err(full)
     } else if obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>() {
         if depth >= MAX_DEPTH {
-            return Err(format!("lists nest deeper than {MAX_DEPTH}"));
+            return Err(ConvertError::TooDeep);
         }
         // Encode what iterating gives, counted as it comes: a subclass
         // whose `len()` disagrees with its iteration must not make the
         // answer claim one count and hold another.
         let items = obj
             .try_iter()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| ConvertError::Python(e.to_string()))?
             .collect::<PyResult<smallvec::SmallVec<[Bound<'_, PyAny>; 8]>>>()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ConvertError::Python(e.to_string()))?;
         enc.begin_list(items.len()).map_err(full)?;
         for item in &items {
             put_py(enc, item, depth + 1)?;
         }
         Ok(())
     } else if is_numpy_scalar(obj) {
-        let item = obj.call_method0("item").map_err(|e| e.to_string())?;
+        let item = obj
+            .call_method0("item")
+            .map_err(|e| ConvertError::Python(e.to_string()))?;
         put_py(enc, &item, depth)
     } else {
-        Err(format!(
-            "a value of type {} is not supported (None, bool, int, float, str, bytes, list, tuple)",
-            type_name(obj)
-        ))
+        Err(ConvertError::Unsupported {
+            type_name: type_name(obj),
+        })
     }
 }
 
-fn too_big(obj: &Bound<'_, PyAny>) -> String {
-    format!(
-        "int {} does not fit in a 64-bit integer",
-        obj.str().map(|s| s.to_string()).unwrap_or_default()
-    )
+fn too_big(obj: &Bound<'_, PyAny>) -> ConvertError {
+    ConvertError::TooBig {
+        value: obj.str().map(|s| s.to_string()).unwrap_or_default(),
+    }
 }
 
+/// Whether `obj` is a numpy scalar (`numpy.int64(3)`...), which converts
+/// through its `.item()`.
 pub(crate) fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
     obj.get_type()
         .module()

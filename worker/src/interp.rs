@@ -23,7 +23,7 @@
 //!
 //! Two kinds of lock meet here: GILs (the main interpreter's, and one per
 //! sub-interpreter) and two Rust mutexes, the process-wide life-cycle lock
-//! of sub-interpreters (`subinterp.rs`) and an [`InterruptTarget`]'s. The
+//! of sub-interpreters (`lifecycle()`, below) and an [`InterruptTarget`]'s. The
 //! rules: the life-cycle lock is taken before any GIL and never by a thread
 //! holding one it does not release first; an interrupt target's lock is
 //! taken by an executor only with its own GIL released. Scenario that the
@@ -76,6 +76,24 @@ pub(crate) fn call_vectored<'py>(
     }
 }
 
+/// Serialises the life-cycle of sub-interpreters in this process: creating
+/// one and loading its UDF (the first import of every module it uses), and
+/// ending one. Taken **before** attaching to the main interpreter and never
+/// while holding its GIL, so the lock order is always this lock, then a GIL.
+#[cfg(Py_3_13)]
+static LIFECYCLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the life-cycle lock of sub-interpreters ([`LIFECYCLE`]); a
+/// poisoned lock is taken all the same.
+#[cfg(Py_3_13)]
+pub(crate) fn lifecycle() -> std::sync::MutexGuard<'static, ()> {
+    // A panic while holding the lock leaves nothing half-done that the next
+    // holder could trip over (the guard below ends the interpreter).
+    LIFECYCLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Where to raise `TimeoutError` to stop a runaway UDF in an in-process
 /// executor: the executor's thread, in its interpreter. The executor hands
 /// one to the host when its thread starts.
@@ -111,18 +129,17 @@ impl InterruptTarget {
     /// The current thread, attached to its interpreter through `py`.
     pub(crate) fn current(_py: Python<'_>) -> InterruptTarget {
         // SAFETY: the token proves this thread is attached, so there is a
-        // current interpreter and thread; both calls only read them.
-        let (ident, interp) = unsafe {
-            let interp = ffi::PyInterpreterState_Get();
-            let main = ffi::PyInterpreterState_Main();
-            (
-                ffi::PyThread_get_thread_ident() as c_long,
-                if interp == main {
-                    std::ptr::null_mut()
-                } else {
-                    interp
-                },
-            )
+        // current interpreter; the call only reads it.
+        let interp = unsafe { ffi::PyInterpreterState_Get() };
+        // SAFETY: the runtime is initialized (this thread is attached); the
+        // call only reads the main interpreter's address.
+        let main = unsafe { ffi::PyInterpreterState_Main() };
+        // SAFETY: only reads the calling thread's identifier.
+        let ident = unsafe { ffi::PyThread_get_thread_ident() } as c_long;
+        let interp = if interp == main {
+            std::ptr::null_mut()
+        } else {
+            interp
         };
         InterruptTarget {
             target: Arc::new(Mutex::new(Some(Target { ident, interp }))),
@@ -178,17 +195,28 @@ impl InterruptTarget {
             // SAFETY: `t.interp` is alive: we hold the target's lock, and
             // the executor retires the target under it before ending its
             // interpreter. The new thread state belongs to that
-            // interpreter and to this fresh thread, which attaches it
-            // (taking that interpreter's GIL), marks the target thread and
-            // deletes the thread state again while it is current.
-            unsafe {
-                let ts = ffi::PyThreadState_New(t.interp);
-                ffi::PyEval_RestoreThread(ts);
-                let marked = ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError);
-                ffi::PyThreadState_Clear(ts);
-                ffi::PyThreadState_DeleteCurrent();
-                marked == 1
-            }
+            // interpreter and to this fresh thread, which has no thread
+            // state of its own yet.
+            let ts = unsafe { ffi::PyThreadState_New(t.interp) };
+            // SAFETY: `ts` is the thread state just created for this thread
+            // in a live interpreter, and no thread state is current here:
+            // restoring it attaches this thread and takes that
+            // interpreter's GIL.
+            unsafe { ffi::PyEval_RestoreThread(ts) };
+            // SAFETY: attached to the target's interpreter (above), the one
+            // `PyThreadState_SetAsyncExc` searches; `PyExc_TimeoutError` is
+            // a static exception type; the call only marks the target
+            // thread and returns how many threads it marked.
+            let marked =
+                unsafe { ffi::PyThreadState_SetAsyncExc(t.ident, ffi::PyExc_TimeoutError) };
+            // SAFETY: `ts` is current and holds the GIL; clearing it drops
+            // what it holds (nothing: it ran no Python code).
+            unsafe { ffi::PyThreadState_Clear(ts) };
+            // SAFETY: `ts` is the current thread state, cleared above;
+            // deleting it releases the GIL and leaves this thread with no
+            // thread state, as it started.
+            unsafe { ffi::PyThreadState_DeleteCurrent() };
+            marked == 1
         })
         .join()
         .unwrap_or(false)
@@ -289,16 +317,16 @@ impl Drop for SubInterpreter {
         self.target.retire();
         // SAFETY: `saved` is this interpreter's thread state, saved above.
         unsafe { ffi::PyEval_RestoreThread(saved) };
-        let _lifecycle = crate::subinterp::lifecycle();
+        let _lifecycle = lifecycle();
         // SAFETY: `self.sub` is the current thread state (restored above)
         // and no Python object of this interpreter is alive any more (they
         // are dropped inside the serve loop, within `with`). Ending it
-        // leaves no current thread state; restoring `self.main`
-        // re-attaches this thread to the main interpreter, as the
-        // enclosing `Python::attach` expects when it releases.
-        unsafe {
-            ffi::Py_EndInterpreter(self.sub);
-            ffi::PyEval_RestoreThread(self.main);
-        }
+        // leaves no current thread state.
+        unsafe { ffi::Py_EndInterpreter(self.sub) };
+        // SAFETY: no thread state is current (ended above) and `self.main`
+        // is this thread's main-interpreter thread state, saved by `new`:
+        // restoring it re-attaches this thread to the main interpreter, as
+        // the enclosing `Python::attach` expects when it releases.
+        unsafe { ffi::PyEval_RestoreThread(self.main) };
     }
 }

@@ -36,27 +36,29 @@
 //! # Ok(()) }
 //! ```
 
-mod arrow_py;
+mod arrow;
 mod convert;
+mod error;
 mod executor;
 mod interp;
 mod log;
 mod serve;
-mod subinterp;
 mod timing;
 
-pub use arrow_py::{arrow_type_supported, child_types, plain_type, result_wire_type};
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
+pub use coil_proto::{arrow_type_supported, child_types, plain_type, result_wire_type};
+pub use coil_proto::{incompatible_module, INCOMPATIBLE};
+pub use coil_proto::{Launch, LaunchError, DEFAULT_MAX_MESSAGE, USAGE};
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
-pub use executor::{BatchError, Executor, LoadError};
+pub use error::{BatchError, LoadError, ServeError};
+pub use executor::Executor;
 pub use interp::InterruptTarget;
 #[cfg(Py_3_13)]
 pub use interp::SubInterpreter;
 pub use log::route_output_to_log;
-pub use serve::{serve, serve_in_process, watch_parent, ServeError};
-pub use subinterp::{
-    incompatible_module, serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, INCOMPATIBLE,
+pub use serve::{
+    serve, serve_in_process, serve_in_subinterpreter, watch_parent, IMPORTED_IN_MAIN_FIRST,
     SUBINTERPRETERS,
 };
 
@@ -67,82 +69,29 @@ pub const EMBEDDED_PYTHON: &str = env!("COIL_PYTHON_EXECUTABLE");
 /// The embedded CPython's `major.minor`.
 pub const EMBEDDED_VERSION: &str = env!("COIL_PYTHON_VERSION");
 
-/// The largest batch or answer, in bytes, unless `--max-message` says
-/// otherwise (256 MiB).
-pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
-
-/// The usage of the `coil-worker` program.
-pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--returns TYPE] [--max-message BYTES]";
-
-/// The `coil-worker` program: parses `args` (without the program name),
-/// opens the inherited region and serves it. Returns the exit code.
+/// The `coil-worker` program: reads its command line `args` (without the
+/// program name) and environment as [`Launch`] says, opens the inherited
+/// region and serves it. Returns the exit code.
 ///
 /// The host spawns workers with this; the `coil` CLI runs it as
 /// `coil worker ...` so that it needs no second binary.
 pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let mut fd = None;
-    let mut max_message = DEFAULT_MAX_MESSAGE;
-    let mut spec = UdfSpec::new("");
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let parsed: Result<(), String> = (|| {
-            match arg.as_str() {
-                "--fd" => {
-                    fd = Some(
-                        value("--fd")?
-                            .parse::<i32>()
-                            .map_err(|e| format!("--fd: {e}"))?,
-                    )
-                }
-                "--udf" => spec.target = value("--udf")?,
-                "--kind" => {
-                    spec.kind = value("--kind")?
-                        .parse()
-                        .map_err(|e: UnknownKind| e.to_string())?
-                }
-                "--path" => spec.paths.push(value("--path")?.into()),
-                "--sys-path" => spec.sys_path.push(value("--sys-path")?.into()),
-                "--site-dir" => spec.site_dirs.push(value("--site-dir")?.into()),
-                "--returns" => {
-                    let hex = value("--returns")?;
-                    let bytes = (0..hex.len())
-                        .step_by(2)
-                        .map(|i| {
-                            hex.get(i..i + 2)
-                                .and_then(|b| u8::from_str_radix(b, 16).ok())
-                        })
-                        .collect::<Option<Vec<u8>>>()
-                        .ok_or("--returns: not hexadecimal bytes")?;
-                    spec.returns = Some(
-                        coil_proto::Columns::type_from_bytes(&bytes)
-                            .map_err(|e| format!("--returns: {e}"))?,
-                    );
-                }
-                "--max-message" => {
-                    max_message = value("--max-message")?
-                        .parse()
-                        .map_err(|e| format!("--max-message: {e}"))?
-                }
-                other => return Err(format!("unknown argument {other:?}")),
-            }
-            Ok(())
-        })();
-        if let Err(e) = parsed {
+    let mut launch = match Launch::from_args(args) {
+        Ok(launch) => launch,
+        Err(e) => {
             eprintln!("coil-worker: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
-    }
-    let Some(fd) = fd.filter(|_| !spec.target.is_empty()) else {
-        eprintln!("coil-worker: --fd and --udf are required\n{USAGE}");
-        return ExitCode::from(2);
     };
-    watch_parent(
-        std::env::var("COIL_HOST_PID")
-            .ok()
-            .and_then(|p| p.parse().ok()),
-    );
+    launch.read_env(|k| std::env::var(k).ok());
+    let Launch {
+        fd,
+        spec,
+        max_message,
+        host_pid,
+    } = launch;
+    watch_parent(host_pid);
     // SAFETY: the host passed this descriptor down with
     // `Region::inherit_into`, and nothing else in this process owns it.
     let region = match unsafe { coil_ipc::Region::from_inherited_fd(fd) } {

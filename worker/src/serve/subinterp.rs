@@ -1,9 +1,9 @@
 //! `sub-interpreter` mode: each executor thread owns a CPython
 //! sub-interpreter with its own GIL and runs the same serve loop in it.
 //! This module orchestrates (what to import in the main interpreter first,
-//! the life-cycle lock, which failures mean "cannot load in a
-//! sub-interpreter"); the raw CPython calls and the guard that ends an
-//! interpreter are in `interp.rs`, with their contract.
+//! in which order interpreters start and load); the raw CPython calls, the
+//! life-cycle lock and the guard that ends an interpreter are in
+//! `interp.rs`, with their contract.
 //!
 //! Own-GIL sub-interpreters are enabled on CPython ≥ 3.13 only: on 3.12.1
 //! `datetime`, `decimal` and `ctypes` cannot load in them and standard
@@ -11,29 +11,12 @@
 
 use coil_ipc::Region;
 
+use crate::error::ServeError;
 use crate::interp::InterruptTarget;
-use crate::serve::ServeError;
 use coil_proto::UdfSpec;
 
 /// Whether this build can run own-GIL sub-interpreters (CPython ≥ 3.13).
 pub const SUBINTERPRETERS: bool = cfg!(Py_3_13);
-
-/// The message CPython gives when a single-phase-init extension module is
-/// imported in an isolated sub-interpreter.
-pub const INCOMPATIBLE: &str = "does not support loading in subinterpreters";
-
-/// The top-level package named in an [`INCOMPATIBLE`] import error, if
-/// `text` (an exception message or traceback) holds one.
-pub fn incompatible_module(text: &str) -> Option<String> {
-    let at = text.find(INCOMPATIBLE)?;
-    let before = text[..at].trim_end();
-    let module = before.rsplit(' ').next()?;
-    let top = module
-        .split('.')
-        .next()?
-        .trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
-    (!top.is_empty()).then(|| top.to_string())
-}
 
 /// Standard-library modules imported in the **main** interpreter before the
 /// first sub-interpreter is created.
@@ -81,24 +64,8 @@ pub const IMPORTED_IN_MAIN_FIRST: &[&str] = &[
     "xml.etree.ElementTree",
 ];
 
-/// Serialises the life-cycle of sub-interpreters in this process: creating
-/// one and loading its UDF (the first import of every module it uses), and
-/// ending one. Taken **before** attaching to the main interpreter and never
-/// while holding its GIL, so the lock order is always this lock, then a GIL.
-#[cfg(Py_3_13)]
-static LIFECYCLE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-#[cfg(Py_3_13)]
-pub(crate) fn lifecycle() -> std::sync::MutexGuard<'static, ()> {
-    // A panic while holding the lock leaves nothing half-done that the next
-    // holder could trip over (the guard below ends the interpreter).
-    LIFECYCLE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Imports [`IMPORTED_IN_MAIN_FIRST`] in the main interpreter, once per
-/// process. Call with [`LIFECYCLE`] held and attached to the main
+/// process. Call with the life-cycle lock (`interp::lifecycle`) held and attached to the main
 /// interpreter.
 #[cfg(Py_3_13)]
 fn import_in_main_first(main: pyo3::Python<'_>) {
@@ -117,7 +84,7 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
     DONE.store(true, Ordering::Release);
 }
 
-/// Serves `region` like [`serve_in_process`](crate::serve_in_process), in a
+/// Serves `region` like [`serve_in_process`](super::serve_in_process), in a
 /// new own-GIL sub-interpreter owned by this thread; `started` receives the
 /// interpreter's [`InterruptTarget`] before the UDF loads.
 ///
@@ -127,7 +94,7 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
 ///
 /// # Errors
 ///
-/// As [`serve`](crate::serve); [`ServeError::Unsupported`] on a build
+/// As [`serve`](super::serve); [`ServeError::Unsupported`] on a build
 /// before CPython 3.13.
 #[cfg(Py_3_13)]
 pub fn serve_in_subinterpreter(
@@ -138,30 +105,23 @@ pub fn serve_in_subinterpreter(
 ) -> Result<(), ServeError> {
     use pyo3::Python;
 
-    let mut rx = region.consumer(coil_proto::layout::REQUESTS)?;
-    let mut tx = region.producer(coil_proto::layout::ANSWERS)?;
+    let (mut rx, mut tx) = super::rings(region)?;
     Python::initialize();
-    let starting = lifecycle();
+    let starting = crate::interp::lifecycle();
     Python::attach(|main| {
         import_in_main_first(main);
         let Some(sub) = crate::interp::SubInterpreter::new(main) else {
             drop(starting);
             let message = "CPython could not create an own-GIL sub-interpreter".to_string();
-            crate::serve::report_load_failure(&mut tx, "RuntimeError", &message);
+            super::report_load_failure(&mut tx, "RuntimeError", &message);
             return Err(ServeError::Unsupported(message));
         };
         let target = sub.interrupt_target();
         started(target.clone());
         let mut starting = Some(starting);
-        let job = crate::serve::Job {
-            spec,
-            max_message,
-            interrupted: Some(target.flag()),
-        };
+        let job = super::Job::new(spec, max_message, Some(target.flag()));
         let result = sub.with(|py| {
-            crate::serve::run_in_process(py, region, &job, &mut rx, &mut tx, || {
-                drop(starting.take())
-            })
+            super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });
         // Released when the UDF loaded; this covers a serve loop that ended
         // before it got that far (ending `sub` takes the lock again).
@@ -191,13 +151,6 @@ pub fn serve_in_subinterpreter(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_incompatible_module_is_named_from_cpythons_message() {
-        let msg = "ImportError: module numpy._core._multiarray_umath does not support loading in subinterpreters";
-        assert_eq!(incompatible_module(msg).as_deref(), Some("numpy"));
-        assert_eq!(incompatible_module("ImportError: no module named x"), None);
-    }
 
     #[cfg(Py_3_13)]
     #[test]

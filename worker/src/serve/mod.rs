@@ -1,49 +1,34 @@
-//! The worker process: serve a region's ring pair with an [`Executor`].
+//! Serving a region's ring pair with an [`Executor`]: the loop every mode
+//! runs (batches in, answers out, each batch under `catch_unwind`), here;
+//! the ways into it are one file each: `process.rs` (a `coil-worker`
+//! process, [`serve`]), `thread.rs` (a host thread, [`serve_in_process`])
+//! and `subinterp.rs` (a host thread in its own sub-interpreter,
+//! [`serve_in_subinterpreter`]).
+
+mod process;
+mod subinterp;
+mod thread;
+
+pub use process::{serve, watch_parent};
+pub use subinterp::{serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS};
+pub use thread::serve_in_process;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coil_ipc::{ByteSource, Consumer, ParentWatch, Producer, Region, RingRecvError};
-use coil_proto::{
-    layout, Answer, Batch, MessageError, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec,
-};
+use coil_ipc::{ByteSource, Consumer, Producer, Region, RingRecvError};
+use coil_proto::{layout, Answer, Batch, ProtoError, PyErrorInfo, RowFailure, Tag, Times, UdfSpec};
 use pyo3::prelude::*;
 
-use crate::executor::{BatchError, Executor};
-use crate::interp::InterruptTarget;
+use crate::error::{BatchError, ServeError};
+use crate::executor::Executor;
 
 /// How long a worker waits for its next batch before it checks in with
 /// itself (it waits again; the host closes the ring to stop it).
 const IDLE: Duration = Duration::from_secs(3600);
 /// How long a worker waits for room for an answer.
 const ANSWER: Duration = Duration::from_secs(600);
-
-/// Why a worker stopped other than by the host closing its ring.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    /// The UDF could not be loaded (already reported to the host).
-    #[error(transparent)]
-    Load(#[from] crate::executor::LoadError),
-    /// The region's rings could not be taken.
-    #[error("taking the region's rings")]
-    Endpoint(#[from] coil_ipc::EndpointError),
-    /// A ring failed: the host died, or wrote something no host would.
-    #[error("waiting for a batch")]
-    Recv(#[from] RingRecvError),
-    /// An answer could not be sent.
-    #[error("sending an answer")]
-    Push(#[from] coil_ipc::RingPushError),
-    /// A frame that is not a batch, or a batch too short for its header.
-    #[error("reading a batch")]
-    Proto(#[from] ProtoError),
-    /// A message could not be sent or reassembled.
-    #[error("sending or reassembling a message")]
-    Message(#[from] MessageError),
-    /// The mode cannot run in this build or on this machine.
-    #[error("{0}")]
-    Unsupported(String),
-}
 
 /// Sends the start-up message `answer` (ready or load failed).
 fn send_start(tx: &mut Producer, answer: &Answer) -> Result<(), coil_ipc::RingPushError> {
@@ -61,68 +46,16 @@ pub(crate) fn report_load_failure(tx: &mut Producer, type_name: &str, message: &
         message: message.into(),
         traceback: String::new(),
     };
-    let _ = send_start(tx, &Answer::LoadFailed { error });
+    let _ = send_start(
+        tx,
+        &Answer::LoadFailed {
+            error,
+            blocker: None,
+        },
+    );
 }
 
-/// Serves the request ring (batches in) and the answer ring (answers out)
-/// of `region` ([`layout`]) with the
-/// UDF `spec` until the host closes the request ring, then runs the UDF's
-/// `close()`.
-/// Batches and answers larger than a frame travel in pieces, up to
-/// `max_message` bytes.
-///
-/// # Errors
-///
-/// [`ServeError`]; a load failure has been reported to the host first.
-pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), ServeError> {
-    let mut rx = region.consumer(layout::REQUESTS)?;
-    let mut tx = region.producer(layout::ANSWERS)?;
-    rx.set_peer_watch(ParentWatch::new());
-    tx.set_peer_watch(ParentWatch::new());
-    Python::initialize();
-    let job = Job {
-        spec,
-        max_message,
-        interrupted: None,
-    };
-    Python::attach(|py| run(py, region, &job, &mut rx, &mut tx, || {}))
-}
-
-/// Serves `region` like [`serve`], on the calling thread of a process that
-/// embeds Python itself (the in-process modes): no parent watch, output of
-/// the interpreter routed to `tracing` (target `coil::worker`). `started`
-/// receives, before the UDF loads, the [`InterruptTarget`] through which
-/// the host raises `TimeoutError` in this thread; it is retired when this
-/// returns.
-///
-/// # Errors
-///
-/// As [`serve`].
-pub fn serve_in_process(
-    region: &Region,
-    spec: &UdfSpec,
-    max_message: usize,
-    started: &dyn Fn(InterruptTarget),
-) -> Result<(), ServeError> {
-    let mut rx = region.consumer(layout::REQUESTS)?;
-    let mut tx = region.producer(layout::ANSWERS)?;
-    Python::initialize();
-    Python::attach(|py| {
-        let target = InterruptTarget::current(py);
-        started(target.clone());
-        let job = Job {
-            spec,
-            max_message,
-            interrupted: Some(target.flag()),
-        };
-        let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
-        // With the GIL released: see `interp`'s `# Deadlocks`.
-        py.detach(|| target.retire());
-        result
-    })
-}
-
-/// What a serve loop runs.
+/// What a serve loop runs: built once by each way of serving.
 pub(crate) struct Job<'a> {
     /// The UDF.
     pub spec: &'a UdfSpec,
@@ -130,6 +63,30 @@ pub(crate) struct Job<'a> {
     pub max_message: usize,
     /// The flag the host's interrupt sets (in-process executors only).
     pub interrupted: Option<Arc<AtomicBool>>,
+}
+
+impl<'a> Job<'a> {
+    /// The UDF `spec` with messages up to `max_message` bytes; an
+    /// in-process executor also gets the flag the host's interrupt sets.
+    pub(crate) fn new(
+        spec: &'a UdfSpec,
+        max_message: usize,
+        interrupted: Option<Arc<AtomicBool>>,
+    ) -> Job<'a> {
+        Job {
+            spec,
+            max_message,
+            interrupted,
+        }
+    }
+}
+
+/// The executor's ends of `region`'s rings: batches in, answers out.
+pub(crate) fn rings(region: &Region) -> Result<(Consumer, Producer), ServeError> {
+    Ok((
+        region.consumer(layout::REQUESTS)?,
+        region.producer(layout::ANSWERS)?,
+    ))
 }
 
 /// The in-process serve loop, in whichever interpreter this thread is
@@ -150,7 +107,7 @@ pub(crate) fn run_in_process(
     run(py, region, job, rx, tx, loaded)
 }
 
-fn run(
+pub(crate) fn run(
     py: Python<'_>,
     region: &Region,
     job: &Job<'_>,
@@ -168,6 +125,7 @@ fn run(
                 tx,
                 &Answer::LoadFailed {
                     error: e.error.clone(),
+                    blocker: e.blocker.clone(),
                 },
             )?;
             return Err(e.into());
@@ -319,34 +277,6 @@ fn answer_batch(
     answer.encode(out).expect("a Vec never fills")
 }
 
-/// Exits the process when its parent dies, even while a UDF runs and the
-/// ring is not being waited on: children must not outlive the host.
-///
-/// `host` is the parent's pid as the parent itself said (the host passes
-/// `COIL_HOST_PID`): comparing with it also catches a host that died before
-/// this process got this far, whose orphan would otherwise take its new
-/// parent for the host.
-pub fn watch_parent(host: Option<u32>) {
-    let parent = host.unwrap_or_else(std::os::unix::process::parent_id);
-    if std::os::unix::process::parent_id() != parent {
-        // SAFETY: `_exit` has no preconditions; it ends the process at once,
-        // which is what we want: the host is already gone.
-        unsafe { libc::_exit(70) };
-    }
-    std::thread::Builder::new()
-        .name("coil-parent-watch".into())
-        .spawn(move || loop {
-            std::thread::sleep(Duration::from_millis(100));
-            if std::os::unix::process::parent_id() != parent {
-                // SAFETY: `_exit` ends the process without running
-                // destructors or atexit handlers, which is what we want
-                // when the host is gone; it has no preconditions.
-                unsafe { libc::_exit(70) };
-            }
-        })
-        .expect("spawning the parent watch thread");
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::sync::mpsc;
@@ -354,9 +284,10 @@ pub(crate) mod tests {
     use std::time::{Duration, Instant};
 
     use coil_ipc::{Consumer, Producer, Region, Row, Value};
-    use coil_proto::{Expect, UdfSpec};
+    use coil_proto::Expect;
 
     use super::*;
+    use crate::interp::InterruptTarget;
 
     /// Bounds a broken test's waits; a working executor answers in
     /// milliseconds.
@@ -368,14 +299,7 @@ pub(crate) mod tests {
     /// A UDF that never returns by itself: a pure-Python loop.
     pub(crate) const SPIN: &str = "def spin(x):\n    while True:\n        pass\n";
 
-    /// Writes `source` to a file of its own and names `name` in it.
-    pub(crate) fn udf(name: &str, source: &str) -> UdfSpec {
-        let dir = std::env::temp_dir().join(format!("coil-worker-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let file = dir.join(format!("{name}.py"));
-        std::fs::write(&file, source).expect("writing the UDF");
-        UdfSpec::new(format!("{}:{name}", file.display()))
-    }
+    pub(crate) use crate::executor::tests::udf;
 
     /// The host's end of an executor thread under test.
     pub(crate) struct TestHost {

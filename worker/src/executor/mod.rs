@@ -1,0 +1,374 @@
+//! The executor: loads a UDF into the current interpreter and runs batches
+//! through it, converting rows to Python objects straight from the input
+//! frame and results straight into the answer's bytes.
+//!
+//! This file holds what every path shares: loading, closing, the
+//! accessors and the per-row failure policy (a row that fails gets a null
+//! and a [`RowFailure`] when the batch runs per row). The paths a batch
+//! takes are one file each: `rows.rs` (a row batch through a scalar or
+//! table UDF), `columns.rs` (a column batch through one), `vectorized.rs`
+//! (a vectorized UDF over either).
+
+mod columns;
+mod rows;
+mod vectorized;
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use coil_ipc::BatchEncoder;
+use coil_proto::{PyErrorInfo, RowFailure, RowFault, Times, UdfKind, UdfSpec};
+use pyo3::prelude::*;
+use smallvec::SmallVec;
+
+use crate::arrow::ResultColumn;
+use crate::error::{enc_err, BatchError, LoadError};
+
+/// Describes `err` with the loader module's `describe`.
+fn error_info(py: Python<'_>, helper: &Bound<'_, PyModule>, err: PyErr) -> PyErrorInfo {
+    let described = helper
+        .getattr("describe")
+        .and_then(|d| d.call1((err.value(py),)))
+        .and_then(|t| t.extract::<(String, String, String)>());
+    match described {
+        Ok((type_name, message, traceback)) => PyErrorInfo {
+            type_name,
+            message,
+            traceback,
+        },
+        Err(_) => bare_error_info(py, &err),
+    }
+}
+
+/// The top-level package that cannot load in a sub-interpreter, if an
+/// `ImportError` saying so is in `err`'s chain (the loader's `blocker`
+/// finds it).
+fn blocker(py: Python<'_>, helper: &Bound<'_, PyModule>, err: &PyErr) -> Option<String> {
+    helper
+        .getattr("blocker")
+        .and_then(|b| b.call1((err.value(py),)))
+        .and_then(|m| m.extract::<Option<String>>())
+        .ok()
+        .flatten()
+        .and_then(|message| coil_proto::incompatible_module(&message))
+}
+
+/// Type and message only: when the formatter itself is unavailable.
+fn bare_error_info(py: Python<'_>, err: &PyErr) -> PyErrorInfo {
+    PyErrorInfo {
+        type_name: err
+            .get_type(py)
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+        message: err.value(py).to_string(),
+        traceback: String::new(),
+    }
+}
+
+/// A loaded UDF, ready to run batches in the interpreter that loaded it.
+pub struct Executor {
+    helper: Py<PyModule>,
+    func: Py<PyAny>,
+    instance: Option<Py<PyAny>>,
+    kind: UdfKind,
+    /// A vectorized UDF's argument maker (numpy arrays, pandas Series or
+    /// pyarrow Arrays, as its annotations or `coil_numpy` ask); `None`:
+    /// plain lists.
+    adapter: Option<Py<PyAny>>,
+    scratch: Vec<u8>,
+    progress: Option<coil_ipc::UserWord>,
+    times: Times,
+    /// The rows of the last per-row batch that failed.
+    failures: Vec<RowFailure>,
+    /// Set by the host's interrupt (an in-process timeout) when it raised
+    /// `TimeoutError` in this executor's thread.
+    interrupted: Option<Arc<AtomicBool>>,
+    /// The Arrow type of the UDF's results: declared, or read from its
+    /// return annotation.
+    declared: Option<arrow_schema::DataType>,
+    /// The Arrow type of the results of column batches (for a table UDF,
+    /// a list of the declared rows per input row).
+    returns: Option<arrow_schema::DataType>,
+    /// What the UDF's signature says (its parameters' annotations).
+    signature: coil_proto::UdfSignature,
+    /// This interpreter's `datetime` and `decimal` types, loaded with the
+    /// first column batch that needs them.
+    kit: Option<crate::arrow::PyKit>,
+}
+
+/// The signature the loader's `signature` described: `(params, columnar)`,
+/// params a tuple of `(name, type description or None)` or `None`.
+fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
+    let Ok((params, columnar)) = d.extract::<(Option<Vec<(String, Bound<'_, PyAny>)>>, bool)>()
+    else {
+        return coil_proto::UdfSignature::default();
+    };
+    coil_proto::UdfSignature {
+        params: params.map(|ps| {
+            ps.into_iter()
+                .map(|(name, t)| (name, crate::arrow::type_of_description(&t)))
+                .collect()
+        }),
+        columnar,
+    }
+}
+
+impl Executor {
+    /// Imports the UDF, instantiates a class UDF and calls its `open()`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] with the Python exception (missing file or module,
+    /// missing name, not callable, an error in `open()`...).
+    pub fn load(py: Python<'_>, spec: &UdfSpec) -> Result<Executor, LoadError> {
+        let code = CString::new(include_str!("../udf.py")).expect("no NUL in udf.py");
+        let helper =
+            PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf").map_err(|e| {
+                LoadError {
+                    target: spec.target.clone(),
+                    error: bare_error_info(py, &e),
+                    blocker: None,
+                }
+            })?;
+        let fail = |e: PyErr| {
+            let module = blocker(py, &helper, &e);
+            let error = error_info(py, &helper, e);
+            // Also a blocker only the traceback's text names (as hosts
+            // used to find it).
+            let blocker = module.or_else(|| {
+                coil_proto::incompatible_module(&format!("{}\n{}", error.message, error.traceback))
+            });
+            LoadError {
+                target: spec.target.clone(),
+                error,
+                blocker,
+            }
+        };
+        let paths: Vec<String> = spec
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let strings = |v: &[std::path::PathBuf]| -> Vec<String> {
+            v.iter().map(|p| p.to_string_lossy().into_owned()).collect()
+        };
+        let loaded = helper
+            .getattr("load")
+            .and_then(|l| {
+                l.call1((
+                    &spec.target,
+                    paths,
+                    strings(&spec.sys_path),
+                    strings(&spec.site_dirs),
+                ))
+            })
+            .map_err(fail)?;
+        let (func, instance, wants_numpy): (Py<PyAny>, Option<Py<PyAny>>, bool) =
+            loaded.extract().map_err(fail)?;
+        let adapter = if spec.kind == UdfKind::Vectorized {
+            helper
+                .getattr("vector_adapter")
+                .and_then(|a| a.call1((func.bind(py), wants_numpy)))
+                .and_then(|a| a.extract::<Option<Py<PyAny>>>().map_err(Into::into))
+                .map_err(fail)?
+        } else {
+            None
+        };
+        // The declared type, or else the one the return annotation names.
+        let declared = match &spec.returns {
+            Some(t) => Some(t.clone()),
+            None => helper
+                .getattr("return_type")
+                .and_then(|r| r.call1((func.bind(py), spec.kind.as_str())))
+                .ok()
+                .and_then(|d| crate::arrow::type_of_description(&d)),
+        };
+        let signature = helper
+            .getattr("signature")
+            .and_then(|f| f.call1((func.bind(py), wants_numpy)))
+            .ok()
+            .map(|d| signature_of_description(&d))
+            .unwrap_or_default();
+        Ok(Executor {
+            signature,
+            helper: helper.unbind(),
+            func,
+            instance,
+            kind: spec.kind,
+            adapter,
+            scratch: Vec::new(),
+            progress: None,
+            times: Times::default(),
+            failures: Vec::new(),
+            interrupted: None,
+            declared: declared.clone(),
+            returns: declared.as_ref().map(|t| {
+                // A table UDF's results over columns: for each input row,
+                // the list of the rows it emitted (each of the declared
+                // type); the host flattens them.
+                let t = coil_proto::result_wire_type(t);
+                if spec.kind == UdfKind::Table {
+                    arrow_schema::DataType::List(Arc::new(arrow_schema::Field::new(
+                        "item", t, true,
+                    )))
+                } else {
+                    t
+                }
+            }),
+            kit: None,
+        })
+    }
+
+    /// What the UDF's signature says: its parameters and the types their
+    /// annotations name, and whether it is written for whole columns.
+    pub fn signature(&self) -> &coil_proto::UdfSignature {
+        &self.signature
+    }
+
+    /// The Arrow type of the UDF's results: the one its spec declares, or
+    /// else the one its return annotation names (`-> int`, `-> str`,
+    /// `-> list[int]`, `-> pd.Series[float]`...; docs/python.md), if any.
+    pub fn returns(&self) -> Option<&arrow_schema::DataType> {
+        self.declared.as_ref()
+    }
+
+    /// Shares the flag the host's interrupt sets when it raises
+    /// `TimeoutError` in this executor's thread: a row of a per-row batch
+    /// that raises while it is set failed by timing out.
+    pub fn set_interrupt_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupted = Some(flag);
+    }
+
+    /// Whether the host interrupted this executor since last asked.
+    fn was_interrupted(&self) -> bool {
+        self.interrupted
+            .as_ref()
+            .is_some_and(|f| f.swap(false, Ordering::AcqRel))
+    }
+
+    /// The rows of the last batch run with `per_row` that failed, in order.
+    pub fn take_failures(&mut self) -> Vec<RowFailure> {
+        std::mem::take(&mut self.failures)
+    }
+
+    /// How a row failed, when its error is the row's alone (not the
+    /// batch's: a malformed batch, a module that cannot load here).
+    fn row_fault(&self, e: BatchError) -> Result<RowFault, BatchError> {
+        match e {
+            BatchError::Udf { error, .. } if self.was_interrupted() => {
+                Ok(RowFault::TimedOut(error))
+            }
+            BatchError::Udf { error, .. } => Ok(RowFault::Raised(error)),
+            BatchError::BadRow {
+                row: Some(_),
+                message,
+            } => Ok(RowFault::BadValue(message)),
+            e => Err(e),
+        }
+    }
+
+    /// Records row `row` as failed with `e` and writes a null in its place,
+    /// over whatever part of its result was written after `mark`; or
+    /// returns `e` if it is the batch's error.
+    fn fail_row(
+        &mut self,
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
+        mark: usize,
+        row: u32,
+        e: BatchError,
+    ) -> Result<(), BatchError> {
+        let fault = self.row_fault(e)?;
+        enc.rewind(mark);
+        enc.begin_row(1)
+            .and_then(|()| enc.put_null())
+            .map_err(|e| enc_err(Some(row), e))?;
+        self.failures.push(RowFailure { row, fault });
+        Ok(())
+    }
+
+    /// Publishes, in `word`, the row being run: `row + 1` while the UDF
+    /// runs on row `row` of a batch, 0 between batches. A host that gives up
+    /// on a hung worker reads it to name the row.
+    pub fn set_progress(&mut self, word: coil_ipc::UserWord) {
+        self.progress = Some(word);
+    }
+
+    fn mark(&self, row: Option<u32>) {
+        if let Some(w) = &self.progress {
+            w.store(row.map_or(0, |r| u64::from(r) + 1));
+        }
+    }
+
+    /// Clears what a batch that failed in an unexpected way (a panic) may
+    /// have left: the progress word, and a Python exception still set.
+    pub fn after_failure(&mut self, py: Python<'_>) {
+        self.mark(None);
+        drop(PyErr::take(py));
+    }
+
+    /// Where the time of the last successful batch went.
+    pub fn last_times(&self) -> Times {
+        self.times
+    }
+
+    /// The UDF's kind.
+    pub fn kind(&self) -> UdfKind {
+        self.kind
+    }
+
+    /// Under `per_row`, records row `row` of a column batch as failed with
+    /// `e` and puts a null in its place in `results`; otherwise (or if `e`
+    /// is the batch's, not the row's) returns `e`.
+    fn fail_in_column(
+        &mut self,
+        results: &mut ResultColumn,
+        row: u32,
+        e: BatchError,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        if !per_row {
+            return Err(e);
+        }
+        let fault = self.row_fault(e)?;
+        self.failures.push(RowFailure { row, fault });
+        results.push_null();
+        Ok(())
+    }
+
+    fn raised(&self, py: Python<'_>, row: u32, e: PyErr) -> BatchError {
+        let helper = self.helper.bind(py);
+        // An import inside the UDF that cannot run in a sub-interpreter
+        // (found only now, at call time): its own answer, so the host can
+        // fall back to process mode.
+        let module = blocker(py, helper, &e);
+        let error = error_info(py, helper, e);
+        match module {
+            Some(module) => BatchError::Incompatible { row, module, error },
+            None => BatchError::Udf { row, error },
+        }
+    }
+
+    /// Calls a class UDF's `close()`, once.
+    ///
+    /// # Errors
+    ///
+    /// The exception `close()` raised.
+    pub fn close(&mut self, py: Python<'_>) -> Result<(), PyErrorInfo> {
+        if let Some(instance) = self.instance.take() {
+            let helper = self.helper.bind(py);
+            helper
+                .getattr("close")
+                .and_then(|c| c.call1((instance,)))
+                .map_err(|e| error_info(py, helper, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A row's arguments: on the stack for up to eight.
+type Args<'py> = SmallVec<[Bound<'py, PyAny>; 8]>;
+
+#[cfg(test)]
+pub(crate) mod tests;

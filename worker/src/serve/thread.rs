@@ -1,0 +1,39 @@
+//! The in-process modes' executor thread: it serves a region on a thread
+//! of the host, in the host's main interpreter.
+
+use coil_ipc::Region;
+use coil_proto::UdfSpec;
+use pyo3::prelude::*;
+
+use super::{rings, run_in_process, Job};
+use crate::error::ServeError;
+use crate::interp::InterruptTarget;
+
+/// Serves `region` like [`serve`](super::serve), on the calling thread of a process that
+/// embeds Python itself (the in-process modes): no parent watch, output of
+/// the interpreter routed to `tracing` (target `coil::worker`). `started`
+/// receives, before the UDF loads, the [`InterruptTarget`] through which
+/// the host raises `TimeoutError` in this thread; it is retired when this
+/// returns.
+///
+/// # Errors
+///
+/// As [`serve`](super::serve).
+pub fn serve_in_process(
+    region: &Region,
+    spec: &UdfSpec,
+    max_message: usize,
+    started: &dyn Fn(InterruptTarget),
+) -> Result<(), ServeError> {
+    let (mut rx, mut tx) = rings(region)?;
+    Python::initialize();
+    Python::attach(|py| {
+        let target = InterruptTarget::current(py);
+        started(target.clone());
+        let job = Job::new(spec, max_message, Some(target.flag()));
+        let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
+        // With the GIL released: see `interp`'s `# Deadlocks`.
+        py.detach(|| target.retire());
+        result
+    })
+}
