@@ -20,7 +20,7 @@ use arrow_array::{
 use arrow_data::transform::MutableArrayData;
 use arrow_schema::DataType;
 
-use crate::stream::Scheduler;
+use crate::sched::Scheduler;
 use crate::{RowError, RunError, Runner, UdfKind};
 
 /// The type a column of type `t` travels as: views as their plain types,

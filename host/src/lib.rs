@@ -36,8 +36,9 @@ mod inline;
 mod link;
 mod metrics;
 mod pool;
+mod rows;
 mod runner;
-mod stream;
+mod sched;
 
 pub use arrow::ArrowStream;
 pub use arrow_array;
@@ -55,5 +56,5 @@ pub use error::{Direction, ProtocolError, RowError, RunError, StartError, Worker
 pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
+pub use rows::RowStream;
 pub use runner::Runner;
-pub use stream::RowStream;

@@ -13,7 +13,8 @@ use crate::env::PythonEnv;
 use crate::link::WorkerCommand;
 use crate::metrics::{Counters, Histograms, Metrics};
 use crate::pool::{Pool, Settings};
-use crate::stream::{batch_rows, RowStream};
+use crate::rows::RowStream;
+use crate::sched::batch_rows;
 use crate::{Config, ExecutionMode, RowError, RunError, StartError};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
