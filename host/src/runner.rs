@@ -10,9 +10,10 @@ use coil_proto::UdfSpec;
 
 use crate::config::Tuning;
 use crate::env::PythonEnv;
+use crate::link::Spawn;
 use crate::link::WorkerCommand;
 use crate::metrics::{Counters, Histograms, Metrics};
-use crate::pool::{Pool, Settings};
+use crate::pool::Pool;
 use crate::rows::RowStream;
 use crate::sched::batch_rows;
 use crate::{Config, ExecutionMode, RowError, RunError, StartError};
@@ -184,9 +185,9 @@ impl Runner {
             } else {
                 WorkerCommand::new("coil-worker")
             };
-            Pool::start(Settings {
+            Pool::start(Spawn {
                 mode,
-                config: config.clone(),
+                files: config.files(),
                 tuning: tuning.clone(),
                 spec: spec.clone(),
                 command,
@@ -262,9 +263,9 @@ impl Runner {
             "UDF {} imports {module}, which cannot load in a sub-interpreter: running it in process mode from now on",
             self.spec.target
         );
-        let pool = Pool::start(Settings {
+        let pool = Pool::start(Spawn {
             mode: ExecutionMode::Process,
-            config: self.config.clone(),
+            files: self.config.files(),
             tuning: self.tuning.clone(),
             spec: self.spec.clone(),
             command: program,
