@@ -35,7 +35,7 @@ use crate::link::{Reply, Results};
 use crate::metrics::{BatchRecord, Counters};
 use crate::{ExecutionMode, RunError, UdfKind};
 
-pub(crate) use batch::batch_rows;
+pub(crate) use batch::{batch_rows, concat};
 use batch::{InFlight, Payload, State, DEPTH};
 use deliver::{ColumnAnswer, Joining};
 use recover::with_rows;
