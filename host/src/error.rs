@@ -352,6 +352,48 @@ impl RunError {
             _ => None,
         }
     }
+
+    /// The one input row this error is about, when it names one: the row
+    /// the UDF raised on, whose value could not be converted, or that was
+    /// running when its worker died or timed out; a failed row's own
+    /// ([`RunError::Row`]). Rows count from 0 across the call or stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use coil_host::RunError;
+    /// let e = RunError::BadRow { row: Some(7), message: "not a str".into() };
+    /// assert_eq!(e.row(), Some(7));
+    /// assert_eq!(e.rows(), Some(7..8));
+    /// ```
+    pub fn row(&self) -> Option<u64> {
+        match self {
+            RunError::Udf { row, .. } | RunError::SubInterpreterIncompatible { row, .. } => {
+                Some(*row)
+            }
+            RunError::BadRow { row, .. }
+            | RunError::WorkerDied { row, .. }
+            | RunError::Timeout { row, .. } => *row,
+            RunError::Row(r) => Some(r.row),
+            _ => None,
+        }
+    }
+
+    /// The input rows this error is about: the batch's rows when the error
+    /// holds them (a worker that died or timed out or broke the protocol,
+    /// a batch too large, no replacement worker), else the one row it
+    /// names ([`RunError::row`]), else `None` (the error is not about
+    /// rows, or its batch is not known).
+    pub fn rows(&self) -> Option<Range<u64>> {
+        match self {
+            RunError::WorkerDied { rows, .. }
+            | RunError::Timeout { rows, .. }
+            | RunError::Protocol { rows, .. }
+            | RunError::TooLarge { rows, .. }
+            | RunError::Restart { rows, .. } => Some(rows.clone()),
+            e => e.row().map(|r| r..r + 1),
+        }
+    }
 }
 
 /// A row that failed alone (`python.fn-execution.on-error` = `skip` or
@@ -391,6 +433,95 @@ impl std::error::Error for RowError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn py() -> PyErrorInfo {
+        PyErrorInfo {
+            type_name: "ValueError".into(),
+            message: "m".into(),
+            traceback: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_error_names_the_row_to_blame_and_the_rows_it_cost() {
+        let died = |row| RunError::WorkerDied {
+            worker: 0,
+            exit: WorkerExit::Killed,
+            row,
+            rows: 10..20,
+            stderr: String::new(),
+        };
+        let timeout = |row| RunError::Timeout {
+            row,
+            after: Duration::from_secs(1),
+            rows: 10..20,
+        };
+        let cases: Vec<(RunError, Option<u64>, Option<Range<u64>>)> = vec![
+            (
+                RunError::Udf {
+                    row: 12,
+                    error: py(),
+                },
+                Some(12),
+                Some(12..13),
+            ),
+            (
+                RunError::SubInterpreterIncompatible {
+                    row: 3,
+                    module: "numpy".into(),
+                    error: py(),
+                },
+                Some(3),
+                Some(3..4),
+            ),
+            (
+                RunError::BadRow {
+                    row: None,
+                    message: "x".into(),
+                },
+                None,
+                None,
+            ),
+            (died(Some(15)), Some(15), Some(10..20)),
+            (died(None), None, Some(10..20)),
+            (timeout(Some(11)), Some(11), Some(10..20)),
+            (timeout(None), None, Some(10..20)),
+            (
+                RunError::TooLarge {
+                    direction: Direction::Batch,
+                    rows: 0..5,
+                    bytes: 10,
+                    limit: 5,
+                },
+                None,
+                Some(0..5),
+            ),
+            (
+                RunError::UnsupportedColumn {
+                    column: 0,
+                    data_type: arrow_schema::DataType::Null,
+                },
+                None,
+                None,
+            ),
+            (
+                RowError::boxed(
+                    42,
+                    Vec::new(),
+                    RunError::Udf {
+                        row: 42,
+                        error: py(),
+                    },
+                ),
+                Some(42),
+                Some(42..43),
+            ),
+        ];
+        for (e, row, rows) in cases {
+            assert_eq!(e.row(), row, "{e}");
+            assert_eq!(e.rows(), rows, "{e}");
+        }
+    }
 
     #[test]
     fn run_errors_stay_small() {
