@@ -321,9 +321,9 @@ pub enum RunError {
         data_type: arrow_schema::DataType,
     },
     /// `Runner::call_arrow` cannot run: no or an unsupported return type,
-    /// or a table UDF.
+    /// or a table UDF; or its results could not be put together.
     #[error("call_arrow: {0}")]
-    Arrow(String),
+    Arrow(ArrowError),
     /// One row failed, and only it (`python.fn-execution.on-error` =
     /// `skip` or `dead-letter`): its input and why. Takes that row's place
     /// in a stream; the rows around it are answered as usual.
@@ -393,6 +393,68 @@ impl RunError {
             | RunError::Restart { rows, .. } => Some(rows.clone()),
             e => e.row().map(|r| r..r + 1),
         }
+    }
+}
+
+/// Why the column path ([`Runner::call_arrow`](crate::Runner::call_arrow)
+/// and friends) cannot run a batch, or could not put its results together.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrowError {
+    /// The UDF declares no return type and annotates none.
+    #[error("the UDF's Arrow return type is unknown: declare it with UdfSpec::returns (--returns), or annotate the UDF's return (`-> int`, `-> list[str]`, `-> \"pd.Series[float]\"`: docs/python.md)")]
+    NoReturnType,
+    /// The declared return type cannot be built by an executor.
+    #[error("the return type {0} is not supported")]
+    UnsupportedReturnType(arrow_schema::DataType),
+    /// A table UDF given to `call_arrow`.
+    #[error("a table UDF runs with call_arrow_table")]
+    TableUdf,
+    /// Another kind of UDF given to `call_arrow_table`.
+    #[error("call_arrow_table runs table UDFs, not {0} ones")]
+    NotTableUdf(coil_proto::UdfKind),
+    /// The batch's column types are not the UDF's declared argument types.
+    #[error("the batch's columns are {got:?}, the UDF's arguments are declared {declared:?} (UdfSpec::args)")]
+    ArgumentTypes {
+        /// The batch's column types.
+        got: Vec<arrow_schema::DataType>,
+        /// The declared ones.
+        declared: Vec<arrow_schema::DataType>,
+    },
+    /// An executor answered with an array of another type than declared.
+    #[error("an executor answered with {got} for the declared type {declared}")]
+    ResultType {
+        /// What it answered.
+        got: arrow_schema::DataType,
+        /// What the UDF declares.
+        declared: arrow_schema::DataType,
+    },
+    /// A batch's results could not be joined into one array.
+    #[error("putting the results together: {0}")]
+    Join(arrow_schema::ArrowError),
+    /// Arrow refused to build an array (a column turned into the type it
+    /// travels as, or back; a table UDF's rows).
+    #[error("{0}")]
+    Build(arrow_schema::ArrowError),
+    /// As many results as rows were expected.
+    #[error("internal error: {results} results for a batch of {rows} rows")]
+    ResultCount {
+        /// Results.
+        results: usize,
+        /// Rows.
+        rows: usize,
+    },
+    /// A table UDF's results are not lists.
+    #[error("internal error: table results of type {0}")]
+    TableResults(arrow_schema::DataType),
+    /// The scheduler's bookkeeping of column batches went wrong: what.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<ArrowError> for RunError {
+    fn from(e: ArrowError) -> RunError {
+        RunError::Arrow(e)
     }
 }
 
@@ -521,6 +583,34 @@ mod tests {
             assert_eq!(e.row(), row, "{e}");
             assert_eq!(e.rows(), rows, "{e}");
         }
+    }
+
+    #[test]
+    fn column_path_errors_read_as_the_strings_they_replace() {
+        let says = |e: ArrowError| RunError::from(e).to_string();
+        assert_eq!(
+            says(ArrowError::NotTableUdf(coil_proto::UdfKind::Scalar)),
+            "call_arrow: call_arrow_table runs table UDFs, not scalar ones"
+        );
+        assert_eq!(
+            says(ArrowError::TableUdf),
+            "call_arrow: a table UDF runs with call_arrow_table"
+        );
+        assert_eq!(
+            says(ArrowError::ResultCount {
+                results: 3,
+                rows: 4
+            }),
+            "call_arrow: internal error: 3 results for a batch of 4 rows"
+        );
+        assert_eq!(
+            says(ArrowError::ArgumentTypes {
+                got: vec![arrow_schema::DataType::Utf8],
+                declared: vec![arrow_schema::DataType::Int64],
+            }),
+            "call_arrow: the batch's columns are [Utf8], the UDF's arguments are declared [Int64] (UdfSpec::args)"
+        );
+        assert!(says(ArrowError::NoReturnType).contains("declare it with UdfSpec::returns"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub use config::{
     START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
 pub use env::{resolve as resolve_environment, PythonEnv};
-pub use error::{Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
+pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
 pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};

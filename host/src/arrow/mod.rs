@@ -22,7 +22,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::sched::Scheduler;
-use crate::{RowError, RunError, Runner, UdfKind};
+use crate::{ArrowError, RowError, RunError, Runner, UdfKind};
 
 pub use stream::ArrowStream;
 pub(crate) use wire::wire_type;
@@ -139,9 +139,9 @@ impl Runner {
             |s, rows| columns.send(s, rows, &returns.wire),
             |v| match v {
                 Err(e) => error(e),
-                Ok(_) => Err(RunError::Arrow(
-                    "internal error: a row result for a column batch".into(),
-                )),
+                Ok(_) => Err(RunError::Arrow(ArrowError::Internal(
+                    "a row result for a column batch",
+                ))),
             },
         )?;
         returns.join(scheduler.take_arrays(), columns.rows)
@@ -162,29 +162,14 @@ impl Returns {
     /// scalar or vectorized UDF (or, with `table`, a table UDF) with a
     /// supported declared return type.
     pub(super) fn of(runner: &Runner, table: bool) -> Result<Returns, RunError> {
-        let declared = runner.spec().returns.clone().ok_or_else(|| {
-            RunError::Arrow(
-                "the UDF's Arrow return type is unknown: declare it with UdfSpec::returns (--returns), or annotate the UDF's return (`-> int`, `-> list[str]`, `-> \"pd.Series[float]\"`: docs/python.md)".into(),
-            )
-        })?;
+        let declared = (runner.spec().returns.clone()).ok_or(ArrowError::NoReturnType)?;
         let wire = coil_worker::result_wire_type(&declared);
         if !coil_worker::arrow_type_supported(&wire) {
-            return Err(RunError::Arrow(format!(
-                "the return type {declared} is not supported"
-            )));
+            return Err(ArrowError::UnsupportedReturnType(declared).into());
         }
         match (runner.spec().kind == UdfKind::Table, table) {
-            (true, false) => {
-                return Err(RunError::Arrow(
-                    "a table UDF runs with call_arrow_table".into(),
-                ))
-            }
-            (false, true) => {
-                return Err(RunError::Arrow(format!(
-                    "call_arrow_table runs table UDFs, not {} ones",
-                    runner.spec().kind
-                )))
-            }
+            (true, false) => return Err(ArrowError::TableUdf.into()),
+            (false, true) => return Err(ArrowError::NotTableUdf(runner.spec().kind).into()),
             _ => {}
         }
         let wire = if table {
@@ -203,24 +188,24 @@ impl Returns {
     /// declared type, which must hold `rows` rows.
     pub(super) fn join(&self, arrays: Vec<ArrayRef>, rows: usize) -> Result<ArrayRef, RunError> {
         if let Some(a) = arrays.iter().find(|a| a.data_type() != &self.wire) {
-            return Err(RunError::Arrow(format!(
-                "an executor answered with {} for the declared type {}",
-                a.data_type(),
-                self.declared
-            )));
+            return Err(ArrowError::ResultType {
+                got: a.data_type().clone(),
+                declared: self.declared.clone(),
+            }
+            .into());
         }
-        let joined = crate::sched::concat(arrays, &self.wire)
-            .map_err(|e| RunError::Arrow(format!("putting the results together: {e}")))?;
+        let joined = crate::sched::concat(arrays, &self.wire).map_err(ArrowError::Join)?;
         let joined = if self.table {
             joined
         } else {
             from_wire(joined, &self.declared)?
         };
         if joined.len() != rows {
-            return Err(RunError::Arrow(format!(
-                "internal error: {} results for a batch of {rows} rows",
-                joined.len()
-            )));
+            return Err(ArrowError::ResultCount {
+                results: joined.len(),
+                rows,
+            }
+            .into());
         }
         Ok(joined)
     }
@@ -237,11 +222,17 @@ impl WireColumns {
     /// declares its arguments' types, is not of its declared type).
     pub(super) fn of(runner: &Runner, batch: &RecordBatch) -> Result<WireColumns, RunError> {
         if let Some(args) = &runner.spec().args {
-            let got: Vec<&DataType> = batch.columns().iter().map(|c| c.data_type()).collect();
-            if got.len() != args.len() || got.iter().zip(args).any(|(g, a)| *g != a) {
-                return Err(RunError::Arrow(format!(
-                    "the batch's columns are {got:?}, the UDF's arguments are declared {args:?} (UdfSpec::args)"
-                )));
+            let got: Vec<DataType> = batch
+                .columns()
+                .iter()
+                .map(|c| c.data_type().clone())
+                .collect();
+            if &got != args {
+                return Err(ArrowError::ArgumentTypes {
+                    got,
+                    declared: args.clone(),
+                }
+                .into());
             }
         }
         let mut columns = Vec::with_capacity(batch.num_columns());
@@ -281,13 +272,8 @@ impl WireColumns {
 fn flatten(lists: &ArrayRef) -> Result<RecordBatch, RunError> {
     use arrow_array::UInt64Array;
     use arrow_schema::{Field, Schema};
-    let internal = |e: arrow_schema::ArrowError| RunError::Arrow(e.to_string());
-    let lists = lists.as_list_opt::<i32>().ok_or_else(|| {
-        RunError::Arrow(format!(
-            "internal error: table results of type {}",
-            lists.data_type()
-        ))
-    })?;
+    let lists = (lists.as_list_opt::<i32>())
+        .ok_or_else(|| ArrowError::TableResults(lists.data_type().clone()))?;
     let offsets = lists.value_offsets();
     let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
     let values = lists.values().slice(first, last - first);
@@ -310,5 +296,5 @@ fn flatten(lists: &ArrayRef) -> Result<RecordBatch, RunError> {
             columns.push(values.clone());
         }
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(internal)
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(ArrowError::Build)?)
 }

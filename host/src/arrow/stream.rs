@@ -6,7 +6,7 @@ use arrow_array::{ArrayRef, RecordBatch};
 
 use super::{Returns, WireColumns};
 use crate::sched::Scheduler;
-use crate::{RowError, RunError, Runner};
+use crate::{ArrowError, RowError, RunError, Runner};
 
 impl Runner {
     /// A stream of Arrow batches: push batches, pull each one's results,
@@ -171,9 +171,9 @@ impl ArrowStream<'_> {
                 }
                 None => {
                     arrays.push(None);
-                    errors.push(RunError::Arrow(
-                        "internal error: a column batch never came back".into(),
-                    ));
+                    errors.push(RunError::Arrow(ArrowError::Internal(
+                        "a column batch never came back",
+                    )));
                 }
             }
         }
@@ -237,7 +237,9 @@ impl Answer {
 fn join_slices(batch: &Pushed, arrays: Vec<Option<ArrayRef>>) -> Result<ArrayRef, RunError> {
     let arrays = arrays.into_iter().collect::<Option<Vec<_>>>();
     let arrays = arrays.ok_or_else(|| {
-        RunError::Arrow("internal error: a failed column batch without its error".into())
+        RunError::Arrow(ArrowError::Internal(
+            "a failed column batch without its error",
+        ))
     })?;
     batch.returns.join(arrays, batch.rows)
 }

@@ -9,7 +9,7 @@ use arrow_array::{Array, ArrayRef, BinaryArray, BinaryViewArray, StringArray, St
 use arrow_data::transform::MutableArrayData;
 use arrow_schema::DataType;
 
-use crate::RunError;
+use crate::{ArrowError, RunError};
 
 /// The type a column of type `t` travels as: views as their plain types,
 /// dictionaries as their values' type, at any depth; `None` if it cannot
@@ -25,7 +25,7 @@ pub(super) fn to_wire(a: &ArrayRef) -> Result<ArrayRef, RunError> {
     if &plain == a.data_type() {
         return Ok(a.clone());
     }
-    let overflow = |e: arrow_schema::ArrowError| RunError::Arrow(e.to_string());
+    let overflow = |e| RunError::Arrow(ArrowError::Build(e));
     Ok(match a.data_type() {
         DataType::Utf8View => Arc::new(StringArray::from_iter(a.as_string_view().iter())),
         DataType::BinaryView => Arc::new(BinaryArray::from_iter(a.as_binary_view().iter())),
@@ -92,7 +92,7 @@ pub(super) fn from_wire(a: ArrayRef, declared: &DataType) -> Result<ArrayRef, Ru
                 .data_type(t.clone())
                 .child_data(children)
                 .build()
-                .map_err(|e| RunError::Arrow(e.to_string()))?;
+                .map_err(|e| RunError::Arrow(ArrowError::Build(e)))?;
             arrow_array::make_array(data)
         }
     })

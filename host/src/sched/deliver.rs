@@ -8,7 +8,7 @@ use coil_ipc::Row;
 
 use super::batch::InFlight;
 use super::{Executors, Scheduler};
-use crate::error::RowError;
+use crate::error::{ArrowError, RowError};
 use crate::link::Results;
 use crate::RunError;
 
@@ -58,7 +58,7 @@ impl<E: Executors> Scheduler<E> {
         let errors = (0..answer.errors)
             .map(|_| match self.ready.pop_front() {
                 Some(Err(e)) => *e,
-                _ => RunError::Arrow("internal error: a column batch's error is missing".into()),
+                _ => RunError::Arrow(ArrowError::Internal("a column batch's error is missing")),
             })
             .collect();
         Some((answer.array, errors))
@@ -165,9 +165,10 @@ impl<E: Executors> Scheduler<E> {
         };
         let errors = if array.is_none() && !j.failed {
             // Could not be joined: the batch fails, one error more.
-            self.ready.push_back(Err(Box::new(RunError::Arrow(
-                "internal error: the parts of a split batch do not join".into(),
-            ))));
+            self.ready
+                .push_back(Err(Box::new(RunError::Arrow(ArrowError::Internal(
+                    "the parts of a split batch do not join",
+                )))));
             j.errors + 1
         } else {
             j.errors
