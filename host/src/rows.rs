@@ -101,6 +101,47 @@ impl Leased for Lease<'_> {
     }
 }
 
+impl Runner {
+    /// Runs `rows` and returns one result per row, in order: the UDF's
+    /// value for scalar and vectorized UDFs, a list of rows (each a list)
+    /// for table UDFs. The rows are split into batches (see
+    /// [`RowStream::batch_size`]), spread over the idle workers.
+    ///
+    /// # Errors
+    ///
+    /// The first failed batch's error, in row order ([`RunError`]); with
+    /// `python.fn-execution.on-error` = `skip` or `dead-letter`, the first
+    /// failed row's ([`RunError::Row`]): use [`Runner::call_each`] or a
+    /// stream to collect them and go on.
+    pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
+        self.stream().run_all(rows)
+    }
+
+    /// Runs `rows` and returns, for each row in order, its result or its
+    /// own error: with `python.fn-execution.on-error` = `skip` or
+    /// `dead-letter`, a row that fails (the UDF raised, timed out, killed
+    /// its worker, or returned a value coil cannot hold) fails alone and
+    /// every other row is answered. With `fail` (the default), as
+    /// [`Runner::call`].
+    ///
+    /// # Errors
+    ///
+    /// What is not one row's fault: a worker that cannot be restarted, a
+    /// batch too large, a broken protocol; with `fail`, the first failed
+    /// batch's error.
+    pub fn call_each(&self, rows: &[Row]) -> Result<Vec<Result<Value, RowError>>, RunError> {
+        self.stream().run_each(rows)
+    }
+
+    /// A stream: push rows, pull results in order. Rows are sent in batches
+    /// of `python.fn-execution.bundle.size`, or after
+    /// `python.fn-execution.bundle.time` if fewer arrive. The stream leases
+    /// idle workers as it needs them and gives them back when dropped.
+    pub fn stream(&self) -> RowStream<'_> {
+        RowStream::new(self)
+    }
+}
+
 /// Rows in, results out, in order; see [`Runner::stream`].
 ///
 /// The stream drives its workers from the calling thread: a batch goes
