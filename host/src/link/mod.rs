@@ -2,9 +2,9 @@
 //! a pair of rings in a sealed memfd, or an executor thread in this process
 //! behind rings in private memory. It sends batches, reads and checks
 //! answers and turns them into [`Reply`]s (here); it starts the executor
-//! ([`spawn`](self::spawn)), notices deaths and hangs and stops it
-//! ([`exit`](self::exit)), and relays a worker's output to `tracing`
-//! ([`output`](self::output)).
+//! ([`spawn`]), notices deaths and hangs and stops it
+//! ([`exit`]), and relays a worker's output to `tracing`
+//! ([`output`]).
 
 mod exit;
 mod output;

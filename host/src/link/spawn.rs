@@ -27,7 +27,9 @@ pub(crate) struct Spawn {
     /// `python.files`: directories and files a worker process puts on its
     /// `sys.path` after the UDF's own paths.
     pub files: Vec<PathBuf>,
+    /// The UDF, with the paths its environment adds.
     pub spec: UdfSpec,
+    /// How to start a worker process (unused for executor threads).
     pub command: WorkerCommand,
     /// The runner's counters (shared with a fallback pool).
     pub counters: Arc<Counters>,
@@ -129,6 +131,7 @@ fn launch_args(fd: impl ToString, spawn: &Spawn) -> Vec<OsString> {
 }
 
 impl Link {
+    /// Starts executor `slot` as `spawn` says and waits until it is ready.
     pub(crate) fn start(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
         match spawn.mode {
             ExecutionMode::Process => Link::start_process(slot, spawn),

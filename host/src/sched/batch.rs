@@ -210,7 +210,9 @@ impl Payload {
 /// A batch's rows, decoded again to be cut into parts: its rows, or its
 /// columns (a part is then a slice of each).
 pub(super) enum Parts {
+    /// The input rows.
     Rows(Vec<Row>),
+    /// The input columns, and the type the results travel as.
     Columns {
         columns: Vec<ArrayRef>,
         result: DataType,
