@@ -181,16 +181,10 @@ fn cause(e: &RunError) -> String {
     }
 }
 
-/// The row a batch error is about, when it names one.
+/// The row a batch error is about, when it names one
+/// ([`RunError::row`]; kept for `udf.rs`, which can call that directly).
 pub(crate) fn failed_row(e: &RunError) -> Option<u64> {
-    match e {
-        RunError::Udf { row, .. } | RunError::SubInterpreterIncompatible { row, .. } => Some(*row),
-        RunError::BadRow { row, .. }
-        | RunError::WorkerDied { row, .. }
-        | RunError::Timeout { row, .. } => *row,
-        RunError::Row(r) => Some(r.row),
-        _ => None,
-    }
+    e.row()
 }
 
 /// Row `row` of `batch` as `(name => value, ...)`: strings quoted, nulls

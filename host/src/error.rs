@@ -321,9 +321,9 @@ pub enum RunError {
         data_type: arrow_schema::DataType,
     },
     /// `Runner::call_arrow` cannot run: no or an unsupported return type,
-    /// or a table UDF.
+    /// or a table UDF; or its results could not be put together.
     #[error("call_arrow: {0}")]
-    Arrow(String),
+    Arrow(ArrowError),
     /// One row failed, and only it (`python.fn-execution.on-error` =
     /// `skip` or `dead-letter`): its input and why. Takes that row's place
     /// in a stream; the rows around it are answered as usual.
@@ -351,6 +351,110 @@ impl RunError {
             RunError::Row(e) => Some(e),
             _ => None,
         }
+    }
+
+    /// The one input row this error is about, when it names one: the row
+    /// the UDF raised on, whose value could not be converted, or that was
+    /// running when its worker died or timed out; a failed row's own
+    /// ([`RunError::Row`]). Rows count from 0 across the call or stream.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use coil_host::RunError;
+    /// let e = RunError::BadRow { row: Some(7), message: "not a str".into() };
+    /// assert_eq!(e.row(), Some(7));
+    /// assert_eq!(e.rows(), Some(7..8));
+    /// ```
+    pub fn row(&self) -> Option<u64> {
+        match self {
+            RunError::Udf { row, .. } | RunError::SubInterpreterIncompatible { row, .. } => {
+                Some(*row)
+            }
+            RunError::BadRow { row, .. }
+            | RunError::WorkerDied { row, .. }
+            | RunError::Timeout { row, .. } => *row,
+            RunError::Row(r) => Some(r.row),
+            _ => None,
+        }
+    }
+
+    /// The input rows this error is about: the batch's rows when the error
+    /// holds them (a worker that died or timed out or broke the protocol,
+    /// a batch too large, no replacement worker), else the one row it
+    /// names ([`RunError::row`]), else `None` (the error is not about
+    /// rows, or its batch is not known).
+    pub fn rows(&self) -> Option<Range<u64>> {
+        match self {
+            RunError::WorkerDied { rows, .. }
+            | RunError::Timeout { rows, .. }
+            | RunError::Protocol { rows, .. }
+            | RunError::TooLarge { rows, .. }
+            | RunError::Restart { rows, .. } => Some(rows.clone()),
+            e => e.row().map(|r| r..r + 1),
+        }
+    }
+}
+
+/// Why the column path ([`Runner::call_arrow`](crate::Runner::call_arrow)
+/// and friends) cannot run a batch, or could not put its results together.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArrowError {
+    /// The UDF declares no return type and annotates none.
+    #[error("the UDF's Arrow return type is unknown: declare it with UdfSpec::returns (--returns), or annotate the UDF's return (`-> int`, `-> list[str]`, `-> \"pd.Series[float]\"`: docs/python.md)")]
+    NoReturnType,
+    /// The declared return type cannot be built by an executor.
+    #[error("the return type {0} is not supported")]
+    UnsupportedReturnType(arrow_schema::DataType),
+    /// A table UDF given to `call_arrow`.
+    #[error("a table UDF runs with call_arrow_table")]
+    TableUdf,
+    /// Another kind of UDF given to `call_arrow_table`.
+    #[error("call_arrow_table runs table UDFs, not {0} ones")]
+    NotTableUdf(coil_proto::UdfKind),
+    /// The batch's column types are not the UDF's declared argument types.
+    #[error("the batch's columns are {got:?}, the UDF's arguments are declared {declared:?} (UdfSpec::args)")]
+    ArgumentTypes {
+        /// The batch's column types.
+        got: Vec<arrow_schema::DataType>,
+        /// The declared ones.
+        declared: Vec<arrow_schema::DataType>,
+    },
+    /// An executor answered with an array of another type than declared.
+    #[error("an executor answered with {got} for the declared type {declared}")]
+    ResultType {
+        /// What it answered.
+        got: arrow_schema::DataType,
+        /// What the UDF declares.
+        declared: arrow_schema::DataType,
+    },
+    /// A batch's results could not be joined into one array.
+    #[error("putting the results together: {0}")]
+    Join(arrow_schema::ArrowError),
+    /// Arrow refused to build an array (a column turned into the type it
+    /// travels as, or back; a table UDF's rows).
+    #[error("{0}")]
+    Build(arrow_schema::ArrowError),
+    /// As many results as rows were expected.
+    #[error("internal error: {results} results for a batch of {rows} rows")]
+    ResultCount {
+        /// Results.
+        results: usize,
+        /// Rows.
+        rows: usize,
+    },
+    /// A table UDF's results are not lists.
+    #[error("internal error: table results of type {0}")]
+    TableResults(arrow_schema::DataType),
+    /// The scheduler's bookkeeping of column batches went wrong: what.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl From<ArrowError> for RunError {
+    fn from(e: ArrowError) -> RunError {
+        RunError::Arrow(e)
     }
 }
 
@@ -391,6 +495,123 @@ impl std::error::Error for RowError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn py() -> PyErrorInfo {
+        PyErrorInfo {
+            type_name: "ValueError".into(),
+            message: "m".into(),
+            traceback: String::new(),
+        }
+    }
+
+    #[test]
+    fn an_error_names_the_row_to_blame_and_the_rows_it_cost() {
+        let died = |row| RunError::WorkerDied {
+            worker: 0,
+            exit: WorkerExit::Killed,
+            row,
+            rows: 10..20,
+            stderr: String::new(),
+        };
+        let timeout = |row| RunError::Timeout {
+            row,
+            after: Duration::from_secs(1),
+            rows: 10..20,
+        };
+        let cases: Vec<(RunError, Option<u64>, Option<Range<u64>>)> = vec![
+            (
+                RunError::Udf {
+                    row: 12,
+                    error: py(),
+                },
+                Some(12),
+                Some(12..13),
+            ),
+            (
+                RunError::SubInterpreterIncompatible {
+                    row: 3,
+                    module: "numpy".into(),
+                    error: py(),
+                },
+                Some(3),
+                Some(3..4),
+            ),
+            (
+                RunError::BadRow {
+                    row: None,
+                    message: "x".into(),
+                },
+                None,
+                None,
+            ),
+            (died(Some(15)), Some(15), Some(10..20)),
+            (died(None), None, Some(10..20)),
+            (timeout(Some(11)), Some(11), Some(10..20)),
+            (timeout(None), None, Some(10..20)),
+            (
+                RunError::TooLarge {
+                    direction: Direction::Batch,
+                    rows: 0..5,
+                    bytes: 10,
+                    limit: 5,
+                },
+                None,
+                Some(0..5),
+            ),
+            (
+                RunError::UnsupportedColumn {
+                    column: 0,
+                    data_type: arrow_schema::DataType::Null,
+                },
+                None,
+                None,
+            ),
+            (
+                RowError::boxed(
+                    42,
+                    Vec::new(),
+                    RunError::Udf {
+                        row: 42,
+                        error: py(),
+                    },
+                ),
+                Some(42),
+                Some(42..43),
+            ),
+        ];
+        for (e, row, rows) in cases {
+            assert_eq!(e.row(), row, "{e}");
+            assert_eq!(e.rows(), rows, "{e}");
+        }
+    }
+
+    #[test]
+    fn column_path_errors_read_as_the_strings_they_replace() {
+        let says = |e: ArrowError| RunError::from(e).to_string();
+        assert_eq!(
+            says(ArrowError::NotTableUdf(coil_proto::UdfKind::Scalar)),
+            "call_arrow: call_arrow_table runs table UDFs, not scalar ones"
+        );
+        assert_eq!(
+            says(ArrowError::TableUdf),
+            "call_arrow: a table UDF runs with call_arrow_table"
+        );
+        assert_eq!(
+            says(ArrowError::ResultCount {
+                results: 3,
+                rows: 4
+            }),
+            "call_arrow: internal error: 3 results for a batch of 4 rows"
+        );
+        assert_eq!(
+            says(ArrowError::ArgumentTypes {
+                got: vec![arrow_schema::DataType::Utf8],
+                declared: vec![arrow_schema::DataType::Int64],
+            }),
+            "call_arrow: the batch's columns are [Utf8], the UDF's arguments are declared [Int64] (UdfSpec::args)"
+        );
+        assert!(says(ArrowError::NoReturnType).contains("declare it with UdfSpec::returns"));
+    }
 
     #[test]
     fn run_errors_stay_small() {

@@ -36,8 +36,9 @@ mod inline;
 mod link;
 mod metrics;
 mod pool;
+mod rows;
 mod runner;
-mod stream;
+mod sched;
 
 pub use arrow::ArrowStream;
 pub use arrow_array;
@@ -51,9 +52,9 @@ pub use config::{
     START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
 pub use env::{resolve as resolve_environment, PythonEnv};
-pub use error::{Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
+pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
 pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
+pub use rows::RowStream;
 pub use runner::Runner;
-pub use stream::RowStream;

@@ -4,26 +4,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use coil_proto::UdfSpec;
-
-use crate::config::Tuning;
 use crate::error::{RunError, StartError};
-use crate::link::{Link, WorkerCommand};
+use crate::link::{Link, Spawn};
 use crate::metrics::Counters;
-use crate::{Config, ExecutionMode};
-
-/// What a pool needs to start workers.
-pub(crate) struct Settings {
-    /// The mode the workers run in (after any fallback).
-    pub mode: ExecutionMode,
-    pub config: Config,
-    /// `config`, parsed.
-    pub tuning: Tuning,
-    pub spec: UdfSpec,
-    pub command: WorkerCommand,
-    /// The runner's counters (shared with a fallback pool).
-    pub counters: Arc<Counters>,
-}
+use crate::ExecutionMode;
 
 /// One worker slot: a running worker, or a vacancy after a failed restart.
 pub(crate) struct Slot {
@@ -35,7 +19,7 @@ pub(crate) struct Slot {
 /// thread (no hand-off to another thread on the way to Python and back),
 /// and give it back; dropping the pool shuts every worker down.
 pub(crate) struct Pool {
-    settings: Settings,
+    spawn: Spawn,
     /// The Arrow type of the UDF's results, as its executors said when
     /// they were ready.
     pub returns: Option<arrow_schema::DataType>,
@@ -52,14 +36,14 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn start(settings: Settings) -> Result<Pool, StartError> {
-        let n = settings.tuning.workers;
+    pub fn start(spawn: Spawn) -> Result<Pool, StartError> {
+        let n = spawn.tuning.workers;
         // Start every worker at once: each loads Python on its own core.
         let started: Vec<Result<Link, StartError>> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..n)
                 .map(|id| {
-                    let settings = &settings;
-                    s.spawn(move || Link::start(id, settings))
+                    let spawn = &spawn;
+                    s.spawn(move || Link::start(id, spawn))
                 })
                 .collect();
             handles
@@ -85,8 +69,8 @@ impl Pool {
             }
             return Err(e);
         }
-        let max_payload = settings.tuning.max_message;
-        let counters = Arc::clone(&settings.counters);
+        let max_payload = spawn.tuning.max_message;
+        let counters = Arc::clone(&spawn.counters);
         let returns = slots
             .iter()
             .find_map(|s| s.worker.as_ref().and_then(|w| w.returns().cloned()));
@@ -97,7 +81,7 @@ impl Pool {
         Ok(Pool {
             returns,
             signature,
-            settings,
+            spawn,
             idle: Mutex::new(slots),
             returned: Condvar::new(),
             retired: AtomicBool::new(false),
@@ -108,7 +92,7 @@ impl Pool {
 
     /// The mode the workers run in.
     pub fn mode(&self) -> ExecutionMode {
-        self.settings.mode
+        self.spawn.mode
     }
 
     /// Process ids of the idle workers.
@@ -200,7 +184,7 @@ impl Lease<'_> {
     pub fn worker(&mut self) -> Result<&mut Link, RunError> {
         let slot = self.slot.as_mut().expect("a live lease");
         if slot.worker.is_none() {
-            let w = start_with_retries(slot.id, &self.pool.settings)?;
+            let w = start_with_retries(slot.id, &self.pool.spawn)?;
             slot.worker = Some(w);
         }
         Ok(slot.worker.as_mut().expect("just started"))
@@ -223,12 +207,12 @@ impl Lease<'_> {
             w.kill();
         }
         self.pool.counters.restarts.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("coil_worker_restarts_total", "mode" => self.pool.settings.mode.as_str())
+        metrics::counter!("coil_worker_restarts_total", "mode" => self.pool.spawn.mode.as_str())
             .increment(1);
         tracing::warn!(worker = slot.id, "replacing worker: {why}");
         // A replacement that fails every attempt leaves the slot vacant:
         // the next batch for it tries again, and fails with the reason.
-        if let Ok(w) = start_with_retries(slot.id, &self.pool.settings) {
+        if let Ok(w) = start_with_retries(slot.id, &self.pool.spawn) {
             slot.worker = Some(w);
         }
     }
@@ -252,12 +236,12 @@ pub(crate) fn start_backoff(attempt: u32) -> std::time::Duration {
 /// [`START_ATTEMPTS`] times with [`start_backoff`] between attempts: a
 /// replacement that dies while it starts (killed, out of memory) does not
 /// end the run.
-fn start_with_retries(slot: usize, settings: &Settings) -> Result<Link, RunError> {
+fn start_with_retries(slot: usize, spawn: &Spawn) -> Result<Link, RunError> {
     let mut attempt = 0;
     loop {
         std::thread::sleep(start_backoff(attempt));
         attempt += 1;
-        match Link::start(slot, settings) {
+        match Link::start(slot, spawn) {
             Ok(link) => return Ok(link),
             Err(e) if attempt < START_ATTEMPTS => {
                 tracing::warn!(

@@ -5,16 +5,15 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use coil_ipc::{Row, Value};
 use coil_proto::UdfSpec;
 
 use crate::config::Tuning;
 use crate::env::PythonEnv;
-use crate::link::WorkerCommand;
+use crate::link::{Spawn, WorkerCommand};
 use crate::metrics::{Counters, Histograms, Metrics};
-use crate::pool::{Pool, Settings};
-use crate::stream::{batch_rows, RowStream};
-use crate::{Config, ExecutionMode, RowError, RunError, StartError};
+use crate::pool::Pool;
+use crate::sched::batch_rows;
+use crate::{Config, ExecutionMode, RunError, StartError};
 
 /// Runs a Python UDF over rows, in the mode the configuration chooses.
 /// Results come back in input order. Safe to share between threads: calls
@@ -140,7 +139,9 @@ impl Runner {
             }
         }
         for (column, t) in spec.args.iter().flatten().enumerate() {
-            if crate::arrow::wire_type(t).is_none() {
+            // The rule of `arrow::wire_type` (which imports this module):
+            // the type the column travels as can be framed.
+            if !coil_worker::arrow_type_supported(&coil_worker::plain_type(t, true)) {
                 return Err(StartError::UnsupportedArgument {
                     column,
                     data_type: t.clone(),
@@ -183,9 +184,9 @@ impl Runner {
             } else {
                 WorkerCommand::new("coil-worker")
             };
-            Pool::start(Settings {
+            Pool::start(Spawn {
                 mode,
-                config: config.clone(),
+                files: config.files(),
                 tuning: tuning.clone(),
                 spec: spec.clone(),
                 command,
@@ -261,9 +262,9 @@ impl Runner {
             "UDF {} imports {module}, which cannot load in a sub-interpreter: running it in process mode from now on",
             self.spec.target
         );
-        let pool = Pool::start(Settings {
+        let pool = Pool::start(Spawn {
             mode: ExecutionMode::Process,
-            config: self.config.clone(),
+            files: self.config.files(),
             tuning: self.tuning.clone(),
             spec: self.spec.clone(),
             command: program,
@@ -346,38 +347,7 @@ impl Runner {
         self.counters.restarts.load(Ordering::Relaxed)
     }
 
-    /// Runs `rows` and returns one result per row, in order: the UDF's
-    /// value for scalar and vectorized UDFs, a list of rows (each a list)
-    /// for table UDFs. The rows are split into batches (see
-    /// [`RowStream::batch_size`]), spread over the idle workers.
-    ///
-    /// # Errors
-    ///
-    /// The first failed batch's error, in row order ([`RunError`]); with
-    /// `python.fn-execution.on-error` = `skip` or `dead-letter`, the first
-    /// failed row's ([`RunError::Row`]): use [`Runner::call_each`] or a
-    /// stream to collect them and go on.
-    pub fn call(&self, rows: &[Row]) -> Result<Vec<Value>, RunError> {
-        self.stream().run_all(rows)
-    }
-
-    /// Runs `rows` and returns, for each row in order, its result or its
-    /// own error: with `python.fn-execution.on-error` = `skip` or
-    /// `dead-letter`, a row that fails (the UDF raised, timed out, killed
-    /// its worker, or returned a value coil cannot hold) fails alone and
-    /// every other row is answered. With `fail` (the default), as
-    /// [`Runner::call`].
-    ///
-    /// # Errors
-    ///
-    /// What is not one row's fault: a worker that cannot be restarted, a
-    /// batch too large, a broken protocol; with `fail`, the first failed
-    /// batch's error.
-    pub fn call_each(&self, rows: &[Row]) -> Result<Vec<Result<Value, RowError>>, RunError> {
-        self.stream().run_each(rows)
-    }
-
-    /// The rows in the next batch (see [`RowStream::batch_size`]).
+    /// The rows in the next batch (see [`RowStream::batch_size`](crate::RowStream::batch_size)).
     pub(crate) fn batch_size(&self) -> usize {
         let t = &self.tuning;
         batch_rows(
@@ -386,14 +356,6 @@ impl Runner {
             t.bundle_target_time,
             self.counters.row_cost(),
         )
-    }
-
-    /// A stream: push rows, pull results in order. Rows are sent in batches
-    /// of `python.fn-execution.bundle.size`, or after
-    /// `python.fn-execution.bundle.time` if fewer arrive. The stream leases
-    /// idle workers as it needs them and gives them back when dropped.
-    pub fn stream(&self) -> RowStream<'_> {
-        RowStream::new(self)
     }
 }
 
