@@ -124,6 +124,10 @@ pub enum StartError {
         target: String,
         /// The exception loading raised.
         error: PyErrorInfo,
+        /// The package that cannot load in a sub-interpreter, when the
+        /// executor found that to be the cause (it classifies its own
+        /// exception; the host never parses a traceback).
+        blocker: Option<String>,
     },
     /// The worker exited before it was ready.
     #[error("worker exited while starting ({exit}){}", stderr_tail(.stderr))]

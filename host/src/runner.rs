@@ -134,14 +134,12 @@ impl Runner {
         command: impl FnOnce() -> Result<WorkerCommand, StartError> + Send + 'static,
     ) -> Result<Runner, StartError> {
         if let Some(t) = &spec.returns {
-            if !coil_worker::arrow_type_supported(&coil_worker::result_wire_type(t)) {
+            if !coil_proto::arrow_type_supported(&coil_proto::result_wire_type(t)) {
                 return Err(StartError::UnsupportedReturnType(t.clone()));
             }
         }
         for (column, t) in spec.args.iter().flatten().enumerate() {
-            // The rule of `arrow::wire_type` (which imports this module):
-            // the type the column travels as can be framed.
-            if !coil_worker::arrow_type_supported(&coil_worker::plain_type(t, true)) {
+            if coil_proto::wire_type(t).is_none() {
                 return Err(StartError::UnsupportedArgument {
                     column,
                     data_type: t.clone(),
@@ -194,21 +192,28 @@ impl Runner {
             })
         };
         let pool = match start(mode) {
-            Err(StartError::Load { error, target }) if mode == ExecutionMode::SubInterpreter => {
-                let text = format!("{}\n{}", error.message, error.traceback);
-                match coil_worker::incompatible_module(&text) {
-                    Some(module) if tuning.strict => {
-                        return Err(StartError::SubInterpreterIncompatible { target, module })
-                    }
-                    Some(module) => {
-                        tracing::warn!(
-                            "UDF {target} imports {module}, which cannot load in a sub-interpreter: running it in process mode"
-                        );
-                        start(ExecutionMode::Process)?
-                    }
-                    None => return Err(StartError::Load { error, target }),
+            Err(StartError::Load {
+                error,
+                target,
+                blocker,
+            }) if mode == ExecutionMode::SubInterpreter => match blocker {
+                Some(module) if tuning.strict => {
+                    return Err(StartError::SubInterpreterIncompatible { target, module })
                 }
-            }
+                Some(module) => {
+                    tracing::warn!(
+                        "UDF {target} imports {module}, which cannot load in a sub-interpreter: running it in process mode"
+                    );
+                    start(ExecutionMode::Process)?
+                }
+                None => {
+                    return Err(StartError::Load {
+                        error,
+                        target,
+                        blocker: None,
+                    })
+                }
+            },
             other => other?,
         };
         // Not declared: the type the UDF's return annotation names, as its

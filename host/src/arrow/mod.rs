@@ -24,8 +24,8 @@ use arrow_schema::DataType;
 use crate::sched::Scheduler;
 use crate::{ArrowError, RowError, RunError, Runner, UdfKind};
 
+use coil_proto::wire_type;
 pub use stream::ArrowStream;
-pub(crate) use wire::wire_type;
 use wire::{from_wire, to_wire};
 
 impl Runner {
@@ -163,8 +163,8 @@ impl Returns {
     /// supported declared return type.
     pub(super) fn of(runner: &Runner, table: bool) -> Result<Returns, RunError> {
         let declared = (runner.spec().returns.clone()).ok_or(ArrowError::NoReturnType)?;
-        let wire = coil_worker::result_wire_type(&declared);
-        if !coil_worker::arrow_type_supported(&wire) {
+        let wire = coil_proto::result_wire_type(&declared);
+        if !coil_proto::arrow_type_supported(&wire) {
             return Err(ArrowError::UnsupportedReturnType(declared).into());
         }
         match (runner.spec().kind == UdfKind::Table, table) {

@@ -11,17 +11,9 @@ use arrow_schema::DataType;
 
 use crate::{ArrowError, RunError};
 
-/// The type a column of type `t` travels as: views as their plain types,
-/// dictionaries as their values' type, at any depth; `None` if it cannot
-/// travel.
-pub(crate) fn wire_type(t: &DataType) -> Option<DataType> {
-    let plain = coil_worker::plain_type(t, true);
-    coil_worker::arrow_type_supported(&plain).then_some(plain)
-}
-
-/// `a` as the plain array its type travels as (see [`wire_type`]).
+/// `a` as the plain array its type travels as (see [`coil_proto::wire_type`]).
 pub(super) fn to_wire(a: &ArrayRef) -> Result<ArrayRef, RunError> {
-    let plain = coil_worker::plain_type(a.data_type(), true);
+    let plain = coil_proto::plain_type(a.data_type(), true);
     if &plain == a.data_type() {
         return Ok(a.clone());
     }
@@ -76,7 +68,7 @@ pub(super) fn from_wire(a: ArrayRef, declared: &DataType) -> Result<ArrayRef, Ru
         DataType::Utf8View => Arc::new(StringViewArray::from_iter(a.as_string::<i32>().iter())),
         DataType::BinaryView => Arc::new(BinaryViewArray::from_iter(a.as_binary::<i32>().iter())),
         t => {
-            let fields = coil_worker::child_types(t);
+            let fields = coil_proto::child_types(t);
             if fields.is_empty() {
                 return Ok(a);
             }

@@ -3,12 +3,13 @@
 //! it gets) or an executor thread, and the handshake until it is ready.
 
 use std::ffi::OsString;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use coil_ipc::{PidWatch, Region, RingRecvError};
-use coil_proto::{Answer, Expect, Tag, UdfSpec};
+use coil_proto::{Answer, Expect, Launch, Tag, UdfSpec};
 use coil_worker::InterruptTarget;
 
 use super::output::{log_lines, StderrTail};
@@ -94,40 +95,17 @@ impl WorkerCommand {
     }
 }
 
-/// coil's own arguments to a worker process, after the command's: the
-/// descriptor of its rings (`fd`) and what `spawn` says. The worker's
-/// launch contract: `worker/src/lib.rs` parses exactly these.
-fn launch_args(fd: impl ToString, spawn: &Spawn) -> Vec<OsString> {
-    let mut args: Vec<OsString> = Vec::new();
-    let mut arg = |name: &str, value: OsString| {
-        args.push(name.into());
-        args.push(value);
-    };
-    arg("--fd", fd.to_string().into());
-    arg("--udf", spawn.spec.target.clone().into());
-    arg("--kind", spawn.spec.kind.as_str().into());
-    arg("--max-message", spawn.tuning.max_message.to_string().into());
-    for p in spawn.spec.paths.iter().chain(spawn.files.iter()) {
-        arg("--path", p.into());
+/// What a worker process is told (`coil_proto::Launch`, the one
+/// definition the worker reads too): the descriptor of its rings (`fd`),
+/// the UDF, with `python.files` after the spec's own paths, and the
+/// message limit.
+fn launch(fd: RawFd, spawn: &Spawn) -> Launch {
+    let mut spec = spawn.spec.clone();
+    spec.paths.extend(spawn.files.iter().cloned());
+    Launch {
+        max_message: spawn.tuning.max_message,
+        ..Launch::new(fd, spec)
     }
-    for p in &spawn.spec.sys_path {
-        arg("--sys-path", p.into());
-    }
-    for p in &spawn.spec.site_dirs {
-        arg("--site-dir", p.into());
-    }
-    if let Some(bytes) = spawn
-        .spec
-        .returns
-        .as_ref()
-        .map(coil_worker::result_wire_type)
-        .and_then(|t| coil_proto::Columns::type_to_bytes(&t))
-    {
-        // The type as a column frame writes it, in hexadecimal.
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        arg("--returns", hex.into());
-    }
-    args
 }
 
 impl Link {
@@ -189,8 +167,9 @@ impl Link {
         let fd = region
             .inherit_into(&mut cmd)
             .expect("a shared region has a descriptor");
-        cmd.args(launch_args(fd, spawn));
-        cmd.env("COIL_HOST_PID", std::process::id().to_string())
+        let launch = launch(fd, spawn);
+        cmd.args(launch.to_args())
+            .envs(launch.env())
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONFAULTHANDLER", "1")
             .stdin(Stdio::null())
@@ -266,9 +245,10 @@ impl Link {
                 self.signature = signature;
                 Ok(())
             }
-            Answer::LoadFailed { error } => Err(StartError::Load {
+            Answer::LoadFailed { error, blocker } => Err(StartError::Load {
                 target: spawn.spec.target.clone(),
                 error,
+                blocker,
             }),
             _ => unreachable!("Expect::Start decodes only start-up messages"),
         }
@@ -304,7 +284,8 @@ mod tests {
         spec.paths = vec!["a".into()];
         spec.sys_path = vec!["s".into()];
         spec.site_dirs = vec!["d".into()];
-        let args = strings(launch_args(7, &spawn(spec, vec!["f".into()])));
+        let launch = launch(7, &spawn(spec, vec!["f".into()]));
+        let args = strings(launch.to_args());
         assert_eq!(
             args,
             [
@@ -326,12 +307,16 @@ mod tests {
                 "d",
             ]
         );
+        // And the worker reads back exactly what the host meant.
+        let read = Launch::from_args(args).unwrap();
+        assert_eq!(read.spec.paths, launch.spec.paths);
+        assert_eq!((read.fd, read.max_message), (7, 1_048_576));
     }
 
     #[test]
     fn a_declared_return_type_travels_as_the_hex_of_its_frame_bytes() {
         let spec = UdfSpec::new("u.py:f").returns(arrow_schema::DataType::Int64);
-        let args = strings(launch_args(3, &spawn(spec, Vec::new())));
+        let args = strings(launch(3, &spawn(spec, Vec::new())).to_args());
         let at = args.iter().position(|a| a == "--returns").unwrap();
         let bytes = coil_proto::Columns::type_to_bytes(&arrow_schema::DataType::Int64).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
