@@ -1061,7 +1061,10 @@ fn run_format_arrow_returns_nested_temporal_and_decimal_types_as_declared() {
         let mut batches = read_ipc(&out.stdout);
         assert_eq!(batches.len(), 1, "{returns}");
         let result = batches.remove(0).column(0).clone();
-        let declared = coil::arrow::parse_type(returns).unwrap();
+        let declared = returns
+            .parse::<coil_proto::TypeName>()
+            .unwrap()
+            .into_data_type();
         assert_eq!(result.data_type(), &declared, "{returns}");
         result
     };

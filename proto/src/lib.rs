@@ -49,6 +49,7 @@ mod message;
 mod pieces;
 mod spec;
 mod tag;
+mod typename;
 
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
@@ -59,3 +60,4 @@ pub use message::{
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
 pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
 pub use tag::Tag;
+pub use typename::{BadType, TypeName, TypeProblem, UnnamedType};

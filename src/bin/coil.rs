@@ -5,6 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -12,6 +13,7 @@ use coil::json;
 use coil_host::arrow_array::{Array, RecordBatch};
 use coil_host::arrow_schema::DataType;
 use coil_host::{Config, OnError, RunError, Runner, UdfKind, UdfSpec, WorkerCommand};
+use coil_proto::TypeName;
 
 /// Run Python user-defined functions from Rust, in process, thread or
 /// sub-interpreter mode.
@@ -75,9 +77,9 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
     /// The type of the result column, for --format arrow (required there).
-    #[arg(long, value_name = "TYPE", value_parser = coil::arrow::parse_type,
+    #[arg(long, value_name = "TYPE", value_parser = TypeName::from_str,
           required_if_eq("format", "arrow"), help = returns_help())]
-    returns: Option<DataType>,
+    returns: Option<TypeName>,
     /// Execution mode; short for --conf python.execution-mode=MODE.
     #[arg(long)]
     mode: Option<String>,
@@ -165,9 +167,9 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     format: Format,
     /// The type of the result column, for --format arrow (required there).
-    #[arg(long, value_name = "TYPE", value_parser = coil::arrow::parse_type,
+    #[arg(long, value_name = "TYPE", value_parser = TypeName::from_str,
           required_if_eq("format", "arrow"), help = returns_help())]
-    returns: Option<DataType>,
+    returns: Option<TypeName>,
     /// The modes to compare, comma-separated.
     #[arg(
         long,
@@ -209,7 +211,12 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let kind: UdfKind = args.kind.parse()?;
-    let spec = udf_spec(&args.udf, kind, args.format, args.returns.as_ref())?;
+    let spec = udf_spec(
+        &args.udf,
+        kind,
+        args.format,
+        args.returns.as_ref().map(TypeName::data_type),
+    )?;
     let input = match args.format {
         Format::Jsonl => coil::bench::BenchInput::Rows(coil::bench::read_rows(&args.input)?),
         Format::Arrow => coil::bench::BenchInput::Arrow(coil::arrow::read_stream(&args.input)?),
@@ -334,7 +341,7 @@ fn sql(_args: SqlArgs) -> anyhow::Result<()> {
 fn returns_help() -> String {
     format!(
         "The type of the result column, for --format arrow (required there): {}",
-        coil::arrow::type_forms()
+        TypeName::forms()
     )
 }
 
@@ -358,7 +365,7 @@ fn udf_spec(
         (Format::Arrow, Some(t)) => Ok(spec.returns(t.clone())),
         (Format::Arrow, None) => bail!(
             "--format arrow needs --returns TYPE, the type of the result column: one of {}",
-            coil::arrow::type_forms()
+            TypeName::forms()
         ),
     }
 }
@@ -556,7 +563,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => {}
     }
     let kind: UdfKind = args.kind.parse()?;
-    let spec = udf_spec(&args.udf, kind, args.format, args.returns.as_ref())?;
+    let spec = udf_spec(
+        &args.udf,
+        kind,
+        args.format,
+        args.returns.as_ref().map(TypeName::data_type),
+    )?;
     let command = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
         .arg("worker");
     let files = [
@@ -612,7 +624,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         .output
         .as_ref()
         .map_or("standard output".into(), |p| p.display().to_string());
-    if let (Format::Arrow, Some(declared)) = (args.format, &args.returns) {
+    if let (Format::Arrow, Some(declared)) =
+        (args.format, args.returns.as_ref().map(TypeName::data_type))
+    {
         let input = Counted {
             inner: input,
             progress: progress.clone(),
