@@ -36,6 +36,7 @@ mod inline;
 mod link;
 mod metrics;
 mod pool;
+mod record;
 mod runner;
 mod stream;
 
@@ -55,5 +56,8 @@ pub use error::{Direction, ProtocolError, RowError, RunError, StartError, Worker
 pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
+pub use record::arrow_json::{cell_to_json, row_to_json};
+pub use record::dead_letter::{DeadLetter, FailedAt};
+pub use record::json::{args_from_json, value_from_json, value_to_json, ValueJsonError};
 pub use runner::Runner;
 pub use stream::RowStream;
