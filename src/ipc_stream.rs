@@ -300,10 +300,7 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(
-            e.contains("standard input is JSON Lines, not Arrow IPC"),
-            "{e}"
-        );
+        assert!(e.contains("it is JSON Lines, not Arrow IPC"), "{e}");
     }
 
     #[test]
