@@ -1231,3 +1231,127 @@ fn bench_format_arrow_measures_call_arrow_in_every_mode() {
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 21: `batches` as an Arrow IPC file (Feather v2), as pyarrow's
+/// `ipc.new_file` writes one.
+fn ipc_file(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    w.into_inner().unwrap()
+}
+
+/// Each batch's `result` column of the Arrow IPC file `bytes`.
+fn file_result_ints(bytes: Vec<u8>) -> Vec<Vec<Option<i64>>> {
+    arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .unwrap()
+        .map(|b| {
+            b.unwrap()
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Issue 21, part 4: an IPC file given to `coil run --format arrow` is read
+/// (it failed with "failed to fill whole buffer"), from a path and from
+/// standard input; results go out as a file to `.arrow`/`.feather` and as
+/// a stream to `.arrows` (Arrow's own convention).
+#[test]
+fn run_format_arrow_reads_arrow_ipc_files_and_writes_a_file_to_arrow_names() {
+    let dir = test_dir("arrow-files");
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    let input = dir.join("in.arrow");
+    std::fs::write(&input, ipc_file(&[ints(vec![1, 2]), ints(vec![3])])).unwrap();
+    let expected = vec![vec![Some(2), Some(3)], vec![Some(4)]];
+    let run = |output: &std::path::Path| {
+        let args = [
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        let out = coil_bytes(&args, Vec::new());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(output).unwrap()
+    };
+    for name in ["out.arrow", "out.feather"] {
+        let written = run(&dir.join(name));
+        assert!(written.starts_with(b"ARROW1"), "{name}: not an IPC file");
+        assert_eq!(file_result_ints(written), expected, "{name}");
+    }
+    let stream = run(&dir.join("out.arrows"));
+    assert_eq!(result_ints(&stream), expected);
+    // From standard input, too; a stream to standard output.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+        ],
+        std::fs::read(&input).unwrap(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(result_ints(&out.stdout), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 21, part 4: an Arrow stream or file given without `--format
+/// arrow`, or JSON Lines given with it, is named in the error.
+#[test]
+fn run_names_the_other_format_when_given_the_wrong_one() {
+    let ints = || record_batch(vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef]);
+    let jsonl = ["run", "--udf", "tests/udfs/basic.py:inc", "--workers", "1"];
+    for (what, bytes) in [
+        ("an Arrow IPC stream", ipc_stream(&[ints()])),
+        ("an Arrow IPC file", ipc_file(&[ints()])),
+    ] {
+        let out = coil_bytes(&jsonl, bytes);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "standard input is {what}, not JSON Lines: give --format arrow"
+            )),
+            "{what}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{what}");
+    }
+    let arrow = [
+        "run",
+        "--udf",
+        "tests/udfs/basic.py:inc",
+        "--format",
+        "arrow",
+        "--returns",
+        "int64",
+        "--workers",
+        "1",
+    ];
+    let out = coil_bytes(&arrow, b"[1]\n".to_vec());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("it is JSON Lines, not Arrow IPC (leave out --format arrow"),
+        "{err}"
+    );
+}
