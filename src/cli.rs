@@ -115,15 +115,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub udf: String,
     /// scalar (one value per row), table (rows per row), vectorized (columns in, a column out).
-    /// Table UDFs run over JSON Lines only.
-    #[arg(long, default_value = "scalar")]
+    /// Table UDFs run over JSON Lines only. Default: scalar, or vectorized
+    /// when the UDF's annotations name columns (np.ndarray, pd.Series,
+    /// pa.Array), as coil sql reads them.
+    #[arg(long)]
     pub kind: Option<String>,
     /// The input and output format.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
-    /// The type of the result column, for --format arrow (required there).
-    #[arg(long, value_name = "TYPE", value_parser = parse_type_name,
-          required_if_eq("format", "arrow"), help = returns_help())]
+    /// The type of the result column, for --format arrow (default: the
+    /// UDF's return annotation).
+    #[arg(long, value_name = "TYPE", value_parser = parse_type_name, help = returns_help(false))]
     pub returns: Option<TypeName>,
     /// The configuration flags.
     #[command(flatten)]
@@ -206,7 +208,7 @@ pub struct BenchArgs {
     pub format: Format,
     /// The type of the result column, for --format arrow (required there).
     #[arg(long, value_name = "TYPE", value_parser = parse_type_name,
-          required_if_eq("format", "arrow"), help = returns_help())]
+          required_if_eq("format", "arrow"), help = returns_help(true))]
     pub returns: Option<TypeName>,
     /// The modes to compare, comma-separated.
     #[arg(
@@ -237,10 +239,16 @@ fn parse_type_name(given: &str) -> Result<TypeName, coil_proto::BadType> {
     given.parse()
 }
 
-/// `--returns`'s help: what it is for, and the type names it takes.
-fn returns_help() -> String {
+/// `--returns`'s help: what it is for, whether it is `required` under
+/// `--format arrow`, and the type names it takes.
+fn returns_help(required: bool) -> String {
+    let when = if required {
+        "required there"
+    } else {
+        "default: the UDF's return annotation"
+    };
     format!(
-        "The type of the result column, for --format arrow (required there): {}",
+        "The type of the result column, for --format arrow ({when}): {}",
         TypeName::forms()
     )
 }

@@ -38,7 +38,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let kind: UdfKind = args.kind.as_deref().unwrap_or("scalar").parse()?;
+    let asked: Option<UdfKind> = args.kind.as_deref().map(str::parse).transpose()?;
+    let kind = asked.unwrap_or(UdfKind::Scalar);
     let spec = udf_spec(
         &args.udf,
         kind,
@@ -65,7 +66,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let runner = Runner::with_worker_command(&config, spec, command)?;
+    let runner = start(&config, spec, asked, command)?;
+    // The result column's type: declared, or else the return annotation.
+    let declared = match (args.format, &args.returns) {
+        (Format::Jsonl, _) => None,
+        (Format::Arrow, Some(t)) => Some(t.data_type().clone()),
+        (Format::Arrow, None) => match &runner.spec().returns {
+            Some(t) => Some(t.clone()),
+            None => {
+                return Err(UsageError(format!(
+                    "--format arrow needs --returns <TYPE>, the type of the result column, \
+                     as {} has no return annotation coil reads: one of {}",
+                    args.udf,
+                    TypeName::forms()
+                ))
+                .into())
+            }
+        },
+    };
     let failures = Failures::new(config.on_error(), args.errors.as_deref())?;
 
     let (input, size): (Box<dyn Read + Send>, Option<u64>) = match &args.input {
@@ -104,8 +122,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         .input
         .as_ref()
         .map_or("standard input".into(), |p| p.display().to_string());
-    let (written, failed) = match (args.format, args.returns.as_ref().map(TypeName::data_type)) {
-        (Format::Arrow, Some(declared)) => {
+    let (written, failed) = match &declared {
+        Some(declared) => {
             let input = Counted {
                 inner: input,
                 progress: progress.clone(),
@@ -291,8 +309,7 @@ pub fn run_lines(
 ///
 /// # Errors
 ///
-/// `--returns` without `--format arrow`, a table UDF over Arrow, and
-/// `--format arrow` without a type.
+/// `--returns` without `--format arrow`, and a table UDF over Arrow.
 pub fn udf_spec(
     udf: &str,
     kind: UdfKind,
@@ -309,12 +326,52 @@ pub fn udf_spec(
             bail!("table UDFs run over JSON Lines only (--format jsonl)")
         }
         (Format::Arrow, Some(t)) => Ok(spec.returns(t.clone())),
-        (Format::Arrow, None) => bail!(
-            "--format arrow needs --returns TYPE, the type of the result column: one of {}",
-            TypeName::forms()
-        ),
+        // The runner reads the return annotation.
+        (Format::Arrow, None) => Ok(spec),
     }
 }
+
+/// Starts the runner for `spec`. Without a kind `asked` for, a UDF whose
+/// annotations name columns (`np.ndarray`, `pd.Series`, `pa.Array`) runs
+/// as a vectorized UDF, as `coil sql` runs it.
+///
+/// # Errors
+///
+/// The runner does not start.
+pub fn start(
+    config: &coil_host::Config,
+    spec: UdfSpec,
+    asked: Option<UdfKind>,
+    command: WorkerCommand,
+) -> anyhow::Result<Runner> {
+    let runner = Runner::with_worker_command(config, spec.clone(), command.clone())?;
+    if asked.is_some() || spec.kind != UdfKind::Scalar || !runner.signature().columnar {
+        return Ok(runner);
+    }
+    drop(runner);
+    tracing::debug!(
+        "{}: annotated for columns, run as a vectorized UDF",
+        spec.target
+    );
+    Ok(Runner::with_worker_command(
+        config,
+        spec.kind(UdfKind::Vectorized),
+        command,
+    )?)
+}
+
+/// Flags that do not go together, found after clap's own checks: the
+/// binary exits with 2, as for clap's usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Logs how many rows `runner` answered since `started`, how fast, and how.
 fn log_rate(runner: &Runner, written: u64, started: std::time::Instant) {

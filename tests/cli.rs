@@ -1355,3 +1355,81 @@ fn run_names_the_other_format_when_given_the_wrong_one() {
         "{err}"
     );
 }
+
+/// Issue 21, part 4: `coil run --format arrow` takes the result type from
+/// the UDF's return annotation when `--returns` is not given, as SQL does.
+#[test]
+fn run_format_arrow_types_its_result_by_the_return_annotation() {
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/annotated.py:inc",
+            "--format",
+            "arrow",
+            "--workers",
+            "1",
+        ],
+        ipc_stream(&[ints(vec![1, 2]), ints(vec![41])]),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let batches = read_ipc(&out.stdout);
+    assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Int64);
+    assert_eq!(
+        result_ints(&out.stdout),
+        vec![vec![Some(2), Some(3)], vec![Some(42)]]
+    );
+    // Without an annotation: still a usage error that asks for --returns.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/annotated.py:none",
+            "--format",
+            "arrow",
+            "--workers",
+            "1",
+        ],
+        ipc_stream(&[ints(vec![1])]),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--format arrow needs --returns <TYPE>")
+            && err.contains("has no return annotation"),
+        "{err}"
+    );
+}
+
+/// Issue 21, part 4: a UDF annotated `np.ndarray` runs vectorized in
+/// `coil run` without `--kind vectorized` (it got ints and failed with
+/// "'int' object has no attribute 'std'"), as it does in SQL.
+#[test]
+fn run_honours_column_annotations_without_kind_vectorized() {
+    let np = numpy();
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "examples/udfs/vector.py:zscore",
+            "--workers",
+            "1",
+            "--conf",
+            "python.fn-execution.bundle.size=3",
+            "--conf",
+            &np[0],
+            "--conf",
+            &np[1],
+        ],
+        "[1]\n[2]\n[3]\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let z: Vec<f64> = text(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(z.len(), 3);
+    assert!(z[0] < 0.0 && z[1].abs() < 1e-9 && z[2] > 0.0, "{z:?}");
+    assert!((z[0] + z[2]).abs() < 1e-9, "{z:?}");
+}

@@ -57,6 +57,10 @@ fn main() -> ExitCode {
                 {
                     ExitCode::SUCCESS
                 }
+                Err(e) if e.is::<coil::run::UsageError>() => {
+                    eprintln!("coil: {e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("coil: {e:#}");
                     ExitCode::FAILURE
