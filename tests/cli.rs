@@ -1433,3 +1433,43 @@ fn run_honours_column_annotations_without_kind_vectorized() {
     assert!(z[0] < 0.0 && z[1].abs() < 1e-9 && z[2] > 0.0, "{z:?}");
     assert!((z[0] + z[2]).abs() < 1e-9, "{z:?}");
 }
+
+/// Issue 21, part 4: a `coil` built without SQL runs `coil sql` through
+/// the `coil-sql` beside it (docs/sql.md's build), and names that build
+/// when it is missing, so the README's and docs/sql.md's builds do not
+/// overwrite each other's `coil`.
+#[test]
+fn coil_without_sql_runs_the_coil_sql_beside_it_or_names_its_build() {
+    if cfg!(feature = "sql") {
+        return; // this coil runs SQL itself
+    }
+    let dir = test_dir("sql-delegation");
+    let coil = dir.join("coil");
+    // A link keeps the path coil finds itself at (a copy would do too).
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_coil"), &coil).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_coil"), &coil).unwrap();
+    }
+    let run = || {
+        std::process::Command::new(&coil)
+            .args(["sql", "--mode", "process", "SELECT 1"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{} is missing", dir.join("coil-sql").display()))
+            && err.contains("cargo build --release --features sql --bin coil-sql"),
+        "{err}"
+    );
+    // A stand-in coil-sql gets the same arguments, in coil's place.
+    let stand_in = dir.join("coil-sql");
+    std::fs::write(&stand_in, "#!/bin/sh\necho \"coil-sql $*\"\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "coil-sql sql --mode process SELECT 1\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use coil::cli::{Cli, Cmd};
 
-fn main() -> ExitCode {
+/// Runs the command line; also `coil-sql`'s `main`.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Worker { args } => coil_worker::worker_main(args),
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         }
         Cmd::Sql(args) => {
             init_logging();
-            match coil::sql_command::sql(args) {
+            match coil::sql_command::sql(args, std::env::args_os().skip(1)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("coil: {}", one_message(&e));
