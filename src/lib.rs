@@ -6,7 +6,7 @@
 //!   line; with `--format arrow`, Arrow IPC ([`run_arrow`], over
 //!   [`ipc_stream`]: streams and files in, a stream or a file out); rows
 //!   that fail alone are recorded by [`failures`];
-//! - `coil env` ([`env`]): the embedded CPython, the environment, the
+//! - `coil env` ([`env`](mod@env)): the embedded CPython, the environment, the
 //!   modes, whether a UDF loads;
 //! - `coil bench` ([`bench_command`] over [`bench`](mod@bench)): a UDF
 //!   measured in every mode, and advice;

@@ -18,7 +18,7 @@ use crate::run_arrow::{run_arrow, ArrowDelivery, Counted};
 
 /// `coil run`: starts the UDF's runner, then runs it over the input's
 /// JSON Lines ([`run_lines`]) or Arrow record batches
-/// ([`run_arrow`](crate::run_arrow::run_arrow)).
+/// ([`run_arrow`]).
 ///
 /// # Errors
 ///
