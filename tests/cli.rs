@@ -1473,3 +1473,34 @@ fn coil_without_sql_runs_the_coil_sql_beside_it_or_names_its_build() {
     assert_eq!(text(&out.stdout), "coil-sql sql --mode process SELECT 1\n");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Issue 21, part 1: every type of the shared fixture, named by
+/// `TypeName`'s `Display`, is a `--returns` that `coil run --format arrow`
+/// takes and answers with exactly that column.
+#[test]
+fn run_format_arrow_returns_every_fixture_type_by_its_printed_name() {
+    for column in coil_testkit::arrow::every_type() {
+        let name = coil_proto::TypeName::try_from(column.data_type().clone())
+            .unwrap()
+            .to_string();
+        let out = coil_bytes(
+            &[
+                "run",
+                "--udf",
+                "tests/udfs/arrow_udfs.py:same",
+                "--format",
+                "arrow",
+                "--returns",
+                &name,
+                "--mode",
+                "multi-thread",
+                "--workers",
+                "1",
+            ],
+            ipc_stream(&[RecordBatch::try_from_iter([("a", column.clone())]).unwrap()]),
+        );
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let batches = read_ipc(&out.stdout);
+        assert_eq!(batches[0].column(0).to_data(), column.to_data(), "{name}");
+    }
+}
