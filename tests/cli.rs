@@ -1084,7 +1084,10 @@ fn run_format_arrow_returns_nested_temporal_and_decimal_types_as_declared() {
         let mut batches = read_ipc(&out.stdout);
         assert_eq!(batches.len(), 1, "{returns}");
         let result = batches.remove(0).column(0).clone();
-        let declared = coil::arrow::parse_type(returns).unwrap();
+        let declared = returns
+            .parse::<coil_proto::TypeName>()
+            .unwrap()
+            .into_data_type();
         assert_eq!(result.data_type(), &declared, "{returns}");
         result
     };
@@ -1250,4 +1253,277 @@ fn bench_format_arrow_measures_call_arrow_in_every_mode() {
     );
     assert_eq!(out.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 21: `batches` as an Arrow IPC file (Feather v2), as pyarrow's
+/// `ipc.new_file` writes one.
+fn ipc_file(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    w.into_inner().unwrap()
+}
+
+/// Each batch's `result` column of the Arrow IPC file `bytes`.
+fn file_result_ints(bytes: Vec<u8>) -> Vec<Vec<Option<i64>>> {
+    arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+        .unwrap()
+        .map(|b| {
+            b.unwrap()
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Issue 21, part 4: an IPC file given to `coil run --format arrow` is read
+/// (it failed with "failed to fill whole buffer"), from a path and from
+/// standard input; results go out as a file to `.arrow`/`.feather` and as
+/// a stream to `.arrows` (Arrow's own convention).
+#[test]
+fn run_format_arrow_reads_arrow_ipc_files_and_writes_a_file_to_arrow_names() {
+    let dir = test_dir("arrow-files");
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    let input = dir.join("in.arrow");
+    std::fs::write(&input, ipc_file(&[ints(vec![1, 2]), ints(vec![3])])).unwrap();
+    let expected = vec![vec![Some(2), Some(3)], vec![Some(4)]];
+    let run = |output: &std::path::Path| {
+        let args = [
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        let out = coil_bytes(&args, Vec::new());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        std::fs::read(output).unwrap()
+    };
+    for name in ["out.arrow", "out.feather"] {
+        let written = run(&dir.join(name));
+        assert!(written.starts_with(b"ARROW1"), "{name}: not an IPC file");
+        assert_eq!(file_result_ints(written), expected, "{name}");
+    }
+    let stream = run(&dir.join("out.arrows"));
+    assert_eq!(result_ints(&stream), expected);
+    // From standard input, too; a stream to standard output.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/basic.py:inc",
+            "--format",
+            "arrow",
+            "--returns",
+            "int64",
+            "--workers",
+            "1",
+        ],
+        std::fs::read(&input).unwrap(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(result_ints(&out.stdout), expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 21, part 4: an Arrow stream or file given without `--format
+/// arrow`, or JSON Lines given with it, is named in the error.
+#[test]
+fn run_names_the_other_format_when_given_the_wrong_one() {
+    let ints = || record_batch(vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef]);
+    let jsonl = ["run", "--udf", "tests/udfs/basic.py:inc", "--workers", "1"];
+    for (what, bytes) in [
+        ("an Arrow IPC stream", ipc_stream(&[ints()])),
+        ("an Arrow IPC file", ipc_file(&[ints()])),
+    ] {
+        let out = coil_bytes(&jsonl, bytes);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "standard input is {what}, not JSON Lines: give --format arrow"
+            )),
+            "{what}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{what}");
+    }
+    let arrow = [
+        "run",
+        "--udf",
+        "tests/udfs/basic.py:inc",
+        "--format",
+        "arrow",
+        "--returns",
+        "int64",
+        "--workers",
+        "1",
+    ];
+    let out = coil_bytes(&arrow, b"[1]\n".to_vec());
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("it is JSON Lines, not Arrow IPC (leave out --format arrow"),
+        "{err}"
+    );
+}
+
+/// Issue 21, part 4: `coil run --format arrow` takes the result type from
+/// the UDF's return annotation when `--returns` is not given, as SQL does.
+#[test]
+fn run_format_arrow_types_its_result_by_the_return_annotation() {
+    let ints = |v: Vec<i64>| record_batch(vec![Arc::new(Int64Array::from(v)) as ArrayRef]);
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/annotated.py:inc",
+            "--format",
+            "arrow",
+            "--workers",
+            "1",
+        ],
+        ipc_stream(&[ints(vec![1, 2]), ints(vec![41])]),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let batches = read_ipc(&out.stdout);
+    assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Int64);
+    assert_eq!(
+        result_ints(&out.stdout),
+        vec![vec![Some(2), Some(3)], vec![Some(42)]]
+    );
+    // Without an annotation: still a usage error that asks for --returns.
+    let out = coil_bytes(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/annotated.py:none",
+            "--format",
+            "arrow",
+            "--workers",
+            "1",
+        ],
+        ipc_stream(&[ints(vec![1])]),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--format arrow needs --returns <TYPE>")
+            && err.contains("has no return annotation"),
+        "{err}"
+    );
+}
+
+/// Issue 21, part 4: a UDF annotated `np.ndarray` runs vectorized in
+/// `coil run` without `--kind vectorized` (it got ints and failed with
+/// "'int' object has no attribute 'std'"), as it does in SQL.
+#[test]
+fn run_honours_column_annotations_without_kind_vectorized() {
+    let np = numpy();
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "examples/udfs/vector.py:zscore",
+            "--workers",
+            "1",
+            "--conf",
+            "python.fn-execution.bundle.size=3",
+            "--conf",
+            &np[0],
+            "--conf",
+            &np[1],
+        ],
+        "[1]\n[2]\n[3]\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let z: Vec<f64> = text(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(z.len(), 3);
+    assert!(z[0] < 0.0 && z[1].abs() < 1e-9 && z[2] > 0.0, "{z:?}");
+    assert!((z[0] + z[2]).abs() < 1e-9, "{z:?}");
+}
+
+/// Issue 21, part 4: a `coil` built without SQL runs `coil sql` through
+/// the `coil-sql` beside it (docs/sql.md's build), and names that build
+/// when it is missing, so the README's and docs/sql.md's builds do not
+/// overwrite each other's `coil`.
+#[test]
+fn coil_without_sql_runs_the_coil_sql_beside_it_or_names_its_build() {
+    if cfg!(feature = "sql") {
+        return; // this coil runs SQL itself
+    }
+    let dir = test_dir("sql-delegation");
+    let coil = dir.join("coil");
+    // A link keeps the path coil finds itself at (a copy would do too).
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_coil"), &coil).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_coil"), &coil).unwrap();
+    }
+    let run = || {
+        std::process::Command::new(&coil)
+            .args(["sql", "--mode", "process", "SELECT 1"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{} is missing", dir.join("coil-sql").display()))
+            && err.contains("cargo build --release --features sql --bin coil-sql"),
+        "{err}"
+    );
+    // A stand-in coil-sql gets the same arguments, in coil's place.
+    let stand_in = dir.join("coil-sql");
+    std::fs::write(&stand_in, "#!/bin/sh\necho \"coil-sql $*\"\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "coil-sql sql --mode process SELECT 1\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 21, part 1: every type of the shared fixture, named by
+/// `TypeName`'s `Display`, is a `--returns` that `coil run --format arrow`
+/// takes and answers with exactly that column.
+#[test]
+fn run_format_arrow_returns_every_fixture_type_by_its_printed_name() {
+    for column in coil_testkit::arrow::every_type() {
+        let name = coil_proto::TypeName::try_from(column.data_type().clone())
+            .unwrap()
+            .to_string();
+        let out = coil_bytes(
+            &[
+                "run",
+                "--udf",
+                "tests/udfs/arrow_udfs.py:same",
+                "--format",
+                "arrow",
+                "--returns",
+                &name,
+                "--mode",
+                "multi-thread",
+                "--workers",
+                "1",
+            ],
+            ipc_stream(&[RecordBatch::try_from_iter([("a", column.clone())]).unwrap()]),
+        );
+        assert!(out.status.success(), "{name}: {}", text(&out.stderr));
+        let batches = read_ipc(&out.stdout);
+        assert_eq!(batches[0].column(0).to_data(), column.to_data(), "{name}");
+    }
 }

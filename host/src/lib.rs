@@ -36,6 +36,7 @@ mod inline;
 mod link;
 mod metrics;
 mod pool;
+mod record;
 mod rows;
 mod runner;
 mod sched;
@@ -56,5 +57,8 @@ pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartE
 pub use inline::{udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
+pub use record::arrow_json::{cell_to_json, row_to_json};
+pub use record::dead_letter::{DeadLetter, FailedAt};
+pub use record::json::{args_from_json, value_from_json, value_to_json, ValueJsonError};
 pub use rows::RowStream;
 pub use runner::Runner;

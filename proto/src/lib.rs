@@ -51,6 +51,7 @@ mod message;
 mod pieces;
 mod spec;
 mod tag;
+mod typename;
 mod wire;
 
 pub use blocker::{incompatible_module, INCOMPATIBLE};
@@ -64,4 +65,5 @@ pub use message::{
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
 pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
 pub use tag::Tag;
+pub use typename::{BadType, TypeName, TypeProblem, UnnamedType};
 pub use wire::{arrow_type_supported, child_types, plain_type, result_wire_type, wire_type};

@@ -1,7 +1,8 @@
 //! Test support for coil's rings across a process boundary: a
 //! deterministic, checksummed frame stream ([`stream`]) and the peer that
 //! serves the far end of a ring pair ([`peer`]), run in another process by
-//! the `coil-ring-peer` program.
+//! the `coil-ring-peer` program; and the Arrow fixtures ([`arrow`]): a
+//! column of every type coil takes.
 //!
 //! The cross-process ring tests (`tests/ipc_process.rs`), the `ring`
 //! benchmark and the ring demo live in this package because they spawn
@@ -46,5 +47,6 @@
 //! # }
 //! ```
 
+pub mod arrow;
 pub mod peer;
 pub mod stream;
