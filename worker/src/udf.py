@@ -323,9 +323,11 @@ def _guard_exit():
     os._exit = _exit
 
 
-# The Arrow types of return annotations, as nested tuples the executor
-# turns into arrow types: ("int64",), ("list", item), ("map", key, value),
-# ("struct", ((name, type), ...)), ("timestamp", "us"), ("decimal128", 38, 18).
+# The Arrow types of annotations, as nested tuples while they are read:
+# ("int64",), ("list", item), ("map", key, value), ("struct", ((name, type),
+# ...)), ("timestamp", "us"), ("decimal128", 38, 18). What leaves this module
+# is the type's name in coil's one type grammar (_type_name: "list<int64>",
+# "timestamp[us]"), which the executor reads with coil_proto::TypeName.
 _NAMED = {
     "int": ("int64",), "float": ("float64",), "str": ("utf8",),
     "bytes": ("binary",), "bool": ("bool",),
@@ -344,7 +346,8 @@ _ITERATORS = ("Iterator", "Iterable", "Generator")
 
 
 def return_type(fn, kind):
-    """The Arrow type FN's return annotation names (for KIND: "scalar",
+    """The name (coil's type grammar, coil_proto::TypeName) of the Arrow
+    type FN's return annotation names (for KIND: "scalar",
     "vectorized" — the element of its container — or "table" — the row an
     iterator yields, a tuple's items as fields c0, c1, ...), or None when
     there is none or coil cannot tell."""
@@ -367,21 +370,21 @@ def return_type(fn, kind):
         return None
     head = t[0]
     if kind == "vectorized":
-        return t[1] if head == "container" else None
+        return _type_name(t[1]) if head == "container" else None
     if kind == "table":
         if head != "iterator" or t[1] is None:
             return None
         row = t[1]
         if row[0] == "tuple":
-            return ("struct", tuple((f"c{i}", f) for i, f in enumerate(row[1])))
-        return row
-    return None if head in ("container", "iterator", "tuple") else t
+            return _type_name(("struct", tuple((f"c{i}", f) for i, f in enumerate(row[1]))))
+        return _type_name(row)
+    return None if head in ("container", "iterator", "tuple") else _type_name(t)
 
 
 def signature(fn, wants_numpy):
     """What FN's signature says, for an engine that plans with types (SQL):
     (params, columnar). PARAMS is a tuple of (name, type description or
-    None) for each positional parameter, as return_type describes types (a
+    None) for each positional parameter, as return_type names types (a
     container's element for pd.Series[int] and the like), or None when FN
     takes *args. COLUMNAR is true when an annotation names a column type
     (pd.Series, np.ndarray, pa.Array) or FN sets coil_numpy: a vectorized
@@ -418,7 +421,7 @@ def signature(fn, wants_numpy):
         elif described is not None and described[0] in ("iterator", "tuple"):
             described = None
         if params is not None:
-            params.append((p.name, described))
+            params.append((p.name, _type_name(described)))
     ret = sig.return_annotation
     if ret is not inspect.Signature.empty:
         try:
@@ -500,3 +503,29 @@ def _arrow_of_text(text):
     if tail in numpy_names:
         return (tail,)
     return _NAMED.get(text) or _NAMED.get(tail)
+
+
+def _type_name(t):
+    """T (a nested tuple, as _arrow_of describes types) as coil's type
+    name, or None when T or a type inside it is unknown."""
+    if t is None:
+        return None
+    head = t[0]
+    if head in ("timestamp", "time64", "duration"):
+        return f"{head}[{t[1]}]"
+    if head == "decimal128":
+        return f"decimal128({t[1]},{t[2]})"
+    if head == "list":
+        item = _type_name(t[1])
+        return None if item is None else f"list<{item}>"
+    if head == "map":
+        key, value = _type_name(t[1]), _type_name(t[2])
+        return None if key is None or value is None else f"map<{key},{value}>"
+    if head == "struct":
+        fields = [(name, _type_name(f)) for name, f in t[1]]
+        if not fields or any(f is None for _, f in fields):
+            return None
+        return "struct<" + ",".join(f"{name}:{f}" for name, f in fields) + ">"
+    if head in ("container", "iterator", "tuple"):
+        return None
+    return head

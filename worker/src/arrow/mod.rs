@@ -21,8 +21,8 @@
 //! `build/array.rs`); `temporal.rs` and `decimal.rs` hold the time-unit,
 //! date, time and decimal arithmetic both directions share; `capsule.rs`
 //! hands arrays to and from pyarrow through the Arrow C Data Interface
-//! (the only `unsafe` here); `describe.rs` reads the loader's description
-//! of an annotated type. Which types travel at all is `coil_proto`'s
+//! (the only `unsafe` here); `describe.rs` reads the name the loader
+//! gives an annotated type, in `coil_proto`'s one type grammar. Which types travel at all is `coil_proto`'s
 //! [`arrow_type_supported`](coil_proto::arrow_type_supported).
 
 mod build;
@@ -37,7 +37,7 @@ use pyo3::prelude::*;
 
 pub(crate) use build::ResultColumn;
 pub(crate) use capsule::{export_capsules, import_capsules};
-pub(crate) use describe::type_of_description;
+pub(crate) use describe::type_of_name;
 pub(crate) use read::ArrowColumn;
 
 /// The Python types of one interpreter that Arrow values become.

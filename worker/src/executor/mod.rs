@@ -108,7 +108,7 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
     coil_proto::UdfSignature {
         params: params.map(|ps| {
             ps.into_iter()
-                .map(|(name, t)| (name, crate::arrow::type_of_description(&t)))
+                .map(|(name, t)| (name, crate::arrow::type_of_name(&t)))
                 .collect()
         }),
         columnar,
@@ -183,7 +183,7 @@ impl Executor {
                 .getattr("return_type")
                 .and_then(|r| r.call1((func.bind(py), spec.kind.as_str())))
                 .ok()
-                .and_then(|d| crate::arrow::type_of_description(&d)),
+                .and_then(|d| crate::arrow::type_of_name(&d)),
         };
         let signature = helper
             .getattr("signature")
