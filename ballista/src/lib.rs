@@ -116,21 +116,28 @@ struct Definition {
     /// The file's text, when the target is a file.
     source: Option<String>,
     kind: String,
-    /// Each argument's type (as `Columns::type_to_bytes` writes it), or
-    /// null for any; null for any number of arguments.
-    args: Option<Vec<Option<Vec<u8>>>>,
+    /// Each argument's type, named in coil's type grammar
+    /// ([`coil_proto::TypeName`]: `int64`, `list<utf8>`), or null for
+    /// any; null for any number of arguments. Names, not the ring frame's
+    /// type bytes: a stored plan must not depend on the ring's tags.
+    args: Option<Vec<Option<String>>>,
     arg_names: Vec<String>,
-    returns: Vec<u8>,
+    /// The result type, named as the arguments are.
+    returns: String,
     volatility: String,
 }
 
-const VERSION: u32 = 1;
+/// 2: types travel as coil's type names (1 carried the ring frame's type
+/// bytes).
+const VERSION: u32 = 2;
 
-fn type_bytes(name: &str, t: &DataType) -> Result<Vec<u8>, Error> {
-    coil_proto::Columns::type_to_bytes(t).ok_or_else(|| Error::Type {
-        name: name.to_string(),
-        data_type: t.clone(),
-    })
+fn type_name(name: &str, t: &DataType) -> Result<String, Error> {
+    coil_proto::TypeName::try_from(t.clone())
+        .map(|t| t.to_string())
+        .map_err(|_| Error::Type {
+            name: name.to_string(),
+            data_type: t.clone(),
+        })
 }
 
 fn bad(name: &str, reason: impl Into<String>) -> Error {
@@ -163,7 +170,7 @@ impl Definition {
             None => None,
             Some(args) => Some(
                 args.iter()
-                    .map(|t| t.as_ref().map(|t| type_bytes(&f.name, t)).transpose())
+                    .map(|t| t.as_ref().map(|t| type_name(&f.name, t)).transpose())
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
@@ -176,7 +183,7 @@ impl Definition {
             kind: f.spec.kind.as_str().to_string(),
             args,
             arg_names: f.arg_names.clone(),
-            returns: type_bytes(&f.name, &f.returns)?,
+            returns: type_name(&f.name, &f.returns)?,
             volatility: match f.volatility {
                 Volatility::Immutable => "immutable",
                 Volatility::Stable => "stable",
@@ -206,8 +213,10 @@ impl Definition {
             None => UdfSpec::new(&self.target),
         };
         let kind: UdfKind = self.kind.parse().map_err(|e| bad(name, format!("{e}")))?;
-        let ty = |b: &[u8]| {
-            coil_proto::Columns::type_from_bytes(b).map_err(|e| bad(name, format!("a type: {e}")))
+        let ty = |t: &str| {
+            t.parse::<coil_proto::TypeName>()
+                .map(coil_proto::TypeName::into_data_type)
+                .map_err(|e| bad(name, format!("a type: {e}")))
         };
         let returns = ty(&self.returns)?;
         let args = match &self.args {
