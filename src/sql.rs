@@ -1,17 +1,25 @@
 //! `coil sql`: SQL with Python UDFs, on DataFusion, over Parquet, CSV,
 //! JSON Lines and Arrow files named in the query.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use coil_datafusion::datafusion;
 use coil_datafusion::{python_session_with, register_python_udf, PythonOptions};
+use coil_host::arrow_schema::DataType;
 use coil_host::{Config, UdfSpec, WorkerCommand};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::catalog::Session;
+use datafusion::common::GetExt;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::arrow::ArrowFormatFactory;
+use datafusion::datasource::file_format::json::JsonFormatFactory;
+use datafusion::datasource::file_format::{FileFormat, FileFormatFactory};
 use datafusion::prelude::{DataFrame, SessionConfig};
 use datafusion::sql::parser::DFParser;
 use futures::StreamExt;
@@ -21,13 +29,14 @@ use futures::StreamExt;
 pub struct SqlJob {
     /// The statements, `;`-separated (`SET`, `CREATE FUNCTION`, queries).
     pub sql: String,
-    /// Python UDFs to register first: SQL name and `file.py:function`;
-    /// their types come from their annotations.
-    pub udfs: Vec<(String, String)>,
+    /// Python UDFs to register first (`--udf`).
+    pub udfs: Vec<SqlUdf>,
     /// coil's configuration (`SET python.*` changes it from here).
     pub config: Config,
-    /// Where the last statement's rows go (`.parquet`, `.csv`, `.jsonl`
-    /// or `.json`, `.arrow`); `None`: printed as a table.
+    /// Where the last statement's rows go (`.parquet`, `.csv`, `.jsonl`,
+    /// `.ndjson` or `.json`, `.arrow` or `.feather` (an Arrow IPC file),
+    /// `.arrows` or `.ipc` (an Arrow IPC stream)); `None`: printed as a
+    /// table.
     pub output: Option<PathBuf>,
     /// The worker program for process mode.
     pub worker: WorkerCommand,
@@ -35,18 +44,142 @@ pub struct SqlJob {
     pub partitions: Option<usize>,
 }
 
-/// Parses `NAME=FILE.py:FUNCTION`.
+/// A Python UDF `coil sql` registers before the statements run
+/// (`--udf`): its SQL name, its target, and the types it states; types not
+/// stated come from the function's annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlUdf {
+    /// The name SQL calls it by.
+    pub name: String,
+    /// `file.py:function` or `package.module:function`.
+    pub target: String,
+    /// The argument types, when stated (`Some(vec![])`: no arguments).
+    pub args: Option<Vec<DataType>>,
+    /// The return type, when stated.
+    pub returns: Option<DataType>,
+}
+
+/// How `--udf` is written, for error messages.
+const UDF_FORM: &str = "NAME=FILE.py:FUNCTION, optionally typed: \
+                        NAME=FILE.py:FUNCTION(TYPE, ...) -> TYPE or NAME=FILE.py:FUNCTION -> TYPE";
+
+/// Parses `--udf`: `NAME=FILE.py:FUNCTION`, typed by the function's
+/// annotations, or with the types stated after it:
+/// `NAME=FILE.py:FUNCTION(TYPE, ...) -> TYPE` (arguments and return),
+/// `NAME=FILE.py:FUNCTION(TYPE, ...)` (arguments only) or
+/// `NAME=FILE.py:FUNCTION -> TYPE` (the return only), each `TYPE` a name
+/// `--returns` takes (`int64`, `float64`, `list<utf8>`...).
 ///
 /// # Errors
 ///
-/// When there is no `=` or either side is empty.
-pub fn parse_udf(s: &str) -> anyhow::Result<(String, String)> {
-    match s.split_once('=') {
-        Some((name, target)) if !name.trim().is_empty() && !target.trim().is_empty() => {
-            Ok((name.trim().to_string(), target.trim().to_string()))
+/// When there is no `=`, either side is empty, or the types are not
+/// written as above (naming the type that is not one).
+///
+/// # Examples
+///
+/// ```
+/// use coil_host::arrow_schema::DataType;
+///
+/// let udf = coil::sql::parse_udf("zscore=vector.py:zscore(float64) -> float64").unwrap();
+/// assert_eq!(udf.target, "vector.py:zscore");
+/// assert_eq!(udf.args, Some(vec![DataType::Float64]));
+/// assert_eq!(udf.returns, Some(DataType::Float64));
+/// assert_eq!(coil::sql::parse_udf("slug=sql.py:slug").unwrap().returns, None);
+/// ```
+pub fn parse_udf(s: &str) -> anyhow::Result<SqlUdf> {
+    let Some((name, target)) = s
+        .split_once('=')
+        .filter(|(n, t)| !n.trim().is_empty() && !t.trim().is_empty())
+    else {
+        bail!("--udf takes {UDF_FORM}, got {s:?}");
+    };
+    let target = target.trim();
+    let open = target.find('(');
+    let arrow = target.find("->");
+    let (function, args, returns) = match (open, arrow) {
+        (Some(open), arrow) if arrow.is_none_or(|a| open < a) => {
+            let close = matching_paren(target, open)
+                .with_context(|| format!("--udf {s:?}: a '(' without its ')'"))?;
+            let rest = target[close + 1..].trim();
+            let returns = match rest.strip_prefix("->") {
+                Some(t) => Some(t),
+                None if rest.is_empty() => None,
+                None => bail!("--udf {s:?}: expected -> TYPE after the arguments, got {rest:?}"),
+            };
+            (&target[..open], Some(&target[open + 1..close]), returns)
         }
-        _ => bail!("--udf takes NAME=FILE.py:FUNCTION, got {s:?}"),
+        (_, Some(arrow)) => (&target[..arrow], None, Some(&target[arrow + 2..])),
+        _ => (target, None, None),
+    };
+    let function = function.trim();
+    if function.is_empty() {
+        bail!("--udf takes {UDF_FORM}, got {s:?}");
     }
+    let args = args
+        .map(|list| {
+            top_level_items(list)
+                .into_iter()
+                .map(|t| type_named(t).with_context(|| format!("--udf {s:?}: an argument type")))
+                .collect::<anyhow::Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let returns = returns
+        .map(|t| type_named(t).with_context(|| format!("--udf {s:?}: the return type")))
+        .transpose()?;
+    Ok(SqlUdf {
+        name: name.trim().to_string(),
+        target: function.to_string(),
+        args,
+        returns,
+    })
+}
+
+/// The Arrow type a `--udf` type name names, in the grammar of
+/// `--returns`.
+fn type_named(name: &str) -> anyhow::Result<DataType> {
+    crate::arrow::parse_type(name.trim()).map_err(anyhow::Error::new)
+}
+
+/// The index of the `)` closing the `(` at `open`.
+fn matching_paren(text: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices().skip_while(|&(i, _)| i < open) {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `list`'s comma-separated items, splitting only at commas outside
+/// brackets (`decimal128(10,2), map<utf8,int64>` is two items); none for a
+/// blank list.
+fn top_level_items(list: &str) -> Vec<&str> {
+    if list.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0i32, 0);
+    for (i, c) in list.char_indices() {
+        match c {
+            '(' | '<' | '[' => depth += 1,
+            ')' | '>' | ']' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&list[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&list[start..]);
+    items
 }
 
 /// Runs `job`: registers its UDFs, runs its statements in order, prints
@@ -74,20 +207,45 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let options = PythonOptions::new(job.config.clone()).with_worker(job.worker.clone());
     let ctx = python_session_with(options, session).enable_url_table();
-    for (name, target) in &job.udfs {
-        let (ctx2, name2, target2) = (ctx.clone(), name.clone(), target.clone());
+    {
+        let state = ctx.state_ref();
+        let mut state = state.write();
+        for alias in FileAlias::all() {
+            state.register_file_format(Arc::new(alias), false)?;
+        }
+    }
+    for udf in &job.udfs {
+        let (ctx2, udf2) = (ctx.clone(), udf.clone());
         tokio::task::spawn_blocking(move || {
-            register_python_udf(&ctx2, &name2, UdfSpec::new(target2), None, None)
+            register_python_udf(
+                &ctx2,
+                &udf2.name,
+                UdfSpec::new(udf2.target),
+                udf2.args,
+                udf2.returns,
+            )
         })
         .await
         .context("registering a UDF")?
-        .with_context(|| format!("--udf {name}={target}"))?;
+        .with_context(|| format!("--udf {}={}", udf.name, udf.target))?;
     }
     let dialect = ctx.state().config().options().sql_parser.dialect;
     let dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect.as_ref())
         .with_context(|| format!("the SQL dialect {:?}", dialect.as_ref()))?;
-    let statements =
-        DFParser::parse_sql_with_dialect(&job.sql, dialect.as_ref()).context("parsing the SQL")?;
+    let statements = match DFParser::parse_sql_with_dialect(&job.sql, dialect.as_ref()) {
+        Ok(statements) => statements,
+        Err(e) => {
+            let e = anyhow::Error::new(e).context("parsing the SQL");
+            return Err(match dashed_set_key(&job.sql) {
+                Some(key) => e.context(format!(
+                    "SQL cannot write '-' in an unquoted name: write SET {} = ... \
+                     (a '_' for each '-'), or quote the key: SET \"{key}\" = ...",
+                    key.replace('-', "_")
+                )),
+                None => e,
+            });
+        }
+    };
     if statements.is_empty() {
         bail!("no SQL statement to run");
     }
@@ -117,6 +275,76 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The key of a `SET` whose unquoted key holds a `-` (`SET
+/// python.execution-mode = ...`), which SQL reads as a minus.
+fn dashed_set_key(sql: &str) -> Option<String> {
+    let mut words = sql.split(|c: char| c.is_whitespace() || c == ';');
+    while let Some(word) = words.next() {
+        if !word.eq_ignore_ascii_case("set") {
+            continue;
+        }
+        let key = words.find(|w| !w.is_empty())?;
+        let key: String = key
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
+            .collect();
+        if key.contains('-') {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// A file extension DataFusion does not know, read as a format it does:
+/// `.jsonl` and `.ndjson` as JSON Lines, `.arrows`, `.feather` and `.ipc`
+/// as Arrow IPC (a file or a stream), so `FROM 'out.jsonl'` reads what
+/// `--output out.jsonl` wrote.
+#[derive(Debug)]
+struct FileAlias {
+    ext: &'static str,
+    format: Arc<dyn FileFormatFactory>,
+}
+
+impl FileAlias {
+    fn all() -> Vec<FileAlias> {
+        let json = Arc::new(JsonFormatFactory::new()) as Arc<dyn FileFormatFactory>;
+        let arrow = Arc::new(ArrowFormatFactory::new()) as Arc<dyn FileFormatFactory>;
+        [
+            ("jsonl", &json),
+            ("ndjson", &json),
+            ("arrows", &arrow),
+            ("feather", &arrow),
+            ("ipc", &arrow),
+        ]
+        .into_iter()
+        .map(|(ext, format)| FileAlias {
+            ext,
+            format: format.clone(),
+        })
+        .collect()
+    }
+}
+
+impl GetExt for FileAlias {
+    fn get_ext(&self) -> String {
+        self.ext.to_string()
+    }
+}
+
+impl FileFormatFactory for FileAlias {
+    fn create(
+        &self,
+        state: &dyn Session,
+        options: &HashMap<String, String>,
+    ) -> datafusion::error::Result<Arc<dyn FileFormat>> {
+        self.format.create(state, options)
+    }
+
+    fn default(&self) -> Arc<dyn FileFormat> {
+        self.format.default()
+    }
 }
 
 /// The start of a statement, for error messages.
@@ -203,27 +431,109 @@ async fn write(df: DataFrame, path: &Path) -> anyhow::Result<()> {
         "jsonl" | "json" | "ndjson" => {
             df.write_json(name, single(), None).await?;
         }
-        "arrow" | "arrows" | "ipc" => {
+        // Arrow's convention: `.arrow` (and Feather v2) is the IPC file
+        // format, which `pyarrow.ipc.open_file` and readers that seek want;
+        // `.arrows` is the stream format.
+        "arrow" | "feather" => {
             let schema = df.schema().inner().clone();
-            let mut stream = df.execute_stream().await?;
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
-            let mut writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(
+            let writer = datafusion::arrow::ipc::writer::FileWriter::try_new(
                 std::io::BufWriter::new(file),
                 &schema,
             )?;
-            let mut progress = Progress::new();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                progress.add(batch.num_rows());
-                writer.write(&batch)?;
-            }
-            writer.finish()?;
+            write_batches(df, writer, |w, b| w.write(b), |w| w.finish()).await?;
+        }
+        "arrows" | "ipc" => {
+            let schema = df.schema().inner().clone();
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(
+                std::io::BufWriter::new(file),
+                &schema,
+            )?;
+            write_batches(df, writer, |w, b| w.write(b), |w| w.finish()).await?;
         }
         _ => bail!(
-            "--output {}: the extension names the format: .parquet, .csv, .jsonl or .arrow",
+            "--output {}: the extension names the format: .parquet, .csv, .jsonl (or .ndjson, .json), \
+             .arrow (or .feather: an Arrow IPC file) or .arrows (an Arrow IPC stream)",
             path.display()
         ),
     }
     Ok(())
+}
+
+/// Writes `df`'s batches with `writer`, counting them on the progress line.
+async fn write_batches<W>(
+    df: DataFrame,
+    mut writer: W,
+    write: impl Fn(&mut W, &RecordBatch) -> Result<(), datafusion::arrow::error::ArrowError>,
+    finish: impl FnOnce(&mut W) -> Result<(), datafusion::arrow::error::ArrowError>,
+) -> anyhow::Result<()> {
+    let mut stream = df.execute_stream().await?;
+    let mut progress = Progress::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        progress.add(batch.num_rows());
+        write(&mut writer, &batch)?;
+    }
+    finish(&mut writer)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_udf_states_its_types_after_the_function_or_takes_its_annotations() {
+        let udf =
+            parse_udf("f = a/b.py:f(int64, decimal128(10,2), map<utf8,int64>) -> list<float64>")
+                .unwrap();
+        assert_eq!(udf.name, "f");
+        assert_eq!(udf.target, "a/b.py:f");
+        assert_eq!(
+            udf.args.unwrap(),
+            vec![
+                DataType::Int64,
+                DataType::Decimal128(10, 2),
+                type_named("map<utf8,int64>").unwrap()
+            ]
+        );
+        assert_eq!(udf.returns, Some(type_named("list<float64>").unwrap()));
+        let udf = parse_udf("f=pkg.mod:f()").unwrap();
+        assert_eq!((udf.args, udf.returns), (Some(vec![]), None));
+        let udf = parse_udf("f=b.py:f->utf8").unwrap();
+        assert_eq!((udf.args, udf.returns), (None, Some(DataType::Utf8)));
+        let udf = parse_udf("f=b.py:f").unwrap();
+        assert_eq!(
+            (udf.target.as_str(), udf.args, udf.returns),
+            ("b.py:f", None, None)
+        );
+    }
+
+    #[test]
+    fn a_udf_written_wrong_says_what_is_wrong() {
+        for (given, says) in [
+            ("b.py:f", "NAME=FILE.py:FUNCTION"),
+            ("f=b.py:f(int64", "without its ')'"),
+            ("f=b.py:f(int64) float64", "expected -> TYPE"),
+            ("f=b.py:f(intt) -> float64", "an argument type"),
+            ("f=b.py:f -> flot", "the return type"),
+            ("f=(int64)", "NAME=FILE.py:FUNCTION"),
+        ] {
+            let e = format!("{:#}", parse_udf(given).unwrap_err());
+            assert!(e.contains(says), "{given}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_set_key_with_a_dash_is_found_and_one_without_is_not() {
+        assert_eq!(
+            dashed_set_key("SELECT 1;\nset  python.execution-mode='process'"),
+            Some("python.execution-mode".into())
+        );
+        assert_eq!(dashed_set_key("SET python.execution_mode = 'x'"), None);
+        assert_eq!(dashed_set_key("SELECT 1 - 2"), None);
+    }
 }

@@ -584,7 +584,9 @@ fn coil_sql_writes_parquet_csv_json_lines_and_arrow() {
                         .await
                         .unwrap(),
                     _ => {
-                        let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(
+                        // `.arrow` is the IPC file format (what
+                        // `pyarrow.ipc.open_file` reads), not a stream.
+                        let reader = datafusion::arrow::ipc::reader::FileReader::try_new(
                             std::fs::File::open(&file).unwrap(),
                             None,
                         )
@@ -616,7 +618,11 @@ fn coil_sql_writes_parquet_csv_json_lines_and_arrow() {
         "",
     );
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains(".parquet, .csv, .jsonl or .arrow"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains(".parquet, .csv, .jsonl") && err.contains(".arrow") && err.contains(".arrows"),
+        "{err}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -646,4 +652,141 @@ fn coil_sql_names_the_udf_the_row_and_the_traceback_of_an_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("parsing the SQL"));
     let out = coil(&["sql", "SET python.worker_cnt = 2"], "");
     assert!(String::from_utf8_lossy(&out.stderr).contains("python.worker-count"));
+}
+
+#[test]
+fn coil_sql_reads_back_every_format_it_writes() {
+    use crate::util::coil;
+    let dir = std::env::temp_dir().join(format!("coil-sql-back-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let expected: i64 = csv_stars().iter().sum();
+    for ext in [
+        "parquet", "csv", "jsonl", "ndjson", "json", "arrow", "feather", "arrows", "ipc",
+    ] {
+        let file = dir.join(format!("out.{ext}"));
+        let _ = std::fs::remove_file(&file);
+        ok(&coil(
+            &[
+                "sql",
+                "--output",
+                file.to_str().unwrap(),
+                "SELECT id, title, stars FROM 'examples/data/products.csv'",
+            ],
+            "",
+        ));
+        let out = coil(
+            &[
+                "sql",
+                &format!(
+                    "SELECT count(*) AS n, sum(stars) AS s FROM '{}'",
+                    file.display()
+                ),
+            ],
+            "",
+        );
+        assert!(
+            out.status.success(),
+            "{ext}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            out.contains(&format!("| 1000 | {expected} |")),
+            "{ext}: {out}"
+        );
+    }
+    // Arrow's convention: `.arrow` and `.feather` are IPC files, `.arrows`
+    // a stream.
+    for ext in ["arrow", "feather"] {
+        let file = std::fs::File::open(dir.join(format!("out.{ext}"))).unwrap();
+        let reader = datafusion::arrow::ipc::reader::FileReader::try_new(file, None)
+            .unwrap_or_else(|e| panic!("{ext} is not an IPC file: {e}"));
+        let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 1000, "{ext}");
+    }
+    let file = std::fs::File::open(dir.join("out.arrows")).unwrap();
+    let reader = datafusion::arrow::ipc::reader::StreamReader::try_new(file, None).unwrap();
+    assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 1000);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn coil_sql_says_how_to_set_a_key_spelled_with_a_dash() {
+    use crate::util::coil;
+    let out = coil(&["sql", "SET python.execution-mode = 'process'"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SET python.execution_mode = ...")
+            && err.contains("SET \"python.execution-mode\" = ..."),
+        "{err}"
+    );
+    // Both spellings it suggests work.
+    ok(&coil(
+        &[
+            "sql",
+            "SET python.execution_mode = 'multi-thread'; \
+             SET \"python.execution-mode\" = 'process'; SELECT 1 AS one",
+        ],
+        "",
+    ));
+}
+
+#[test]
+fn coil_sql_udf_states_argument_and_return_types_for_an_untyped_numpy_udf() {
+    use crate::util::coil;
+    let [requirements, cache] = crate::util::numpy();
+    let sql = "SELECT abs(sum(z)) < 1e-9 AS centered, round(sum(z * z)) AS n \
+               FROM (SELECT zscore(stars) AS z FROM 'examples/data/products.csv')";
+    for udf in [
+        "zscore=examples/udfs/vector.py:zscore(float64) -> float64",
+        "zscore = examples/udfs/vector.py:zscore -> float64",
+    ] {
+        let out = ok(&coil(
+            &[
+                "sql",
+                "--conf",
+                &requirements,
+                "--conf",
+                &cache,
+                "--conf",
+                "python.fn-execution.bundle.size=1000",
+                "--udf",
+                udf,
+                sql,
+            ],
+            "",
+        ));
+        assert!(out.contains("| true     | 1000.0 |"), "{udf}: {out}");
+    }
+    // Annotated `-> np.ndarray` only: the return type must be stated.
+    let out = coil(
+        &[
+            "sql",
+            "--conf",
+            &requirements,
+            "--conf",
+            &cache,
+            "--udf",
+            "zscore=examples/udfs/vector.py:zscore",
+            sql,
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("has no return type"), "{err}");
+    // A type that is not one is named.
+    let out = coil(
+        &[
+            "sql",
+            "--udf",
+            "zscore=examples/udfs/vector.py:zscore(floaty) -> float64",
+            "SELECT 1",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("floaty"), "{err}");
 }

@@ -35,6 +35,7 @@ mod docs;
 mod env;
 mod modes;
 mod on_error;
+mod options;
 mod process;
 mod recovery;
 mod soak;

@@ -153,12 +153,15 @@ fn check_bool(v: &str) -> Result<(), String> {
 fn check_count(v: &str) -> Result<(), String> {
     parse_count(v).map(|_| ())
 }
+fn check_workers(v: &str) -> Result<(), String> {
+    parse_workers(v).map(|_| ())
+}
 fn check_millis(v: &str) -> Result<(), String> {
     parse_millis(v).map(|_| ())
 }
 fn check_millis_positive(v: &str) -> Result<(), String> {
     match parse_millis(v)? {
-        0 => Err("a positive number of milliseconds".into()),
+        0 => Err(format!("a positive duration: {DURATION_FORMS}")),
         _ => Ok(()),
     }
 }
@@ -195,8 +198,8 @@ pub const KEYS: &[Key] = &[
     Key {
         name: WORKER_COUNT,
         default: "cores",
-        doc: "worker processes (or executor threads); a positive integer, default the number of cores",
-        check: check_count,
+        doc: "worker processes (or executor threads); a positive integer, or cores: the number of cores",
+        check: check_workers,
     },
     Key {
         name: BUNDLE_SIZE,
@@ -207,19 +210,19 @@ pub const KEYS: &[Key] = &[
     Key {
         name: BUNDLE_TIME,
         default: "1000",
-        doc: "milliseconds a streaming runner waits before it sends a partial batch; a positive integer",
+        doc: "how long a streaming runner waits before it sends a partial batch; a duration",
         check: check_millis,
     },
     Key {
         name: BUNDLE_TARGET_TIME,
         default: "5",
-        doc: "milliseconds of executor time a batch aims at while bundle.size is not set: batches hold that long's worth of rows at the measured time per row (4 rows until a first batch was measured), so every worker gets work however small the input; a positive integer",
+        doc: "executor time a batch aims at while bundle.size is not set: batches hold that long's worth of rows at the measured time per row (4 rows until a first batch was measured), so every worker gets work however small the input; a positive duration",
         check: check_millis_positive,
     },
     Key {
         name: FILES,
         default: "",
-        doc: "comma-separated directories put on the UDF's sys.path, in order",
+        doc: "comma-separated directories put on the UDF's sys.path, in order; a runner does not start when one does not exist",
         check: check_any,
     },
     Key {
@@ -255,7 +258,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: TIMEOUT,
         default: "300000",
-        doc: "milliseconds a batch may run before the row running is stopped (a worker process is killed and replaced; an executor thread gets TimeoutError raised in it) and the caller gets a timeout error; 0 disables",
+        doc: "how long a batch may run before the row running is stopped (a worker process is killed and replaced; an executor thread gets TimeoutError raised in it) and the caller gets a timeout error; a duration, 0 disables",
         check: check_millis,
     },
     Key {
@@ -273,7 +276,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: START_TIMEOUT,
         default: "60000",
-        doc: "milliseconds a worker may take to start and load the UDF",
+        doc: "how long a worker may take to start and load the UDF; a duration",
         check: check_millis,
     },
 ];
@@ -293,10 +296,38 @@ fn parse_count(v: &str) -> Result<usize, String> {
     }
 }
 
+/// The `cores` of `python.worker-count`, its default.
+const CORES: &str = "cores";
+
+fn parse_workers(v: &str) -> Result<usize, String> {
+    if v.trim().eq_ignore_ascii_case(CORES) {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    parse_count(v).map_err(|_| "a positive integer, or cores (the number of cores)".into())
+}
+
+/// How a time key's value may be written, for error messages.
+const DURATION_FORMS: &str =
+    "a whole number of milliseconds, or with a unit: ms, s, min or h (500ms, 2s, 1min, 1h)";
+
+/// A duration in milliseconds: a whole number, followed by a unit (`ms`,
+/// `s`, `min`, `h`, with or without a space), or alone for milliseconds.
 fn parse_millis(v: &str) -> Result<u64, String> {
-    v.trim()
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (digits, unit) = v.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(DURATION_FORMS.into()),
+    };
+    digits
         .parse::<u64>()
-        .map_err(|_| "a whole number of milliseconds".into())
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| DURATION_FORMS.into())
 }
 
 fn parse_ring_size(v: &str) -> Result<usize, String> {
@@ -327,8 +358,9 @@ fn parse_message_size(v: &str) -> Result<usize, String> {
 /// A configuration key or value that coil does not accept.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
-    /// The key is not one coil knows.
-    #[error("unknown configuration key {key:?}; valid keys: {}", valid_keys())]
+    /// The key is not one coil knows. When it is a key spelled with `_`
+    /// for `-` (as SQL spells it), the message says which key to write.
+    #[error("unknown configuration key {key:?}; {}", unknown_key_hint(key))]
     UnknownKey {
         /// The key given.
         key: String,
@@ -348,8 +380,20 @@ pub enum ConfigError {
     NotAPair(String),
 }
 
-fn valid_keys() -> String {
-    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+/// What an unknown key's error says: the key meant, when `key` is a
+/// known key with `_` for `-`; else every valid key.
+fn unknown_key_hint(key: &str) -> String {
+    let dashed = key.trim().replace('_', "-");
+    match KEYS.iter().find(|k| k.name == dashed) {
+        Some(k) if dashed != key => format!(
+            "write {} (coil's keys are spelled with '-'; '_' for '-' is only SQL's SET spelling)",
+            k.name
+        ),
+        _ => format!(
+            "valid keys: {}",
+            KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// A validated configuration. Build it with [`Config::builder`] or
@@ -461,12 +505,9 @@ impl Config {
         self.typed(EXECUTION_MODE_STRICT, parse_bool)
     }
 
-    /// `python.worker-count`, default the number of cores.
+    /// `python.worker-count`; `cores` (the default) is the number of cores.
     pub fn worker_count(&self) -> usize {
-        match self.get(WORKER_COUNT) {
-            Some(v) => parse_count(v).expect("checked when set"),
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
+        self.typed(WORKER_COUNT, parse_workers)
     }
 
     /// `python.fn-execution.bundle.size`.
@@ -609,9 +650,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_typed() {
         for k in KEYS {
-            if k.default != "cores" {
-                (k.check)(k.default).unwrap_or_else(|e| panic!("{}: {e}", k.name));
-            }
+            (k.check)(k.default).unwrap_or_else(|e| panic!("{}: {e}", k.name));
         }
         let c = Config::default();
         assert_eq!(c.execution_mode(), ExecutionMode::Process);
@@ -676,6 +715,77 @@ mod tests {
             c.set_pair("python.files"),
             Err(ConfigError::NotAPair(_))
         ));
+    }
+
+    #[test]
+    fn every_time_key_takes_a_unit_and_a_plain_number_is_milliseconds() {
+        let time_keys = [TIMEOUT, START_TIMEOUT, BUNDLE_TIME, BUNDLE_TARGET_TIME];
+        for key in time_keys {
+            for (v, ms) in [
+                ("2s", 2_000),
+                ("500ms", 500),
+                ("500 ms", 500),
+                ("1min", 60_000),
+                ("1h", 3_600_000),
+                ("2S", 2_000),
+                ("250", 250),
+            ] {
+                let c = Config::builder().set(key, v).unwrap().build();
+                let got = match key {
+                    TIMEOUT => c.timeout().unwrap(),
+                    START_TIMEOUT => c.start_timeout(),
+                    BUNDLE_TIME => c.bundle_time(),
+                    _ => c.bundle_target_time(),
+                };
+                assert_eq!(got, Duration::from_millis(ms), "{key}={v}");
+            }
+            for junk in ["2 days", "1.5s", "s", "-2s", "2sec", "ten"] {
+                let e = Config::builder().set(key, junk).unwrap_err().to_string();
+                assert!(
+                    e.contains(junk) && e.contains("500ms, 2s, 1min, 1h"),
+                    "{key}={junk}: {e}"
+                );
+            }
+        }
+        let e = Config::builder()
+            .set(BUNDLE_TARGET_TIME, "0s")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a positive duration"), "{e}");
+    }
+
+    #[test]
+    fn worker_count_takes_cores_as_the_docs_show_its_default() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for v in ["cores", "Cores"] {
+            let c = Config::builder().set(WORKER_COUNT, v).unwrap().build();
+            assert_eq!(c.worker_count(), cores);
+        }
+        let e = Config::builder()
+            .set(WORKER_COUNT, "all")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cores"), "{e}");
+    }
+
+    #[test]
+    fn a_key_spelled_with_underscores_names_the_key_to_write() {
+        let e = Config::builder()
+            .set("python.execution_mode", "process")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write python.execution-mode"), "{e}");
+        let e = Config::default()
+            .set_pair("python.fn_execution.on_error=skip")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("write python.fn-execution.on-error"), "{e}");
+        // Not a key with '-' for '_': every valid key, as before.
+        let e = Config::builder()
+            .set("python.no_such_key", "1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("valid keys: python.execution-mode"), "{e}");
     }
 
     #[test]

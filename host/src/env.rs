@@ -51,9 +51,19 @@ const PROBED: &str = "coil-env.json";
 ///
 /// [`StartError::Environment`]: a `python` that does not exist or is not a
 /// Python, a requirements file that does not exist or does not install
-/// (with pip's own words); [`StartError::PythonVersion`]: a `python` of
-/// another version than the embedded one.
+/// (with pip's own words), a `python.files` directory that does not exist;
+/// [`StartError::PythonVersion`]: a `python` of another version than the
+/// embedded one.
 pub fn resolve(config: &Config) -> Result<Option<PythonEnv>, StartError> {
+    // Checked here, where the UDF runs, rather than when the key is set: a
+    // client may set directories that exist only on a cluster's executors.
+    if let Some(missing) = config.files().into_iter().find(|dir| !dir.exists()) {
+        return Err(StartError::Environment {
+            setting: crate::FILES,
+            path: missing,
+            reason: "does not exist".into(),
+        });
+    }
     match (config.executable(), config.requirements()) {
         (None, None) => Ok(None),
         (Some(exe), Some(req)) => Err(StartError::Environment {
