@@ -158,14 +158,18 @@ pub struct SqlArgs {
     #[arg(long, short = 'f', conflicts_with = "query")]
     pub file: Option<PathBuf>,
     /// A Python UDF, NAME=FILE.py:FUNCTION, typed by its annotations
-    /// (def slug(title: str) -> str); repeatable.
-    #[arg(long, value_name = "NAME=FILE.py:FUNCTION")]
+    /// (def slug(title: str) -> str) or by types stated after it:
+    /// 'NAME=FILE.py:FUNCTION(int64, int64) -> float64' (either part may
+    /// be left out; coil's type names, as --returns takes); repeatable.
+    #[arg(long, value_name = "NAME=FILE.py:FUNCTION[(TYPES)][ -> TYPE]")]
     pub udf: Vec<String>,
     /// The configuration flags (SET changes them too).
     #[command(flatten)]
     pub common: CommonArgs,
     /// Write the last statement's rows here, in the format the extension
-    /// names (.parquet, .csv, .jsonl, .arrow) instead of printing a table.
+    /// names instead of printing a table: .parquet, .csv, .json/.jsonl/
+    /// .ndjson (JSON Lines), .arrow/.feather (an Arrow IPC file), .arrows
+    /// (an Arrow IPC stream).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// DataFusion's target partitions (default: one per core).

@@ -31,14 +31,12 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-pub mod arrow;
 pub mod bench;
 pub mod bench_command;
 pub mod cli;
 pub mod env;
 pub mod failures;
 pub mod ipc_stream;
-pub mod json;
 pub mod run;
 pub mod run_arrow;
 #[cfg(feature = "sql")]

@@ -137,7 +137,10 @@ pub fn parse_udf(s: &str) -> anyhow::Result<SqlUdf> {
 /// The Arrow type a `--udf` type name names, in the grammar of
 /// `--returns`.
 fn type_named(name: &str) -> anyhow::Result<DataType> {
-    crate::arrow::parse_type(name.trim()).map_err(anyhow::Error::new)
+    name.trim()
+        .parse::<coil_proto::TypeName>()
+        .map(coil_proto::TypeName::into_data_type)
+        .map_err(anyhow::Error::new)
 }
 
 /// The index of the `)` closing the `(` at `open`.

@@ -75,14 +75,14 @@ pub fn no_sql_message(program: &Path) -> String {
 
 /// `coil sql` in a build without DataFusion: runs the `coil-sql` beside
 /// this program with the same arguments (`args`, after the program's
-/// name), in this process's place.
+/// name; `_parsed` is the same, read), in this process's place.
 ///
 /// # Errors
 ///
 /// `coil-sql` is missing ([`no_sql_message`]) or cannot be run.
 #[cfg(not(feature = "sql"))]
 pub fn sql(
-    _args: SqlArgs,
+    _parsed: SqlArgs,
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt;
@@ -102,10 +102,10 @@ pub fn sql(
 /// As [`run`].
 #[cfg(feature = "sql")]
 pub fn sql(
-    args: SqlArgs,
+    parsed: SqlArgs,
     _args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> anyhow::Result<()> {
-    run(args)
+    run(parsed)
 }
 
 #[cfg(test)]

@@ -182,9 +182,11 @@ fn every_command_in_the_docs_runs_or_names_something_that_exists() {
             .replace("cargo run -q --release --features sql --bin coil --", coil)
             .replace("cargo run --release --features sql --bin coil --", coil)
             .replace(
-                "--plot docs/img/",
-                &format!("--plot {}/", scratch.display()),
-            );
+                "cargo run -q --release --features sql --bin coil-sql --",
+                coil,
+            )
+            .replace("cargo run --release --features sql --bin coil-sql --", coil)
+            .replace("--plot /tmp/", &format!("--plot {}/", scratch.display()));
         assert!(
             !runnable.contains("cargo ") || runnable.starts_with("python3"),
             "{file}: add a rule for {cmd:?} to this test"

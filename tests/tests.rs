@@ -21,6 +21,8 @@
 //! - `arrow`: `Runner::call_arrow`, Arrow columns in and out, in every
 //!   mode.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
+//! - `options`: configuration keys as users write them (units, `cores`,
+//!   paths that must exist, keys spelled the SQL way).
 //! - `sql` (feature `sql`): Python UDFs in DataFusion SQL (coil-datafusion)
 //!   and `coil sql`.
 //! - `docs`: every command in the README and `docs/` runs as written.

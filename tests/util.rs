@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use coil::json::to_json;
+use coil_host::value_to_json as to_json;
 use coil_host::{Config, Runner, UdfKind, UdfSpec, WorkerCommand};
 use coil_ipc::{Row, Value};
 

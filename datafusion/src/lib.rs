@@ -181,12 +181,6 @@ fn cause(e: &RunError) -> String {
     }
 }
 
-/// The row a batch error is about, when it names one
-/// ([`RunError::row`]; kept for `udf.rs`, which can call that directly).
-pub(crate) fn failed_row(e: &RunError) -> Option<u64> {
-    e.row()
-}
-
 /// Row `row` of `batch` as `(name => value, ...)`: strings quoted, nulls
 /// as NULL; columns named by `names` where there are as many.
 pub(crate) fn describe_row(batch: &RecordBatch, names: &[String], row: usize) -> String {

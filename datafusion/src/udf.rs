@@ -288,7 +288,8 @@ impl PythonUdf {
 
     /// `e`, naming the UDF and the input row it failed on.
     fn failed(&self, batch: &RecordBatch, e: RunError) -> Error {
-        let row = crate::failed_row(&e)
+        let row = e
+            .row()
             .map(|r| crate::describe_row(batch, &self.function.arg_names, r as usize));
         Error::Udf {
             name: self.function.name.clone(),

@@ -648,6 +648,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_message_limit_is_the_one_a_worker_assumes() {
+        // A worker started without --max-message assumes coil_proto's
+        // default: the two must not drift apart.
+        assert_eq!(
+            Config::default().max_message_size(),
+            coil_proto::DEFAULT_MAX_MESSAGE
+        );
+    }
+
+    #[test]
     fn defaults_are_valid_and_typed() {
         for k in KEYS {
             (k.check)(k.default).unwrap_or_else(|e| panic!("{}: {e}", k.name));

@@ -152,10 +152,11 @@ pub enum StartError {
         reason: &'static str,
     },
     /// The Python environment asked for (`python.executable`,
-    /// `python.requirements`) cannot be used.
+    /// `python.requirements`, `python.files`) cannot be used.
     #[error("{setting} {}: {reason}", path.display())]
     Environment {
-        /// The key: `python.executable` or `python.requirements`.
+        /// The key: `python.executable`, `python.requirements` or
+        /// `python.files`.
         setting: &'static str,
         /// Its value.
         path: std::path::PathBuf,

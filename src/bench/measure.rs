@@ -95,10 +95,13 @@ impl Results {
     /// hold).
     fn json(&self) -> Vec<Option<serde_json::Value>> {
         match self {
-            Results::Values(v) => v.iter().map(|v| Some(crate::json::to_json(v))).collect(),
+            Results::Values(v) => v
+                .iter()
+                .map(|v| Some(coil_host::value_to_json(v)))
+                .collect(),
             Results::Arrays(arrays) => arrays
                 .iter()
-                .flat_map(|a| (0..a.len()).map(|i| crate::arrow::json_at(a.as_ref(), i)))
+                .flat_map(|a| (0..a.len()).map(|i| coil_host::cell_to_json(a.as_ref(), i)))
                 .collect(),
         }
     }
@@ -257,7 +260,7 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<Row>> {
             continue;
         }
         rows.push(
-            crate::json::parse_args(line).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?,
+            coil_host::args_from_json(line).map_err(|e| anyhow::anyhow!("line {}: {e}", i + 1))?,
         );
     }
     if rows.is_empty() {

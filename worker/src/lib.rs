@@ -47,8 +47,6 @@ mod timing;
 
 pub use coil_ipc as ipc;
 pub use coil_proto as proto;
-pub use coil_proto::{arrow_type_supported, child_types, plain_type, result_wire_type};
-pub use coil_proto::{incompatible_module, INCOMPATIBLE};
 pub use coil_proto::{Launch, LaunchError, DEFAULT_MAX_MESSAGE, USAGE};
 pub use coil_proto::{PyErrorInfo, Times, UdfKind, UdfSpec, UnknownKind};
 pub use error::{BatchError, LoadError, ServeError};
