@@ -10,6 +10,52 @@ use coil_proto::TypeName;
 use crate::cli::{config_of, BenchArgs, Format};
 use crate::run::udf_spec;
 
+/// `spec` with what the UDF's annotations say where the flags are silent,
+/// read as `coil run` reads them ([`crate::run::start`]): the kind
+/// (vectorized when the annotations name columns) and, under `--format
+/// arrow`, the result type. Every mode is then measured on the same spec.
+///
+/// # Errors
+///
+/// The UDF does not load, or `--format arrow` has no result type from
+/// either `--returns` or an annotation.
+fn resolved(
+    config: &coil_host::Config,
+    spec: coil_host::UdfSpec,
+    asked: Option<UdfKind>,
+    args: &BenchArgs,
+    worker: WorkerCommand,
+) -> anyhow::Result<coil_host::UdfSpec> {
+    let needs_type = args.format == Format::Arrow && spec.returns.is_none();
+    if asked.is_some() && !needs_type {
+        return Ok(spec);
+    }
+    // One executor is enough to read the annotations.
+    let mut probe = config.clone();
+    probe.set(coil_host::WORKER_COUNT, "1")?;
+    let runner = crate::run::start(&probe, spec.clone(), asked, worker)?;
+    let read = runner.spec();
+    // The kind as the annotations say; the result type only where it is
+    // needed (JSON Lines results are not declared, as in `coil run`).
+    let spec = match args.format {
+        Format::Arrow => coil_host::UdfSpec {
+            returns: spec.returns.clone().or_else(|| read.returns.clone()),
+            ..spec.kind(read.kind)
+        },
+        Format::Jsonl => spec.kind(read.kind),
+    };
+    if args.format == Format::Arrow && spec.returns.is_none() {
+        return Err(crate::run::UsageError(format!(
+            "--format arrow needs --returns <TYPE>, the type of the result column, \
+             as {} has no return annotation coil reads: one of {}",
+            args.udf,
+            TypeName::forms()
+        ))
+        .into());
+    }
+    Ok(spec)
+}
+
 /// `coil bench`: reads the input, measures the UDF in each mode and
 /// directly, prints the report (and writes its JSON and chart if asked).
 ///
@@ -30,13 +76,16 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
                 .map_err(|valid| anyhow::anyhow!("unknown mode {m:?}: expected {valid}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let kind: UdfKind = args.kind.parse()?;
+    let asked: Option<UdfKind> = args.kind.as_deref().map(str::parse).transpose()?;
     let spec = udf_spec(
         &args.udf,
-        kind,
+        asked.unwrap_or(UdfKind::Scalar),
         args.format,
         args.returns.as_ref().map(TypeName::data_type),
     )?;
+    let worker = WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
+        .arg("worker");
+    let spec = resolved(&config, spec, asked, args, worker.clone())?;
     let input = match args.format {
         Format::Jsonl => crate::bench::BenchInput::Rows(crate::bench::read_rows(&args.input)?),
         Format::Arrow => {
@@ -58,8 +107,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         config,
         modes: modes.clone(),
         repeat: args.repeat,
-        worker: WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
-            .arg("worker"),
+        worker,
     };
     let progress = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new((1 + modes.len() * args.repeat.max(1)) as u64).with_style(

@@ -125,7 +125,7 @@ pub struct RunArgs {
     pub format: Format,
     /// The type of the result column, for --format arrow (default: the
     /// UDF's return annotation).
-    #[arg(long, value_name = "TYPE", value_parser = parse_type_name, help = returns_help(false))]
+    #[arg(long, value_name = "TYPE", value_parser = parse_type_name, help = returns_help())]
     pub returns: Option<TypeName>,
     /// The configuration flags.
     #[command(flatten)]
@@ -203,16 +203,20 @@ pub struct BenchArgs {
     /// batches' columns are the UDF's arguments.
     #[arg(long)]
     pub input: PathBuf,
-    /// scalar, table or vectorized (table over JSON Lines only).
-    #[arg(long, default_value = "scalar")]
-    pub kind: String,
+    /// scalar, table or vectorized (table over JSON Lines only). Default:
+    /// vectorized when the UDF's annotations name columns (np.ndarray,
+    /// pd.Series, pa.Array), else scalar, as `coil run` and `coil sql` read
+    /// them.
+    #[arg(long)]
+    pub kind: Option<String>,
     /// The input's format: jsonl (rows, measured on Runner::call) or arrow
     /// (record batches, measured on Runner::call_arrow).
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]
     pub format: Format,
-    /// The type of the result column, for --format arrow (required there).
+    /// The type of the result column, for --format arrow (default: the
+    /// UDF's return annotation).
     #[arg(long, value_name = "TYPE", value_parser = parse_type_name,
-          required_if_eq("format", "arrow"), help = returns_help(true))]
+          help = returns_help())]
     pub returns: Option<TypeName>,
     /// The modes to compare, comma-separated.
     #[arg(
@@ -245,14 +249,9 @@ fn parse_type_name(given: &str) -> Result<TypeName, coil_proto::BadType> {
 
 /// `--returns`'s help: what it is for, whether it is `required` under
 /// `--format arrow`, and the type names it takes.
-fn returns_help(required: bool) -> String {
-    let when = if required {
-        "required there"
-    } else {
-        "default: the UDF's return annotation"
-    };
+fn returns_help() -> String {
     format!(
-        "The type of the result column, for --format arrow ({when}): {}",
+        "The type of the result column, for --format arrow (default: the UDF's return annotation): {}",
         TypeName::forms()
     )
 }

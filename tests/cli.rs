@@ -1238,20 +1238,44 @@ fn bench_format_arrow_measures_call_arrow_in_every_mode() {
             "{m}"
         );
     }
-    // Without --returns: a usage error.
-    let out = coil(
-        &[
-            "bench",
-            "--udf",
-            "tests/udfs/arrow_udfs.py:inc_or_none",
-            "--format",
-            "arrow",
-            "--input",
-            input.to_str().unwrap(),
-        ],
-        "",
-    );
+    // Without --returns: a usage error for a UDF with no return
+    // annotation...
+    let bench = |udf: &str| {
+        coil(
+            &[
+                "bench",
+                "--udf",
+                udf,
+                "--format",
+                "arrow",
+                "--input",
+                input.to_str().unwrap(),
+                "--modes",
+                "process",
+                "--repeat",
+                "1",
+            ],
+            "",
+        )
+    };
+    let out = bench("tests/udfs/arrow_udfs.py:inc_or_none");
     assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--returns"),
+        "{}",
+        text(&out.stderr)
+    );
+    // ...and (issue 21) the annotation's type for one that has one, as
+    // `coil run --format arrow` and `coil sql` read it.
+    let annotated = dir.join("annotated.py");
+    std::fs::write(
+        &annotated,
+        "def inc_or_none(x) -> int:\n    return None if x is None else x + 1\n",
+    )
+    .unwrap();
+    let out = bench(&format!("{}:inc_or_none", annotated.display()));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("coil bench: 400 rows"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -39,6 +39,10 @@ pub fn main() -> ExitCode {
             init_logging();
             match coil::bench_command::bench(&args) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.is::<coil::run::UsageError>() => {
+                    eprintln!("coil: {e}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("coil: {e:#}");
                     ExitCode::FAILURE
