@@ -524,22 +524,9 @@ pub fn describe(e: RunError, lines: &LineMap) -> anyhow::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failures::tests::Shared;
     use coil_host::ipc::Value;
     use coil_host::PyErrorInfo;
-    use std::sync::{Arc, Mutex};
-
-    /// A writer whose bytes the test keeps.
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().write(buf)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn raised(row: u64) -> RunError {
         RunError::Udf {

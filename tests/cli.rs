@@ -784,7 +784,12 @@ fn three_batches() -> Vec<u8> {
 
 /// Each batch's `result` column.
 fn result_ints(stdout: &[u8]) -> Vec<Vec<Option<i64>>> {
-    read_ipc(stdout)
+    ints_of(read_ipc(stdout))
+}
+
+/// Each batch's first column, as int64s.
+fn ints_of(batches: Vec<RecordBatch>) -> Vec<Vec<Option<i64>>> {
+    batches
         .iter()
         .map(|b| {
             b.column(0)
@@ -1292,16 +1297,12 @@ fn ipc_file(batches: &[RecordBatch]) -> Vec<u8> {
 
 /// Each batch's `result` column of the Arrow IPC file `bytes`.
 fn file_result_ints(bytes: Vec<u8>) -> Vec<Vec<Option<i64>>> {
-    arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
-        .unwrap()
-        .map(|b| {
-            b.unwrap()
-                .column(0)
-                .as_primitive::<Int64Type>()
-                .iter()
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    ints_of(
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap(),
+    )
 }
 
 /// Issue 21, part 4: an IPC file given to `coil run --format arrow` is read
