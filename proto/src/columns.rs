@@ -731,14 +731,7 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::builder::{Int64Builder, MapBuilder, StringBuilder};
-    use arrow_array::types::Int32Type;
-    use arrow_array::{
-        BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int16Array,
-        Int64Array, LargeStringArray, NullArray, StringArray, Time64NanosecondArray,
-        TimestampMicrosecondArray, UInt64Array,
-    };
-    use arrow_array::{FixedSizeListArray, LargeListArray, ListArray, StructArray};
+    use arrow_array::{Int64Array, StringArray};
     use proptest::prelude::*;
 
     fn round_trip(columns: &[ArrayRef]) -> Vec<ArrayRef> {
@@ -750,113 +743,10 @@ mod tests {
         d.columns
     }
 
+    /// One column of every type a column frame carries, with nulls, edge
+    /// values and parameters: the test kit's one copy.
     fn every_type() -> Vec<ArrayRef> {
-        vec![
-            Arc::new(NullArray::new(4)),
-            Arc::new(BooleanArray::from(vec![
-                Some(true),
-                None,
-                Some(false),
-                Some(true),
-            ])),
-            Arc::new(Int16Array::from(vec![
-                Some(-1),
-                Some(2),
-                None,
-                Some(i16::MAX),
-            ])),
-            Arc::new(Int64Array::from(vec![i64::MIN, 0, 1, i64::MAX])),
-            Arc::new(UInt64Array::from(vec![
-                Some(u64::MAX),
-                None,
-                Some(0),
-                Some(7),
-            ])),
-            Arc::new(Float64Array::from(vec![
-                Some(0.5),
-                Some(f64::NAN),
-                None,
-                Some(-0.0),
-            ])),
-            Arc::new(StringArray::from(vec![
-                Some("a"),
-                None,
-                Some("ünï"),
-                Some(""),
-            ])),
-            Arc::new(LargeStringArray::from(vec!["x", "yy", "", "zzz"])),
-            Arc::new(BinaryArray::from(vec![
-                Some(&b"\x00\xff"[..]),
-                None,
-                Some(&b""[..]),
-                Some(&b"b"[..]),
-            ])),
-            Arc::new(Date32Array::from(vec![
-                Some(0),
-                Some(19000),
-                None,
-                Some(-1),
-            ])),
-            Arc::new(Time64NanosecondArray::from(vec![
-                0,
-                1,
-                2,
-                86_399_999_999_999,
-            ])),
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![Some(1), None, Some(3), Some(4)])
-                    .with_timezone("Europe/Paris"),
-            ),
-            Arc::new(
-                Decimal128Array::from(vec![Some(100), None, Some(-5), Some(0)])
-                    .with_precision_and_scale(10, 2)
-                    .unwrap(),
-            ),
-            Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
-                Some(vec![Some(1), None]),
-                None,
-                Some(vec![]),
-                Some(vec![Some(4), Some(5), Some(6)]),
-            ])),
-            Arc::new(LargeListArray::from_iter_primitive::<Int32Type, _, _>(
-                vec![Some(vec![Some(1)]), Some(vec![]), None, Some(vec![None])],
-            )),
-            Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
-                vec![
-                    Some(vec![Some(1), Some(2)]),
-                    None,
-                    Some(vec![None, Some(3)]),
-                    Some(vec![Some(4), Some(5)]),
-                ],
-                2,
-            )),
-            Arc::new(StructArray::new(
-                Fields::from(vec![
-                    Field::new("a", DataType::Int64, true),
-                    Field::new("b", DataType::Utf8, false)
-                        .with_metadata(HashMap::from([("k".into(), "v".into())])),
-                ]),
-                vec![
-                    Arc::new(Int64Array::from(vec![Some(1), None, Some(3), Some(4)])),
-                    Arc::new(StringArray::from(vec!["w", "x", "y", "z"])),
-                ],
-                Some(NullBuffer::from(vec![true, true, false, true])),
-            )),
-            {
-                let mut m = MapBuilder::new(None, StringBuilder::new(), Int64Builder::new());
-                m.keys().append_value("a");
-                m.values().append_value(1);
-                m.append(true).unwrap();
-                m.append(false).unwrap();
-                m.keys().append_value("b");
-                m.values().append_null();
-                m.keys().append_value("c");
-                m.values().append_value(3);
-                m.append(true).unwrap();
-                m.append(true).unwrap();
-                Arc::new(m.finish())
-            },
-        ]
+        coil_testkit::arrow::every_type()
     }
 
     #[test]
