@@ -506,18 +506,23 @@ pub fn describe(e: RunError, lines: &LineMap) -> anyhow::Error {
             row: Some(row),
             message,
         } => anyhow::anyhow!("line {}: {message}", line(*row)),
-        RunError::Timeout { row: Some(row), .. } => anyhow::anyhow!("line {}: {e}", line(*row)),
-        RunError::WorkerDied { rows, .. }
-        | RunError::Protocol { rows, .. }
-        | RunError::TooLarge { rows, .. }
-        | RunError::Restart { rows, .. } => {
-            anyhow::anyhow!(
+        // A row's own error is written where it failed, not described.
+        RunError::Row(_) => anyhow::Error::new(e),
+        // A death names the batch it ended, whichever row was running.
+        RunError::WorkerDied { rows, .. } => anyhow::anyhow!(
+            "lines {}..={}: {e}",
+            line(rows.start),
+            line(rows.end.saturating_sub(1))
+        ),
+        _ => match (e.row(), e.rows()) {
+            (Some(row), _) => anyhow::anyhow!("line {}: {e}", line(row)),
+            (None, Some(rows)) => anyhow::anyhow!(
                 "lines {}..={}: {e}",
                 line(rows.start),
                 line(rows.end.saturating_sub(1))
-            )
-        }
-        _ => anyhow::Error::new(e),
+            ),
+            (None, None) => anyhow::Error::new(e),
+        },
     }
 }
 
@@ -574,6 +579,25 @@ mod tests {
         };
         let e = describe(died, &lines).to_string();
         assert!(e.starts_with("lines 2..=6: "), "{e}");
+        // What RunError::row/rows say, for errors that used to name no line.
+        let stuck = RunError::Timeout {
+            row: None,
+            after: std::time::Duration::from_secs(1),
+            rows: 1..3,
+        };
+        let e = describe(stuck, &lines).to_string();
+        assert!(e.starts_with("lines 4..=6: "), "{e}");
+        let blocked = RunError::SubInterpreterIncompatible {
+            row: 2,
+            module: "numpy".into(),
+            error: PyErrorInfo {
+                type_name: "ImportError".into(),
+                message: "numpy cannot load".into(),
+                traceback: String::new(),
+            },
+        };
+        let e = describe(blocked, &lines).to_string();
+        assert!(e.starts_with("line 6: "), "{e}");
     }
 
     #[test]

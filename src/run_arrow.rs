@@ -166,20 +166,26 @@ pub fn describe_batch(e: RunError, number: u64, batch: &RecordBatch) -> anyhow::
             row: Some(row),
             message,
         } => anyhow::anyhow!("{}: {message}", at(*row)),
-        RunError::Timeout { row: Some(row), .. } => anyhow::anyhow!("{}: {e}", at(*row)),
         RunError::UnsupportedColumn { column, .. } => match batch.schema().fields().get(*column) {
             Some(field) => anyhow::anyhow!("batch {number}, column {:?}: {e}", field.name()),
             None => anyhow::anyhow!("batch {number}: {e}"),
         },
-        RunError::WorkerDied { rows, .. }
-        | RunError::Protocol { rows, .. }
-        | RunError::TooLarge { rows, .. }
-        | RunError::Restart { rows, .. } => anyhow::anyhow!(
+        RunError::Row(_) => anyhow::Error::new(e).context(format!("batch {number}")),
+        // A death names the rows it ended, whichever one was running.
+        RunError::WorkerDied { rows, .. } => anyhow::anyhow!(
             "batch {number}, rows {}..={}: {e}",
             rows.start + 1,
             rows.end
         ),
-        _ => anyhow::Error::new(e).context(format!("batch {number}")),
+        _ => match (e.row(), e.rows()) {
+            (Some(row), _) => anyhow::anyhow!("{}: {e}", at(row)),
+            (None, Some(rows)) => anyhow::anyhow!(
+                "batch {number}, rows {}..={}: {e}",
+                rows.start + 1,
+                rows.end
+            ),
+            (None, None) => anyhow::Error::new(e).context(format!("batch {number}")),
+        },
     }
 }
 

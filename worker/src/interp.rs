@@ -50,30 +50,30 @@ pub(crate) fn call_vectored<'py>(
     args: &[Bound<'py, PyAny>],
 ) -> PyResult<Bound<'py, PyAny>> {
     let py = func.py();
-    if let [one] = args {
+    let ret = if let [one] = args {
         // The common case, without building an array.
         let ptr = one.as_ptr();
         // SAFETY: as below, with an array of exactly one live argument.
-        return unsafe {
-            let ret = ffi::PyObject_Vectorcall(func.as_ptr(), &ptr, 1, std::ptr::null_mut());
-            Bound::from_owned_ptr_or_err(py, ret)
-        };
-    }
-    let ptrs: SmallVec<[*mut ffi::PyObject; 8]> = args.iter().map(Bound::as_ptr).collect();
-    // SAFETY: we hold the GIL (`py`); `func` and every argument are live
-    // objects borrowed for the call (CPython does not keep the array), the
-    // array holds exactly `args.len()` pointers, and no keyword names are
-    // passed. The result is a new reference, or NULL with an exception set,
+        unsafe { ffi::PyObject_Vectorcall(func.as_ptr(), &ptr, 1, std::ptr::null_mut()) }
+    } else {
+        let ptrs: SmallVec<[*mut ffi::PyObject; 8]> = args.iter().map(Bound::as_ptr).collect();
+        // SAFETY: we hold the GIL (`py`); `func` and every argument are
+        // live objects borrowed for the call (CPython does not keep the
+        // array), the array holds exactly `args.len()` pointers, and no
+        // keyword names are passed.
+        unsafe {
+            ffi::PyObject_Vectorcall(
+                func.as_ptr(),
+                ptrs.as_ptr(),
+                args.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    };
+    // SAFETY: `ret` is what `PyObject_Vectorcall` returned just above, with
+    // the GIL held: a new reference we own, or NULL with an exception set,
     // which `from_owned_ptr_or_err` turns into the `PyErr`.
-    unsafe {
-        let ret = ffi::PyObject_Vectorcall(
-            func.as_ptr(),
-            ptrs.as_ptr(),
-            args.len(),
-            std::ptr::null_mut(),
-        );
-        Bound::from_owned_ptr_or_err(py, ret)
-    }
+    unsafe { Bound::from_owned_ptr_or_err(py, ret) }
 }
 
 /// Serialises the life-cycle of sub-interpreters in this process: creating
