@@ -153,11 +153,7 @@ impl Executor {
                                 .map_err(|m| bad_row(row, format!("result: {m}")))
                         });
                     if let Err(e) = put {
-                        let e = match e {
-                            BatchError::Udf { error, .. } => BatchError::Udf { row, error },
-                            BatchError::BadRow { message, .. } => bad_row(row, message),
-                            e => e,
-                        };
+                        let e = as_rows_own(row, e);
                         self.fail_row(enc, mark, row, e)?;
                     }
                 }
@@ -288,11 +284,7 @@ impl Executor {
                                 .map_err(|m| bad_row(row, format!("result: {m}")))
                         });
                     if let Err(e) = put {
-                        let e = match e {
-                            BatchError::Udf { error, .. } => BatchError::Udf { row, error },
-                            BatchError::BadRow { message, .. } => bad_row(row, message),
-                            e => e,
-                        };
+                        let e = as_rows_own(row, e);
                         self.fail_in_column(results, row, e, true)?;
                     }
                 }
@@ -370,4 +362,14 @@ fn one_row<'py>(
             PyList::new(py, [item]).expect("a one-item list").into_any()
         })
         .collect()
+}
+
+/// `e`, raised by a vectorized UDF called on row `row` alone, as that row's
+/// error: the call numbered its one row 0.
+fn as_rows_own(row: u32, e: BatchError) -> BatchError {
+    match e {
+        BatchError::Udf { error, .. } => BatchError::Udf { row, error },
+        BatchError::BadRow { message, .. } => bad_row(row, message),
+        e => e,
+    }
 }
