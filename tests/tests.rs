@@ -18,6 +18,9 @@
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
 //!   concurrent sub-interpreters, start/stop cycles, call-time fallback.
+//! - `aggregate`: aggregates through the runner API (accumulator classes,
+//!   vectorized aggregates), in every mode, with failures and a killed
+//!   worker.
 //! - `arrow`: `Runner::call_arrow`, Arrow columns in and out, in every
 //!   mode.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
@@ -31,6 +34,7 @@
 //! `testkit/tests/ipc_process.rs`, beside the `coil-ring-peer` program they
 //! spawn.
 
+mod aggregate;
 mod arrow;
 mod cli;
 mod docs;

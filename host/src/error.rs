@@ -434,6 +434,10 @@ pub enum ArrowError {
         /// What the UDF declares.
         declared: arrow_schema::DataType,
     },
+    /// An aggregate was driven in a way it cannot be: a UDF that is not
+    /// one, states that are not binary, an answer of the wrong shape.
+    #[error("{0}")]
+    Aggregate(String),
     /// A batch's results could not be joined into one array.
     #[error("putting the results together: {0}")]
     Join(arrow_schema::ArrowError),

@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod aggregate;
 mod arrow;
 mod config;
 mod env;
@@ -41,11 +42,12 @@ mod rows;
 mod runner;
 mod sched;
 
+pub use aggregate::{evaluate_lists, Accumulators, GroupError, GroupedValues};
 pub use arrow::ArrowStream;
 pub use arrow_array;
 pub use arrow_schema;
 pub use coil_ipc as ipc;
-pub use coil_proto::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec};
+pub use coil_proto::{AggregateOp, PyErrorInfo, UdfKind, UdfSignature, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};
 pub use config::{
     BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, ENV_CACHE_DIR, EXECUTABLE, EXECUTION_MODE,

@@ -63,7 +63,9 @@ pub use message::{
     Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
 };
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
-pub use spec::{PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind};
+pub use spec::{
+    aggregate_result_type, AggregateOp, PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind,
+};
 pub use tag::Tag;
 pub use typename::{BadType, TypeName, TypeProblem, UnnamedType};
 pub use wire::{arrow_type_supported, child_types, plain_type, result_wire_type, wire_type};

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
 //! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
-//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
+//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar, the kind it is written as or null]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback, blocker or null]` (the blocker: the package that cannot load in a sub-interpreter, see [`incompatible_module`](crate::incompatible_module)) |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
@@ -308,7 +308,7 @@ impl Answer {
                     Some(bytes) => Value::Bytes(bytes),
                     None => Value::Null,
                 };
-                let [params, columnar] = signature.to_values();
+                let [params, columnar, written_as] = signature.to_values();
                 one(
                     vec![
                         Value::Int(i64::from(*pid)),
@@ -316,6 +316,7 @@ impl Answer {
                         returns,
                         params,
                         columnar,
+                        written_as,
                     ],
                     out,
                 )?
@@ -441,7 +442,7 @@ impl Answer {
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
-                [Value::Int(pid), Value::Str(python), returns, params, columnar] => {
+                [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as] => {
                     Ok(Answer::Ready {
                         pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
                         python: python.clone(),
@@ -450,7 +451,7 @@ impl Answer {
                             Value::Bytes(b) => Some(crate::Columns::type_from_bytes(b)?),
                             _ => return Err(fields(tag, "a return type that is not bytes")),
                         },
-                        signature: crate::UdfSignature::from_values(params, columnar)
+                        signature: crate::UdfSignature::from_values(params, columnar, written_as)
                             .ok_or_else(|| fields(tag, "a signature that is not one"))?,
                     })
                 }
@@ -772,6 +773,7 @@ mod tests {
                             ("n".into(), None),
                         ]),
                         columnar: true,
+                        written_as: Some(crate::UdfKind::VectorizedAggregate),
                     },
                 },
                 Expect::Start,

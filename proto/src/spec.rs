@@ -16,6 +16,19 @@ pub enum UdfKind {
     /// A whole batch in as columns (Python lists, or numpy arrays when the
     /// UDF sets `coil_numpy = True`), one column out.
     Vectorized,
+    /// An aggregate written as a class with PyFlink's accumulator methods
+    /// (`create_accumulator`, `accumulate`, `get_value`; `merge` and
+    /// `retract` where a host needs them). Each row of a batch is one
+    /// group: `[op, state, values...]` in, `(state, value)` out; the
+    /// accumulator's state travels pickled, so the host holds it between
+    /// batches (see [`AggregateOp`](crate::AggregateOp)).
+    Aggregate,
+    /// An aggregate written as a function of whole columns (PySpark's
+    /// grouped-aggregate pandas UDF: `def f(v: pd.Series) -> float`).
+    /// Each row of a batch is one group, each argument a list of the
+    /// group's values; the function is called once per group, with a
+    /// numpy array, pandas Series or pyarrow Array of them.
+    VectorizedAggregate,
 }
 
 impl UdfKind {
@@ -25,8 +38,60 @@ impl UdfKind {
             UdfKind::Scalar => "scalar",
             UdfKind::Table => "table",
             UdfKind::Vectorized => "vectorized",
+            UdfKind::Aggregate => "aggregate",
+            UdfKind::VectorizedAggregate => "vectorized-aggregate",
         }
     }
+}
+
+impl UdfKind {
+    /// Whether a batch's rows are groups (the aggregate kinds).
+    pub fn is_aggregate(self) -> bool {
+        matches!(self, UdfKind::Aggregate | UdfKind::VectorizedAggregate)
+    }
+}
+
+/// What one row (one group) of an [`UdfKind::Aggregate`] batch asks of the
+/// accumulator: the batch's first column, an `Int8`. The second column is
+/// the group's state so far (pickled bytes; null: a new accumulator from
+/// `create_accumulator()`), the rest the op's arguments; the result is a
+/// struct of the new state (`state`, binary) and the value (`value`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i8)]
+pub enum AggregateOp {
+    /// `accumulate(acc, *row)` for each row of the argument lists; answers
+    /// the state.
+    Accumulate = 0,
+    /// `retract(acc, *row)` for each row of the argument lists; answers the
+    /// state.
+    Retract = 1,
+    /// `merge(acc, states)` with the one argument, a list of other states;
+    /// answers the state.
+    Merge = 2,
+    /// `get_value(acc)` after accumulating the argument lists (often empty):
+    /// answers the value.
+    Value = 3,
+}
+
+impl AggregateOp {
+    /// The op column's value.
+    pub fn code(self) -> i8 {
+        self as i8
+    }
+}
+
+/// The Arrow type of an [`UdfKind::Aggregate`] executor's results, for
+/// values of type `value`: a struct of `state` (the pickled accumulator,
+/// null when the op answers a value) and `value` (null when it answers a
+/// state).
+pub fn aggregate_result_type(value: &arrow_schema::DataType) -> arrow_schema::DataType {
+    arrow_schema::DataType::Struct(
+        vec![
+            arrow_schema::Field::new("state", arrow_schema::DataType::Binary, true),
+            arrow_schema::Field::new("value", value.clone(), true),
+        ]
+        .into(),
+    )
 }
 
 impl fmt::Display for UdfKind {
@@ -35,9 +100,12 @@ impl fmt::Display for UdfKind {
     }
 }
 
-/// A UDF kind that is not `scalar`, `table` or `vectorized`.
+/// A UDF kind that is not `scalar`, `table`, `vectorized`, `aggregate` or
+/// `vectorized-aggregate`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown UDF kind {0:?}: expected scalar, table or vectorized")]
+#[error(
+    "unknown UDF kind {0:?}: expected scalar, table, vectorized, aggregate or vectorized-aggregate"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for UdfKind {
@@ -47,6 +115,10 @@ impl FromStr for UdfKind {
             "scalar" => Ok(UdfKind::Scalar),
             "table" => Ok(UdfKind::Table),
             "vectorized" | "vectorised" | "pandas" => Ok(UdfKind::Vectorized),
+            "aggregate" | "accumulator" => Ok(UdfKind::Aggregate),
+            "vectorized-aggregate" | "vectorised-aggregate" | "pandas-aggregate" => {
+                Ok(UdfKind::VectorizedAggregate)
+            }
             _ => Err(UnknownKind(s.to_string())),
         }
     }
@@ -62,6 +134,7 @@ impl FromStr for UdfKind {
 /// let spec = UdfSpec::new("udfs/words.py:split").kind(UdfKind::Table).path("lib");
 /// assert_eq!(spec.kind, UdfKind::Table);
 /// assert_eq!("vectorized".parse::<UdfKind>(), Ok(UdfKind::Vectorized));
+/// assert_eq!("pandas-aggregate".parse::<UdfKind>(), Ok(UdfKind::VectorizedAggregate));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UdfSpec {
@@ -150,6 +223,13 @@ pub struct UdfSignature {
     /// `pa.Array`) or the UDF sets `coil_numpy = True`: it is written as
     /// a vectorized UDF.
     pub columnar: bool,
+    /// The kind its definition says it is, where that is unambiguous: an
+    /// accumulator class is an [`UdfKind::Aggregate`], a function of
+    /// columns that returns a plain value a
+    /// [`UdfKind::VectorizedAggregate`], a generator function a
+    /// [`UdfKind::Table`]; `None` otherwise (a scalar or vectorized
+    /// function, as `columnar` says).
+    pub written_as: Option<UdfKind>,
 }
 
 impl UdfSignature {
@@ -192,8 +272,9 @@ impl UdfSignature {
         }
     }
 
-    /// The wire form: `[params type as bytes, or null; columnar]`.
-    pub(crate) fn to_values(&self) -> [coil_ipc::Value; 2] {
+    /// The wire form: `[params type as bytes, or null; columnar; the kind
+    /// it is written as, or null]`.
+    pub(crate) fn to_values(&self) -> [coil_ipc::Value; 3] {
         use coil_ipc::Value;
         let params = match self
             .params_type()
@@ -203,13 +284,18 @@ impl UdfSignature {
             Some(bytes) => Value::Bytes(bytes),
             None => Value::Null,
         };
-        [params, Value::Bool(self.columnar)]
+        let written_as = match self.written_as {
+            Some(k) => Value::Str(k.as_str().to_string()),
+            None => Value::Null,
+        };
+        [params, Value::Bool(self.columnar), written_as]
     }
 
     /// Reads the wire form; `None` when it is not one.
     pub(crate) fn from_values(
         params: &coil_ipc::Value,
         columnar: &coil_ipc::Value,
+        written_as: &coil_ipc::Value,
     ) -> Option<Self> {
         use coil_ipc::Value;
         let params = match params {
@@ -220,9 +306,15 @@ impl UdfSignature {
         let Value::Bool(columnar) = columnar else {
             return None;
         };
+        let written_as = match written_as {
+            Value::Null => None,
+            Value::Str(k) => Some(k.parse().ok()?),
+            _ => return None,
+        };
         Some(UdfSignature {
             params,
             columnar: *columnar,
+            written_as,
         })
     }
 }

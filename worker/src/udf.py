@@ -20,10 +20,23 @@ def use_environment(sys_path, site_dirs):
         site.addsitedir(d)
 
 
-def load(target, paths, sys_path=(), site_dirs=()):
+_ACCUMULATOR = ("create_accumulator", "accumulate", "get_value")
+
+
+def is_accumulator(obj):
+    """Whether OBJ (a class or an instance) has PyFlink's AggregateFunction
+    methods: create_accumulator(), accumulate(acc, *args), get_value(acc)."""
+    return all(callable(getattr(obj, m, None)) for m in _ACCUMULATOR)
+
+
+def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
     """Import TARGET ("path/to/file.py:name" or "package.module:name") with
     PATHS prepended to sys.path (that of another environment if SYS_PATH is
-    given); return (callable, instance or None, numpy?)."""
+    given); return (callable, instance or None, numpy?, described, written
+    as). DESCRIBED is the function whose signature says the UDF's parameters
+    and result (for an aggregate: accumulate's arguments after the
+    accumulator, get_value's result); WRITTEN AS is the kind the definition
+    itself says ("aggregate", "vectorized-aggregate", "table") or None."""
     use_environment(sys_path, site_dirs)
     for p in reversed(paths):
         if p not in sys.path:
@@ -54,6 +67,26 @@ def load(target, paths, sys_path=(), site_dirs=()):
             raise AttributeError(
                 f"{module_part} has no attribute {name!r}") from None
     instance = None
+    accumulator = is_accumulator(obj) and not callable(getattr(obj, "eval", None))
+    if kind == "aggregate" or (accumulator and kind == "scalar"):
+        if not is_accumulator(obj):
+            raise TypeError(
+                f"{name} in {module_part} is not an aggregate function: an "
+                f"aggregate is a class with create_accumulator(), "
+                f"accumulate(acc, *args) and get_value(acc) (PyFlink's "
+                f"AggregateFunction methods; merge(acc, accs) and "
+                f"retract(acc, *args) where the engine needs them)")
+        instance = obj() if isinstance(obj, type) else obj
+        opener = getattr(instance, "open", None)
+        if callable(opener):
+            opener()
+        described = _described(instance.accumulate, instance.get_value)
+        if kind == "aggregate":
+            fn = aggregate_step(instance, name)
+        else:
+            fn = _wrong_kind(name, "an aggregate function (an accumulator class)",
+                             "aggregate")
+        return fn, instance, False, described, "aggregate"
     if isinstance(obj, type):
         instance = obj()
         if not callable(getattr(instance, "eval", None)):
@@ -67,7 +100,132 @@ def load(target, paths, sys_path=(), site_dirs=()):
     else:
         raise TypeError(f"{name} in {module_part} is not callable")
     wants_numpy = bool(getattr(obj, "coil_numpy", False))
-    return fn, instance, wants_numpy
+    return fn, instance, wants_numpy, fn, written_as(fn, wants_numpy)
+
+
+def _wrong_kind(name, what, kind):
+    def wrong(*args):
+        raise TypeError(
+            f"{name} is {what}: register it as kind {kind!r}, not as a scalar function")
+    return wrong
+
+
+def _described(params_from, returns_from):
+    """A stand-in whose signature is PARAMS_FROM's after its first
+    parameter (the accumulator) and whose result is RETURNS_FROM's."""
+    import typing
+    try:
+        params = list(inspect.signature(params_from).parameters.values())[1:]
+    except (TypeError, ValueError):
+        params = [inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)]
+    try:
+        ret = inspect.signature(returns_from).return_annotation
+    except (TypeError, ValueError):
+        ret = inspect.Signature.empty
+    hints = {}
+    for f in (params_from, returns_from):
+        try:
+            hints.update(typing.get_type_hints(f))
+        except Exception:
+            pass
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in params]
+    if "return" in hints:
+        try:
+            if "return" in typing.get_type_hints(returns_from):
+                ret = hints["return"]
+        except Exception:
+            pass
+
+    def described(*args):
+        raise TypeError("a stand-in for a signature")
+    described.__signature__ = inspect.Signature(params, return_annotation=ret)
+    described.__annotations__ = {p.name: p.annotation for p in params
+                                 if p.annotation is not inspect.Parameter.empty}
+    if ret is not inspect.Signature.empty:
+        described.__annotations__["return"] = ret
+    return described
+
+
+def written_as(fn, wants_numpy):
+    """The kind FN's definition says, where it is unambiguous: "table" for a
+    generator function or one annotated to return an iterator,
+    "vectorized-aggregate" for one taking columns (pd.Series, np.ndarray,
+    pa.Array) and returning a plain value (as PySpark infers grouped
+    aggregates); None otherwise."""
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        return "table"
+    ret = return_type_of(fn)
+    if ret is not None and ret[0] == "iterator":
+        return "table"
+    _, columnar = signature(fn, wants_numpy)
+    if columnar and ret is not None and ret[0] not in ("container", "tuple"):
+        return "vectorized-aggregate"
+    return None
+
+
+def aggregate_step(agg, name):
+    """The function an aggregate's executor calls once per group:
+    step(op, state, *columns) -> (state, value), the state pickled (see
+    coil_proto::AggregateOp for the ops)."""
+    import pickle
+    create = agg.create_accumulator
+    accumulate = agg.accumulate
+    get_value = agg.get_value
+    merge = getattr(agg, "merge", None)
+    retract = getattr(agg, "retract", None)
+    loads, dumps, protocol = pickle.loads, pickle.dumps, pickle.HIGHEST_PROTOCOL
+
+    def step(op, state, *columns):
+        acc = create() if state is None else loads(state)
+        if op == 2:
+            if not callable(merge):
+                raise TypeError(
+                    f"aggregate {name} has no merge(acc, accs) method, which "
+                    f"combining partial aggregates needs")
+            merge(acc, [loads(s) for s in columns[0] if s is not None])
+            return dumps(acc, protocol), None
+        if op == 1:
+            if not callable(retract):
+                raise TypeError(
+                    f"aggregate {name} has no retract(acc, *args) method, which "
+                    f"a sliding window frame needs")
+            f = retract
+        else:
+            f = accumulate
+        if len(columns) == 1:
+            for v in columns[0]:
+                f(acc, v)
+        elif columns:
+            for vs in zip(*columns):
+                f(acc, *vs)
+        if op == 3:
+            return None, get_value(acc)
+        return dumps(acc, protocol), None
+    return step
+
+
+def group_args(adapt, bases, start, end):
+    """A vectorized aggregate's arguments for one group: rows START..END of
+    each whole column in BASES (numpy arrays, pyarrow Arrays or lists),
+    made what its annotations ask by ADAPT."""
+    cols = [b[start:end] for b in bases]
+    return adapt(cols) if adapt is not None else tuple(cols)
+
+
+def arrow_whole(capsules):
+    """A column handed over as Arrow capsules, as one pyarrow Array (a
+    vectorized aggregate slices it per group)."""
+    import pyarrow
+    return pyarrow.array(capsules)
+
+
+def plain(value):
+    """A numpy scalar (np.int64, np.bool_...) as the Python value it
+    holds; anything else as it is."""
+    item = getattr(value, "item", None)
+    if item is not None and type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        return item()
+    return value
 
 
 def _container(annotation):
@@ -343,6 +501,26 @@ _NUMPY = {"i1": "int8", "i2": "int16", "i4": "int32", "i8": "int64",
           "f4": "float32", "f8": "float64", "b1": "bool"}
 _CONTAINERS = ("Series", "ndarray", "NDArray", "Array")
 _ITERATORS = ("Iterator", "Iterable", "Generator")
+
+
+def return_type_of(fn):
+    """What FN's return annotation describes (as _arrow_of describes it), or
+    None."""
+    try:
+        ann = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return None
+    if ann is inspect.Signature.empty:
+        return None
+    try:
+        import typing
+        ann = typing.get_type_hints(fn).get("return", ann)
+    except Exception:
+        pass
+    try:
+        return _arrow_of(ann)
+    except Exception:
+        return None
 
 
 def return_type(fn, kind):

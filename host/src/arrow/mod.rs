@@ -172,10 +172,17 @@ impl Returns {
             (false, true) => return Err(ArrowError::NotTableUdf(runner.spec().kind).into()),
             _ => {}
         }
-        let wire = if table {
-            DataType::List(Arc::new(arrow_schema::Field::new("item", wire, true)))
+        let (declared, wire) = if table {
+            let list = DataType::List(Arc::new(arrow_schema::Field::new("item", wire, true)));
+            (declared, list)
+        } else if runner.spec().kind == UdfKind::Aggregate {
+            // An accumulator's answer: its state and its value.
+            (
+                coil_proto::aggregate_result_type(&declared),
+                coil_proto::aggregate_result_type(&wire),
+            )
         } else {
-            wire
+            (declared, wire)
         };
         Ok(Returns {
             declared,

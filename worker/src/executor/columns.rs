@@ -109,10 +109,11 @@ impl Executor {
                 started,
             };
             let times = match self.kind {
-                UdfKind::Scalar | UdfKind::Table => {
+                UdfKind::Scalar | UdfKind::Table | UdfKind::Aggregate => {
                     self.columns_row_by_row(py, &mut run, &declared)?
                 }
                 UdfKind::Vectorized => self.vectorized_columns(py, &mut run)?,
+                UdfKind::VectorizedAggregate => self.grouped_columns(py, &mut run)?,
             };
             Ok((times, run.results))
         })();

@@ -10,6 +10,7 @@
 //! (a vectorized UDF over either).
 
 mod columns;
+mod grouped;
 mod rows;
 mod vectorized;
 
@@ -112,6 +113,7 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
                 .collect()
         }),
         columnar,
+        written_as: None,
     }
 }
 
@@ -162,35 +164,52 @@ impl Executor {
                     paths,
                     strings(&spec.sys_path),
                     strings(&spec.site_dirs),
+                    spec.kind.as_str(),
                 ))
             })
             .map_err(fail)?;
-        let (func, instance, wants_numpy): (Py<PyAny>, Option<Py<PyAny>>, bool) =
+        type Loaded = (
+            Py<PyAny>,
+            Option<Py<PyAny>>,
+            bool,
+            Py<PyAny>,
+            Option<String>,
+        );
+        let (func, instance, wants_numpy, described, written_as): Loaded =
             loaded.extract().map_err(fail)?;
-        let adapter = if spec.kind == UdfKind::Vectorized {
+        let adapter = if matches!(
+            spec.kind,
+            UdfKind::Vectorized | UdfKind::VectorizedAggregate
+        ) {
             helper
                 .getattr("vector_adapter")
-                .and_then(|a| a.call1((func.bind(py), wants_numpy)))
+                .and_then(|a| a.call1((described.bind(py), wants_numpy)))
                 .and_then(|a| a.extract::<Option<Py<PyAny>>>().map_err(Into::into))
                 .map_err(fail)?
         } else {
             None
         };
-        // The declared type, or else the one the return annotation names.
+        // The declared type, or else the one the return annotation names
+        // (an aggregate's: one value per group, as a scalar's).
+        let annotated_as = match spec.kind {
+            UdfKind::Aggregate | UdfKind::VectorizedAggregate => UdfKind::Scalar,
+            k => k,
+        };
         let declared = match &spec.returns {
             Some(t) => Some(t.clone()),
             None => helper
                 .getattr("return_type")
-                .and_then(|r| r.call1((func.bind(py), spec.kind.as_str())))
+                .and_then(|r| r.call1((described.bind(py), annotated_as.as_str())))
                 .ok()
                 .and_then(|d| crate::arrow::type_of_name(&d)),
         };
-        let signature = helper
+        let mut signature = helper
             .getattr("signature")
-            .and_then(|f| f.call1((func.bind(py), wants_numpy)))
+            .and_then(|f| f.call1((described.bind(py), wants_numpy)))
             .ok()
             .map(|d| signature_of_description(&d))
             .unwrap_or_default();
+        signature.written_as = written_as.and_then(|k| k.parse().ok());
         Ok(Executor {
             signature,
             helper: helper.unbind(),
@@ -209,12 +228,12 @@ impl Executor {
                 // the list of the rows it emitted (each of the declared
                 // type); the host flattens them.
                 let t = coil_proto::result_wire_type(t);
-                if spec.kind == UdfKind::Table {
-                    arrow_schema::DataType::List(Arc::new(arrow_schema::Field::new(
-                        "item", t, true,
-                    )))
-                } else {
-                    t
+                match spec.kind {
+                    UdfKind::Table => arrow_schema::DataType::List(Arc::new(
+                        arrow_schema::Field::new("item", t, true),
+                    )),
+                    UdfKind::Aggregate => coil_proto::aggregate_result_type(&t),
+                    _ => t,
                 }
             }),
             kit: None,

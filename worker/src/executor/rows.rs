@@ -50,7 +50,12 @@ impl Executor {
         let rows = dec.rows_remaining();
         let mut enc = BatchEncoder::new(out, rows as usize).map_err(|e| enc_err(None, e))?;
         match self.kind {
-            UdfKind::Scalar | UdfKind::Table => {
+            UdfKind::VectorizedAggregate => {
+                return Err(crate::error::bad_batch(
+                    "a vectorized aggregate runs over column batches (Arrow), not rows",
+                ))
+            }
+            UdfKind::Scalar | UdfKind::Table | UdfKind::Aggregate => {
                 // Row by row, so each Python object is freed (and its memory
                 // reused, still in cache) before the next is made. Every
                 // SAMPLE-th row is timed in three parts; the batch's measured

@@ -323,7 +323,7 @@ impl Executor {
 
     /// Which of `n` columns the vectorized UDF's parameters ask to get as
     /// pyarrow arrays (the loader's adapter says, from the annotations).
-    fn wants_arrow(&self, py: Python<'_>, n: usize) -> Vec<bool> {
+    pub(super) fn wants_arrow(&self, py: Python<'_>, n: usize) -> Vec<bool> {
         let Some(adapt) = &self.adapter else {
             return vec![false; n];
         };

@@ -1,0 +1,721 @@
+//! Aggregates: a host's groups and what Python made of them.
+//!
+//! Two kinds of Python aggregate run here, as a host that groups rows
+//! (an engine's `GROUP BY`, a window frame, `coil run --group-by`) drives
+//! them:
+//!
+//! - [`Accumulators`] for [`UdfKind::Aggregate`], an accumulator class with
+//!   PyFlink's methods. The host holds each group's state between batches,
+//!   pickled; each batch sends the touched groups' states with their new
+//!   rows and gets the states back updated. A worker that dies mid-batch
+//!   loses nothing: the batch is sent again with the same states, so every
+//!   row is counted once. The states are also what a partial aggregate
+//!   hands to its final stage.
+//! - [`GroupedValues`] for [`UdfKind::VectorizedAggregate`], a function of
+//!   whole columns (PySpark's grouped-aggregate pandas UDF). The host keeps
+//!   each group's rows and calls the function once per group when the
+//!   groups are done; many groups travel in one message.
+//!
+//! In both, one message carries every group a batch touches: a row per
+//! group, each argument a list of the group's values.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use coil_host::arrow_array::{ArrayRef, Int64Array};
+//! use coil_host::arrow_schema::DataType;
+//! use coil_host::{Accumulators, Config, Runner, UdfKind, UdfSpec};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // class Sum: create_accumulator / accumulate / merge / get_value
+//! let spec = UdfSpec::new("udfs/agg.py:Sum").kind(UdfKind::Aggregate).returns(DataType::Int64);
+//! let runner = Runner::start(&Config::default(), spec)?;
+//! let mut sums = Accumulators::new(&runner, vec![DataType::Int64])?;
+//! let values: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
+//! sums.update(&runner, &[0, 1, 0, 1], &[values])?; // groups 0 and 1
+//! let totals = sums.evaluate(&runner, None)?; // [4, 6]
+//! # Ok(()) }
+//! ```
+
+use std::sync::Arc;
+
+use arrow_array::builder::BinaryBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, BinaryArray, Int8Array, ListArray, RecordBatch, RecordBatchOptions,
+    UInt32Array,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Schema};
+use coil_proto::{AggregateOp, UdfKind};
+
+use crate::{ArrowError, OnError, RowError, RunError, Runner};
+
+/// The groups of one batch: which groups its rows touch, in order of
+/// first appearance, and the permutation that lists each group's rows
+/// together (stable: a group's rows keep their input order).
+struct Touched {
+    /// The touched groups, ascending.
+    groups: Vec<usize>,
+    /// Per touched group, where its rows start in `order` (one more entry
+    /// at the end).
+    offsets: Vec<i32>,
+    /// The batch's rows, grouped.
+    order: UInt32Array,
+}
+
+impl Touched {
+    fn of(group_indices: &[usize]) -> Result<Touched, RunError> {
+        if u32::try_from(group_indices.len()).is_err() {
+            return Err(ArrowError::Aggregate(format!(
+                "{} rows are more than one batch of an aggregate holds",
+                group_indices.len()
+            ))
+            .into());
+        }
+        let mut order: Vec<u32> = (0..group_indices.len() as u32).collect();
+        order.sort_by_key(|&i| group_indices[i as usize]);
+        let mut groups = Vec::new();
+        let mut offsets = Vec::new();
+        for (at, &i) in order.iter().enumerate() {
+            let g = group_indices[i as usize];
+            if groups.last() != Some(&g) {
+                groups.push(g);
+                offsets.push(at as i32);
+            }
+        }
+        offsets.push(order.len() as i32);
+        Ok(Touched {
+            groups,
+            offsets,
+            order: UInt32Array::from(order),
+        })
+    }
+
+    /// Each of `args` as a list per touched group.
+    fn lists(&self, args: &[ArrayRef]) -> Result<Vec<ArrayRef>, RunError> {
+        args.iter()
+            .map(|a| {
+                let values = arrow_select::take::take(a.as_ref(), &self.order, None)
+                    .map_err(ArrowError::Build)?;
+                list_of(values, self.offsets.clone())
+            })
+            .collect()
+    }
+}
+
+/// A list array over `values` cut at `offsets`.
+fn list_of(values: ArrayRef, offsets: Vec<i32>) -> Result<ArrayRef, RunError> {
+    let field = Arc::new(Field::new("item", values.data_type().clone(), true));
+    let list = ListArray::try_new(field, OffsetBuffer::new(offsets.into()), values, None)
+        .map_err(ArrowError::Build)?;
+    Ok(Arc::new(list))
+}
+
+/// `n` empty lists of `t`.
+fn empty_lists(t: &DataType, n: usize) -> Result<ArrayRef, RunError> {
+    list_of(arrow_array::new_empty_array(t), vec![0; n + 1])
+}
+
+/// A batch of `columns`, `rows` long, named `c0`, `c1`...
+fn batch_of(columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, RunError> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Field::new(format!("c{i}"), c.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
+    .map_err(ArrowError::Build)?)
+}
+
+/// Runs `batch` (a row per group) under the runner's error policy: under
+/// `fail` a failed group fails the call; otherwise its result is null and
+/// it is returned among the failures, with its row (its index in `batch`).
+fn run(runner: &Runner, batch: &RecordBatch) -> Result<(ArrayRef, Vec<RowError>), RunError> {
+    if runner.config().on_error() == OnError::Fail {
+        Ok((runner.call_arrow(batch)?, Vec::new()))
+    } else {
+        runner.call_arrow_each(batch)
+    }
+}
+
+/// A group that failed: its index, and why (the row in the error is the
+/// group's index, not an input row).
+#[derive(Debug)]
+pub struct GroupError {
+    /// The group.
+    pub group: usize,
+    /// What failed.
+    pub error: RowError,
+}
+
+/// Accumulator states for the groups of an [`UdfKind::Aggregate`], held
+/// by the host: see the [module](self) docs.
+#[derive(Debug, Clone)]
+pub struct Accumulators {
+    /// The arguments' types.
+    args: Vec<DataType>,
+    /// Each group's pickled accumulator; `None`: not created yet.
+    states: Vec<Option<Vec<u8>>>,
+    /// Groups that failed under a skip or dead-letter policy: their value
+    /// is null, and their later rows are not sent.
+    failed: Vec<bool>,
+    /// Bytes the states hold.
+    bytes: usize,
+}
+
+impl Accumulators {
+    /// No groups yet, for an aggregate over arguments of types `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrowError::Aggregate`] when `runner` does not run an aggregate
+    /// class.
+    pub fn new(runner: &Runner, args: Vec<DataType>) -> Result<Accumulators, RunError> {
+        if runner.spec().kind != UdfKind::Aggregate {
+            return Err(ArrowError::Aggregate(format!(
+                "{} is a {} UDF, not an aggregate (an accumulator class)",
+                runner.spec().target,
+                runner.spec().kind
+            ))
+            .into());
+        }
+        Ok(Accumulators {
+            args,
+            states: Vec::new(),
+            failed: Vec::new(),
+            bytes: 0,
+        })
+    }
+
+    /// How many groups there are.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
+    /// About how many bytes the states take.
+    pub fn size(&self) -> usize {
+        self.bytes + self.states.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
+    }
+
+    fn grow(&mut self, groups: usize) {
+        if self.states.len() < groups {
+            self.states.resize(groups, None);
+            self.failed.resize(groups, false);
+        }
+    }
+
+    fn set(&mut self, group: usize, state: Option<Vec<u8>>) {
+        let old = std::mem::replace(&mut self.states[group], state);
+        self.bytes -= old.map_or(0, |s| s.len());
+        self.bytes += self.states[group].as_ref().map_or(0, Vec::len);
+    }
+
+    /// The states of `groups`, as a binary column (null: not created).
+    fn states_of(&self, groups: &[usize]) -> BinaryArray {
+        let mut b = BinaryBuilder::with_capacity(groups.len(), 0);
+        for &g in groups {
+            b.append_option(self.states[g].as_deref());
+        }
+        b.finish()
+    }
+
+    /// Sends `op` for `touched` with `args` (lists per touched group) and
+    /// stores the states that come back; returns the groups that failed.
+    fn step(
+        &mut self,
+        runner: &Runner,
+        op: AggregateOp,
+        touched: &[usize],
+        args: Vec<ArrayRef>,
+    ) -> Result<Vec<GroupError>, RunError> {
+        let n = touched.len();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from(vec![op.code(); n])),
+            Arc::new(self.states_of(touched)),
+        ];
+        columns.extend(args);
+        let batch = batch_of(columns, n)?;
+        let (results, errors) = run(runner, &batch)?;
+        let states = results
+            .as_struct_opt()
+            .and_then(|s| s.column_by_name("state"))
+            .and_then(|c| c.as_binary_opt::<i32>())
+            .ok_or_else(|| {
+                ArrowError::Aggregate(format!(
+                    "an aggregate answered {} where states were expected",
+                    results.data_type()
+                ))
+            })?;
+        let mut failures = Vec::new();
+        for e in errors {
+            let g = touched[e.row as usize];
+            self.failed[g] = true;
+            failures.push(GroupError { group: g, error: e });
+        }
+        for (i, &g) in touched.iter().enumerate() {
+            if self.failed[g] {
+                self.set(g, None);
+            } else if states.is_null(i) {
+                return Err(ArrowError::Aggregate(format!(
+                    "an aggregate answered no state for group {g}"
+                ))
+                .into());
+            } else {
+                self.set(g, Some(states.value(i).to_vec()));
+            }
+        }
+        Ok(failures)
+    }
+
+    /// Rows `args` (one array per argument) accumulated into their groups,
+    /// `group_indices[i]` the group of row `i` (groups not seen before are
+    /// created). Returns the groups that failed (under a `fail` policy, the
+    /// first failure is the error instead).
+    ///
+    /// # Errors
+    ///
+    /// A group's failure under `fail`; the run's errors otherwise.
+    pub fn update(
+        &mut self,
+        runner: &Runner,
+        group_indices: &[usize],
+        args: &[ArrayRef],
+    ) -> Result<Vec<GroupError>, RunError> {
+        self.rows(runner, AggregateOp::Accumulate, group_indices, args)
+    }
+
+    /// Rows `args` retracted from their groups (the accumulator's
+    /// `retract`), as [`Accumulators::update`] adds them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Accumulators::update`].
+    pub fn retract(
+        &mut self,
+        runner: &Runner,
+        group_indices: &[usize],
+        args: &[ArrayRef],
+    ) -> Result<Vec<GroupError>, RunError> {
+        self.rows(runner, AggregateOp::Retract, group_indices, args)
+    }
+
+    fn rows(
+        &mut self,
+        runner: &Runner,
+        op: AggregateOp,
+        group_indices: &[usize],
+        args: &[ArrayRef],
+    ) -> Result<Vec<GroupError>, RunError> {
+        if group_indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.grow(group_indices.iter().max().map_or(0, |m| m + 1));
+        // Rows of failed groups are not sent again.
+        let keep: Vec<bool> = group_indices.iter().map(|&g| !self.failed[g]).collect();
+        let (indices, args): (Vec<usize>, Vec<ArrayRef>) = if keep.iter().all(|k| *k) {
+            (group_indices.to_vec(), args.to_vec())
+        } else {
+            let mask = arrow_array::BooleanArray::from(keep);
+            let args = args
+                .iter()
+                .map(|a| arrow_select::filter::filter(a.as_ref(), &mask))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ArrowError::Build)?;
+            let indices = group_indices
+                .iter()
+                .zip(mask.values().iter())
+                .filter(|(_, k)| *k)
+                .map(|(g, _)| *g)
+                .collect();
+            (indices, args)
+        };
+        if indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let touched = Touched::of(&indices)?;
+        let lists = touched.lists(&args)?;
+        self.step(runner, op, &touched.groups, lists)
+    }
+
+    /// Other accumulators' states (`states`, a binary column from
+    /// [`Accumulators::states`] of another host, or of a partial
+    /// aggregate) merged into groups `group_indices` (the accumulator's
+    /// `merge`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Accumulators::update`]; a column that is not binary.
+    pub fn merge(
+        &mut self,
+        runner: &Runner,
+        group_indices: &[usize],
+        states: &ArrayRef,
+    ) -> Result<Vec<GroupError>, RunError> {
+        if states.as_binary_opt::<i32>().is_none() {
+            return Err(ArrowError::Aggregate(format!(
+                "an aggregate's partial states are binary, not {}",
+                states.data_type()
+            ))
+            .into());
+        }
+        self.rows(
+            runner,
+            AggregateOp::Merge,
+            group_indices,
+            std::slice::from_ref(states),
+        )
+    }
+
+    /// The states of the first `n` groups (all with `None`), pickled, one
+    /// per group (null for a group that failed or never saw a row); they
+    /// are taken out, and the groups after them move down.
+    pub fn take_states(&mut self, n: Option<usize>) -> ArrayRef {
+        let n = n.unwrap_or(self.states.len()).min(self.states.len());
+        let groups: Vec<usize> = (0..n).collect();
+        let array = self.states_of(&groups);
+        self.drain(n);
+        Arc::new(array)
+    }
+
+    fn drain(&mut self, n: usize) {
+        for s in self.states.drain(..n).flatten() {
+            self.bytes -= s.len();
+        }
+        self.failed.drain(..n);
+    }
+
+    /// Each of the first `n` groups' value (all with `None`): the
+    /// accumulator's `get_value`, null for a group that failed. They are
+    /// taken out, and the groups after them move down.
+    ///
+    /// # Errors
+    ///
+    /// A group's failure under `fail`; the run's errors otherwise.
+    pub fn evaluate(&mut self, runner: &Runner, n: Option<usize>) -> Result<ArrayRef, RunError> {
+        self.evaluate_each(runner, n).map(|(values, _)| values)
+    }
+
+    /// As [`Accumulators::evaluate`], with the groups that failed now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Accumulators::evaluate`].
+    pub fn evaluate_each(
+        &mut self,
+        runner: &Runner,
+        n: Option<usize>,
+    ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+        let n = n.unwrap_or(self.states.len()).min(self.states.len());
+        let groups: Vec<usize> = (0..n).collect();
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int8Array::from(vec![AggregateOp::Value.code(); n])),
+            Arc::new(self.states_of(&groups)),
+        ];
+        for t in &self.args {
+            columns.push(empty_lists(t, n)?);
+        }
+        let batch = batch_of(columns, n)?;
+        let (results, errors) = run(runner, &batch)?;
+        let values = results
+            .as_struct_opt()
+            .and_then(|s| s.column_by_name("value"))
+            .cloned()
+            .ok_or_else(|| {
+                ArrowError::Aggregate(format!(
+                    "an aggregate answered {} where values were expected",
+                    results.data_type()
+                ))
+            })?;
+        let mut failures: Vec<GroupError> = errors
+            .into_iter()
+            .map(|e| GroupError {
+                group: e.row as usize,
+                error: e,
+            })
+            .collect();
+        failures.retain(|f| !self.failed[f.group]);
+        // Groups that failed before: null.
+        let values = if self.failed[..n].iter().any(|f| *f) {
+            let failed = arrow_array::BooleanArray::from(self.failed[..n].to_vec());
+            arrow_select::nullif::nullif(values.as_ref(), &failed).map_err(ArrowError::Build)?
+        } else {
+            values
+        };
+        self.drain(n);
+        Ok((values, failures))
+    }
+}
+
+/// The rows of each group of an [`UdfKind::VectorizedAggregate`], held by
+/// the host until the groups are done: see the [module](self) docs.
+#[derive(Debug, Clone)]
+pub struct GroupedValues {
+    /// The arguments' types.
+    args: Vec<DataType>,
+    /// Batches of rows: their columns, and each row's group.
+    parts: Vec<(Vec<ArrayRef>, Vec<usize>)>,
+    /// How many groups there are.
+    groups: usize,
+    /// Bytes the parts hold.
+    bytes: usize,
+}
+
+impl GroupedValues {
+    /// No groups yet, for a vectorized aggregate over arguments of types
+    /// `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrowError::Aggregate`] when `runner` does not run a vectorized
+    /// aggregate.
+    pub fn new(runner: &Runner, args: Vec<DataType>) -> Result<GroupedValues, RunError> {
+        if runner.spec().kind != UdfKind::VectorizedAggregate {
+            return Err(ArrowError::Aggregate(format!(
+                "{} is a {} UDF, not a vectorized aggregate",
+                runner.spec().target,
+                runner.spec().kind
+            ))
+            .into());
+        }
+        Ok(GroupedValues {
+            args,
+            parts: Vec::new(),
+            groups: 0,
+            bytes: 0,
+        })
+    }
+
+    /// How many groups there are.
+    pub fn len(&self) -> usize {
+        self.groups
+    }
+
+    /// Whether there are no groups.
+    pub fn is_empty(&self) -> bool {
+        self.groups == 0
+    }
+
+    /// About how many bytes the kept rows take.
+    pub fn size(&self) -> usize {
+        self.bytes
+    }
+
+    fn check(&self, args: &[ArrayRef], rows: usize) -> Result<(), RunError> {
+        let types: Vec<DataType> = args.iter().map(|a| a.data_type().clone()).collect();
+        if types != self.args || args.iter().any(|a| a.len() != rows) {
+            return Err(ArrowError::Aggregate(format!(
+                "a vectorized aggregate over {:?} was given {} rows of {types:?}",
+                self.args, rows
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Keeps rows `args` (one array per argument) for their groups,
+    /// `group_indices[i]` the group of row `i` (groups not seen before are
+    /// created). No Python runs until [`GroupedValues::evaluate`].
+    ///
+    /// # Errors
+    ///
+    /// [`ArrowError::Aggregate`] for arrays not of the arguments' types or
+    /// lengths.
+    pub fn update(&mut self, group_indices: &[usize], args: &[ArrayRef]) -> Result<(), RunError> {
+        self.check(args, group_indices.len())?;
+        if group_indices.is_empty() {
+            return Ok(());
+        }
+        let most = group_indices.iter().max().map_or(0, |m| m + 1);
+        self.groups = self.groups.max(most);
+        self.bytes += args.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
+        self.parts.push((args.to_vec(), group_indices.to_vec()));
+        Ok(())
+    }
+
+    /// Another host's (or a partial aggregate's) rows, as
+    /// [`GroupedValues::take_lists`] gives them (one list column per
+    /// argument, a row per group), added to groups `group_indices`.
+    ///
+    /// # Errors
+    ///
+    /// [`ArrowError::Aggregate`] for columns that are not lists of the
+    /// arguments' types.
+    pub fn merge(&mut self, group_indices: &[usize], lists: &[ArrayRef]) -> Result<(), RunError> {
+        let mut values = Vec::with_capacity(lists.len());
+        let mut groups: Option<Vec<usize>> = None;
+        for (i, l) in lists.iter().enumerate() {
+            let list = l.as_list_opt::<i32>().ok_or_else(|| {
+                ArrowError::Aggregate(format!(
+                    "partial state {i} of a vectorized aggregate is {}, not a list",
+                    l.data_type()
+                ))
+            })?;
+            if list.len() != group_indices.len() {
+                return Err(ArrowError::Aggregate(format!(
+                    "{} partial states for {} groups",
+                    list.len(),
+                    group_indices.len()
+                ))
+                .into());
+            }
+            let offsets = list.value_offsets();
+            let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+            values.push(list.values().slice(first, last - first));
+            let per_row: Vec<usize> = offsets
+                .windows(2)
+                .enumerate()
+                .flat_map(|(row, w)| {
+                    std::iter::repeat_n(group_indices[row], (w[1] - w[0]).max(0) as usize)
+                })
+                .collect();
+            match &groups {
+                Some(g) if g != &per_row => {
+                    return Err(ArrowError::Aggregate(
+                        "a vectorized aggregate's partial states differ in length".into(),
+                    )
+                    .into())
+                }
+                _ => groups = Some(per_row),
+            }
+        }
+        let groups = groups.unwrap_or_default();
+        self.update(&groups, &values)?;
+        // Groups a partial aggregate saw without rows still exist.
+        self.groups = self
+            .groups
+            .max(group_indices.iter().max().map_or(0, |m| m + 1));
+        Ok(())
+    }
+
+    /// The rows of the first `n` groups (all with `None`), one list column
+    /// per argument with a row per group, each group's rows in the order
+    /// they came. They are taken out, and the groups after them move
+    /// down.
+    ///
+    /// # Errors
+    ///
+    /// Arrow's, putting the rows together.
+    pub fn take_lists(&mut self, n: Option<usize>) -> Result<Vec<ArrayRef>, RunError> {
+        let n = n.unwrap_or(self.groups).min(self.groups);
+        let parts = std::mem::take(&mut self.parts);
+        let indices: Vec<usize> = parts.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+        let columns: Vec<ArrayRef> = (0..self.args.len())
+            .map(|i| {
+                let arrays: Vec<&dyn Array> = parts.iter().map(|(a, _)| a[i].as_ref()).collect();
+                if arrays.is_empty() {
+                    Ok(arrow_array::new_empty_array(&self.args[i]))
+                } else {
+                    arrow_select::concat::concat(&arrays).map_err(ArrowError::Build)
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        // A counting sort by group: stable, so a group's rows keep their
+        // order.
+        let mut counts = vec![0usize; self.groups + 1];
+        for &g in &indices {
+            counts[g + 1] += 1;
+        }
+        for g in 0..self.groups {
+            counts[g + 1] += counts[g];
+        }
+        let starts = counts.clone();
+        let mut order = vec![0u32; indices.len()];
+        let mut next = counts;
+        for (row, &g) in indices.iter().enumerate() {
+            order[next[g]] = row as u32;
+            next[g] += 1;
+        }
+        let taken = starts[n];
+        let offsets: Vec<i32> = starts[..=n].iter().map(|&s| s as i32).collect();
+        let head = UInt32Array::from(order[..taken].to_vec());
+        let lists = columns
+            .iter()
+            .map(|c| {
+                let values =
+                    arrow_select::take::take(c.as_ref(), &head, None).map_err(ArrowError::Build)?;
+                list_of(values, offsets.clone())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The rest stay, their groups moved down by `n`.
+        self.groups -= n;
+        self.bytes = 0;
+        if taken < indices.len() {
+            let tail = UInt32Array::from(order[taken..].to_vec());
+            let rest = columns
+                .iter()
+                .map(|c| arrow_select::take::take(c.as_ref(), &tail, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ArrowError::Build)?;
+            let groups: Vec<usize> = order[taken..]
+                .iter()
+                .map(|&r| indices[r as usize] - n)
+                .collect();
+            self.bytes = rest.iter().map(|a| a.get_array_memory_size()).sum();
+            self.parts.push((rest, groups));
+        }
+        Ok(lists)
+    }
+
+    /// Each of the first `n` groups' value (all with `None`): one call of
+    /// the function per group, with the group's rows; many groups travel in
+    /// one message. They are taken out, and the groups after them move
+    /// down.
+    ///
+    /// # Errors
+    ///
+    /// A group's failure under `fail`; the run's errors otherwise.
+    pub fn evaluate(&mut self, runner: &Runner, n: Option<usize>) -> Result<ArrayRef, RunError> {
+        self.evaluate_each(runner, n).map(|(values, _)| values)
+    }
+
+    /// As [`GroupedValues::evaluate`], with the groups that failed (their
+    /// value null) under a skip or dead-letter policy.
+    ///
+    /// # Errors
+    ///
+    /// As [`GroupedValues::evaluate`].
+    pub fn evaluate_each(
+        &mut self,
+        runner: &Runner,
+        n: Option<usize>,
+    ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+        let lists = self.take_lists(n)?;
+        let rows = lists.first().map_or(n.unwrap_or(0), |l| l.len());
+        evaluate_lists(runner, lists, rows)
+    }
+}
+
+/// A vectorized aggregate's value for each row of `lists` (one list column
+/// per argument, `rows` long): the function called once per row with the
+/// row's lists, as a window frame or a group gives them.
+///
+/// # Errors
+///
+/// A row's failure under `fail`; the run's errors otherwise.
+pub fn evaluate_lists(
+    runner: &Runner,
+    lists: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+    let batch = batch_of(lists, rows)?;
+    let (values, errors) = run(runner, &batch)?;
+    let failures = errors
+        .into_iter()
+        .map(|e| GroupError {
+            group: e.row as usize,
+            error: e,
+        })
+        .collect();
+    Ok((values, failures))
+}
