@@ -28,6 +28,8 @@
 //!   paths that must exist, keys spelled the SQL way).
 //! - `sql` (feature `sql`): Python UDFs in DataFusion SQL (coil-datafusion)
 //!   and `coil sql`.
+//! - `sql_kinds` (feature `sql`): aggregates, window and table functions
+//!   in SQL, against plain Rust's answers.
 //! - `docs`: every command in the README and `docs/` runs as written.
 //!
 //! Rings between this process and a peer process (no Python) are tested in
@@ -47,5 +49,7 @@ mod recovery;
 mod soak;
 #[cfg(feature = "sql")]
 mod sql;
+#[cfg(feature = "sql")]
+mod sql_kinds;
 mod subinterp;
 mod util;

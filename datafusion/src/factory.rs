@@ -1,7 +1,5 @@
 //! `CREATE FUNCTION ... LANGUAGE PYTHON`: DataFusion's function factory.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use coil_host::UdfSpec;
 use datafusion::common::runtime::SpawnedTask;
@@ -10,7 +8,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::{FunctionFactory, RegisterFunction, SessionState};
 use datafusion::logical_expr::{CreateFunction, Expr, Volatility};
 
-use crate::udf::{options_of, PythonFunction, PythonUdf};
+use crate::udf::{options_of, PythonFunction};
 use crate::Error;
 
 /// Makes `CREATE FUNCTION name(types) RETURNS type LANGUAGE PYTHON AS
@@ -73,6 +71,7 @@ impl FunctionFactory for PythonFunctionFactory {
         let returns = statement.return_type.clone();
         let volatility = statement.params.behavior.unwrap_or(Volatility::Volatile);
         let options = options_of(state.config().options());
+        let options_now = options.clone();
         // Starting the UDF blocks (a requirements file may even be
         // installed): keep it off the async runtime's threads.
         let task = SpawnedTask::spawn_blocking(move || {
@@ -85,9 +84,7 @@ impl FunctionFactory for PythonFunctionFactory {
         if let Some(names) = sql_names.filter(|n| n.len() == function.arg_names.len()) {
             function.arg_names = names;
         }
-        Ok(RegisterFunction::Scalar(Arc::new(
-            PythonUdf::new(function, Some(runner)).into_scalar_udf(),
-        )))
+        crate::registered(function, runner, options_now)
     }
 }
 

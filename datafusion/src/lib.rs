@@ -40,6 +40,7 @@
 
 mod factory;
 mod options;
+mod udaf;
 mod udf;
 
 use std::sync::Arc;
@@ -48,7 +49,8 @@ use arrow_array::{Array as _, RecordBatch};
 use arrow_schema::DataType;
 use coil_host::{Config, RunError, UdfSpec};
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{ScalarUDF, Volatility};
+use datafusion::execution::context::RegisterFunction;
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, Volatility};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 /// The DataFusion this crate is built against (55), for callers that want
@@ -56,6 +58,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use datafusion;
 pub use factory::PythonFunctionFactory;
 pub use options::PythonOptions;
+pub use udaf::PythonUdaf;
 pub use udf::{PythonFunction, PythonUdf, SharedRunner};
 
 /// Why a Python function could not be registered or called.
@@ -112,6 +115,16 @@ pub enum Error {
         /// is part of this one's).
         error: Box<RunError>,
     },
+    /// A function registered as a kind it is not.
+    #[error("Python function {name} is a {kind} function, not {wanted}: declare its kind (docs/sql.md, \"Kinds of functions\")")]
+    WrongKind {
+        /// The SQL name.
+        name: String,
+        /// What it is.
+        kind: coil_host::UdfKind,
+        /// What it was registered as.
+        wanted: &'static str,
+    },
     /// An Arrow error putting a batch together.
     #[error("Python UDF: {0}")]
     Arrow(String),
@@ -163,6 +176,95 @@ pub fn register_python_udf(
     Ok(udf)
 }
 
+/// Registers the Python function `spec` as what it is: a scalar function,
+/// an aggregate (an accumulator class, or a function of columns that
+/// returns one value), a table function (a generator); see
+/// [`register_python_udf`] for the types. Starts its workers under the
+/// session's `python.*` options (an aggregate keeps running with them:
+/// DataFusion gives aggregates no query options).
+///
+/// # Errors
+///
+/// [`Error::Start`] when it does not start, [`Error::NoReturnType`].
+pub fn register_python_function(
+    ctx: &SessionContext,
+    name: &str,
+    spec: UdfSpec,
+    args: Option<Vec<DataType>>,
+    returns: Option<DataType>,
+) -> Result<(), Error> {
+    let options = udf::options_of(ctx.state().config().options());
+    let (function, runner) =
+        PythonFunction::describe(name, spec, args, returns, Volatility::Volatile, &options)?;
+    match registered(function, runner, options).map_err(|e| Error::Arrow(e.to_string()))? {
+        RegisterFunction::Scalar(f) => {
+            ctx.register_udf(f.as_ref().clone());
+        }
+        RegisterFunction::Aggregate(f) => ctx.register_udaf(f.as_ref().clone()),
+        RegisterFunction::Window(f) => ctx.register_udwf(f.as_ref().clone()),
+        RegisterFunction::Table(name, f) => ctx.register_udtf(&name, f),
+        RegisterFunction::HigherOrder(_) => {}
+    }
+    Ok(())
+}
+
+/// Registers the Python aggregate `spec` (an accumulator class, kind
+/// [`UdfKind::Aggregate`](coil_host::UdfKind::Aggregate), or a function of
+/// columns returning one value, [`UdfKind::VectorizedAggregate`](coil_host::UdfKind::VectorizedAggregate);
+/// a `spec` of kind `Scalar` is read from its definition) as the
+/// aggregate function `name`.
+///
+/// # Errors
+///
+/// As [`register_python_function`]; [`Error::WrongKind`] when `spec` is
+/// not an aggregate.
+pub fn register_python_udaf(
+    ctx: &SessionContext,
+    name: &str,
+    spec: UdfSpec,
+    args: Option<Vec<DataType>>,
+    returns: Option<DataType>,
+) -> Result<Arc<AggregateUDF>, Error> {
+    let options = udf::options_of(ctx.state().config().options());
+    let (function, runner) =
+        PythonFunction::describe(name, spec, args, returns, Volatility::Volatile, &options)?;
+    if !function.spec.kind.is_aggregate() {
+        return Err(Error::WrongKind {
+            name: name.to_string(),
+            kind: function.spec.kind,
+            wanted: "an aggregate",
+        });
+    }
+    let udaf = Arc::new(PythonUdaf::new(function, Some(runner), options).into_aggregate_udf());
+    ctx.register_udaf(udaf.as_ref().clone());
+    Ok(udaf)
+}
+
+/// What DataFusion registers for `function`, by its kind.
+pub(crate) fn registered(
+    function: PythonFunction,
+    runner: coil_host::Runner,
+    options: PythonOptions,
+) -> datafusion::error::Result<RegisterFunction> {
+    use coil_host::UdfKind;
+    Ok(match function.spec.kind {
+        UdfKind::Scalar | UdfKind::Vectorized => RegisterFunction::Scalar(Arc::new(
+            PythonUdf::new(function, Some(runner)).into_scalar_udf(),
+        )),
+        UdfKind::Aggregate | UdfKind::VectorizedAggregate => RegisterFunction::Aggregate(Arc::new(
+            PythonUdaf::new(function, Some(runner), options).into_aggregate_udf(),
+        )),
+        UdfKind::Table => {
+            return Err(Error::WrongKind {
+                name: function.name,
+                kind: UdfKind::Table,
+                wanted: "a scalar or aggregate function",
+            }
+            .into())
+        }
+    })
+}
+
 /// What went wrong, without the row number of the batch DataFusion gave
 /// (the row's values name it): the exception and its traceback, or the
 /// runner's error.
@@ -177,6 +279,7 @@ fn cause(e: &RunError) -> String {
             )
         }
         RunError::Row(r) => cause(&r.error),
+        RunError::Arrow(coil_host::ArrowError::InGroup { error, .. }) => cause(error),
         e => e.to_string(),
     }
 }

@@ -70,12 +70,22 @@ impl PythonFunction {
             })
         };
         let mut runner = start(spec.clone())?;
-        if spec.kind == UdfKind::Scalar && runner.signature().columnar {
-            // Written for whole columns: run it as a vectorized UDF (its
-            // return annotation names the element type then).
-            drop(runner);
-            spec.kind = UdfKind::Vectorized;
-            runner = start(spec.clone())?;
+        if spec.kind == UdfKind::Scalar {
+            // What the definition says it is: an accumulator class, a
+            // function of columns returning one value (an aggregate), a
+            // generator (a table function), one written for whole columns
+            // (a vectorized UDF, its return annotation naming the element
+            // type then).
+            let kind = match runner.signature().written_as {
+                Some(k) => k,
+                None if runner.signature().columnar => UdfKind::Vectorized,
+                None => UdfKind::Scalar,
+            };
+            if kind != UdfKind::Scalar {
+                drop(runner);
+                spec.kind = kind;
+                runner = start(spec.clone())?;
+            }
         }
         let returns = match runner.spec().returns.clone() {
             Some(t) => t,
@@ -113,7 +123,7 @@ impl PythonFunction {
     }
 
     /// DataFusion's signature for it.
-    fn signature(&self) -> Signature {
+    pub(crate) fn signature(&self) -> Signature {
         match &self.args {
             None => Signature::variadic_any(self.volatility),
             Some(args) if args.is_empty() => Signature::nullary(self.volatility),
@@ -157,6 +167,41 @@ impl SharedRunner {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// A place holding `runner`, if any.
+    pub(crate) fn with(runner: Option<Runner>) -> Self {
+        SharedRunner(Arc::new(Mutex::new(runner.map(Arc::new))))
+    }
+
+    /// The runner it holds, if any.
+    pub(crate) fn current(&self) -> Option<Arc<Runner>> {
+        self.lock().clone()
+    }
+
+    /// The runner for `function` under `options`: the current one, or a
+    /// new one if the current one runs with another configuration.
+    pub(crate) fn get(
+        &self,
+        function: &PythonFunction,
+        options: &PythonOptions,
+    ) -> Result<Arc<Runner>, Error> {
+        let mut current = self.lock();
+        if let Some(r) = current.as_ref().filter(|r| r.config() == options.config()) {
+            return Ok(Arc::clone(r));
+        }
+        // Stop the old one first (its workers finish the batches that
+        // hold it and exit when the last call lets go of it).
+        *current = None;
+        let runner = options
+            .start(function.spec.clone())
+            .map_err(|error| Error::Start {
+                name: function.name.clone(),
+                error: Box::new(error),
+            })?;
+        let runner = Arc::new(runner);
+        *current = Some(Arc::clone(&runner));
+        Ok(runner)
+    }
 }
 
 impl std::fmt::Debug for SharedRunner {
@@ -192,10 +237,7 @@ impl PythonUdf {
     /// [`PythonFunction::describe`]) if there is one; otherwise the first
     /// call starts one.
     pub fn new(function: PythonFunction, runner: Option<Runner>) -> Self {
-        PythonUdf::sharing(
-            function,
-            SharedRunner(Arc::new(Mutex::new(runner.map(Arc::new)))),
-        )
+        PythonUdf::sharing(function, SharedRunner::with(runner))
     }
 
     /// The UDF for `function`, keeping its runner in `runner` (the first
@@ -216,7 +258,7 @@ impl PythonUdf {
     /// The runner it calls now (`None` before its first call when it was
     /// made without one): for its metrics, or to call it directly.
     pub fn runner(&self) -> Option<Arc<Runner>> {
-        self.runner.lock().clone()
+        self.runner.current()
     }
 
     /// The Python UDF `udf` is, if it is one.
@@ -230,27 +272,6 @@ impl PythonUdf {
         ScalarUDF::new_from_impl(self)
     }
 
-    /// The runner for `options`: the current one, or a new one if the
-    /// current one runs with another configuration.
-    fn runner_for(&self, options: &PythonOptions) -> Result<Arc<Runner>, Error> {
-        let mut current = self.runner.lock();
-        if let Some(r) = current.as_ref().filter(|r| r.config() == options.config()) {
-            return Ok(Arc::clone(r));
-        }
-        // Stop the old one first (its workers finish the batches that
-        // hold it and exit when the last call lets go of it).
-        *current = None;
-        let runner = options
-            .start(self.function.spec.clone())
-            .map_err(|error| Error::Start {
-                name: self.function.name.clone(),
-                error: Box::new(error),
-            })?;
-        let runner = Arc::new(runner);
-        *current = Some(Arc::clone(&runner));
-        Ok(runner)
-    }
-
     /// Runs the UDF over `columns` (`rows` long).
     fn run(
         &self,
@@ -258,7 +279,7 @@ impl PythonUdf {
         columns: Vec<ArrayRef>,
         rows: usize,
     ) -> Result<ArrayRef, Error> {
-        let runner = self.runner_for(options)?;
+        let runner = self.runner.get(&self.function, options)?;
         let fields: Vec<Field> = columns
             .iter()
             .enumerate()

@@ -133,12 +133,27 @@ fn batch_of(columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch, RunError
     .map_err(ArrowError::Build)?)
 }
 
-/// Runs `batch` (a row per group) under the runner's error policy: under
-/// `fail` a failed group fails the call; otherwise its result is null and
-/// it is returned among the failures, with its row (its index in `batch`).
-fn run(runner: &Runner, batch: &RecordBatch) -> Result<(ArrayRef, Vec<RowError>), RunError> {
+/// Runs `batch` (a row per group, row `i` group `groups[i]`) under the
+/// runner's error policy: under `fail` a failed group fails the call
+/// ([`ArrowError::InGroup`]); otherwise its result is null and it is
+/// returned among the failures, with its row (its index in `batch`).
+fn run(
+    runner: &Runner,
+    batch: &RecordBatch,
+    groups: &[usize],
+) -> Result<(ArrayRef, Vec<RowError>), RunError> {
     if runner.config().on_error() == OnError::Fail {
-        Ok((runner.call_arrow(batch)?, Vec::new()))
+        match runner.call_arrow(batch) {
+            Ok(a) => Ok((a, Vec::new())),
+            Err(e) => match e.row().and_then(|r| groups.get(r as usize)) {
+                Some(&group) => Err(ArrowError::InGroup {
+                    group,
+                    error: Box::new(e),
+                }
+                .into()),
+                None => Err(e),
+            },
+        }
     } else {
         runner.call_arrow_each(batch)
     }
@@ -246,7 +261,7 @@ impl Accumulators {
         ];
         columns.extend(args);
         let batch = batch_of(columns, n)?;
-        let (results, errors) = run(runner, &batch)?;
+        let (results, errors) = run(runner, &batch, touched)?;
         let states = results
             .as_struct_opt()
             .and_then(|s| s.column_by_name("state"))
@@ -362,12 +377,28 @@ impl Accumulators {
         group_indices: &[usize],
         states: &ArrayRef,
     ) -> Result<Vec<GroupError>, RunError> {
-        if states.as_binary_opt::<i32>().is_none() {
+        let Some(binary) = states.as_binary_opt::<i32>() else {
             return Err(ArrowError::Aggregate(format!(
                 "an aggregate's partial states are binary, not {}",
                 states.data_type()
             ))
             .into());
+        };
+        if binary.len() != group_indices.len() {
+            return Err(ArrowError::Aggregate(format!(
+                "{} partial states for {} groups",
+                binary.len(),
+                group_indices.len()
+            ))
+            .into());
+        }
+        // A group that failed in a partial aggregate fails here too.
+        self.grow(group_indices.iter().max().map_or(0, |m| m + 1));
+        for (i, &g) in group_indices.iter().enumerate() {
+            if binary.is_valid(i) && binary.value(i).is_empty() {
+                self.failed[g] = true;
+                self.set(g, None);
+            }
         }
         self.rows(
             runner,
@@ -378,14 +409,22 @@ impl Accumulators {
     }
 
     /// The states of the first `n` groups (all with `None`), pickled, one
-    /// per group (null for a group that failed or never saw a row); they
-    /// are taken out, and the groups after them move down.
+    /// per group: null for a group that never saw a row, empty for one that
+    /// failed (under a skip or dead-letter policy: merged into another
+    /// host's group, it fails that group too). They are taken out, and the
+    /// groups after them move down.
     pub fn take_states(&mut self, n: Option<usize>) -> ArrayRef {
         let n = n.unwrap_or(self.states.len()).min(self.states.len());
-        let groups: Vec<usize> = (0..n).collect();
-        let array = self.states_of(&groups);
+        let mut b = BinaryBuilder::with_capacity(n, 0);
+        for g in 0..n {
+            if self.failed[g] {
+                b.append_value(b"");
+            } else {
+                b.append_option(self.states[g].as_deref());
+            }
+        }
         self.drain(n);
-        Arc::new(array)
+        Arc::new(b.finish())
     }
 
     fn drain(&mut self, n: usize) {
@@ -417,6 +456,24 @@ impl Accumulators {
         n: Option<usize>,
     ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
         let n = n.unwrap_or(self.states.len()).min(self.states.len());
+        let out = self.values(runner, n)?;
+        self.drain(n);
+        Ok(out)
+    }
+
+    /// The first `n` groups' values, as [`Accumulators::evaluate_each`]
+    /// gives them, leaving the groups as they are (a window frame asks
+    /// again after more rows).
+    ///
+    /// # Errors
+    ///
+    /// As [`Accumulators::evaluate`].
+    pub fn values(
+        &self,
+        runner: &Runner,
+        n: usize,
+    ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+        let n = n.min(self.states.len());
         let groups: Vec<usize> = (0..n).collect();
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int8Array::from(vec![AggregateOp::Value.code(); n])),
@@ -426,7 +483,7 @@ impl Accumulators {
             columns.push(empty_lists(t, n)?);
         }
         let batch = batch_of(columns, n)?;
-        let (results, errors) = run(runner, &batch)?;
+        let (results, errors) = run(runner, &batch, &groups)?;
         let values = results
             .as_struct_opt()
             .and_then(|s| s.column_by_name("value"))
@@ -452,8 +509,13 @@ impl Accumulators {
         } else {
             values
         };
-        self.drain(n);
         Ok((values, failures))
+    }
+
+    /// Creates groups up to `groups` (a group without rows has the value
+    /// of a fresh accumulator).
+    pub fn reserve_groups(&mut self, groups: usize) {
+        self.grow(groups);
     }
 }
 
@@ -501,6 +563,12 @@ impl GroupedValues {
         self.groups
     }
 
+    /// Creates groups up to `groups` (a group without rows is called with
+    /// empty columns).
+    pub fn reserve_groups(&mut self, groups: usize) {
+        self.groups = self.groups.max(groups);
+    }
+
     /// Whether there are no groups.
     pub fn is_empty(&self) -> bool {
         self.groups == 0
@@ -538,7 +606,10 @@ impl GroupedValues {
         }
         let most = group_indices.iter().max().map_or(0, |m| m + 1);
         self.groups = self.groups.max(most);
-        self.bytes += args.iter().map(|a| a.get_array_memory_size()).sum::<usize>();
+        self.bytes += args
+            .iter()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>();
         self.parts.push((args.to_vec(), group_indices.to_vec()));
         Ok(())
     }
@@ -595,6 +666,37 @@ impl GroupedValues {
         self.groups = self
             .groups
             .max(group_indices.iter().max().map_or(0, |m| m + 1));
+        Ok(())
+    }
+
+    /// Drops the first `n` rows kept, in the order they came (a window
+    /// frame's rows that left it).
+    ///
+    /// # Errors
+    ///
+    /// None today; kept for symmetry with the others.
+    pub fn drop_first(&mut self, n: usize) -> Result<(), RunError> {
+        let mut left = n;
+        while left > 0 && !self.parts.is_empty() {
+            let rows = self.parts[0].1.len();
+            if rows <= left {
+                left -= rows;
+                self.parts.remove(0);
+            } else {
+                let (arrays, groups) = &mut self.parts[0];
+                for a in arrays.iter_mut() {
+                    *a = a.slice(left, rows - left);
+                }
+                groups.drain(..left);
+                left = 0;
+            }
+        }
+        self.bytes = self
+            .parts
+            .iter()
+            .flat_map(|(a, _)| a.iter())
+            .map(|a| a.get_array_memory_size())
+            .sum();
         Ok(())
     }
 
@@ -709,7 +811,8 @@ pub fn evaluate_lists(
     rows: usize,
 ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
     let batch = batch_of(lists, rows)?;
-    let (values, errors) = run(runner, &batch)?;
+    let groups: Vec<usize> = (0..rows).collect();
+    let (values, errors) = run(runner, &batch, &groups)?;
     let failures = errors
         .into_iter()
         .map(|e| GroupError {

@@ -434,6 +434,16 @@ pub enum ArrowError {
         /// What the UDF declares.
         declared: arrow_schema::DataType,
     },
+    /// An aggregate's group failed (under `on-error = fail`): the group's
+    /// index among the aggregate's groups, and the error (its row is the
+    /// group's place in the message that carried it).
+    #[error("in group {group}: {error}")]
+    InGroup {
+        /// The group.
+        group: usize,
+        /// What failed.
+        error: Box<RunError>,
+    },
     /// An aggregate was driven in a way it cannot be: a UDF that is not
     /// one, states that are not binary, an answer of the wrong shape.
     #[error("{0}")]

@@ -110,3 +110,6 @@ class KilledOnce(Sum):
             open(marker, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         super().accumulate(acc, v)
+
+
+spread.coil_kind = "vectorized-aggregate"

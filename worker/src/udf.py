@@ -100,7 +100,8 @@ def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
     else:
         raise TypeError(f"{name} in {module_part} is not callable")
     wants_numpy = bool(getattr(obj, "coil_numpy", False))
-    return fn, instance, wants_numpy, fn, written_as(fn, wants_numpy)
+    declared = getattr(obj, "coil_kind", None)
+    return fn, instance, wants_numpy, fn, declared or written_as(fn, wants_numpy)
 
 
 def _wrong_kind(name, what, kind):
