@@ -420,3 +420,93 @@ fn a_worker_killed_mid_aggregate_in_sql_gives_the_exact_sum() {
     });
     std::fs::remove_file(&marker).ok();
 }
+
+#[test]
+fn window_functions_over_frames_and_over_whole_partitions() {
+    let rt = runtime();
+    let data = rows(4000, 6);
+    let mut by_group: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for r in 0..4000 {
+        by_group.entry(data.k[r]).or_default().push(r);
+    }
+    let frame = |before: usize| {
+        let mut want = vec![None; 4000];
+        for rows in by_group.values() {
+            for (at, &r) in rows.iter().enumerate() {
+                let vs: Vec<i64> = rows[at.saturating_sub(before)..=at]
+                    .iter()
+                    .filter_map(|&x| data.v[x])
+                    .collect();
+                want[r] = (!vs.is_empty()).then(|| vs.iter().sum());
+            }
+        }
+        want
+    };
+    let growing = frame(usize::MAX / 2);
+    for mode in modes() {
+        let c = config(&[&format!("python.execution-mode={mode}")]);
+        let ctx = session(&c, &data, 2);
+        rt.block_on(async {
+            query(
+                &ctx,
+                &create("aggregates.py", "frame_sum", "frame_sum")
+                    .replace("frame_sum()", "frame_sum(BIGINT) RETURNS BIGINT"),
+            )
+            .await;
+            let out = query(
+                &ctx,
+                "SELECT i, \
+                 frame_sum(v) OVER (PARTITION BY k ORDER BY i ROWS BETWEEN 3 PRECEDING AND CURRENT ROW), \
+                 frame_sum(v) OVER (PARTITION BY k ORDER BY i ROWS UNBOUNDED PRECEDING), \
+                 frame_sum(v) OVER (PARTITION BY k ORDER BY i RANGE BETWEEN 50 PRECEDING AND CURRENT ROW) \
+                 FROM t ORDER BY i",
+            )
+            .await;
+            assert_eq!(ints(&out, 1), frame(3), "{mode}: ROWS 3 PRECEDING");
+            assert_eq!(ints(&out, 2), growing, "{mode}: ROWS UNBOUNDED PRECEDING");
+            let mut want_range = vec![None; 4000];
+            for rows in by_group.values() {
+                for &r in rows {
+                    let vs: Vec<i64> = rows
+                        .iter()
+                        .filter(|&&x| x <= r && x + 50 >= r)
+                        .filter_map(|&x| data.v[x])
+                        .collect();
+                    want_range[r] = (!vs.is_empty()).then(|| vs.iter().sum());
+                }
+            }
+            assert_eq!(ints(&out, 3), want_range, "{mode}: RANGE 50 PRECEDING");
+        });
+    }
+    // Over a whole partition, with pandas: one call per partition.
+    let c = with_packages(config(&[]));
+    let ctx = session(&c, &data, 2);
+    rt.block_on(async {
+        query(
+            &ctx,
+            &create("pandas_aggregates.py", "running_share", "running_share"),
+        )
+        .await;
+        let out = query(
+            &ctx,
+            "SELECT i, running_share(i) OVER (PARTITION BY k ORDER BY i) FROM t ORDER BY i",
+        )
+        .await;
+        let got = floats(&out, 1);
+        for rows in by_group.values() {
+            let total: i64 = rows.iter().map(|&r| r as i64).sum();
+            let mut run = 0i64;
+            for &r in rows {
+                run += r as i64;
+                let want = run as f64 / total as f64;
+                let g = got[r].unwrap();
+                assert!(
+                    (g - want).abs() < 1e-12,
+                    "row {r}: {g} vs {want}; {:?} {:?}",
+                    &rows[..6],
+                    rows[..6].iter().map(|&x| got[x]).collect::<Vec<_>>()
+                );
+            }
+        }
+    });
+}

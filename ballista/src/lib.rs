@@ -39,7 +39,8 @@ use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use coil_datafusion::datafusion;
 use coil_datafusion::{
-    PythonFunction, PythonFunctionFactory, PythonOptions, PythonUdf, SharedRunner,
+    PythonFunction, PythonFunctionFactory, PythonOptions, PythonUdaf, PythonUdf, PythonUdwf,
+    SharedRunner,
 };
 use coil_host::{UdfKind, UdfSpec};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
@@ -50,7 +51,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    AggregateUDF, Extension, LogicalPlan, ScalarUDF, Volatility, WindowUDF,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
@@ -125,6 +128,14 @@ struct Definition {
     /// The result type, named as the arguments are.
     returns: String,
     volatility: String,
+    /// A window function (`coil_kind = "window"`).
+    #[serde(default)]
+    window: bool,
+    /// The `python.*` settings an aggregate or window function runs with
+    /// (DataFusion gives those no query options, so they travel with the
+    /// definition); empty for scalar functions, which take the query's.
+    #[serde(default)]
+    options: Vec<(String, String)>,
 }
 
 /// 2: types travel as coil's type names (1 carried the ring frame's type
@@ -190,6 +201,39 @@ impl Definition {
                 Volatility::Volatile => "volatile",
             }
             .to_string(),
+            window: f.window,
+            options: Vec::new(),
+        })
+    }
+
+    /// As [`Definition::of`], with the settings of `options`.
+    fn with_options(f: &PythonFunction, options: &PythonOptions) -> Result<Definition, Error> {
+        let mut d = Definition::of(f)?;
+        d.options = coil_host::KEYS
+            .iter()
+            .filter_map(|k| {
+                options
+                    .config()
+                    .get(k.name)
+                    .map(|v| (k.name.to_string(), v.to_string()))
+            })
+            .collect();
+        Ok(d)
+    }
+
+    /// The settings that travelled, as options (with `worker` for process
+    /// mode, if given).
+    fn options(&self, worker: Option<&coil_host::WorkerCommand>) -> Result<PythonOptions, Error> {
+        let mut config = coil_host::Config::default();
+        for (k, v) in &self.options {
+            config
+                .set(k, v)
+                .map_err(|e| bad(&self.name, format!("setting {k}: {e}")))?;
+        }
+        let options = PythonOptions::new(config);
+        Ok(match worker {
+            Some(w) => options.with_worker(w.clone()),
+            None => options,
         })
     }
 
@@ -240,6 +284,7 @@ impl Definition {
             arg_names: self.arg_names.clone(),
             returns,
             volatility,
+            window: self.window,
         })
     }
 }
@@ -250,6 +295,9 @@ impl Definition {
 #[derive(Debug, Default)]
 struct Decoded {
     runners: Mutex<HashMap<Vec<u8>, SharedRunner>>,
+    /// The worker program of aggregates and window functions decoded
+    /// here, in process mode; `None`: `coil-worker` as found.
+    worker: Option<coil_host::WorkerCommand>,
 }
 
 impl Decoded {
@@ -265,12 +313,23 @@ impl Decoded {
     }
 
     fn decode(&self, name: &str, buf: &[u8]) -> Result<Option<Arc<ScalarUDF>>> {
+        let Some((definition, shared)) = self.definition(name, buf)? else {
+            return Ok(None);
+        };
+        let function = definition.function()?;
+        Ok(Some(Arc::new(
+            PythonUdf::sharing(function, shared).into_scalar_udf(),
+        )))
+    }
+
+    /// The definition in `buf` and the runner place its process shares;
+    /// `None` for an empty `buf` (not a Python function).
+    fn definition(&self, name: &str, buf: &[u8]) -> Result<Option<(Definition, SharedRunner)>> {
         if buf.is_empty() {
             return Ok(None);
         }
         let definition: Definition =
             serde_json::from_slice(buf).map_err(|e| bad(name, e.to_string()))?;
-        let function = definition.function()?;
         let shared = self
             .runners
             .lock()
@@ -278,8 +337,48 @@ impl Decoded {
             .entry(buf.to_vec())
             .or_default()
             .clone();
+        Ok(Some((definition, shared)))
+    }
+
+    fn encode_udaf(&self, udaf: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(python) = PythonUdaf::of(udaf) {
+            let definition = Definition::with_options(python.function(), python.options())?;
+            let json = serde_json::to_vec(&definition)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            buf.extend_from_slice(&json);
+        }
+        Ok(())
+    }
+
+    fn decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Option<Arc<AggregateUDF>>> {
+        let Some((definition, shared)) = self.definition(name, buf)? else {
+            return Ok(None);
+        };
+        let options = definition.options(self.worker.as_ref())?;
+        let function = definition.function()?;
         Ok(Some(Arc::new(
-            PythonUdf::sharing(function, shared).into_scalar_udf(),
+            PythonUdaf::sharing(function, shared, options).into_aggregate_udf(),
+        )))
+    }
+
+    fn encode_udwf(&self, udwf: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(python) = PythonUdwf::of(udwf) {
+            let definition = Definition::with_options(python.function(), python.options())?;
+            let json = serde_json::to_vec(&definition)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            buf.extend_from_slice(&json);
+        }
+        Ok(())
+    }
+
+    fn decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Option<Arc<WindowUDF>>> {
+        let Some((definition, shared)) = self.definition(name, buf)? else {
+            return Ok(None);
+        };
+        let options = definition.options(self.worker.as_ref())?;
+        let function = definition.function()?;
+        Ok(Some(Arc::new(
+            PythonUdwf::sharing(function, shared, options).into_window_udf(),
         )))
     }
 }
@@ -289,6 +388,20 @@ impl Decoded {
 pub struct PythonLogicalCodec {
     inner: BallistaLogicalExtensionCodec,
     decoded: Decoded,
+}
+
+impl PythonLogicalCodec {
+    /// The codec, with aggregates and window functions it decodes running
+    /// process-mode workers as `worker` (as `coil-executor` runs itself).
+    pub fn with_worker(worker: coil_host::WorkerCommand) -> Self {
+        PythonLogicalCodec {
+            decoded: Decoded {
+                worker: Some(worker),
+                ..Decoded::default()
+            },
+            ..PythonLogicalCodec::default()
+        }
+    }
 }
 
 impl LogicalExtensionCodec for PythonLogicalCodec {
@@ -351,6 +464,28 @@ impl LogicalExtensionCodec for PythonLogicalCodec {
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.decoded.encode(node, buf)
     }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match self.decoded.decode_udaf(name, buf)? {
+            Some(udaf) => Ok(udaf),
+            None => self.inner.try_decode_udaf(name, buf),
+        }
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.decoded.encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        match self.decoded.decode_udwf(name, buf)? {
+            Some(udwf) => Ok(udwf),
+            None => self.inner.try_decode_udwf(name, buf),
+        }
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.decoded.encode_udwf(node, buf)
+    }
 }
 
 /// Ballista's physical codec, plus Python UDFs' definitions.
@@ -358,6 +493,20 @@ impl LogicalExtensionCodec for PythonLogicalCodec {
 pub struct PythonPhysicalCodec {
     inner: BallistaPhysicalExtensionCodec,
     decoded: Decoded,
+}
+
+impl PythonPhysicalCodec {
+    /// The codec, with aggregates and window functions it decodes running
+    /// process-mode workers as `worker` (as `coil-executor` runs itself).
+    pub fn with_worker(worker: coil_host::WorkerCommand) -> Self {
+        PythonPhysicalCodec {
+            decoded: Decoded {
+                worker: Some(worker),
+                ..Decoded::default()
+            },
+            ..PythonPhysicalCodec::default()
+        }
+    }
 }
 
 impl PhysicalExtensionCodec for PythonPhysicalCodec {
@@ -389,6 +538,28 @@ impl PhysicalExtensionCodec for PythonPhysicalCodec {
 
     fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
         self.decoded.encode(node, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match self.decoded.decode_udaf(name, buf)? {
+            Some(udaf) => Ok(udaf),
+            None => self.inner.try_decode_udaf(name, buf),
+        }
+    }
+
+    fn try_encode_udaf(&self, node: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.decoded.encode_udaf(node, buf)
+    }
+
+    fn try_decode_udwf(&self, name: &str, buf: &[u8]) -> Result<Arc<WindowUDF>> {
+        match self.decoded.decode_udwf(name, buf)? {
+            Some(udwf) => Ok(udwf),
+            None => self.inner.try_decode_udwf(name, buf),
+        }
+    }
+
+    fn try_encode_udwf(&self, node: &WindowUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.decoded.encode_udwf(node, buf)
     }
 }
 
@@ -453,6 +624,7 @@ mod tests {
             arg_names: vec!["title".into(), "n".into()],
             returns: DataType::Utf8,
             volatility: Volatility::Stable,
+            window: false,
         }
     }
 

@@ -42,6 +42,7 @@ mod factory;
 mod options;
 mod udaf;
 mod udf;
+mod udwf;
 
 use std::sync::Arc;
 
@@ -60,6 +61,7 @@ pub use factory::PythonFunctionFactory;
 pub use options::PythonOptions;
 pub use udaf::PythonUdaf;
 pub use udf::{PythonFunction, PythonUdf, SharedRunner};
+pub use udwf::PythonUdwf;
 
 /// Why a Python function could not be registered or called.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +249,11 @@ pub(crate) fn registered(
     options: PythonOptions,
 ) -> datafusion::error::Result<RegisterFunction> {
     use coil_host::UdfKind;
+    if function.window {
+        return Ok(RegisterFunction::Window(Arc::new(
+            PythonUdwf::new(function, Some(runner), options).into_window_udf(),
+        )));
+    }
     Ok(match function.spec.kind {
         UdfKind::Scalar | UdfKind::Vectorized => RegisterFunction::Scalar(Arc::new(
             PythonUdf::new(function, Some(runner)).into_scalar_udf(),

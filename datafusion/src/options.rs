@@ -68,6 +68,14 @@ impl PythonOptions {
         }
     }
 
+    /// These options with `config` instead of their own.
+    pub fn with_config(&self, config: Config) -> PythonOptions {
+        PythonOptions {
+            config,
+            worker: self.worker.clone(),
+        }
+    }
+
     /// The coil configuration these options make.
     pub fn config(&self) -> &Config {
         &self.config

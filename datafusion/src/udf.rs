@@ -31,6 +31,10 @@ pub struct PythonFunction {
     pub arg_names: Vec<String>,
     /// Its return type.
     pub returns: DataType,
+    /// A window function (the definition says `coil_kind = "window"`):
+    /// over a partition when its kind is [`UdfKind::Vectorized`], over
+    /// frames when it is [`UdfKind::VectorizedAggregate`].
+    pub window: bool,
     /// Whether DataFusion may fold a call with literal arguments at
     /// planning time ([`Volatility::Immutable`] / `Stable`) or must call
     /// it for every row ([`Volatility::Volatile`], the default).
@@ -81,7 +85,7 @@ impl PythonFunction {
                 None if runner.signature().columnar => UdfKind::Vectorized,
                 None => UdfKind::Scalar,
             };
-            if kind != UdfKind::Scalar {
+            if kind != UdfKind::Scalar || runner.signature().window {
                 drop(runner);
                 spec.kind = kind;
                 runner = start(spec.clone())?;
@@ -111,8 +115,10 @@ impl PythonFunction {
             .flatten()
             .map(|(n, _)| n.clone())
             .collect();
+        let window = runner.signature().window;
         let function = PythonFunction {
             name: name.to_string(),
+            window,
             spec,
             args,
             arg_names,

@@ -30,7 +30,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // class Sum: create_accumulator / accumulate / merge / get_value
 //! let spec = UdfSpec::new("udfs/agg.py:Sum").kind(UdfKind::Aggregate).returns(DataType::Int64);
-//! let runner = Runner::start(&Config::default(), spec)?;
+//! let runner = Runner::new(&Config::default(), spec)?;
 //! let mut sums = Accumulators::new(&runner, vec![DataType::Int64])?;
 //! let values: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4]));
 //! sums.update(&runner, &[0, 1, 0, 1], &[values])?; // groups 0 and 1

@@ -774,6 +774,7 @@ mod tests {
                         ]),
                         columnar: true,
                         written_as: Some(crate::UdfKind::VectorizedAggregate),
+                        window: true,
                     },
                 },
                 Expect::Start,

@@ -230,6 +230,11 @@ pub struct UdfSignature {
     /// [`UdfKind::Table`]; `None` otherwise (a scalar or vectorized
     /// function, as `columnar` says).
     pub written_as: Option<UdfKind>,
+    /// Its definition asks to be a window function (`coil_kind =
+    /// "window"`): called over a partition's columns when `written_as`
+    /// is [`UdfKind::Vectorized`] (it returns a column), over each row's
+    /// frame when it is [`UdfKind::VectorizedAggregate`].
+    pub window: bool,
 }
 
 impl UdfSignature {
@@ -275,6 +280,7 @@ impl UdfSignature {
     /// The wire form: `[params type as bytes, or null; columnar; the kind
     /// it is written as, or null]`.
     pub(crate) fn to_values(&self) -> [coil_ipc::Value; 3] {
+        // The window flag travels in the kind's name.
         use coil_ipc::Value;
         let params = match self
             .params_type()
@@ -284,9 +290,10 @@ impl UdfSignature {
             Some(bytes) => Value::Bytes(bytes),
             None => Value::Null,
         };
-        let written_as = match self.written_as {
-            Some(k) => Value::Str(k.as_str().to_string()),
-            None => Value::Null,
+        let written_as = match (self.written_as, self.window) {
+            (Some(k), true) => Value::Str(format!("window:{k}")),
+            (Some(k), false) => Value::Str(k.as_str().to_string()),
+            (None, _) => Value::Null,
         };
         [params, Value::Bool(self.columnar), written_as]
     }
@@ -306,15 +313,19 @@ impl UdfSignature {
         let Value::Bool(columnar) = columnar else {
             return None;
         };
-        let written_as = match written_as {
-            Value::Null => None,
-            Value::Str(k) => Some(k.parse().ok()?),
+        let (written_as, window) = match written_as {
+            Value::Null => (None, false),
+            Value::Str(k) => match k.strip_prefix("window:") {
+                Some(k) => (Some(k.parse().ok()?), true),
+                None => (Some(k.parse().ok()?), false),
+            },
             _ => return None,
         };
         Some(UdfSignature {
             params,
             columnar: *columnar,
             written_as,
+            window,
         })
     }
 }

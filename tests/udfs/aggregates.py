@@ -113,3 +113,12 @@ class KilledOnce(Sum):
 
 
 spread.coil_kind = "vectorized-aggregate"
+
+
+def frame_sum(v):
+    """The sum of a window frame's non-NULL values (None: none)."""
+    vals = [x for x in v if x is not None]
+    return sum(vals) if vals else None
+
+
+frame_sum.coil_kind = "window"

@@ -25,3 +25,12 @@ def wmean(v: pd.Series, w: pd.Series) -> float:
 def first_index(v: pd.Series) -> int:
     """The group's Series is indexed from 0."""
     return int(v.index[0])
+
+
+def running_share(v: pd.Series) -> "pd.Series[float]":
+    """Over a whole partition (in ORDER BY order): each row's running sum
+    as a share of the partition's sum."""
+    return v.cumsum() / v.sum()
+
+
+running_share.coil_kind = "window"

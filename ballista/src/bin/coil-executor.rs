@@ -61,8 +61,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         scheduler_port: args.scheduler_port,
         work_dir: args.work_dir,
         override_config_producer: Some(Arc::new(move || session_config(options.clone()))),
-        override_logical_codec: Some(Arc::new(PythonLogicalCodec::default())),
-        override_physical_codec: Some(Arc::new(PythonPhysicalCodec::default())),
+        override_logical_codec: Some(Arc::new(PythonLogicalCodec::with_worker(
+            coil_ballista::this_program_as_worker()?,
+        ))),
+        override_physical_codec: Some(Arc::new(PythonPhysicalCodec::with_worker(
+            coil_ballista::this_program_as_worker()?,
+        ))),
         ..ExecutorProcessConfig::default()
     };
     if let Some(n) = args.vcores {

@@ -48,8 +48,12 @@ fn run(args: Args) -> anyhow::Result<()> {
             external_host: args.external_host.unwrap_or_else(|| args.bind_host.clone()),
             bind_port: args.port,
             override_config_producer: Some(Arc::new(move || session_config(options.clone()))),
-            override_logical_codec: Some(Arc::new(PythonLogicalCodec::default())),
-            override_physical_codec: Some(Arc::new(PythonPhysicalCodec::default())),
+            override_logical_codec: Some(Arc::new(PythonLogicalCodec::with_worker(
+                coil_ballista::this_program_as_worker()?,
+            ))),
+            override_physical_codec: Some(Arc::new(PythonPhysicalCodec::with_worker(
+                coil_ballista::this_program_as_worker()?,
+            ))),
             ..SchedulerConfig::default()
         };
         let address: SocketAddr = format!("{}:{}", args.bind_host, args.port)

@@ -114,6 +114,7 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
         }),
         columnar,
         written_as: None,
+        window: false,
     }
 }
 
@@ -209,7 +210,22 @@ impl Executor {
             .ok()
             .map(|d| signature_of_description(&d))
             .unwrap_or_default();
-        signature.written_as = written_as.and_then(|k| k.parse().ok());
+        // "window": a window function, over a partition or over frames
+        // as its return annotation says (a column, or one value).
+        if written_as.as_deref() == Some("window") {
+            signature.window = true;
+            let over_partition = helper
+                .getattr("return_type")
+                .and_then(|r| r.call1((described.bind(py), "vectorized")))
+                .is_ok_and(|t| !t.is_none());
+            signature.written_as = Some(if over_partition {
+                UdfKind::Vectorized
+            } else {
+                UdfKind::VectorizedAggregate
+            });
+        } else {
+            signature.written_as = written_as.and_then(|k| k.parse().ok());
+        }
         Ok(Executor {
             signature,
             helper: helper.unbind(),
