@@ -369,3 +369,87 @@ fn python_udfs_created_by_a_client_run_on_executors_that_never_saw_them() {
     let left: Vec<u32> = workers.into_iter().filter(|&p| alive(p)).collect();
     assert!(left.is_empty(), "workers left running: {left:?}");
 }
+
+#[test]
+fn python_aggregates_and_window_functions_are_exact_across_two_executors() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cluster = Cluster::start(2);
+    let data = write_parquet(&cluster.dir, 8_000, &rt);
+    let marker = cluster.dir.join("killed");
+    // Aggregates run with the options they were created under: SET first.
+    let setup = vec![
+        "SET python.fn_execution.retries = 1".to_string(),
+        format!(
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '{}/'",
+            data.display()
+        ),
+        "CREATE FUNCTION py_sum(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\n\
+         class py_sum:\n    def create_accumulator(self):\n        return [0]\n\
+         \x20   def accumulate(self, acc, v):\n        acc[0] += v\n\
+         \x20   def merge(self, acc, accs):\n        for a in accs:\n            acc[0] += a[0]\n\
+         \x20   def get_value(self, acc):\n        return acc[0]\n$$"
+            .to_string(),
+        format!(
+            "CREATE FUNCTION killed_sum(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\n\
+             import os, signal\n\
+             class killed_sum:\n    def create_accumulator(self):\n        return [0]\n\
+             \x20   def accumulate(self, acc, v):\n\
+             \x20       if v == 6000 and not os.path.exists({marker:?}):\n\
+             \x20           open({marker:?}, 'w').close()\n\
+             \x20           os.kill(os.getpid(), signal.SIGKILL)\n\
+             \x20       acc[0] += v\n\
+             \x20   def merge(self, acc, accs):\n        for a in accs:\n            acc[0] += a[0]\n\
+             \x20   def get_value(self, acc):\n        return acc[0]\n$$",
+            marker = marker.display().to_string()
+        ),
+        "CREATE FUNCTION frame_sum(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\n\
+         def frame_sum(v):\n    return sum(v)\nframe_sum.coil_kind = 'window'\n$$"
+            .to_string(),
+    ];
+    let grouped =
+        "SELECT x % 10 AS k, py_sum(x) AS s, killed_sum(x) AS t FROM t GROUP BY x % 10 ORDER BY k";
+    let window = "SELECT x, frame_sum(x) OVER (PARTITION BY x % 3 ORDER BY x ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) AS f FROM t ORDER BY x";
+    let ctx = rt
+        .block_on(remote_session(
+            &cluster.url(),
+            options(&["python.worker-count=1"]),
+        ))
+        .unwrap();
+    let (g, w) = rt.block_on(async {
+        for s in &setup {
+            run(&ctx, s).await.unwrap();
+        }
+        let deadline = Instant::now() + PATIENCE;
+        let g = loop {
+            match run(&ctx, grouped).await {
+                Ok(b) => break b,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("{e}\n{}", cluster.logs()),
+            }
+        };
+        let w = run(&ctx, window)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+        (g, w)
+    });
+    let want: Vec<i64> = (0..10)
+        .map(|k| (0..8_000i64).filter(|x| x % 10 == k).sum())
+        .collect();
+    assert_eq!(column_i64(&g, 0), (0..10).collect::<Vec<i64>>());
+    assert_eq!(column_i64(&g, 1), want);
+    assert_eq!(column_i64(&g, 2), want, "exact after the killed worker");
+    assert!(marker.exists(), "a worker was killed mid-aggregate");
+    let want: Vec<i64> = (0..8_000i64)
+        .map(|x| (0..3).map(|d| x - 3 * d).filter(|y| *y >= 0).sum())
+        .collect();
+    assert_eq!(column_i64(&w, 1), want);
+    drop(ctx);
+    cluster.stop();
+}
