@@ -13,6 +13,10 @@
 //!   memory in 2 partitions: through SQL (`SELECT sum(f(x)) FROM t`), and
 //!   through the UDF's own runner called directly from 2 threads (one per
 //!   partition) and summed: what the adapter adds.
+//! - `aggregate/{builtin,accumulator,pandas}`: the same rows into 1,000
+//!   groups (`GROUP BY x % 1000`): DataFusion's `avg`, an accumulator
+//!   class's sum (PyFlink's methods) and a pandas `v.mean()` aggregate,
+//!   process mode, 2 workers.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +28,7 @@ use coil_host::{Config, Runner, UdfSpec, WorkerCommand};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::compute::sum;
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -217,6 +221,43 @@ fn bench(c: &mut Criterion) {
             b.iter(|| direct_sum(&runner, &parts))
         });
     }
+    g.finish();
+
+    // Aggregates into 1,000 groups.
+    let udfs = root().join("benches/udfs.py");
+    for (name, func) in [("py_sum", "PySum"), ("pd_mean", "pd_mean")] {
+        let _guard = rt.enter();
+        coil_datafusion::register_python_udaf(
+            &ctx,
+            name,
+            UdfSpec::new(format!("{}:{func}", udfs.display())),
+            Some(vec![DataType::Int64]),
+            None,
+        )
+        .unwrap();
+    }
+    let grouped = |agg: &str| {
+        format!("SELECT sum(a) FROM (SELECT {agg}(x) AS a FROM {from} GROUP BY x % 1000)")
+    };
+    let float = |sql: &str| -> f64 {
+        let batches = rt
+            .block_on(async { ctx.sql(sql).await?.collect().await })
+            .unwrap();
+        batches[0].column(0).as_primitive::<Float64Type>().value(0)
+    };
+    let mean_sum = float(&grouped("avg"));
+    assert!((float(&grouped("pd_mean")) - mean_sum).abs() < 1e-6 * mean_sum);
+    assert_eq!(query_sum(&rt, &ctx, &grouped("py_sum")), n * (n - 1) / 2);
+    let mut g = c.benchmark_group("aggregate");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(10))
+        .throughput(Throughput::Elements(n as u64));
+    g.bench_function("builtin", |b| b.iter(|| float(&grouped("avg"))));
+    g.bench_function("accumulator", |b| {
+        b.iter(|| query_sum(&rt, &ctx, &grouped("py_sum")))
+    });
+    g.bench_function("pandas", |b| b.iter(|| float(&grouped("pd_mean"))));
     g.finish();
 }
 

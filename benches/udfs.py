@@ -25,3 +25,25 @@ def np_inc(x: "np.ndarray") -> "np.ndarray":
 def pd_inc(s: "pd.Series") -> "pd.Series":
     """A PySpark pandas UDF body, unchanged."""
     return s + 1
+
+
+class PySum:
+    """An accumulator class (PyFlink's methods): the sum of a group."""
+
+    def create_accumulator(self):
+        return [0]
+
+    def accumulate(self, acc, v):
+        acc[0] += v
+
+    def merge(self, acc, accs):
+        for a in accs:
+            acc[0] += a[0]
+
+    def get_value(self, acc) -> int:
+        return acc[0]
+
+
+def pd_mean(v: "pd.Series") -> float:
+    """A pandas aggregate (PySpark's grouped-aggregate shape)."""
+    return v.mean()

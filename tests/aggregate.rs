@@ -11,7 +11,7 @@ use coil_host::arrow_array::cast::AsArray;
 use coil_host::arrow_array::types::{Float64Type, Int64Type};
 use coil_host::arrow_array::{Array, ArrayRef, Int64Array, StringArray};
 use coil_host::arrow_schema::DataType;
-use coil_host::{Accumulators, GroupedValues, RunError, Runner, UdfKind, UdfSpec};
+use coil_host::{Accumulators, GroupedValues, Runner, UdfKind, UdfSpec};
 
 use crate::util::{config, modes, numpy, udfs, with_numpy, worker};
 
@@ -116,7 +116,8 @@ fn accumulators_take_two_arguments_keep_row_order_retract_and_emit_the_first_gro
     );
     let mut acc = Accumulators::new(&r, vec![DataType::Utf8]).unwrap();
     let s: ArrayRef = Arc::new(StringArray::from(vec!["a", "x", "b", "y", "c"]));
-    acc.update(&r, &[0, 1, 0, 1, 0], &[s.clone()]).unwrap();
+    acc.update(&r, &[0, 1, 0, 1, 0], std::slice::from_ref(&s))
+        .unwrap();
     acc.update(&r, &[2, 0], &[s.slice(0, 2)]).unwrap();
     // Only the first two groups; the third moves down to 0.
     let first = acc.evaluate(&r, Some(2)).unwrap();

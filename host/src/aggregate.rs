@@ -170,7 +170,8 @@ pub struct GroupError {
 }
 
 /// Accumulator states for the groups of an [`UdfKind::Aggregate`], held
-/// by the host: see the [module](self) docs.
+/// by the host between batches (pickled), so that a batch whose worker died
+/// is sent again with the same states: nothing lost, nothing counted twice.
 #[derive(Debug, Clone)]
 pub struct Accumulators {
     /// The arguments' types.
@@ -364,7 +365,7 @@ impl Accumulators {
     }
 
     /// Other accumulators' states (`states`, a binary column from
-    /// [`Accumulators::states`] of another host, or of a partial
+    /// [`Accumulators::take_states`] of another host, or of a partial
     /// aggregate) merged into groups `group_indices` (the accumulator's
     /// `merge`).
     ///
@@ -520,7 +521,7 @@ impl Accumulators {
 }
 
 /// The rows of each group of an [`UdfKind::VectorizedAggregate`], held by
-/// the host until the groups are done: see the [module](self) docs.
+/// the host until the groups are done, then sent many groups to a message.
 #[derive(Debug, Clone)]
 pub struct GroupedValues {
     /// The arguments' types.
