@@ -510,3 +510,35 @@ fn window_functions_over_frames_and_over_whole_partitions() {
         }
     });
 }
+
+#[test]
+fn a_generator_is_a_table_function_in_from_with_constant_arguments() {
+    let rt = runtime();
+    let data = rows(10, 2);
+    for mode in modes() {
+        let c = config(&[&format!("python.execution-mode={mode}")]);
+        let ctx = session(&c, &data, 1);
+        rt.block_on(async {
+            query(&ctx, &create("tables.py", "words", "words")).await;
+            let out = query(
+                &ctx,
+                "SELECT c0, c1 FROM words('the quick brown fox', 3) ORDER BY c1, c0",
+            )
+            .await;
+            let words: Vec<String> = out
+                .iter()
+                .flat_map(|b| {
+                    let c = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                    (0..c.len())
+                        .map(|r| c.value(r).to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            assert_eq!(words, vec!["the", "brown", "quick"], "{mode}");
+            assert_eq!(ints(&out, 1), vec![Some(3), Some(5), Some(5)], "{mode}");
+            // Constant expressions are folded before the call.
+            let out = query(&ctx, "SELECT c1 FROM words(concat('a', 'b'), 1 + 1)").await;
+            assert_eq!(ints(&out, 0), vec![Some(2)], "{mode}");
+        });
+    }
+}

@@ -42,6 +42,7 @@ mod factory;
 mod options;
 mod udaf;
 mod udf;
+mod udtf;
 mod udwf;
 
 use std::sync::Arc;
@@ -61,6 +62,7 @@ pub use factory::PythonFunctionFactory;
 pub use options::PythonOptions;
 pub use udaf::PythonUdaf;
 pub use udf::{PythonFunction, PythonUdf, SharedRunner};
+pub use udtf::PythonUdtf;
 pub use udwf::PythonUdwf;
 
 /// Why a Python function could not be registered or called.
@@ -261,14 +263,10 @@ pub(crate) fn registered(
         UdfKind::Aggregate | UdfKind::VectorizedAggregate => RegisterFunction::Aggregate(Arc::new(
             PythonUdaf::new(function, Some(runner), options).into_aggregate_udf(),
         )),
-        UdfKind::Table => {
-            return Err(Error::WrongKind {
-                name: function.name,
-                kind: UdfKind::Table,
-                wanted: "a scalar or aggregate function",
-            }
-            .into())
-        }
+        UdfKind::Table => RegisterFunction::Table(
+            function.name.clone(),
+            Arc::new(PythonUdtf::new(function, Some(runner), options)),
+        ),
     })
 }
 
