@@ -164,6 +164,13 @@ def written_as(fn, wants_numpy):
     return None
 
 
+def returns_column(fn):
+    """Whether FN's return annotation names a column (pd.Series,
+    np.ndarray, pa.Array, with or without an element type)."""
+    t = return_type_of(fn)
+    return t is not None and t[0] == "container"
+
+
 def aggregate_step(agg, name):
     """The function an aggregate's executor calls once per group:
     step(op, state, *columns) -> (state, value), the state pickled (see

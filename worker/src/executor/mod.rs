@@ -215,9 +215,10 @@ impl Executor {
         if written_as.as_deref() == Some("window") {
             signature.window = true;
             let over_partition = helper
-                .getattr("return_type")
-                .and_then(|r| r.call1((described.bind(py), "vectorized")))
-                .is_ok_and(|t| !t.is_none());
+                .getattr("returns_column")
+                .and_then(|r| r.call1((described.bind(py),)))
+                .and_then(|t| t.extract::<bool>().map_err(Into::into))
+                .unwrap_or(false);
             signature.written_as = Some(if over_partition {
                 UdfKind::Vectorized
             } else {
