@@ -253,7 +253,9 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
         bail!("no SQL statement to run");
     }
     let last = statements.len() - 1;
-    for (i, statement) in statements.into_iter().enumerate() {
+    for (i, mut statement) in statements.into_iter().enumerate() {
+        coil_datafusion::prepare_statement(&mut statement);
+        let created = coil_datafusion::created_function(&statement);
         let text = statement.to_string();
         let plan = ctx
             .state()
@@ -270,6 +272,10 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
                 if df.schema().fields().is_empty() {
                     // SET, CREATE FUNCTION...: nothing to show.
                     df.collect().await?;
+                    // A table function is also its row form, for unnest.
+                    if let Some(name) = &created {
+                        coil_datafusion::register_row_form(&ctx, name);
+                    }
                     continue;
                 }
                 let batches = collect(df).await?;

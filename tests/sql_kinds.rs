@@ -542,3 +542,48 @@ fn a_generator_is_a_table_function_in_from_with_constant_arguments() {
         });
     }
 }
+
+#[test]
+fn coil_sql_takes_returns_table_and_unnests_a_table_function_over_rows() {
+    use crate::util::coil;
+    let out = coil(
+        &["sql"],
+        "CREATE FUNCTION words() RETURNS TABLE (word VARCHAR, n BIGINT) LANGUAGE PYTHON AS $$\n\
+         from typing import Iterator\n\
+         def words(s: str) -> Iterator[tuple[str, int]]:\n\
+         \x20   for w in s.split():\n\
+         \x20       yield w, len(w)\n$$;\n\
+         SELECT word, n FROM words('smart lamp two') ORDER BY word;\n\
+         SELECT id, w['word'] AS word, w['n'] AS n FROM \
+         (SELECT id, unnest(words(title)) AS w FROM 'examples/data/products.csv' WHERE id < 2) \
+         ORDER BY id, word;",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    assert!(out.contains("| word  | n |"), "{out}");
+    assert!(out.contains("| smart | 5 |"), "{out}");
+    assert!(out.contains("| two   | 3 |"), "{out}");
+    // Each emitted row beside the input row it came from, as Python says.
+    let csv = std::fs::read_to_string(root().join("examples/data/products.csv")).unwrap();
+    for line in csv.lines().skip(1).take(2) {
+        let mut parts = line.splitn(2, ',');
+        let id = parts.next().unwrap();
+        let title = parts.next().unwrap().rsplit_once(',').unwrap().0;
+        for w in title.trim_matches('"').split_whitespace() {
+            assert!(
+                out.lines().any(|l| {
+                    let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                    cells.len() > 3
+                        && cells[1] == id
+                        && cells[2] == w
+                        && cells[3] == w.chars().count().to_string()
+                }),
+                "{id} {w} missing:\n{out}"
+            );
+        }
+    }
+}

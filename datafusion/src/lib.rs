@@ -206,7 +206,10 @@ pub fn register_python_function(
         }
         RegisterFunction::Aggregate(f) => ctx.register_udaf(f.as_ref().clone()),
         RegisterFunction::Window(f) => ctx.register_udwf(f.as_ref().clone()),
-        RegisterFunction::Table(name, f) => ctx.register_udtf(&name, f),
+        RegisterFunction::Table(name, f) => {
+            ctx.register_udtf(&name, f);
+            register_row_form(ctx, &name);
+        }
         RegisterFunction::HigherOrder(_) => {}
     }
     Ok(())
@@ -242,6 +245,75 @@ pub fn register_python_udaf(
     let udaf = Arc::new(PythonUdaf::new(function, Some(runner), options).into_aggregate_udf());
     ctx.register_udaf(udaf.as_ref().clone());
     Ok(udaf)
+}
+
+/// Makes `statement` one DataFusion plans, where coil takes what its SQL
+/// planner refuses: `CREATE FUNCTION ... RETURNS TABLE (name type, ...)`
+/// (a table function's rows) becomes `RETURNS STRUCT<name type, ...>`,
+/// the type of each row the function emits. `coil sql` prepares every
+/// statement so; a host that plans statements itself can too.
+pub fn prepare_statement(statement: &mut datafusion::sql::parser::Statement) {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::{
+        DataType as Sql, FunctionReturnType, Statement as Ast, StructBracketKind, StructField,
+    };
+    let Statement::Statement(ast) = statement else {
+        return;
+    };
+    let Ast::CreateFunction(create) = ast.as_mut() else {
+        return;
+    };
+    if let Some(FunctionReturnType::DataType(Sql::Table(Some(columns)))) = &create.return_type {
+        let fields = columns
+            .iter()
+            .map(|c| StructField {
+                field_name: Some(c.name.clone()),
+                field_type: c.data_type.clone(),
+                options: None,
+            })
+            .collect();
+        create.return_type = Some(FunctionReturnType::DataType(Sql::Struct(
+            fields,
+            StructBracketKind::AngleBrackets,
+        )));
+    }
+}
+
+/// The function a `CREATE FUNCTION` statement creates, if it is one.
+pub fn created_function(statement: &datafusion::sql::parser::Statement) -> Option<String> {
+    use datafusion::sql::parser::Statement;
+    use datafusion::sql::sqlparser::ast::Statement as Ast;
+    match statement {
+        Statement::Statement(ast) => match ast.as_ref() {
+            Ast::CreateFunction(create) => Some(create.name.to_string()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// When `name` is a Python table function of `ctx` (a generator, as
+/// `CREATE FUNCTION` registers one for `FROM`), registers its row form
+/// too: the scalar function `name` that returns, for each input row, the
+/// list of rows the generator emits, which `unnest` makes rows beside
+/// their input row (`SELECT id, unnest(words(title)) FROM t`). Returns
+/// whether it did.
+pub fn register_row_form(ctx: &SessionContext, name: &str) -> bool {
+    let state = ctx.state();
+    let Some(table) = state
+        .table_functions()
+        .get(name)
+        .or_else(|| state.table_functions().get(&name.to_lowercase()))
+    else {
+        return false;
+    };
+    let inner: &dyn std::any::Any = table.function().as_ref();
+    let Some(udtf) = inner.downcast_ref::<PythonUdtf>() else {
+        return false;
+    };
+    let udf = PythonUdf::sharing(udtf.function().clone(), udtf.shared_runner());
+    ctx.register_udf(udf.into_scalar_udf());
+    true
 }
 
 /// What DataFusion registers for `function`, by its kind.

@@ -128,6 +128,16 @@ impl PythonFunction {
         Ok((function, runner))
     }
 
+    /// What it returns as a scalar function: its return type, or for a
+    /// table function the list of the rows each input row emits.
+    pub fn scalar_returns(&self) -> DataType {
+        if self.spec.kind == UdfKind::Table {
+            DataType::List(Arc::new(Field::new("item", self.returns.clone(), true)))
+        } else {
+            self.returns.clone()
+        }
+    }
+
     /// DataFusion's signature for it.
     pub(crate) fn signature(&self) -> Signature {
         match &self.args {
@@ -298,6 +308,9 @@ impl PythonUdf {
         )
         .map_err(|e| Error::Arrow(e.to_string()))?;
         let failed = |e: RunError| self.failed(&batch, e);
+        if self.function.spec.kind == UdfKind::Table {
+            return self.run_table(&runner, &batch).map_err(failed);
+        }
         if runner.config().on_error() == OnError::Fail {
             return runner.call_arrow(&batch).map_err(failed);
         }
@@ -311,6 +324,28 @@ impl PythonUdf {
             );
         }
         Ok(results)
+    }
+
+    /// A table UDF's rows for each row of `batch`, as a list per input row
+    /// (a null where the row failed alone): the form `unnest` makes rows
+    /// of, each beside its input row.
+    fn run_table(&self, runner: &Runner, batch: &RecordBatch) -> Result<ArrayRef, RunError> {
+        let (rows, failed) = if runner.config().on_error() == OnError::Fail {
+            (runner.call_arrow_table(batch)?, Vec::new())
+        } else {
+            let (rows, errors) = runner.call_arrow_table_each(batch)?;
+            for e in &errors {
+                tracing::warn!(
+                    "Python UDF {} failed on {} (its rows are null): {}",
+                    self.function.name,
+                    crate::describe_row(batch, &self.function.arg_names, e.row as usize),
+                    e.error
+                );
+            }
+            (rows, errors.into_iter().map(|e| e.row as usize).collect())
+        };
+        lists_of_rows(&rows, batch.num_rows(), &self.function.returns, &failed)
+            .map_err(|e| RunError::Arrow(coil_host::ArrowError::Build(e)))
     }
 
     /// `e`, naming the UDF and the input row it failed on.
@@ -336,7 +371,7 @@ impl ScalarUDFImpl for PythonUdf {
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(self.function.returns.clone())
+        Ok(self.function.scalar_returns())
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -370,6 +405,57 @@ impl ScalarUDFImpl for PythonUdf {
         }
         Ok(ColumnarValue::Array(results))
     }
+}
+
+/// `rows` (a table UDF's emitted rows, the input row's index first) as a
+/// list per input row, of `returns` (a struct of the other columns, or the
+/// one `value`); null for the input rows in `failed`.
+fn lists_of_rows(
+    rows: &RecordBatch,
+    inputs: usize,
+    returns: &DataType,
+    failed: &[usize],
+) -> std::result::Result<ArrayRef, arrow_schema::ArrowError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::UInt64Type;
+    let index = rows.column(0).as_primitive::<UInt64Type>();
+    let mut counts = vec![0i32; inputs];
+    for r in index.values().iter() {
+        if let Some(c) = counts.get_mut(*r as usize) {
+            *c += 1;
+        }
+    }
+    let offsets =
+        datafusion::arrow::buffer::OffsetBuffer::from_lengths(counts.iter().map(|c| *c as usize));
+    let values: ArrayRef = match returns {
+        // Each column as declared (rows travel as their wire types, Utf8
+        // for Utf8View...).
+        DataType::Struct(fields) => Arc::new(arrow_array::StructArray::try_new(
+            fields.clone(),
+            rows.columns()[1..]
+                .iter()
+                .zip(fields.iter())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            None,
+        )?),
+        t => datafusion::arrow::compute::cast(rows.column(1), t)?,
+    };
+    let nulls = (!failed.is_empty()).then(|| {
+        let mut valid = vec![true; inputs];
+        for &f in failed {
+            if let Some(v) = valid.get_mut(f) {
+                *v = false;
+            }
+        }
+        datafusion::arrow::buffer::NullBuffer::from(valid)
+    });
+    Ok(Arc::new(arrow_array::ListArray::try_new(
+        Arc::new(Field::new("item", returns.clone(), true)),
+        offsets,
+        values,
+        nulls,
+    )?))
 }
 
 /// The coil options of a query: its session's [`PythonOptions`], or the

@@ -49,6 +49,11 @@ impl PythonUdtf {
         &self.function
     }
 
+    /// Where it keeps its runner (its row form shares it).
+    pub fn shared_runner(&self) -> SharedRunner {
+        self.runner.clone()
+    }
+
     fn constant(&self, i: usize, e: &Expr) -> Result<ScalarValue> {
         match e {
             Expr::Literal(v, _) => Ok(v.clone()),

@@ -217,7 +217,7 @@ impl Executor {
             let over_partition = helper
                 .getattr("returns_column")
                 .and_then(|r| r.call1((described.bind(py),)))
-                .and_then(|t| t.extract::<bool>().map_err(Into::into))
+                .and_then(|t| t.extract::<bool>())
                 .unwrap_or(false);
             signature.written_as = Some(if over_partition {
                 UdfKind::Vectorized
