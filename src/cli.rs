@@ -115,7 +115,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub udf: String,
     /// scalar (one value per row), table (rows per row), vectorized (columns in, a column out).
-    /// Table UDFs run over JSON Lines only. Default: scalar, or vectorized
+    /// Table UDFs run over JSON Lines only. Aggregates (aggregate,
+    /// vectorized-aggregate) group rows: coil sql runs them. Default: scalar, or vectorized
     /// when the UDF's annotations name columns (np.ndarray, pd.Series,
     /// pa.Array), as coil sql reads them.
     #[arg(long)]

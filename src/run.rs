@@ -39,6 +39,18 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         _ => {}
     }
     let asked: Option<UdfKind> = args.kind.as_deref().map(str::parse).transpose()?;
+    if let Some(k) = asked.filter(|k| k.is_aggregate()) {
+        // Grouping is the engine's job: coil sql groups JSON Lines, CSV
+        // and Parquet and runs the aggregate over each group.
+        let (module, name) = args.udf.rsplit_once(':').unwrap_or((&args.udf, "f"));
+        return Err(UsageError(format!(
+            "coil run maps rows one by one, and a function of kind {k} aggregates groups of rows: \
+             run it with coil sql, which reads JSON Lines too, e.g.\n  coil sql \"CREATE FUNCTION \
+             {name}() LANGUAGE PYTHON AS '{module}:{name}'; SELECT key, {name}(value) FROM \
+             'rows.jsonl' GROUP BY key\"\n(docs/sql.md, \"Kinds of functions\")"
+        ))
+        .into());
+    }
     let kind = asked.unwrap_or(UdfKind::Scalar);
     let spec = udf_spec(
         &args.udf,

@@ -346,6 +346,26 @@ fn pandas_numpy_and_pyarrow_aggregates_get_each_groups_values_as_their_annotatio
 }
 
 #[test]
+fn a_state_that_cannot_travel_is_an_error_naming_pickle_not_a_wrong_answer() {
+    let r = runner(
+        "aggregates.py",
+        "Unpicklable",
+        UdfKind::Aggregate,
+        DataType::Int64,
+        &[],
+    );
+    let mut acc = Accumulators::new(&r, vec![DataType::Int64]).unwrap();
+    let e = acc
+        .update(&r, &[0, 1], &[array(&[Some(1), Some(2)])])
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("in group 0") && text.contains("pickle"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_runner_of_another_kind_is_refused_by_name() {
     let r = runner(
         "aggregates.py",

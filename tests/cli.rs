@@ -979,6 +979,26 @@ fn run_format_arrow_needs_a_returns_type_it_knows() {
         text(&out.stderr)
     );
 
+    // An aggregate groups rows: coil run points to coil sql, with the
+    // command to run.
+    let out = coil(
+        &[
+            "run",
+            "--udf",
+            "tests/udfs/aggregates.py:Sum",
+            "--kind",
+            "aggregate",
+        ],
+        "[1]\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("run it with coil sql")
+            && err.contains("LANGUAGE PYTHON AS 'tests/udfs/aggregates.py:Sum'"),
+        "{err}"
+    );
+
     // --returns is for Arrow output only.
     let out = coil(
         &[

@@ -122,3 +122,19 @@ def frame_sum(v):
 
 
 frame_sum.coil_kind = "window"
+
+
+class Unpicklable:
+    """An accumulator whose state cannot travel (a generator inside)."""
+
+    def create_accumulator(self):
+        return [0, (x for x in ())]
+
+    def accumulate(self, acc, v: int):
+        acc[0] += v or 0
+
+    def merge(self, acc, accs):
+        pass
+
+    def get_value(self, acc) -> int:
+        return acc[0]
