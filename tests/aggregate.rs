@@ -81,7 +81,7 @@ fn an_accumulator_class_sums_each_group_exactly_in_every_mode_and_its_states_mer
             .unwrap();
         b.update(&r, &group[2500..], &[array(&values[2500..])])
             .unwrap();
-        let partial = b.take_states(None);
+        let partial = b.take_states(&r, None).unwrap();
         let groups: Vec<usize> = (0..partial.len()).collect();
         a.merge(&r, &groups, &partial).unwrap();
         let merged = a.evaluate(&r, None).unwrap();
@@ -168,6 +168,9 @@ fn a_failed_group_is_null_and_named_under_skip_and_the_error_under_fail() {
                 acc.update(&r, &group[part.clone()], &[array(&with_13[part])])
                     .unwrap(),
             );
+            // Rows wait for more before they go (PENDING_ROWS): flushed
+            // here, the failure is reported now.
+            failed.extend(acc.flush(&r).unwrap());
         }
         assert_eq!(failed.len(), 1, "{mode}");
         assert_eq!(failed[0].group, bad_group);
@@ -191,7 +194,8 @@ fn a_failed_group_is_null_and_named_under_skip_and_the_error_under_fail() {
         &[],
     );
     let mut acc = Accumulators::new(&r, vec![DataType::Int64]).unwrap();
-    let e = acc.update(&r, &group, &[array(&with_13)]).unwrap_err();
+    acc.update(&r, &group, &[array(&with_13)]).unwrap();
+    let e = acc.flush(&r).unwrap_err();
     assert!(e.to_string().contains("13 is unlucky"), "{e}");
     assert!(
         e.to_string().contains(&format!("in group {bad_group}: ")),
@@ -238,6 +242,9 @@ fn a_worker_killed_mid_aggregate_loses_and_doubles_nothing() {
             &[array(&values[part.clone()]), markers.slice(part.start, len)],
         )
         .unwrap();
+        // Each part goes now: the states built from the parts before are
+        // the host's when the worker dies.
+        acc.flush(&r).unwrap();
     }
     assert!(marker.exists(), "the worker was killed");
     let got = acc.evaluate(&r, None).unwrap();
@@ -357,6 +364,7 @@ fn a_state_that_cannot_travel_is_an_error_naming_pickle_not_a_wrong_answer() {
     let mut acc = Accumulators::new(&r, vec![DataType::Int64]).unwrap();
     let e = acc
         .update(&r, &[0, 1], &[array(&[Some(1), Some(2)])])
+        .and_then(|_| acc.evaluate(&r, None))
         .unwrap_err();
     let text = e.to_string();
     assert!(

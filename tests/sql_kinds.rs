@@ -356,6 +356,32 @@ fn an_aggregate_over_a_window_frame_matches_plain_sums() {
         }
         assert_eq!(ints(&out, 1), want_frame);
         assert_eq!(ints(&out, 2), want_running);
+
+        // A vectorized aggregate over a sliding frame: rows leave it.
+        query(
+            &ctx,
+            &create("aggregates.py", "spread", "py_spread")
+                .replace("py_spread()", "py_spread(BIGINT) RETURNS BIGINT"),
+        )
+        .await;
+        let out = query(
+            &ctx,
+            "SELECT i, py_spread(v) OVER (PARTITION BY k ORDER BY i ROWS BETWEEN 2 PRECEDING AND CURRENT ROW) \
+             FROM t ORDER BY i",
+        )
+        .await;
+        let mut want = vec![None; 3000];
+        for rows in by_group.values() {
+            for (at, &r) in rows.iter().enumerate() {
+                let vs: Vec<i64> = rows[at.saturating_sub(2)..=at]
+                    .iter()
+                    .filter_map(|&x| data.v[x])
+                    .collect();
+                want[r] = (!vs.is_empty())
+                    .then(|| vs.iter().max().unwrap() - vs.iter().min().unwrap());
+            }
+        }
+        assert_eq!(ints(&out, 1), want);
     });
 }
 

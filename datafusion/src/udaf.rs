@@ -252,7 +252,7 @@ impl Groups {
                 "a group (its rows include {})",
                 crate::describe_row(&batch, &self.arg_names, row)
             ),
-            _ => format!("group {group}"),
+            _ => format!("a group (number {group} in its partition)"),
         }
     }
 
@@ -334,19 +334,11 @@ impl Groups {
     }
 
     fn state(&mut self, n: Option<usize>) -> Result<Vec<ArrayRef>> {
-        match &mut self.state {
-            State::Accumulators(a) => Ok(vec![a.take_states(n)]),
-            State::Values(v) => v.take_lists(n).map_err(|e| self.failed_plain(e)),
-        }
-    }
-
-    fn failed_plain(&self, e: RunError) -> DataFusionError {
-        Error::Udf {
-            name: self.name.clone(),
-            row: None,
-            error: Box::new(e),
-        }
-        .into()
+        let result = match &mut self.state {
+            State::Accumulators(a) => a.take_states(&self.runner, n).map(|s| vec![s]),
+            State::Values(v) => v.take_lists(n),
+        };
+        result.map_err(|e| self.failed(e, &[], &[]))
     }
 
     fn size(&self) -> usize {
@@ -470,8 +462,8 @@ impl Accumulator for OneGroup {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let g = &self.groups;
-        let result = match &g.state {
+        let g = &mut self.groups;
+        let result = match &mut g.state {
             State::Accumulators(a) => a.values(&g.runner, 1),
             State::Values(v) => {
                 // The rows so far, kept: a window frame asks again.
@@ -492,13 +484,16 @@ impl Accumulator for OneGroup {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let arrays = match &mut self.groups.state {
-            State::Accumulators(a) => vec![a.clone().take_states(Some(1))],
-            State::Values(v) => v
-                .clone()
-                .take_lists(Some(1))
-                .map_err(|e| self.groups.failed_plain(e))?,
+        let g = &mut self.groups;
+        // Kept: a window frame may ask for its value after this.
+        let arrays = match &mut g.state {
+            State::Accumulators(a) => a
+                .flush(&g.runner)
+                .and_then(|_| a.clone().take_states(&g.runner, Some(1)))
+                .map(|s| vec![s]),
+            State::Values(v) => v.clone().take_lists(Some(1)),
         };
+        let arrays = arrays.map_err(|e| self.groups.failed(e, &[], &[]))?;
         arrays
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))

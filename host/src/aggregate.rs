@@ -183,7 +183,17 @@ pub struct Accumulators {
     failed: Vec<bool>,
     /// Bytes the states hold.
     bytes: usize,
+    /// Rows not sent yet (their columns, and each row's group): an
+    /// engine's batches are small next to what one message carries well.
+    pending: Vec<(Vec<ArrayRef>, Vec<usize>)>,
+    /// How many rows `pending` holds.
+    pending_rows: usize,
 }
+
+/// Rows an [`Accumulators`] keeps before it sends them: each message then
+/// carries many rows per group, so the per-group cost of a message (the
+/// state's round trip through pickle) is paid once for many rows.
+pub const PENDING_ROWS: usize = 65_536;
 
 impl Accumulators {
     /// No groups yet, for an aggregate over arguments of types `args`.
@@ -206,6 +216,8 @@ impl Accumulators {
             states: Vec::new(),
             failed: Vec::new(),
             bytes: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
         })
     }
 
@@ -219,9 +231,49 @@ impl Accumulators {
         self.states.is_empty()
     }
 
-    /// About how many bytes the states take.
+    /// About how many bytes the states (and the rows not sent yet) take.
     pub fn size(&self) -> usize {
-        self.bytes + self.states.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
+        let pending: usize = self
+            .pending
+            .iter()
+            .flat_map(|(a, g)| {
+                a.iter()
+                    .map(|a| a.get_array_memory_size())
+                    .chain([g.len() * std::mem::size_of::<usize>()])
+            })
+            .sum();
+        self.bytes + pending + self.states.capacity() * std::mem::size_of::<Option<Vec<u8>>>()
+    }
+
+    /// Sends the rows kept so far into their groups' accumulators.
+    ///
+    /// # Errors
+    ///
+    /// As [`Accumulators::update`].
+    pub fn flush(&mut self, runner: &Runner) -> Result<Vec<GroupError>, RunError> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let (args, groups) = if pending.len() == 1 {
+            pending.into_iter().next().expect("one part")
+        } else {
+            let columns = (0..self.args.len())
+                .map(|i| {
+                    let parts: Vec<&dyn Array> =
+                        pending.iter().map(|(a, _)| a[i].as_ref()).collect();
+                    arrow_select::concat::concat(&parts)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ArrowError::Build)?;
+            let groups = pending
+                .iter()
+                .flat_map(|(_, g)| g.iter().copied())
+                .collect();
+            (columns, groups)
+        };
+        self.rows(runner, AggregateOp::Accumulate, &groups, &args)
     }
 
     fn grow(&mut self, groups: usize) {
@@ -308,7 +360,26 @@ impl Accumulators {
         group_indices: &[usize],
         args: &[ArrayRef],
     ) -> Result<Vec<GroupError>, RunError> {
-        self.rows(runner, AggregateOp::Accumulate, group_indices, args)
+        if group_indices.is_empty() {
+            return Ok(Vec::new());
+        }
+        if args.len() != self.args.len() || args.iter().any(|a| a.len() != group_indices.len()) {
+            return Err(ArrowError::Aggregate(format!(
+                "an aggregate over {} arguments was given {} columns for {} rows",
+                self.args.len(),
+                args.len(),
+                group_indices.len()
+            ))
+            .into());
+        }
+        self.grow(group_indices.iter().max().map_or(0, |m| m + 1));
+        self.pending.push((args.to_vec(), group_indices.to_vec()));
+        self.pending_rows += group_indices.len();
+        if self.pending_rows >= PENDING_ROWS {
+            self.flush(runner)
+        } else {
+            Ok(Vec::new())
+        }
     }
 
     /// Rows `args` retracted from their groups (the accumulator's
@@ -323,7 +394,9 @@ impl Accumulators {
         group_indices: &[usize],
         args: &[ArrayRef],
     ) -> Result<Vec<GroupError>, RunError> {
-        self.rows(runner, AggregateOp::Retract, group_indices, args)
+        let mut failures = self.flush(runner)?;
+        failures.extend(self.rows(runner, AggregateOp::Retract, group_indices, args)?);
+        Ok(failures)
     }
 
     fn rows(
@@ -393,6 +466,7 @@ impl Accumulators {
             ))
             .into());
         }
+        let mut failures = self.flush(runner)?;
         // A group that failed in a partial aggregate fails here too.
         self.grow(group_indices.iter().max().map_or(0, |m| m + 1));
         for (i, &g) in group_indices.iter().enumerate() {
@@ -401,12 +475,13 @@ impl Accumulators {
                 self.set(g, None);
             }
         }
-        self.rows(
+        failures.extend(self.rows(
             runner,
             AggregateOp::Merge,
             group_indices,
             std::slice::from_ref(states),
-        )
+        )?);
+        Ok(failures)
     }
 
     /// The states of the first `n` groups (all with `None`), pickled, one
@@ -414,7 +489,13 @@ impl Accumulators {
     /// failed (under a skip or dead-letter policy: merged into another
     /// host's group, it fails that group too). They are taken out, and the
     /// groups after them move down.
-    pub fn take_states(&mut self, n: Option<usize>) -> ArrayRef {
+    ///
+    /// # Errors
+    ///
+    /// Sending the rows kept so far, as [`Accumulators::flush`]; the groups
+    /// that failed then are among the empty states.
+    pub fn take_states(&mut self, runner: &Runner, n: Option<usize>) -> Result<ArrayRef, RunError> {
+        self.flush(runner)?;
         let n = n.unwrap_or(self.states.len()).min(self.states.len());
         let mut b = BinaryBuilder::with_capacity(n, 0);
         for g in 0..n {
@@ -425,7 +506,7 @@ impl Accumulators {
             }
         }
         self.drain(n);
-        Arc::new(b.finish())
+        Ok(Arc::new(b.finish()))
     }
 
     fn drain(&mut self, n: usize) {
@@ -456,10 +537,11 @@ impl Accumulators {
         runner: &Runner,
         n: Option<usize>,
     ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
-        let n = n.unwrap_or(self.states.len()).min(self.states.len());
-        let out = self.values(runner, n)?;
+        let (values, mut failures) = self.values(runner, n.unwrap_or(usize::MAX))?;
+        let n = values.len();
         self.drain(n);
-        Ok(out)
+        failures.sort_by_key(|f| f.group);
+        Ok((values, failures))
     }
 
     /// The first `n` groups' values, as [`Accumulators::evaluate_each`]
@@ -470,10 +552,11 @@ impl Accumulators {
     ///
     /// As [`Accumulators::evaluate`].
     pub fn values(
-        &self,
+        &mut self,
         runner: &Runner,
         n: usize,
     ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+        let flushed = self.flush(runner)?;
         let n = n.min(self.states.len());
         let groups: Vec<usize> = (0..n).collect();
         let mut columns: Vec<ArrayRef> = vec![
@@ -503,6 +586,7 @@ impl Accumulators {
             })
             .collect();
         failures.retain(|f| !self.failed[f.group]);
+        failures.extend(flushed);
         // Groups that failed before: null.
         let values = if self.failed[..n].iter().any(|f| *f) {
             let failed = arrow_array::BooleanArray::from(self.failed[..n].to_vec());
@@ -522,16 +606,28 @@ impl Accumulators {
 
 /// The rows of each group of an [`UdfKind::VectorizedAggregate`], held by
 /// the host until the groups are done, then sent many groups to a message.
+///
+/// Each batch is grouped as it comes (a sort of one small batch, in cache),
+/// so that putting a group's rows together at the end copies runs of rows,
+/// not one row at a time from all over memory.
 #[derive(Debug, Clone)]
 pub struct GroupedValues {
     /// The arguments' types.
     args: Vec<DataType>,
-    /// Batches of rows: their columns, and each row's group.
-    parts: Vec<(Vec<ArrayRef>, Vec<usize>)>,
+    /// Batches of rows, each grouped: its columns, and the runs of rows of
+    /// each group in it (`(group, start, end)`).
+    parts: Vec<Part>,
     /// How many groups there are.
     groups: usize,
     /// Bytes the parts hold.
     bytes: usize,
+}
+
+/// A batch of rows, grouped: a run of rows per group.
+#[derive(Debug, Clone)]
+struct Part {
+    columns: Vec<ArrayRef>,
+    runs: Vec<(usize, usize, usize)>,
 }
 
 impl GroupedValues {
@@ -592,6 +688,18 @@ impl GroupedValues {
         Ok(())
     }
 
+    fn push(&mut self, part: Part) {
+        if let Some(most) = part.runs.iter().map(|r| r.0 + 1).max() {
+            self.groups = self.groups.max(most);
+        }
+        self.bytes += part
+            .columns
+            .iter()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>();
+        self.parts.push(part);
+    }
+
     /// Keeps rows `args` (one array per argument) for their groups,
     /// `group_indices[i]` the group of row `i` (groups not seen before are
     /// created). No Python runs until [`GroupedValues::evaluate`].
@@ -605,13 +713,19 @@ impl GroupedValues {
         if group_indices.is_empty() {
             return Ok(());
         }
-        let most = group_indices.iter().max().map_or(0, |m| m + 1);
-        self.groups = self.groups.max(most);
-        self.bytes += args
+        let touched = Touched::of(group_indices)?;
+        let columns = args
             .iter()
-            .map(|a| a.get_array_memory_size())
-            .sum::<usize>();
-        self.parts.push((args.to_vec(), group_indices.to_vec()));
+            .map(|a| arrow_select::take::take(a.as_ref(), &touched.order, None))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ArrowError::Build)?;
+        let runs = touched
+            .groups
+            .iter()
+            .zip(touched.offsets.windows(2))
+            .map(|(&g, w)| (g, w[0] as usize, w[1] as usize))
+            .collect();
+        self.push(Part { columns, runs });
         Ok(())
     }
 
@@ -624,8 +738,8 @@ impl GroupedValues {
     /// [`ArrowError::Aggregate`] for columns that are not lists of the
     /// arguments' types.
     pub fn merge(&mut self, group_indices: &[usize], lists: &[ArrayRef]) -> Result<(), RunError> {
-        let mut values = Vec::with_capacity(lists.len());
-        let mut groups: Option<Vec<usize>> = None;
+        let mut columns = Vec::with_capacity(lists.len());
+        let mut runs: Option<Vec<(usize, usize, usize)>> = None;
         for (i, l) in lists.iter().enumerate() {
             let list = l.as_list_opt::<i32>().ok_or_else(|| {
                 ArrowError::Aggregate(format!(
@@ -633,45 +747,53 @@ impl GroupedValues {
                     l.data_type()
                 ))
             })?;
-            if list.len() != group_indices.len() {
+            if list.len() != group_indices.len() || list.values().data_type() != &self.args[i] {
                 return Err(ArrowError::Aggregate(format!(
-                    "{} partial states for {} groups",
+                    "partial state {i}: {} lists of {} for {} groups of {}",
                     list.len(),
-                    group_indices.len()
+                    list.values().data_type(),
+                    group_indices.len(),
+                    self.args[i]
                 ))
                 .into());
             }
-            let offsets = list.value_offsets();
-            let (first, last) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-            values.push(list.values().slice(first, last - first));
-            let per_row: Vec<usize> = offsets
+            columns.push(list.values().clone());
+            let these: Vec<(usize, usize, usize)> = list
+                .value_offsets()
                 .windows(2)
-                .enumerate()
-                .flat_map(|(row, w)| {
-                    std::iter::repeat_n(group_indices[row], (w[1] - w[0]).max(0) as usize)
-                })
+                .zip(group_indices)
+                .map(|(w, &g)| (g, w[0].max(0) as usize, w[1].max(w[0]).max(0) as usize))
                 .collect();
-            match &groups {
-                Some(g) if g != &per_row => {
+            match &runs {
+                Some(r) if r != &these => {
                     return Err(ArrowError::Aggregate(
                         "a vectorized aggregate's partial states differ in length".into(),
                     )
                     .into())
                 }
-                _ => groups = Some(per_row),
+                _ => runs = Some(these),
             }
         }
-        let groups = groups.unwrap_or_default();
-        self.update(&groups, &values)?;
+        if columns.len() != self.args.len() {
+            return Err(ArrowError::Aggregate(format!(
+                "{} partial states for {} arguments",
+                columns.len(),
+                self.args.len()
+            ))
+            .into());
+        }
+        let runs = runs.unwrap_or_default();
         // Groups a partial aggregate saw without rows still exist.
         self.groups = self
             .groups
             .max(group_indices.iter().max().map_or(0, |m| m + 1));
+        self.push(Part { columns, runs });
         Ok(())
     }
 
     /// Drops the first `n` rows kept, in the order they came (a window
-    /// frame's rows that left it).
+    /// frame's rows that left it: one group, so a part's rows are in the
+    /// order they came).
     ///
     /// # Errors
     ///
@@ -679,23 +801,28 @@ impl GroupedValues {
     pub fn drop_first(&mut self, n: usize) -> Result<(), RunError> {
         let mut left = n;
         while left > 0 && !self.parts.is_empty() {
-            let rows = self.parts[0].1.len();
+            let rows: usize = self.parts[0].runs.iter().map(|r| r.2 - r.1).sum();
             if rows <= left {
                 left -= rows;
                 self.parts.remove(0);
             } else {
-                let (arrays, groups) = &mut self.parts[0];
-                for a in arrays.iter_mut() {
-                    *a = a.slice(left, rows - left);
+                let part = &mut self.parts[0];
+                let mut runs = Vec::new();
+                for &(g, a, b) in &part.runs {
+                    let cut = left.min(b - a);
+                    left -= cut;
+                    if a + cut < b {
+                        runs.push((g, a + cut, b));
+                    }
                 }
-                groups.drain(..left);
+                part.runs = runs;
                 left = 0;
             }
         }
         self.bytes = self
             .parts
             .iter()
-            .flat_map(|(a, _)| a.iter())
+            .flat_map(|p| p.columns.iter())
             .map(|a| a.get_array_memory_size())
             .sum();
         Ok(())
@@ -712,60 +839,76 @@ impl GroupedValues {
     pub fn take_lists(&mut self, n: Option<usize>) -> Result<Vec<ArrayRef>, RunError> {
         let n = n.unwrap_or(self.groups).min(self.groups);
         let parts = std::mem::take(&mut self.parts);
-        let indices: Vec<usize> = parts.iter().flat_map(|(_, g)| g.iter().copied()).collect();
-        let columns: Vec<ArrayRef> = (0..self.args.len())
-            .map(|i| {
-                let arrays: Vec<&dyn Array> = parts.iter().map(|(a, _)| a[i].as_ref()).collect();
-                if arrays.is_empty() {
-                    Ok(arrow_array::new_empty_array(&self.args[i]))
-                } else {
-                    arrow_select::concat::concat(&arrays).map_err(ArrowError::Build)
+        // Each group's runs, in the order they came.
+        let mut by_group: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); self.groups];
+        for (p, part) in parts.iter().enumerate() {
+            for &(g, a, b) in &part.runs {
+                if let Some(runs) = by_group.get_mut(g) {
+                    runs.push((p, a, b));
                 }
-            })
-            .collect::<Result<_, _>>()?;
-        // A counting sort by group: stable, so a group's rows keep their
-        // order.
-        let mut counts = vec![0usize; self.groups + 1];
-        for &g in &indices {
-            counts[g + 1] += 1;
+            }
         }
-        for g in 0..self.groups {
-            counts[g + 1] += counts[g];
+        let gather =
+            |i: usize, groups: std::ops::Range<usize>| -> Result<(ArrayRef, Vec<i32>), RunError> {
+                let datas: Vec<arrow_data::ArrayData> =
+                    parts.iter().map(|p| p.columns[i].to_data()).collect();
+                let refs: Vec<&arrow_data::ArrayData> = datas.iter().collect();
+                let rows: usize = by_group[groups.clone()]
+                    .iter()
+                    .flatten()
+                    .map(|r| r.2 - r.1)
+                    .sum();
+                let mut out = arrow_data::transform::MutableArrayData::new(refs, true, rows);
+                let mut offsets = Vec::with_capacity(groups.len() + 1);
+                let mut at = 0i32;
+                offsets.push(at);
+                for runs in &by_group[groups] {
+                    for &(p, a, b) in runs {
+                        out.try_extend(p, a, b).map_err(ArrowError::Build)?;
+                        at = i32::try_from(b - a)
+                            .ok()
+                            .and_then(|len| at.checked_add(len))
+                            .ok_or_else(|| {
+                                ArrowError::Aggregate(
+                                "a vectorized aggregate's groups hold more than 2^31 rows together"
+                                    .into(),
+                            )
+                            })?;
+                    }
+                    offsets.push(at);
+                }
+                Ok((arrow_array::make_array(out.freeze()), offsets))
+            };
+        let mut lists = Vec::with_capacity(self.args.len());
+        let mut rest_columns = Vec::new();
+        let mut rest_runs = Vec::new();
+        for i in 0..self.args.len() {
+            let (values, offsets) = if parts.is_empty() {
+                (arrow_array::new_empty_array(&self.args[i]), vec![0; n + 1])
+            } else {
+                gather(i, 0..n)?
+            };
+            lists.push(list_of(values, offsets)?);
+            if n < self.groups && !parts.is_empty() {
+                let (values, offsets) = gather(i, n..self.groups)?;
+                if i == 0 {
+                    rest_runs = offsets
+                        .windows(2)
+                        .enumerate()
+                        .map(|(g, w)| (g, w[0] as usize, w[1] as usize))
+                        .filter(|r| r.1 < r.2)
+                        .collect();
+                }
+                rest_columns.push(values);
+            }
         }
-        let starts = counts.clone();
-        let mut order = vec![0u32; indices.len()];
-        let mut next = counts;
-        for (row, &g) in indices.iter().enumerate() {
-            order[next[g]] = row as u32;
-            next[g] += 1;
-        }
-        let taken = starts[n];
-        let offsets: Vec<i32> = starts[..=n].iter().map(|&s| s as i32).collect();
-        let head = UInt32Array::from(order[..taken].to_vec());
-        let lists = columns
-            .iter()
-            .map(|c| {
-                let values =
-                    arrow_select::take::take(c.as_ref(), &head, None).map_err(ArrowError::Build)?;
-                list_of(values, offsets.clone())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // The rest stay, their groups moved down by `n`.
         self.groups -= n;
         self.bytes = 0;
-        if taken < indices.len() {
-            let tail = UInt32Array::from(order[taken..].to_vec());
-            let rest = columns
-                .iter()
-                .map(|c| arrow_select::take::take(c.as_ref(), &tail, None))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(ArrowError::Build)?;
-            let groups: Vec<usize> = order[taken..]
-                .iter()
-                .map(|&r| indices[r as usize] - n)
-                .collect();
-            self.bytes = rest.iter().map(|a| a.get_array_memory_size()).sum();
-            self.parts.push((rest, groups));
+        if !rest_columns.is_empty() {
+            self.push(Part {
+                columns: rest_columns,
+                runs: rest_runs,
+            });
         }
         Ok(lists)
     }
@@ -793,8 +936,8 @@ impl GroupedValues {
         runner: &Runner,
         n: Option<usize>,
     ) -> Result<(ArrayRef, Vec<GroupError>), RunError> {
+        let rows = n.unwrap_or(self.groups).min(self.groups);
         let lists = self.take_lists(n)?;
-        let rows = lists.first().map_or(n.unwrap_or(0), |l| l.len());
         evaluate_lists(runner, lists, rows)
     }
 }
