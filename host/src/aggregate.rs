@@ -65,6 +65,42 @@ struct Touched {
     order: UInt32Array,
 }
 
+/// The rows of a batch in order of their group, each group's rows in
+/// their input order: a counting sort when the groups present span a range
+/// not much wider than the batch (the usual case), else a sort.
+fn grouped_order(group_indices: &[usize]) -> Vec<u32> {
+    let n = group_indices.len();
+    let (Some(&lo), Some(&hi)) = (group_indices.iter().min(), group_indices.iter().max()) else {
+        return Vec::new();
+    };
+    if hi - lo <= 4 * n + 1024 {
+        let mut starts = vec![0u32; hi - lo + 2];
+        for &g in group_indices {
+            starts[g - lo + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut order = vec![0u32; n];
+        for (row, &g) in group_indices.iter().enumerate() {
+            let at = &mut starts[g - lo];
+            order[*at as usize] = row as u32;
+            *at += 1;
+        }
+        order
+    } else {
+        // Group in the high bits, row in the low: sorting the pairs keeps
+        // each group's rows in order.
+        let mut keyed: Vec<(usize, u32)> = group_indices
+            .iter()
+            .enumerate()
+            .map(|(row, &g)| (g, row as u32))
+            .collect();
+        keyed.sort_unstable();
+        keyed.into_iter().map(|(_, row)| row).collect()
+    }
+}
+
 impl Touched {
     fn of(group_indices: &[usize]) -> Result<Touched, RunError> {
         if u32::try_from(group_indices.len()).is_err() {
@@ -74,8 +110,7 @@ impl Touched {
             ))
             .into());
         }
-        let mut order: Vec<u32> = (0..group_indices.len() as u32).collect();
-        order.sort_by_key(|&i| group_indices[i as usize]);
+        let order = grouped_order(group_indices);
         let mut groups = Vec::new();
         let mut offsets = Vec::new();
         for (at, &i) in order.iter().enumerate() {
@@ -621,6 +656,12 @@ pub struct GroupedValues {
     groups: usize,
     /// Bytes the parts hold.
     bytes: usize,
+    /// Batches not grouped yet (their columns, and each row's group):
+    /// grouped together once they hold [`PENDING_ROWS`], so that each
+    /// group's runs are long.
+    pending: Vec<(Vec<ArrayRef>, Vec<usize>)>,
+    /// How many rows `pending` holds.
+    pending_rows: usize,
 }
 
 /// A batch of rows, grouped: a run of rows per group.
@@ -652,6 +693,8 @@ impl GroupedValues {
             parts: Vec::new(),
             groups: 0,
             bytes: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
         })
     }
 
@@ -713,7 +756,52 @@ impl GroupedValues {
         if group_indices.is_empty() {
             return Ok(());
         }
-        let touched = Touched::of(group_indices)?;
+        let most = group_indices.iter().max().map_or(0, |m| m + 1);
+        self.groups = self.groups.max(most);
+        self.bytes += args
+            .iter()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>();
+        self.pending.push((args.to_vec(), group_indices.to_vec()));
+        self.pending_rows += group_indices.len();
+        if self.pending_rows >= PENDING_ROWS {
+            self.settle()?;
+        }
+        Ok(())
+    }
+
+    /// Groups the batches kept so far into one part.
+    fn settle(&mut self) -> Result<(), RunError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_rows = 0;
+        let (args, group_indices) = if pending.len() == 1 {
+            pending.into_iter().next().expect("one batch")
+        } else {
+            let columns = (0..self.args.len())
+                .map(|i| {
+                    let parts: Vec<&dyn Array> =
+                        pending.iter().map(|(a, _)| a[i].as_ref()).collect();
+                    arrow_select::concat::concat(&parts)
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ArrowError::Build)?;
+            let groups = pending
+                .iter()
+                .flat_map(|(_, g)| g.iter().copied())
+                .collect();
+            (columns, groups)
+        };
+        self.bytes -= args
+            .iter()
+            .map(|a| a.get_array_memory_size())
+            .sum::<usize>()
+            .min(self.bytes);
+        let group_indices: Vec<usize> = group_indices;
+        let args: Vec<ArrayRef> = args;
+        let touched = Touched::of(&group_indices)?;
         let columns = args
             .iter()
             .map(|a| arrow_select::take::take(a.as_ref(), &touched.order, None))
@@ -738,6 +826,7 @@ impl GroupedValues {
     /// [`ArrowError::Aggregate`] for columns that are not lists of the
     /// arguments' types.
     pub fn merge(&mut self, group_indices: &[usize], lists: &[ArrayRef]) -> Result<(), RunError> {
+        self.settle()?;
         let mut columns = Vec::with_capacity(lists.len());
         let mut runs: Option<Vec<(usize, usize, usize)>> = None;
         for (i, l) in lists.iter().enumerate() {
@@ -797,8 +886,9 @@ impl GroupedValues {
     ///
     /// # Errors
     ///
-    /// None today; kept for symmetry with the others.
+    /// Arrow's, grouping the rows kept.
     pub fn drop_first(&mut self, n: usize) -> Result<(), RunError> {
+        self.settle()?;
         let mut left = n;
         while left > 0 && !self.parts.is_empty() {
             let rows: usize = self.parts[0].runs.iter().map(|r| r.2 - r.1).sum();
@@ -837,6 +927,7 @@ impl GroupedValues {
     ///
     /// Arrow's, putting the rows together.
     pub fn take_lists(&mut self, n: Option<usize>) -> Result<Vec<ArrayRef>, RunError> {
+        self.settle()?;
         let n = n.unwrap_or(self.groups).min(self.groups);
         let parts = std::mem::take(&mut self.parts);
         // Each group's runs, in the order they came.
