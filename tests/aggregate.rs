@@ -374,6 +374,25 @@ fn a_state_that_cannot_travel_is_an_error_naming_pickle_not_a_wrong_answer() {
 }
 
 #[test]
+fn a_pyflink_aggregate_function_with_open_function_context_runs_unchanged() {
+    let r = runner(
+        "aggregates.py",
+        "PyFlinkStyle",
+        UdfKind::Aggregate,
+        DataType::Int64,
+        &[],
+    );
+    let mut acc = Accumulators::new(&r, vec![DataType::Int64]).unwrap();
+    acc.update(&r, &[0, 1, 0], &[array(&[Some(1), Some(2), Some(3)])])
+        .unwrap();
+    let got = acc.evaluate(&r, None).unwrap();
+    assert_eq!(
+        got.as_primitive::<Int64Type>().values().to_vec(),
+        vec![4, 2]
+    );
+}
+
+#[test]
 fn a_runner_of_another_kind_is_refused_by_name() {
     let r = runner(
         "aggregates.py",

@@ -138,3 +138,24 @@ class Unpicklable:
 
     def get_value(self, acc) -> int:
         return acc[0]
+
+
+class PyFlinkStyle:
+    """A PyFlink AggregateFunction body as written for PyFlink (its base
+    class dropped): open(function_context) included."""
+
+    def open(self, function_context):
+        self.offset = 0 if function_context is None else 1
+
+    def create_accumulator(self):
+        return [0]
+
+    def accumulate(self, accumulator, *args):
+        accumulator[0] += args[0] + self.offset
+
+    def merge(self, accumulator, accumulators):
+        for other in accumulators:
+            accumulator[0] += other[0]
+
+    def get_value(self, accumulator):
+        return accumulator[0]

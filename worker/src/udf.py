@@ -77,9 +77,7 @@ def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
                 f"AggregateFunction methods; merge(acc, accs) and "
                 f"retract(acc, *args) where the engine needs them)")
         instance = obj() if isinstance(obj, type) else obj
-        opener = getattr(instance, "open", None)
-        if callable(opener):
-            opener()
+        _open(instance)
         described = _described(instance.accumulate, instance.get_value)
         if kind == "aggregate":
             fn = aggregate_step(instance, name)
@@ -91,9 +89,7 @@ def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
         instance = obj()
         if not callable(getattr(instance, "eval", None)):
             raise TypeError(f"class {name} in {module_part} has no eval method")
-        opener = getattr(instance, "open", None)
-        if callable(opener):
-            opener()
+        _open(instance)
         fn = instance.eval
     elif callable(obj):
         fn = obj
@@ -102,6 +98,26 @@ def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
     wants_numpy = bool(getattr(obj, "coil_numpy", False))
     declared = getattr(obj, "coil_kind", None)
     return fn, instance, wants_numpy, fn, declared or written_as(fn, wants_numpy)
+
+
+def _open(instance):
+    """Calls INSTANCE's open(), if it has one: with no argument, or with
+    None where it takes one (PyFlink's open(function_context): coil has no
+    function context to give)."""
+    opener = getattr(instance, "open", None)
+    if not callable(opener):
+        return
+    try:
+        params = [p for p in inspect.signature(opener).parameters.values()
+                  if p.kind in (inspect.Parameter.POSITIONAL_ONLY,
+                                inspect.Parameter.POSITIONAL_OR_KEYWORD)
+                  and p.default is inspect.Parameter.empty]
+    except (TypeError, ValueError):
+        params = []
+    if params:
+        opener(None)
+    else:
+        opener()
 
 
 def _wrong_kind(name, what, kind):
