@@ -42,7 +42,7 @@ mod rows;
 mod runner;
 mod sched;
 
-pub use aggregate::{evaluate_lists, Accumulators, GroupError, GroupedValues};
+pub use aggregate::{evaluate_lists, Accumulators, GroupError, GroupedValues, PENDING_ROWS};
 pub use arrow::ArrowStream;
 pub use arrow_array;
 pub use arrow_schema;
