@@ -38,6 +38,36 @@
 //! # Ok(()) }
 //! ```
 
+/// `Debug`, `PartialEq`, `Eq` and `Hash` for a type that is its Python
+/// function (field `function`) and a runner: the runner is not part of
+/// what the function is.
+macro_rules! by_function {
+    ($t:ident) => {
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t))
+                    .field("function", &self.function)
+                    .finish()
+            }
+        }
+
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.function == other.function
+            }
+        }
+
+        impl Eq for $t {}
+
+        impl std::hash::Hash for $t {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                self.function.hash(state);
+            }
+        }
+    };
+}
+pub(crate) use by_function;
+
 mod factory;
 mod options;
 mod udaf;

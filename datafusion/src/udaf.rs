@@ -10,7 +10,6 @@
 //! accumulator (a binary column), and for a vectorized aggregate the
 //! group's values so far (a list column per argument): see docs/sql.md.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
@@ -38,27 +37,7 @@ pub struct PythonUdaf {
     options: PythonOptions,
 }
 
-impl std::fmt::Debug for PythonUdaf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonUdaf")
-            .field("function", &self.function)
-            .finish()
-    }
-}
-
-impl PartialEq for PythonUdaf {
-    fn eq(&self, other: &Self) -> bool {
-        self.function == other.function
-    }
-}
-
-impl Eq for PythonUdaf {}
-
-impl Hash for PythonUdaf {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.hash(state);
-    }
-}
+crate::by_function!(PythonUdaf);
 
 impl PythonUdaf {
     /// The aggregate for `function` (of kind [`UdfKind::Aggregate`] or

@@ -1,6 +1,5 @@
 //! A Python UDF as a DataFusion scalar function, backed by a coil runner.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use arrow_array::{ArrayRef, RecordBatch, RecordBatchOptions};
@@ -226,27 +225,7 @@ impl std::fmt::Debug for SharedRunner {
     }
 }
 
-impl std::fmt::Debug for PythonUdf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonUdf")
-            .field("function", &self.function)
-            .finish()
-    }
-}
-
-impl PartialEq for PythonUdf {
-    fn eq(&self, other: &Self) -> bool {
-        self.function == other.function
-    }
-}
-
-impl Eq for PythonUdf {}
-
-impl Hash for PythonUdf {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.hash(state);
-    }
-}
+crate::by_function!(PythonUdf);
 
 impl PythonUdf {
     /// The UDF for `function`, with `runner` (started for it, e.g. by

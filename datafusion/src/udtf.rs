@@ -24,13 +24,7 @@ pub struct PythonUdtf {
     options: PythonOptions,
 }
 
-impl std::fmt::Debug for PythonUdtf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonUdtf")
-            .field("function", &self.function)
-            .finish()
-    }
-}
+crate::by_function!(PythonUdtf);
 
 impl PythonUdtf {
     /// The table function for `function` (of kind

@@ -14,7 +14,6 @@
 //!   are looked up by the frame's exact bounds).
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -44,27 +43,7 @@ pub struct PythonUdwf {
     options: PythonOptions,
 }
 
-impl std::fmt::Debug for PythonUdwf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonUdwf")
-            .field("function", &self.function)
-            .finish()
-    }
-}
-
-impl PartialEq for PythonUdwf {
-    fn eq(&self, other: &Self) -> bool {
-        self.function == other.function
-    }
-}
-
-impl Eq for PythonUdwf {}
-
-impl Hash for PythonUdwf {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.function.hash(state);
-    }
-}
+crate::by_function!(PythonUdwf);
 
 impl PythonUdwf {
     /// The window function for `function` (of kind
@@ -170,9 +149,9 @@ struct Evaluator {
     /// How many of the columns DataFusion passes are the function's
     /// arguments (the window's ORDER BY columns may follow).
     arguments: usize,
-    /// The partition the answers are for (its first column's data and
-    /// length).
-    values: Option<(usize, usize)>,
+    /// The partition the answers are for: its first column, held (so its
+    /// address cannot be another array's while the answers are kept).
+    values: Option<ArrayRef>,
     /// Each frame's value, by its bounds.
     answers: HashMap<(usize, usize), ScalarValue>,
     /// The last two frames asked for.
@@ -264,17 +243,15 @@ impl PartitionEvaluator for Evaluator {
     fn evaluate(&mut self, values: &[ArrayRef], range: &Range<usize>) -> Result<ScalarValue> {
         let values = &values[..self.arguments.min(values.len())];
         let rows = values.first().map_or(0, |v| v.len());
-        let id = values.first().map_or((0, 0), |v| {
-            (
-                v.to_data()
-                    .buffers()
-                    .first()
-                    .map_or(0, |b| b.as_ptr() as usize),
-                v.len(),
-            )
-        });
-        if self.values != Some(id) {
-            self.values = Some(id);
+        // The partition's arrays, by identity: DataFusion passes the same
+        // ones for every row of a partition.
+        let same = match (&self.values, values.first()) {
+            (Some(kept), Some(v)) => Arc::ptr_eq(kept, v),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            self.values = values.first().cloned();
             self.answers.clear();
             self.last.clear();
         }
