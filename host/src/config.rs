@@ -89,6 +89,20 @@ pub const RETRIES: &str = "python.fn-execution.retries";
 pub const START_TIMEOUT: &str = "python.worker.start-timeout";
 /// `python.fn-execution.on-error`.
 pub const ON_ERROR: &str = "python.fn-execution.on-error";
+/// `python.fn-execution.async.max-concurrency`.
+pub const ASYNC_MAX_CONCURRENCY: &str = "python.fn-execution.async.max-concurrency";
+/// `python.fn-execution.retry.max-attempts`.
+pub const RETRY_MAX_ATTEMPTS: &str = "python.fn-execution.retry.max-attempts";
+/// `python.fn-execution.retry.on`.
+pub const RETRY_ON: &str = "python.fn-execution.retry.on";
+/// `python.fn-execution.retry.initial-delay`.
+pub const RETRY_INITIAL_DELAY: &str = "python.fn-execution.retry.initial-delay";
+/// `python.fn-execution.retry.max-delay`.
+pub const RETRY_MAX_DELAY: &str = "python.fn-execution.retry.max-delay";
+/// `python.fn-execution.rate-limit`.
+pub const RATE_LIMIT: &str = "python.fn-execution.rate-limit";
+/// `python.fn-execution.rate-limit.burst`.
+pub const RATE_LIMIT_BURST: &str = "python.fn-execution.rate-limit.burst";
 /// `python.executable`.
 pub const EXECUTABLE: &str = "python.executable";
 /// `python.requirements`.
@@ -274,6 +288,48 @@ pub const KEYS: &[Key] = &[
         check: check_retries,
     },
     Key {
+        name: ASYNC_MAX_CONCURRENCY,
+        default: "64",
+        doc: "rows an async UDF (async def) keeps in flight in each executor, across batches; a positive integer; setting it for a sync UDF is an error",
+        check: check_count,
+    },
+    Key {
+        name: RETRY_MAX_ATTEMPTS,
+        default: "1",
+        doc: "calls of one row at most, for sync and async UDFs: 1 never retries; a row whose call raises an exception named in python.fn-execution.retry.on (or coil.RetryAfter) is called again while attempts remain; the last error then goes to on-error with the attempt count",
+        check: check_count,
+    },
+    Key {
+        name: RETRY_ON,
+        default: "",
+        doc: "exception classes a failed call is retried on, comma-separated, matched with isinstance (so subclasses too): builtins (ConnectionError,TimeoutError), dotted names (httpx.ConnectError) or names the UDF's module defines or imports; empty: only coil.RetryAfter is retried",
+        check: check_exception_names,
+    },
+    Key {
+        name: RETRY_INITIAL_DELAY,
+        default: "100ms",
+        doc: "the wait before the first retry; each next one doubles, up to python.fn-execution.retry.max-delay, with +-25% jitter; a duration",
+        check: check_millis,
+    },
+    Key {
+        name: RETRY_MAX_DELAY,
+        default: "60s",
+        doc: "the longest wait between two attempts; a coil.RetryAfter asking for longer fails its row; a duration, at least the initial delay",
+        check: check_millis,
+    },
+    Key {
+        name: RATE_LIMIT,
+        default: "0",
+        doc: "calls per second all of a UDF's executors (processes or threads) make together at most, kept in shared memory; retries count; a positive number (0.5 is one call every 2 s), 0 for no limit",
+        check: check_rate,
+    },
+    Key {
+        name: RATE_LIMIT_BURST,
+        default: "1",
+        doc: "calls the rate limit lets start at once after a pause; a positive integer",
+        check: check_count,
+    },
+    Key {
         name: START_TIMEOUT,
         default: "60000",
         doc: "how long a worker may take to start and load the UDF; a duration",
@@ -287,6 +343,45 @@ fn parse_bool(v: &str) -> Result<bool, String> {
         "false" => Ok(false),
         _ => Err("true or false".into()),
     }
+}
+
+/// Comma-separated Python class names, each a dotted identifier.
+fn parse_exception_names(v: &str) -> Result<Vec<String>, String> {
+    let names: Vec<String> = v
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let identifier = |part: &str| {
+        let mut chars = part.chars();
+        chars
+            .next()
+            .is_some_and(|c| c == '_' || c.is_alphabetic())
+            && chars.all(|c| c == '_' || c.is_alphanumeric())
+    };
+    match names.iter().find(|n| !n.split('.').all(identifier)) {
+        Some(bad) => Err(format!(
+            "exception class names separated by commas (ConnectionError,httpx.ConnectError); {bad:?} is not one"
+        )),
+        None => Ok(names),
+    }
+}
+
+fn check_exception_names(v: &str) -> Result<(), String> {
+    parse_exception_names(v).map(drop)
+}
+
+/// Calls per second: a finite number, 0 for none.
+fn parse_rate(v: &str) -> Result<f64, String> {
+    match v.trim().parse::<f64>() {
+        Ok(r) if r.is_finite() && r >= 0.0 && (r == 0.0 || r >= 1e-6) => Ok(r),
+        _ => Err("calls per second: a number from 0.000001 up (0 for no limit)".into()),
+    }
+}
+
+fn check_rate(v: &str) -> Result<(), String> {
+    parse_rate(v).map(drop)
 }
 
 fn parse_count(v: &str) -> Result<usize, String> {
@@ -602,6 +697,29 @@ impl Config {
     /// `python.fn-execution.on-error`.
     pub fn on_error(&self) -> OnError {
         self.typed(ON_ERROR, str::parse)
+    }
+
+    /// How executors call the UDF: `python.fn-execution.retry.*`,
+    /// `python.fn-execution.async.max-concurrency`, the timeout (per call,
+    /// for an async UDF) and `python.fn-execution.rate-limit[.burst]`.
+    pub fn call_policy(&self) -> coil_proto::CallPolicy {
+        let millis = |key| Duration::from_millis(self.typed(key, parse_millis));
+        let count = |key| u32::try_from(self.typed(key, parse_count)).unwrap_or(u32::MAX);
+        let rate = self.typed(RATE_LIMIT, parse_rate);
+        coil_proto::CallPolicy {
+            max_attempts: count(RETRY_MAX_ATTEMPTS),
+            retry_on: self.typed(RETRY_ON, parse_exception_names),
+            initial_delay: millis(RETRY_INITIAL_DELAY),
+            max_delay: millis(RETRY_MAX_DELAY),
+            max_concurrency: self
+                .get(ASYNC_MAX_CONCURRENCY)
+                .map(|_| count(ASYNC_MAX_CONCURRENCY)),
+            timeout: self.timeout(),
+            rate: (rate > 0.0).then(|| coil_proto::RateLimit {
+                interval: Duration::from_secs_f64(1.0 / rate),
+                burst: count(RATE_LIMIT_BURST),
+            }),
+        }
     }
 }
 

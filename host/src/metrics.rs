@@ -28,6 +28,8 @@ pub(crate) struct Counters {
     /// The executor's time per row, nanoseconds as `f64` bits, smoothed
     /// over the answered batches (0: nothing measured yet). Sizes batches.
     pub row_cost: AtomicU64,
+    pub attempts: AtomicU64,
+    pub retries: AtomicU64,
     pub histograms: Mutex<Histograms>,
 }
 
@@ -159,6 +161,17 @@ impl Counters {
             .record(encode.as_secs_f64());
     }
 
+    /// Counts calls of the UDF (`attempts`), `retries` of them retries.
+    pub fn record_attempts(&self, attempts: u64, retries: u64) {
+        if attempts == 0 && retries == 0 {
+            return;
+        }
+        self.attempts.fetch_add(attempts, Ordering::Relaxed);
+        self.retries.fetch_add(retries, Ordering::Relaxed);
+        metrics::counter!("coil_udf_attempts_total").increment(attempts);
+        metrics::counter!("coil_udf_retries_total").increment(retries);
+    }
+
     /// Counts a failed batch.
     pub fn record_error(&self, mode: ExecutionMode, timeout: bool) {
         self.errors.fetch_add(1, Ordering::Relaxed);
@@ -191,6 +204,12 @@ pub struct Metrics {
     pub timeouts: u64,
     /// Workers replaced.
     pub worker_restarts: u64,
+    /// Calls of the UDF, retries included, where the executors count them:
+    /// with retries or a rate limit configured, and for async UDFs
+    /// (otherwise 0: each row is one call).
+    pub attempts: u64,
+    /// Calls that were retries (`python.fn-execution.retry.*`).
+    pub retries: u64,
     /// Host: encoding rows.
     pub encode: Duration,
     /// Host: decoding results.
@@ -216,6 +235,8 @@ impl Metrics {
             errors: self.errors.saturating_sub(earlier.errors),
             timeouts: self.timeouts.saturating_sub(earlier.timeouts),
             worker_restarts: self.worker_restarts.saturating_sub(earlier.worker_restarts),
+            attempts: self.attempts.saturating_sub(earlier.attempts),
+            retries: self.retries.saturating_sub(earlier.retries),
             encode: self.encode.saturating_sub(earlier.encode),
             decode: self.decode.saturating_sub(earlier.decode),
             worker_decode: self.worker_decode.saturating_sub(earlier.worker_decode),

@@ -47,6 +47,8 @@ pub struct Runner {
     spec: UdfSpec,
     /// What the UDF's signature says, as its executors read it.
     signature: coil_proto::UdfSignature,
+    /// The shared rate limit's region, for a fallback pool's workers too.
+    limiter: Option<coil_ipc::Region>,
 }
 
 /// Finds the worker program, when process workers are first needed.
@@ -173,6 +175,13 @@ impl Runner {
             },
             (m, _) => m,
         };
+        spec.calls = config.call_policy();
+        // One rate limit for every executor of this runner, fallback pool
+        // included: a word in shared memory they all map.
+        let limiter = match spec.calls.rate {
+            Some(_) => Some(coil_ipc::Region::create_shared(&[coil_ipc::MIN_CAPACITY])?),
+            None => None,
+        };
         let counters = Arc::new(Counters::default());
         let tuning = Tuning::of(config);
         let mut command: Option<CommandSource> = Some(Box::new(command));
@@ -189,6 +198,7 @@ impl Runner {
                 spec: spec.clone(),
                 command,
                 counters: Arc::clone(&counters),
+                limiter: limiter.clone(),
             })
         };
         let pool = match start(mode) {
@@ -231,6 +241,7 @@ impl Runner {
             config: config.clone(),
             tuning,
             spec,
+            limiter,
         })
     }
 
@@ -274,6 +285,7 @@ impl Runner {
             spec: self.spec.clone(),
             command: program,
             counters: Arc::clone(&self.counters),
+            limiter: self.limiter.clone(),
         })
         .map_err(failed)?;
         let pool = self.fallback.get_or_init(|| pool);
@@ -328,6 +340,8 @@ impl Runner {
             errors: n(&c.errors),
             timeouts: n(&c.timeouts),
             worker_restarts: n(&c.restarts),
+            attempts: n(&c.attempts),
+            retries: n(&c.retries),
             encode: d(&c.encode_ns),
             decode: d(&c.decode_ns),
             worker_decode: d(&c.worker_decode_ns),
@@ -355,12 +369,22 @@ impl Runner {
     /// The rows in the next batch (see [`RowStream::batch_size`](crate::RowStream::batch_size)).
     pub(crate) fn batch_size(&self) -> usize {
         let t = &self.tuning;
-        batch_rows(
+        let rows = batch_rows(
             t.bundle_size,
             t.bundle_fixed,
             t.bundle_target_time,
             self.counters.row_cost(),
-        )
+        );
+        if self.signature.asynchronous && !t.bundle_fixed {
+            // An awaiting row costs little time of its own: batches sized
+            // by time alone could hold fewer rows than the executor keeps
+            // in flight. Two batches per executor, each of at least twice
+            // its concurrency, keep every slot busy across batch ends.
+            let least = 2 * self.spec.calls.concurrency() as usize;
+            rows.max(least)
+        } else {
+            rows
+        }
     }
 }
 

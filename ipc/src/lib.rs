@@ -312,6 +312,7 @@
 mod codec;
 mod frame;
 mod header;
+mod limit;
 mod peer;
 mod region;
 mod ring;
@@ -324,6 +325,7 @@ pub use header::{
     required_size, CONTROL_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAX_CAPACITY, MAX_RINGS,
     MIN_CAPACITY, REGION_MAGIC, USER_WORDS,
 };
+pub use limit::{monotonic_nanos, RateLimiter};
 pub use peer::{ParentWatch, PeerWatch, PidWatch};
 pub use region::{EndpointError, Region, RegionCreateError, RegionOpenError, UserWord};
 pub use ring::{

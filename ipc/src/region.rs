@@ -510,6 +510,22 @@ impl UserWord {
     pub fn store(&self, value: u64) {
         self.atomic().store(value, Ordering::Relaxed)
     }
+
+    /// Adds `n` (wrapping) and returns the previous value.
+    #[inline]
+    pub fn fetch_add(&self, n: u64) -> u64 {
+        self.atomic().fetch_add(n, Ordering::AcqRel)
+    }
+
+    /// Stores `new` if the word holds `current`: `Ok(current)`, or
+    /// `Err(actual)` with what it held instead. Processes that share the
+    /// region see one order of these updates: a lock-free counter or clock
+    /// they all advance (coil's shared rate limit is one).
+    #[inline]
+    pub fn compare_exchange(&self, current: u64, new: u64) -> Result<u64, u64> {
+        self.atomic()
+            .compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire)
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -58,6 +58,9 @@ pub struct Launch {
     pub max_message: usize,
     /// The host's pid, when it said ([`HOST_PID`]).
     pub host_pid: Option<u32>,
+    /// The inherited descriptor of the region whose first word is the
+    /// rate limit every executor of the UDF shares, if it has one.
+    pub limiter_fd: Option<RawFd>,
 }
 
 /// Why a `coil-worker` command line cannot be read.
@@ -72,6 +75,12 @@ pub enum LaunchError {
     /// `--fd` is not a descriptor number.
     #[error("--fd: {value:?} is not a descriptor number")]
     Fd {
+        /// What was given.
+        value: String,
+    },
+    /// `--calls` is not a call policy.
+    #[error("--calls: {value:?} is not a call policy")]
+    Calls {
         /// What was given.
         value: String,
     },
@@ -113,6 +122,7 @@ impl Launch {
             spec,
             max_message: DEFAULT_MAX_MESSAGE,
             host_pid: None,
+            limiter_fd: None,
         }
     }
 
@@ -155,6 +165,14 @@ impl Launch {
             args.push("--returns".into());
             args.push(hex.into());
         }
+        if self.spec.calls != crate::CallPolicy::default() {
+            args.push("--calls".into());
+            args.push(self.spec.calls.to_arg().into());
+        }
+        if let Some(fd) = self.limiter_fd {
+            args.push("--limiter-fd".into());
+            args.push(fd.to_string().into());
+        }
         args
     }
 
@@ -181,6 +199,7 @@ impl Launch {
     /// [`LaunchError`]: each malformed or missing argument has its own.
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Launch, LaunchError> {
         let mut fd = None;
+        let mut limiter_fd = None;
         let mut max_message = DEFAULT_MAX_MESSAGE;
         let mut spec = UdfSpec::new("");
         let mut udf = false;
@@ -195,6 +214,8 @@ impl Launch {
                 "--site-dir" => "--site-dir",
                 "--returns" => "--returns",
                 "--max-message" => "--max-message",
+                "--calls" => "--calls",
+                "--limiter-fd" => "--limiter-fd",
                 _ => return Err(LaunchError::Unknown(arg)),
             };
             let value = args.next().ok_or(LaunchError::NoValue { flag })?;
@@ -215,6 +236,13 @@ impl Launch {
                     spec.returns =
                         Some(Columns::type_from_bytes(&bytes).map_err(LaunchError::Returns)?);
                 }
+                "--calls" => {
+                    spec.calls =
+                        crate::CallPolicy::from_arg(&value).ok_or(LaunchError::Calls { value })?;
+                }
+                "--limiter-fd" => {
+                    limiter_fd = Some(value.parse().map_err(|_| LaunchError::Fd { value })?);
+                }
                 _ => {
                     max_message = value
                         .parse()
@@ -231,6 +259,7 @@ impl Launch {
             spec,
             max_message,
             host_pid: None,
+            limiter_fd,
         })
     }
 }
@@ -280,11 +309,14 @@ mod tests {
         spec.paths.push("more".into());
         spec.sys_path.push("/env/lib/python3.13".into());
         spec.site_dirs.push("/env/site-packages".into());
+        spec.calls.max_attempts = 4;
+        spec.calls.retry_on = vec!["ConnectionError".into()];
         Launch {
             fd: 9,
             spec,
             max_message: 1 << 20,
             host_pid: None,
+            limiter_fd: Some(11),
         }
     }
 
@@ -309,7 +341,9 @@ mod tests {
             args(&format!(
                 "--fd 9 --udf udfs/words.py:split --kind table --max-message 1048576 \
                  --path lib --path more --sys-path /env/lib/python3.13 \
-                 --site-dir /env/site-packages --returns {returns}"
+                 --site-dir /env/site-packages --returns {returns} \
+                 --calls attempts=4;on=ConnectionError;initial=100000;max=60000000 \
+                 --limiter-fd 11"
             ))
         );
     }

@@ -43,6 +43,7 @@
 //! ```
 
 mod blocker;
+mod calls;
 mod columns;
 mod error;
 mod launch;
@@ -55,6 +56,7 @@ mod typename;
 mod wire;
 
 pub use blocker::{incompatible_module, INCOMPATIBLE};
+pub use calls::{CallPolicy, RateLimit, DEFAULT_MAX_CONCURRENCY};
 pub use coil_ipc as ipc;
 pub use columns::{ColumnError, Columns, Decoded};
 pub use error::ProtoError;

@@ -308,7 +308,7 @@ impl Answer {
                     Some(bytes) => Value::Bytes(bytes),
                     None => Value::Null,
                 };
-                let [params, columnar, written_as] = signature.to_values();
+                let [params, columnar, written_as, asynchronous] = signature.to_values();
                 one(
                     vec![
                         Value::Int(i64::from(*pid)),
@@ -317,6 +317,7 @@ impl Answer {
                         params,
                         columnar,
                         written_as,
+                        asynchronous,
                     ],
                     out,
                 )?
@@ -442,7 +443,7 @@ impl Answer {
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
-                [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as] => {
+                [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as, asynchronous] => {
                     Ok(Answer::Ready {
                         pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
                         python: python.clone(),
@@ -451,8 +452,13 @@ impl Answer {
                             Value::Bytes(b) => Some(crate::Columns::type_from_bytes(b)?),
                             _ => return Err(fields(tag, "a return type that is not bytes")),
                         },
-                        signature: crate::UdfSignature::from_values(params, columnar, written_as)
-                            .ok_or_else(|| fields(tag, "a signature that is not one"))?,
+                        signature: crate::UdfSignature::from_values(
+                            params,
+                            columnar,
+                            written_as,
+                            asynchronous,
+                        )
+                        .ok_or_else(|| fields(tag, "a signature that is not one"))?,
                     })
                 }
                 other => Err(fields(tag, &shape(other))),
@@ -775,6 +781,7 @@ mod tests {
                         columnar: true,
                         written_as: Some(crate::UdfKind::VectorizedAggregate),
                         window: true,
+                        asynchronous: true,
                     },
                 },
                 Expect::Start,

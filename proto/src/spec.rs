@@ -158,6 +158,9 @@ pub struct UdfSpec {
     /// The Arrow types of the UDF's arguments, when the host knows them
     /// up front: checked when the runner starts, and against every batch.
     pub args: Option<Vec<arrow_schema::DataType>>,
+    /// How its executors call it: retries, async concurrency, the
+    /// per-call timeout, the shared rate limit.
+    pub calls: crate::CallPolicy,
 }
 
 impl UdfSpec {
@@ -171,6 +174,7 @@ impl UdfSpec {
             site_dirs: Vec::new(),
             returns: None,
             args: None,
+            calls: crate::CallPolicy::default(),
         }
     }
 
@@ -235,6 +239,10 @@ pub struct UdfSignature {
     /// is [`UdfKind::Vectorized`] (it returns a column), over each row's
     /// frame when it is [`UdfKind::VectorizedAggregate`].
     pub window: bool,
+    /// It is a coroutine function (`async def`, a class whose `eval` is
+    /// one, or a callable that sets `coil_async = True`): its executor
+    /// keeps many rows in flight on an event loop.
+    pub asynchronous: bool,
 }
 
 impl UdfSignature {
@@ -279,7 +287,7 @@ impl UdfSignature {
 
     /// The wire form: `[params type as bytes, or null; columnar; the kind
     /// it is written as, or null]`.
-    pub(crate) fn to_values(&self) -> [coil_ipc::Value; 3] {
+    pub(crate) fn to_values(&self) -> [coil_ipc::Value; 4] {
         // The window flag travels in the kind's name.
         use coil_ipc::Value;
         let params = match self
@@ -295,7 +303,12 @@ impl UdfSignature {
             (Some(k), false) => Value::Str(k.as_str().to_string()),
             (None, _) => Value::Null,
         };
-        [params, Value::Bool(self.columnar), written_as]
+        [
+            params,
+            Value::Bool(self.columnar),
+            written_as,
+            Value::Bool(self.asynchronous),
+        ]
     }
 
     /// Reads the wire form; `None` when it is not one.
@@ -303,6 +316,7 @@ impl UdfSignature {
         params: &coil_ipc::Value,
         columnar: &coil_ipc::Value,
         written_as: &coil_ipc::Value,
+        asynchronous: &coil_ipc::Value,
     ) -> Option<Self> {
         use coil_ipc::Value;
         let params = match params {
@@ -321,11 +335,15 @@ impl UdfSignature {
             },
             _ => return None,
         };
+        let Value::Bool(asynchronous) = asynchronous else {
+            return None;
+        };
         Some(UdfSignature {
             params,
             columnar: *columnar,
             written_as,
             window,
+            asynchronous: *asynchronous,
         })
     }
 }

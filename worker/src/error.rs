@@ -18,6 +18,15 @@ pub enum BatchError {
         /// The exception.
         error: PyErrorInfo,
     },
+    /// An async UDF's call on row `row` took longer than the timeout and
+    /// was cancelled (the error is the `TimeoutError` it ended with).
+    #[error("row {row} timed out: {error}")]
+    TimedOut {
+        /// Index of the row in the batch.
+        row: u32,
+        /// The timeout, as an exception.
+        error: PyErrorInfo,
+    },
     /// The UDF raised on row `row` because something it imports cannot
     /// load in a sub-interpreter (an `ImportError` saying so is in the
     /// exception's chain): the batch can run in a worker process instead.

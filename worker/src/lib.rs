@@ -88,6 +88,7 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
         spec,
         max_message,
         host_pid,
+        limiter_fd,
     } = launch;
     watch_parent(host_pid);
     // SAFETY: the host passed this descriptor down with
@@ -99,7 +100,19 @@ pub fn worker_main(args: impl IntoIterator<Item = String>) -> std::process::Exit
             return ExitCode::from(3);
         }
     };
-    match serve(&region, &spec, max_message) {
+    let limiter = match limiter_fd {
+        // SAFETY: as for `fd`: the host passed it down with
+        // `Region::inherit_into`, and nothing else here owns it.
+        Some(fd) => match unsafe { coil_ipc::Region::from_inherited_fd(fd) } {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("coil-worker: opening the rate limit's region on fd {fd}: {e}");
+                return ExitCode::from(3);
+            }
+        },
+        None => None,
+    };
+    match serve(&region, &spec, max_message, limiter.as_ref()) {
         Ok(()) => ExitCode::SUCCESS,
         // Already reported to the host, with its traceback.
         Err(ServeError::Load(_)) => ExitCode::from(4),

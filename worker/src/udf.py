@@ -114,10 +114,11 @@ def _open(instance):
                   and p.default is inspect.Parameter.empty]
     except (TypeError, ValueError):
         params = []
-    if params:
-        opener(None)
-    else:
-        opener()
+    opened = opener(None) if params else opener()
+    if inspect.isawaitable(opened):
+        # An async open() (one HTTP session per executor): run on the loop
+        # the executor's rows will run on.
+        sys.modules["coil"].run_awaitable(opened, instance)
 
 
 def _wrong_kind(name, what, kind):
@@ -422,7 +423,9 @@ def tzinfo(name):
 def close(instance):
     closer = getattr(instance, "close", None)
     if callable(closer):
-        closer()
+        closed = closer()
+        if inspect.isawaitable(closed):
+            sys.modules["coil"].run_awaitable(closed, instance)
 
 
 def blocker(exc):
@@ -445,7 +448,11 @@ def describe(exc):
     name = kind.__qualname__
     if kind.__module__ not in ("builtins", "__main__"):
         name = f"{kind.__module__}.{name}"
-    return name, str(exc), "".join(traceback.format_exception(exc))
+    message = str(exc)
+    attempts = getattr(exc, "_coil_attempts", 0)
+    if attempts > 1:
+        message = f"{message} (gave up after {attempts} attempts)"
+    return name, message, "".join(traceback.format_exception(exc))
 
 
 class _LogWriter:

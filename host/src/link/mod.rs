@@ -63,7 +63,9 @@ pub(crate) enum Reply {
     /// The row running timed out and was interrupted, and the executor
     /// went on with the batch's other rows (a per-row batch in an executor
     /// thread); or the batch timed out with no row running (its answer is
-    /// on its way): wait again, with a fresh deadline.
+    /// on its way); or an async executor's batch timed out while its
+    /// event loop still turns (its rows time out one by one): wait
+    /// again, with a fresh deadline.
     Interrupted,
     /// An error the UDF or a row caused; the executor is fine.
     Error(RunError),
@@ -108,6 +110,13 @@ pub(crate) struct Link {
     returns: Option<arrow_schema::DataType>,
     /// What the UDF's signature says, as the executor read it.
     signature: coil_proto::UdfSignature,
+    /// The async executor's pulse word when its batch's timeout was last
+    /// checked.
+    pulse: u64,
+    /// The runner's counters, and the executor's counts of attempts and
+    /// retries already added to them.
+    counters: std::sync::Arc<crate::metrics::Counters>,
+    counted: (u64, u64),
 }
 
 impl Link {
@@ -130,7 +139,37 @@ impl Link {
             waited_idle: false,
             returns: None,
             signature: coil_proto::UdfSignature::default(),
+            pulse: 0,
+            counters: std::sync::Arc::clone(&spawn.counters),
+            counted: (0, 0),
         }
+    }
+
+    /// Whether an async executor's event loop turned since this was last
+    /// asked: its batch is slow because its rows wait (each one is
+    /// cancelled at its own timeout), not because the executor hangs. A
+    /// sync executor's pulse never moves.
+    fn pulse_moved(&mut self) -> bool {
+        let now = self
+            .region
+            .user_word(layout::WORD_PULSE)
+            .map_or(0, |w| w.load());
+        std::mem::replace(&mut self.pulse, now) != now
+    }
+
+    /// Adds the calls of the UDF this executor made since last counted,
+    /// and the retries among them, to the runner's counters. The executor
+    /// counts them when retries, a rate limit or an async UDF make it
+    /// count; untrusted words, only summed into metrics.
+    fn count_attempts(&mut self) {
+        let word = |w| self.region.user_word(w).map_or(0, |w| w.load());
+        let now = (word(layout::WORD_ATTEMPTS), word(layout::WORD_RETRIES));
+        let (attempts, retries) = (
+            now.0.saturating_sub(self.counted.0),
+            now.1.saturating_sub(self.counted.1),
+        );
+        self.counted = now;
+        self.counters.record_attempts(attempts, retries);
     }
 
     /// The Arrow type of the UDF's results, as the executor said.
@@ -255,6 +294,7 @@ impl Link {
             Ok(Some(Ok(answer))) => {
                 self.rx.flush();
                 self.waited_idle = false;
+                self.count_attempts();
                 let reply = reply(answer, rows, timeout);
                 match reply {
                     Reply::Values(results, times, _, failed) => {
@@ -265,6 +305,9 @@ impl Link {
             }
             Ok(Some(Err(e))) => Reply::Broken(self.protocol(rows, e)),
             Err(RingRecvError::PeerDead | RingRecvError::Closed) => Reply::Broken(self.died(rows)),
+            Err(RingRecvError::Timeout { .. }) if self.signature.asynchronous && self.pulse_moved() => {
+                Reply::Interrupted
+            }
             Err(RingRecvError::Timeout { .. })
                 if matches!(self.executor, Executor::Thread { .. }) =>
             {

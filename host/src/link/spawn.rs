@@ -34,6 +34,9 @@ pub(crate) struct Spawn {
     pub command: WorkerCommand,
     /// The runner's counters (shared with a fallback pool).
     pub counters: Arc<Counters>,
+    /// The region whose first header word holds the rate limit all of the
+    /// runner's executors share (`spec.calls.rate`), if it has one.
+    pub limiter: Option<Region>,
 }
 
 /// How to start a worker process: a program and the arguments that come
@@ -99,11 +102,12 @@ impl WorkerCommand {
 /// definition the worker reads too): the descriptor of its rings (`fd`),
 /// the UDF, with `python.files` after the spec's own paths, and the
 /// message limit.
-fn launch(fd: RawFd, spawn: &Spawn) -> Launch {
+fn launch(fd: RawFd, limiter_fd: Option<RawFd>, spawn: &Spawn) -> Launch {
     let mut spec = spawn.spec.clone();
     spec.paths.extend(spawn.files.iter().cloned());
     Launch {
         max_message: spawn.tuning.max_message,
+        limiter_fd,
         ..Launch::new(fd, spec)
     }
 }
@@ -124,6 +128,7 @@ impl Link {
         let size = spawn.tuning.ring_size;
         let region = Region::create_private(&[size, size])?;
         let (theirs, spec, max) = (region.clone(), spawn.spec.clone(), spawn.tuning.max_message);
+        let limiter = spawn.limiter.clone();
         let serve = match spawn.mode {
             ExecutionMode::SubInterpreter => coil_worker::serve_in_subinterpreter,
             _ => coil_worker::serve_in_process,
@@ -137,7 +142,7 @@ impl Link {
                 let started = move |t: InterruptTarget| {
                     let _ = targets.send(t);
                 };
-                if let Err(e) = serve(&theirs, &spec, max, &started) {
+                if let Err(e) = serve(&theirs, &spec, max, limiter.as_ref(), &started) {
                     if !matches!(e, coil_worker::ServeError::Load(_)) {
                         tracing::error!(worker = slot, "executor thread stopped: {e}");
                     }
@@ -167,7 +172,11 @@ impl Link {
         let fd = region
             .inherit_into(&mut cmd)
             .expect("a shared region has a descriptor");
-        let launch = launch(fd, spawn);
+        let limiter_fd = spawn
+            .limiter
+            .as_ref()
+            .and_then(|l| l.inherit_into(&mut cmd));
+        let launch = launch(fd, limiter_fd, spawn);
         cmd.args(launch.to_args())
             .envs(launch.env())
             .env("PYTHONUNBUFFERED", "1")
@@ -271,6 +280,7 @@ mod tests {
             spec,
             command: WorkerCommand::new("coil-worker"),
             counters: Arc::default(),
+            limiter: None,
         }
     }
 
@@ -284,7 +294,7 @@ mod tests {
         spec.paths = vec!["a".into()];
         spec.sys_path = vec!["s".into()];
         spec.site_dirs = vec!["d".into()];
-        let launch = launch(7, &spawn(spec, vec!["f".into()]));
+        let launch = launch(7, None, &spawn(spec, vec!["f".into()]));
         let args = strings(launch.to_args());
         assert_eq!(
             args,
@@ -316,7 +326,7 @@ mod tests {
     #[test]
     fn a_declared_return_type_travels_as_the_hex_of_its_frame_bytes() {
         let spec = UdfSpec::new("u.py:f").returns(arrow_schema::DataType::Int64);
-        let args = strings(launch(3, &spawn(spec, Vec::new())).to_args());
+        let args = strings(launch(3, None, &spawn(spec, Vec::new())).to_args());
         let at = args.iter().position(|a| a == "--returns").unwrap();
         let bytes = coil_proto::Columns::type_to_bytes(&arrow_schema::DataType::Int64).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

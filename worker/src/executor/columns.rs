@@ -59,6 +59,7 @@ impl Executor {
         self.failures.clear();
         let result = self.run_columns_inner(py, batch, out, per_row);
         self.mark(None);
+        self.publish_counts(py);
         self.was_interrupted();
         result
     }

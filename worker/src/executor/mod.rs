@@ -9,10 +9,14 @@
 //! table UDF), `columns.rs` (a column batch through one), `vectorized.rs`
 //! (a vectorized UDF over either).
 
+mod asynchronous;
 mod columns;
 mod grouped;
 mod rows;
 mod vectorized;
+
+pub(crate) use asynchronous::batch_kind;
+pub use asynchronous::Started;
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +101,27 @@ pub struct Executor {
     /// This interpreter's `datetime` and `decimal` types, loaded with the
     /// first column batch that needs them.
     kit: Option<crate::arrow::PyKit>,
+    /// The call policy (`coil._Calls`): counts attempts and retries.
+    calls: Py<PyAny>,
+    /// An async UDF's event loop (`coil._Loop`); `None` for a sync UDF.
+    looper: Option<Py<PyAny>>,
+    /// Where the counts of attempts and retries are published.
+    counters: Option<(coil_ipc::UserWord, coil_ipc::UserWord)>,
+}
+
+/// This interpreter's `coil` module (`worker/src/calls.py`): what `import
+/// coil` gives a UDF, made once per interpreter before any UDF loads.
+fn coil_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let modules = py.import("sys")?.getattr("modules")?;
+    if let Ok(m) = modules.get_item("coil") {
+        if m.hasattr("_coil_runtime")? {
+            return Ok(m.cast_into::<PyModule>()?);
+        }
+    }
+    let code = CString::new(include_str!("../calls.py")).expect("no NUL in calls.py");
+    let m = PyModule::from_code(py, &code, c"<coil>/coil.py", c"coil")?;
+    modules.set_item("coil", &m)?;
+    Ok(m)
 }
 
 /// The signature the loader's `signature` described: `(params, columnar)`,
@@ -115,6 +140,7 @@ fn signature_of_description(d: &Bound<'_, PyAny>) -> coil_proto::UdfSignature {
         columnar,
         written_as: None,
         window: false,
+        asynchronous: false,
     }
 }
 
@@ -126,6 +152,21 @@ impl Executor {
     /// [`LoadError`] with the Python exception (missing file or module,
     /// missing name, not callable, an error in `open()`...).
     pub fn load(py: Python<'_>, spec: &UdfSpec) -> Result<Executor, LoadError> {
+        Executor::load_with(py, spec, None)
+    }
+
+    /// [`Executor::load`], with the rate limit the UDF's executors share
+    /// (`spec.calls.rate`) kept in `limiter`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Executor::load`]; also a call policy this UDF cannot have (an
+    /// unknown exception name to retry on, async keys for a sync UDF).
+    pub fn load_with(
+        py: Python<'_>,
+        spec: &UdfSpec,
+        limiter: Option<coil_ipc::RateLimiter>,
+    ) -> Result<Executor, LoadError> {
         let code = CString::new(include_str!("../udf.py")).expect("no NUL in udf.py");
         let helper =
             PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf").map_err(|e| {
@@ -149,6 +190,7 @@ impl Executor {
                 blocker,
             }
         };
+        let coil = coil_module(py).map_err(fail)?;
         let paths: Vec<String> = spec
             .paths
             .iter()
@@ -178,6 +220,8 @@ impl Executor {
         );
         let (func, instance, wants_numpy, described, written_as): Loaded =
             loaded.extract().map_err(fail)?;
+        let (func, calls, looper) =
+            Self::call_policy(py, &coil, spec, limiter, func, instance.as_ref()).map_err(fail)?;
         let adapter = if matches!(
             spec.kind,
             UdfKind::Vectorized | UdfKind::VectorizedAggregate
@@ -227,6 +271,7 @@ impl Executor {
         } else {
             signature.written_as = written_as.and_then(|k| k.parse().ok());
         }
+        signature.asynchronous = looper.is_some();
         Ok(Executor {
             signature,
             helper: helper.unbind(),
@@ -254,7 +299,103 @@ impl Executor {
                 }
             }),
             kit: None,
+            calls,
+            looper,
+            counters: None,
         })
+    }
+
+    /// The UDF's call policy, and the callable its executor calls: `func`
+    /// itself, wrapped with retries and the rate limit when a sync UDF
+    /// needs them; with an async UDF's event loop.
+    fn call_policy(
+        py: Python<'_>,
+        coil: &Bound<'_, PyModule>,
+        spec: &UdfSpec,
+        limiter: Option<coil_ipc::RateLimiter>,
+        func: Py<PyAny>,
+        instance: Option<&Py<PyAny>>,
+    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>)> {
+        let p = &spec.calls;
+        let reserve = match limiter {
+            Some(l) => Some(pyo3::types::PyCFunction::new_closure(
+                py,
+                Some(c"coil_reserve"),
+                None,
+                move |_: &Bound<'_, pyo3::types::PyTuple>,
+                      _: Option<&Bound<'_, pyo3::types::PyDict>>|
+                      -> PyResult<f64> { Ok(l.reserve().as_secs_f64()) },
+            )?),
+            None => None,
+        };
+        let calls = coil.getattr("calls")?.call1((
+            func.bind(py),
+            p.max_attempts,
+            p.retry_on.clone(),
+            p.initial_delay.as_secs_f64(),
+            p.max_delay.as_secs_f64(),
+            reserve,
+        ))?;
+        let asynchronous: bool = coil
+            .getattr("is_async")?
+            .call1((func.bind(py),))?
+            .extract()?;
+        let name = func
+            .bind(py)
+            .getattr("__qualname__")
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| spec.target.clone());
+        if asynchronous {
+            if spec.kind != UdfKind::Scalar {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "{name} is async: an async UDF runs as a scalar function (one row \
+                     in, one value out), not as a {} one",
+                    spec.kind.as_str()
+                )));
+            }
+            let looper = coil.getattr("event_loop")?.call1((
+                func.bind(py),
+                &calls,
+                p.concurrency(),
+                p.timeout.map(|t| t.as_secs_f64()),
+                instance.map(|i| i.bind(py)),
+            ))?;
+            return Ok((func, calls.unbind(), Some(looper.unbind())));
+        }
+        if p.max_concurrency.is_some() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "python.fn-execution.async.max-concurrency is set, but {name} is not \
+                 async (an `async def`, or a class whose eval is one)"
+            )));
+        }
+        let wraps = matches!(spec.kind, UdfKind::Scalar | UdfKind::Vectorized);
+        if wraps && calls.call_method0("needed")?.extract::<bool>()? {
+            let wrapped = calls.call_method1("wrap", (func.bind(py),))?;
+            return Ok((wrapped.unbind(), calls.unbind(), None));
+        }
+        Ok((func, calls.unbind(), None))
+    }
+
+    /// Publishes the counts of attempts and retries in these two words
+    /// after every batch (the host reads them for its metrics).
+    pub fn set_counters(&mut self, attempts: coil_ipc::UserWord, retries: coil_ipc::UserWord) {
+        self.counters = Some((attempts, retries));
+    }
+
+    /// Stores the counts of attempts and retries so far in the words
+    /// [`Executor::set_counters`] gave.
+    fn publish_counts(&self, py: Python<'_>) {
+        if let Some((attempts, retries)) = &self.counters {
+            let calls = self.calls.bind(py);
+            let count = |name: &str| {
+                calls
+                    .getattr(name)
+                    .and_then(|n| n.extract::<u64>())
+                    .unwrap_or(0)
+            };
+            attempts.store(count("attempts"));
+            retries.store(count("retries"));
+        }
     }
 
     /// What the UDF's signature says: its parameters and the types their
@@ -297,6 +438,7 @@ impl Executor {
                 Ok(RowFault::TimedOut(error))
             }
             BatchError::Udf { error, .. } => Ok(RowFault::Raised(error)),
+            BatchError::TimedOut { error, .. } => Ok(RowFault::TimedOut(error)),
             BatchError::BadRow {
                 row: Some(_),
                 message,
@@ -392,6 +534,11 @@ impl Executor {
     ///
     /// The exception `close()` raised.
     pub fn close(&mut self, py: Python<'_>) -> Result<(), PyErrorInfo> {
+        if let Some(looper) = self.looper.take() {
+            if let Err(e) = looper.bind(py).call_method0("close") {
+                return Err(error_info(py, self.helper.bind(py), e));
+            }
+        }
         if let Some(instance) = self.instance.take() {
             let helper = self.helper.bind(py);
             helper

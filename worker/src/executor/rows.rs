@@ -33,6 +33,7 @@ impl Executor {
         self.failures.clear();
         let result = self.run_batch_inner(py, input, out, per_row);
         self.mark(None);
+        self.publish_counts(py);
         // An interrupt that landed in a batch that ended on its error (or
         // one too late to land at all) is spent.
         self.was_interrupted();
@@ -80,7 +81,7 @@ impl Executor {
         dec.finish().map_err(|e| decode_err(None, e))
     }
 
-    fn read_args<'py, S: ByteSource + ?Sized>(
+    pub(super) fn read_args<'py, S: ByteSource + ?Sized>(
         &mut self,
         py: Python<'py>,
         dec: &mut BatchDecoder<'_, S>,

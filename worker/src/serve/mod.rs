@@ -5,6 +5,7 @@
 //! and `subinterp.rs` (a host thread in its own sub-interpreter,
 //! [`serve_in_subinterpreter`]).
 
+mod pipelined;
 mod process;
 mod subinterp;
 mod thread;
@@ -63,20 +64,30 @@ pub(crate) struct Job<'a> {
     pub max_message: usize,
     /// The flag the host's interrupt sets (in-process executors only).
     pub interrupted: Option<Arc<AtomicBool>>,
+    /// The rate limit the UDF's executors share, if it has one.
+    pub limiter: Option<coil_ipc::RateLimiter>,
 }
 
 impl<'a> Job<'a> {
     /// The UDF `spec` with messages up to `max_message` bytes; an
     /// in-process executor also gets the flag the host's interrupt sets.
+    /// The first header word of `limiter` (shared by all of the UDF's
+    /// executors) holds the rate limit `spec.calls.rate` asks for.
     pub(crate) fn new(
         spec: &'a UdfSpec,
         max_message: usize,
         interrupted: Option<Arc<AtomicBool>>,
+        limiter: Option<&Region>,
     ) -> Job<'a> {
+        let limiter = spec.calls.rate.and_then(|rate| {
+            let word = limiter?.user_word(0)?;
+            Some(coil_ipc::RateLimiter::new(word, rate.interval, rate.burst))
+        });
         Job {
             spec,
             max_message,
             interrupted,
+            limiter,
         }
     }
 }
@@ -116,7 +127,7 @@ pub(crate) fn run(
     loaded: impl FnOnce(),
 ) -> Result<(), ServeError> {
     let max_message = job.max_message;
-    let exec = Executor::load(py, job.spec);
+    let exec = Executor::load_with(py, job.spec, job.limiter.clone());
     loaded();
     let mut exec = match exec {
         Ok(e) => e,
@@ -137,6 +148,12 @@ pub(crate) fn run(
     if let Some(flag) = &job.interrupted {
         exec.set_interrupt_flag(Arc::clone(flag));
     }
+    if let (Some(attempts), Some(retries)) = (
+        region.user_word(layout::WORD_ATTEMPTS),
+        region.user_word(layout::WORD_RETRIES),
+    ) {
+        exec.set_counters(attempts, retries);
+    }
     send_start(
         tx,
         &Answer::Ready {
@@ -146,6 +163,26 @@ pub(crate) fn run(
             signature: exec.signature().clone(),
         },
     )?;
+    let served = if exec.is_async() {
+        pipelined::serve(py, region, rx, tx, &mut exec, max_message)
+    } else {
+        serve_batches(py, rx, tx, &mut exec, max_message)
+    };
+    if let Err(e) = exec.close(py) {
+        eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
+    }
+    served
+}
+
+/// Serves a sync UDF's batches one after another until the host closes
+/// the ring.
+fn serve_batches(
+    py: Python<'_>,
+    rx: &mut Consumer,
+    tx: &mut Producer,
+    exec: &mut Executor,
+    max_message: usize,
+) -> Result<(), ServeError> {
     let mut out = Vec::with_capacity(64 * 1024);
     let mut big = Vec::new();
     loop {
@@ -161,11 +198,11 @@ pub(crate) fn run(
             frame.copy_into(&mut big);
             drop(frame);
             let tag = py.detach(|| coil_proto::assemble_rest(rx, &mut big, max_message, IDLE))?;
-            run_one(py, &mut exec, tag, &big[..], &mut out, max_message)?
+            run_one(py, exec, tag, &big[..], &mut out, max_message)?
         } else {
             run_one(
                 py,
-                &mut exec,
+                exec,
                 Tag::try_from(frame.tag())?,
                 &frame,
                 &mut out,
@@ -178,9 +215,6 @@ pub(crate) fn run(
             exec.after_failure(py);
         }
         py.detach(|| coil_proto::send_message(tx, tag, &out, ANSWER))?;
-    }
-    if let Err(e) = exec.close(py) {
-        eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
     }
     Ok(())
 }
@@ -196,18 +230,7 @@ fn run_one<S: ByteSource + ?Sized>(
     out: &mut Vec<u8>,
     max_message: usize,
 ) -> Result<Tag, ProtoError> {
-    let (columnar, per_row) = match tag {
-        Tag::Batch => (false, false),
-        Tag::BatchPerRow => (false, true),
-        Tag::Columns => (true, false),
-        Tag::ColumnsPerRow => (true, true),
-        tag => {
-            return Err(ProtoError::Unexpected {
-                tag,
-                expected: "a batch",
-            })
-        }
-    };
+    let (columnar, per_row) = crate::executor::batch_kind(tag)?;
     if columnar {
         let batch = coil_proto::Columns::decode(src)?;
         Ok(answer_batch(batch.seq, true, out, max_message, |out| {
@@ -230,7 +253,7 @@ fn run_one<S: ByteSource + ?Sized>(
 /// `BadRow` answer, so no panic crosses into CPython or ends the executor
 /// without an answer (`BadRow` because the protocol has no answer of its
 /// own for it; the message says what happened).
-fn answer_batch(
+pub(crate) fn answer_batch(
     seq: u64,
     columnar: bool,
     out: &mut Vec<u8>,
@@ -253,7 +276,9 @@ fn answer_batch(
             bytes: out.len() as u64,
             limit: max_message as u64,
         },
-        Ok(Err(BatchError::Udf { row, error })) => Answer::UdfError { seq, row, error },
+        Ok(Err(BatchError::Udf { row, error } | BatchError::TimedOut { row, error })) => {
+            Answer::UdfError { seq, row, error }
+        }
         Ok(Err(BatchError::Incompatible { row, module, error })) => Answer::Incompatible {
             seq,
             row,
@@ -414,7 +439,7 @@ pub(crate) mod tests {
     fn an_interrupt_raises_timeout_error_in_the_udf_and_does_nothing_once_the_executor_is_gone() {
         let spec = udf("spin", SPIN);
         interrupt_then_retire(TestHost::start(move |region, started| {
-            serve_in_process(region, &spec, MAX, started)
+            serve_in_process(region, &spec, MAX, None, started)
         }));
     }
 

@@ -15,17 +15,24 @@ use crate::error::ServeError;
 /// UDF `spec` until the host closes the request ring, then runs the UDF's
 /// `close()`.
 /// Batches and answers larger than a frame travel in pieces, up to
-/// `max_message` bytes.
+/// `max_message` bytes. The first header word of `limiter`, a region the
+/// host shares with all of the UDF's executors, holds the rate limit
+/// (`spec.calls.rate`).
 ///
 /// # Errors
 ///
 /// [`ServeError`]; a load failure has been reported to the host first.
-pub fn serve(region: &Region, spec: &UdfSpec, max_message: usize) -> Result<(), ServeError> {
+pub fn serve(
+    region: &Region,
+    spec: &UdfSpec,
+    max_message: usize,
+    limiter: Option<&Region>,
+) -> Result<(), ServeError> {
     let (mut rx, mut tx) = rings(region)?;
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
-    let job = Job::new(spec, max_message, None);
+    let job = Job::new(spec, max_message, None, limiter);
     Python::attach(|py| run(py, region, &job, &mut rx, &mut tx, || {}))
 }
 

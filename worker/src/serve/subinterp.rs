@@ -101,6 +101,7 @@ pub fn serve_in_subinterpreter(
     region: &Region,
     spec: &UdfSpec,
     max_message: usize,
+    limiter: Option<&Region>,
     started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     use pyo3::Python;
@@ -119,7 +120,7 @@ pub fn serve_in_subinterpreter(
         let target = sub.interrupt_target();
         started(target.clone());
         let mut starting = Some(starting);
-        let job = super::Job::new(spec, max_message, Some(target.flag()));
+        let job = super::Job::new(spec, max_message, Some(target.flag()), limiter);
         let result = sub.with(|py| {
             super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });
@@ -141,6 +142,7 @@ pub fn serve_in_subinterpreter(
     _region: &Region,
     _spec: &UdfSpec,
     _max_message: usize,
+    _limiter: Option<&Region>,
     _started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     Err(ServeError::Unsupported(
@@ -161,7 +163,7 @@ mod tests {
         // After `finish` the interpreter has ended: the late interrupt must
         // not touch it.
         interrupt_then_retire(TestHost::start(move |region, started| {
-            serve_in_subinterpreter(region, &spec, MAX, started)
+            serve_in_subinterpreter(region, &spec, MAX, None, started)
         }));
     }
 }

@@ -9,7 +9,8 @@ use super::{rings, run_in_process, Job};
 use crate::error::ServeError;
 use crate::interp::InterruptTarget;
 
-/// Serves `region` like [`serve`](super::serve), on the calling thread of a process that
+/// Serves `region` like [`serve`](super::serve) (with the rate limit in
+/// `limiter`), on the calling thread of a process that
 /// embeds Python itself (the in-process modes): no parent watch, output of
 /// the interpreter routed to `tracing` (target `coil::worker`). `started`
 /// receives, before the UDF loads, the [`InterruptTarget`] through which
@@ -23,6 +24,7 @@ pub fn serve_in_process(
     region: &Region,
     spec: &UdfSpec,
     max_message: usize,
+    limiter: Option<&Region>,
     started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     let (mut rx, mut tx) = rings(region)?;
@@ -30,7 +32,7 @@ pub fn serve_in_process(
     Python::attach(|py| {
         let target = InterruptTarget::current(py);
         started(target.clone());
-        let job = Job::new(spec, max_message, Some(target.flag()));
+        let job = Job::new(spec, max_message, Some(target.flag()), limiter);
         let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
         // With the GIL released: see `interp`'s `# Deadlocks`.
         py.detach(|| target.retire());

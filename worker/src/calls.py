@@ -1,0 +1,340 @@
+"""coil's runtime for UDFs: `import coil` in a UDF gives this module.
+
+RetryAfter is the one public name: raise it from a UDF to be called again
+after a given delay (a server's Retry-After), whatever
+python.fn-execution.retry.on says, while attempts remain. The rest is
+coil's own: how an executor calls a UDF (retries with back-off, the shared
+rate limit) and the event loop an async UDF's rows run on."""
+import asyncio
+import builtins
+import collections
+import importlib
+import inspect
+import random
+import sys
+import time
+import types
+
+_coil_runtime = True
+
+# A call cancelled for taking too long.
+_TIMED_OUT = object()
+
+
+class RetryAfter(Exception):
+    """Raise from a UDF to have its row called again after SECONDS (e.g. a
+    server's Retry-After header), whatever python.fn-execution.retry.on
+    says, while python.fn-execution.retry.max-attempts allows. Raise it
+    `from` the error that caused it: when the attempts are spent, that
+    error is the row's."""
+
+    def __init__(self, seconds, message=None):
+        seconds = float(seconds)
+        if not seconds >= 0:
+            raise ValueError(f"RetryAfter needs a delay of 0 s or more, got {seconds}")
+        super().__init__(message or f"asked to retry after {seconds:g} s")
+        self.seconds = seconds
+
+
+def is_async(fn):
+    """Whether FN is called as a coroutine function: an async def, a bound
+    async method, or a callable that sets coil_async = True."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    for obj in (fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None)):
+        if obj is not None and getattr(obj, "coil_async", False) is True:
+            return True
+    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _exception_class(name, fn):
+    """The exception class NAME stands for: a dotted name is imported
+    (httpx.ConnectError), a bare one is a builtin (ConnectionError) or a
+    name in the UDF's own module (an exception it imports or defines)."""
+    module_name, dot, attr = name.rpartition(".")
+    found = None
+    if dot:
+        try:
+            found = getattr(importlib.import_module(module_name), attr, None)
+        except ImportError:
+            found = None
+    else:
+        found = getattr(builtins, name, None)
+        if found is None:
+            module = sys.modules.get(getattr(fn, "__module__", None) or "")
+            found = getattr(module, name, None)
+    if isinstance(found, type) and issubclass(found, BaseException):
+        return found
+    raise ValueError(
+        f"python.fn-execution.retry.on: {name!r} names no exception class (a "
+        f"builtin such as ConnectionError, a dotted name such as "
+        f"httpx.ConnectError, or a name the UDF's module defines or imports)")
+
+
+class _Calls:
+    """How an executor calls its UDF: the attempts, the exceptions retried,
+    the back-off, the shared rate limit (RESERVE() -> seconds to wait, or
+    None), and counts of attempts and retries."""
+
+    def __init__(self, fn, attempts, retry_on, initial, max_delay, reserve):
+        if initial > max_delay:
+            raise ValueError(
+                f"python.fn-execution.retry.initial-delay ({initial:g} s) is more "
+                f"than python.fn-execution.retry.max-delay ({max_delay:g} s)")
+        self.max_attempts = attempts
+        self.retry_on = tuple(_exception_class(n, fn) for n in retry_on)
+        self.initial = initial
+        self.max_delay = max_delay
+        self.reserve = reserve
+        self.attempts = 0
+        self.retries = 0
+
+    def needed(self):
+        """Whether calls need wrapping at all (retries or a rate limit)."""
+        return self.max_attempts > 1 or self.reserve is not None
+
+    def delay(self, exc, attempt):
+        """Seconds to wait before attempt ATTEMPT + 1 after EXC, or None
+        when EXC is the row's (not retried, or the attempts are spent)."""
+        if attempt >= self.max_attempts:
+            return None
+        if isinstance(exc, RetryAfter):
+            if exc.seconds > self.max_delay:
+                exc.add_note(
+                    f"coil: not retried: {exc.seconds:g} s is more than "
+                    f"python.fn-execution.retry.max-delay ({self.max_delay:g} s)")
+                return None
+            return exc.seconds
+        if self.retry_on and isinstance(exc, self.retry_on):
+            base = min(self.initial * 2.0 ** (attempt - 1), self.max_delay)
+            return min(self.max_delay, base * random.uniform(0.75, 1.25))
+        return None
+
+    def final(self, exc, attempt):
+        """The row's error after ATTEMPT attempts ended with EXC: a
+        RetryAfter's cause when it has one, with the attempt count."""
+        if isinstance(exc, RetryAfter) and isinstance(exc.__cause__, Exception):
+            exc = exc.__cause__
+        if attempt > 1:
+            try:
+                exc._coil_attempts = attempt
+            except AttributeError:
+                pass
+        return exc
+
+    def wrap(self, fn):
+        """FN called with retries and the rate limit (a sync UDF)."""
+        reserve, sleep = self.reserve, time.sleep
+
+        def call(*args):
+            attempt = 1
+            while True:
+                if reserve is not None:
+                    wait = reserve()
+                    if wait > 0:
+                        sleep(wait)
+                self.attempts += 1
+                try:
+                    return fn(*args)
+                except Exception as e:
+                    d = self.delay(e, attempt)
+                    if d is None:
+                        raise self.final(e, attempt)
+                sleep(d)
+                attempt += 1
+                self.retries += 1
+        call.__wrapped__ = fn
+        return call
+
+
+def new_loop():
+    """An event loop for this executor: the policy's (uvloop's, if the UDF's
+    module installed it), set as this thread's."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
+def run_awaitable(value, instance):
+    """Runs VALUE to its end if it is awaitable (an async open() or close()),
+    on INSTANCE's loop (made here the first time): an HTTP session open()
+    makes is then the one its rows use."""
+    if not inspect.isawaitable(value):
+        return value
+    loop = getattr(instance, "_coil_loop", None)
+    if loop is None:
+        loop = new_loop()
+        try:
+            instance._coil_loop = loop
+        except AttributeError:
+            pass
+    return loop.run_until_complete(value)
+
+
+class _Batch:
+    """A batch's rows as they run: each row's (ok, result or exception)."""
+
+    __slots__ = ("results", "remaining", "waiting", "loop")
+
+    def __init__(self, rows, loop):
+        self.results = [None] * rows
+        self.remaining = rows
+        self.waiting = False
+        self.loop = loop
+
+    def done(self, at, outcome):
+        self.results[at] = outcome
+        self.remaining -= 1
+        if self.remaining == 0 and self.waiting:
+            self.loop.stop()
+
+
+class _Loop:
+    """The event loop of one async UDF's executor.
+
+    Rows wait in one queue, across batches, in order; up to CONCURRENCY
+    lanes (tasks) take them one at a time and await each. A row that never
+    awaits costs its lane one call, no task of its own; a row that awaits
+    holds its lane until it is done, so at most CONCURRENCY rows are in
+    flight. A call running longer than TIMEOUT seconds is cancelled (one
+    timer checks every lane) and its row fails with TimeoutError; a row to
+    be retried goes back to the queue's front after its delay, holding no
+    lane meanwhile."""
+
+    def __init__(self, fn, calls, concurrency, timeout, instance):
+        self.fn = fn
+        self.name = getattr(fn, "__qualname__", None) or repr(fn)
+        self.calls = calls
+        self.timeout = timeout
+        # How often the timer looks for calls past their timeout.
+        self.period = None if timeout is None else min(max(timeout / 10, 0.001), 0.25)
+        self.loop = getattr(instance, "_coil_loop", None) or new_loop()
+        asyncio.set_event_loop(self.loop)
+        self.concurrency = concurrency
+        self.queue = collections.deque()
+        # Each lane's [when its call started or None, cancelled for time].
+        self.lanes = {}
+        self.checker = None
+
+    def submit(self, rows):
+        """Queues a batch's rows (a list of argument tuples); returns it.
+        They start when the loop next runs."""
+        batch = _Batch(len(rows), self.loop)
+        self.queue.extend((batch, at, args, 1) for at, args in enumerate(rows))
+        self._fill()
+        return batch
+
+    def _fill(self):
+        idle = self.concurrency - len(self.lanes)
+        for _ in range(min(idle, len(self.queue))):
+            lane = self.loop.create_task(self._lane())
+            self.lanes[lane] = [None, False]
+        if self.period is not None and self.checker is None and self.lanes:
+            self.checker = self.loop.call_later(self.period, self._check)
+
+    def run(self, batch, seconds):
+        """Runs the loop until BATCH is done or SECONDS pass; whether it is
+        done."""
+        if batch.remaining == 0:
+            return True
+        batch.waiting = True
+        stop = self.loop.call_later(seconds, self.loop.stop)
+        try:
+            self.loop.run_forever()
+        finally:
+            stop.cancel()
+            batch.waiting = False
+        return batch.remaining == 0
+
+    def _check(self):
+        self.checker = None
+        now = self.loop.time()
+        for lane, state in self.lanes.items():
+            if state[0] is not None and not state[1] and now - state[0] >= self.timeout:
+                state[1] = True
+                lane.cancel()
+        if self.lanes:
+            self.checker = self.loop.call_later(self.period, self._check)
+
+    async def _lane(self):
+        me = asyncio.current_task()
+        state = self.lanes[me]
+        queue, fn, calls, timed = self.queue, self.fn, self.calls, self.timeout is not None
+        clock, coroutine, awaitable = self.loop.time, types.CoroutineType, inspect.isawaitable
+        try:
+            while queue:
+                batch, at, args, attempt = queue.popleft()
+                try:
+                    if calls.reserve is not None:
+                        wait = calls.reserve()
+                        if wait > 0:
+                            await asyncio.sleep(wait)
+                    calls.attempts += 1
+                    value = fn(*args)
+                    if type(value) is not coroutine and not awaitable(value):
+                        raise TypeError(
+                            f"{self.name} is an async UDF but returned "
+                            f"{type(value).__name__}, not an awaitable")
+                    if timed:
+                        state[0] = clock()
+                        try:
+                            value = await value
+                        except asyncio.CancelledError:
+                            if not state[1]:
+                                raise
+                            value = _TIMED_OUT
+                        finally:
+                            # Cancelled for time (or the UDF swallowed the
+                            # cancellation): this lane goes on.
+                            if state[1]:
+                                me.uncancel()
+                            state[0] = None
+                            state[1] = False
+                        if value is _TIMED_OUT:
+                            error = TimeoutError(
+                                f"{self.name} took more than {self.timeout:g} s "
+                                f"(python.fn-execution.timeout): cancelled")
+                            error._coil_timed_out = True
+                            raise error
+                    else:
+                        value = await value
+                    batch.results[at] = (True, value)
+                    batch.remaining -= 1
+                    if batch.remaining == 0 and batch.waiting:
+                        self.loop.stop()
+                except Exception as e:
+                    self._failed(batch, at, args, attempt, e)
+        finally:
+            del self.lanes[me]
+
+    def _failed(self, batch, at, args, attempt, exc):
+        delay = self.calls.delay(exc, attempt)
+        if delay is None:
+            batch.done(at, (False, self.calls.final(exc, attempt)))
+            return
+        self.calls.retries += 1
+        self.loop.call_later(delay, self._retry, (batch, at, args, attempt + 1))
+
+    def _retry(self, row):
+        self.queue.appendleft(row)
+        self._fill()
+
+    def close(self):
+        """Cancels every row still in flight and lets the lanes end."""
+        self.queue.clear()
+        lanes = list(self.lanes)
+        for lane in lanes:
+            lane.cancel()
+        if lanes:
+            self.loop.run_until_complete(asyncio.gather(*lanes, return_exceptions=True))
+
+
+def calls(fn, attempts, retry_on, initial, max_delay, reserve):
+    """The call policy of FN (raises ValueError naming the key for an
+    unknown exception name)."""
+    return _Calls(fn, attempts, retry_on, initial, max_delay, reserve)
+
+
+def event_loop(fn, calls, concurrency, timeout, instance):
+    """The event loop an async UDF's rows run on."""
+    return _Loop(fn, calls, concurrency, timeout, instance)
