@@ -21,6 +21,9 @@
 //! - `aggregate`: aggregates through the runner API (accumulator classes,
 //!   vectorized aggregates), in every mode, with failures and a killed
 //!   worker.
+//! - `asynchronous`: async UDFs (concurrency across batches, per-call
+//!   timeouts), retries with back-off and `coil.RetryAfter`, the shared
+//!   rate limit, against a real HTTP server on 127.0.0.1.
 //! - `arrow`: `Runner::call_arrow`, Arrow columns in and out, in every
 //!   mode.
 //! - `cli`: the `coil` command line (`run`, `bench`) and the example UDFs.
@@ -38,6 +41,7 @@
 
 mod aggregate;
 mod arrow;
+mod asynchronous;
 mod cli;
 mod docs;
 mod env;

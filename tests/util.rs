@@ -53,6 +53,22 @@ pub(crate) fn numpy() -> [String; 2] {
     ]
 }
 
+/// The configuration that gives a runner httpx (pinned in
+/// `tests/requirements-http.txt`), as [`numpy`] gives numpy.
+pub(crate) fn http_client() -> [String; 2] {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        format!(
+            "python.requirements={}",
+            root.join("tests/requirements-http.txt").display()
+        ),
+        format!(
+            "python.env.cache-dir={}",
+            root.join("target/coil-envs").display()
+        ),
+    ]
+}
+
 /// `pairs` and [`numpy`]'s.
 pub(crate) fn with_numpy<'a>(pairs: &[&'a str], np: &'a [String; 2]) -> Vec<&'a str> {
     let mut all = pairs.to_vec();
