@@ -50,6 +50,17 @@ for udf in ("inc", "upper"):
     a, r = med.get(f"arrow/scalar/{udf}"), med.get(f"arrow/rows/{udf}")
     if a and r:
         print(f"{'arrow/scalar/' + udf + ' rows/s / row API':60s} {r / a:8.2f}  (target >= 1)")
+# async (issue 23): rows/s of I/O-bound rows, and what async costs.
+a, s_ = med.get("async/http20ms/async"), med.get("async/http20ms/sync")
+if a:
+    rate = 10_000 / (a / 1e9)
+    print(f"{'async/http20ms/async rows/s':60s} {rate:8.0f}  (target >= 2500)")
+    print(f"{'async/http20ms/async / ideal (2 x 64 / 20 ms)':60s} {rate / 6400:8.2f}  (target >= 0.4)")
+    if s_:
+        print(f"{'async/http20ms async / sync, rows/s':60s} {rate / (200 / (s_ / 1e9)):8.1f}")
+a, s_ = med.get("async/noawait/async"), med.get("async/noawait/sync")
+if a and s_:
+    print(f"{'async/noawait async time / sync time':60s} {a / s_:8.2f}  (target <= 3)")
 for name in ("process-latency.json", "process-memory.json"):
     f = root / name
     if f.exists():

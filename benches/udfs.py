@@ -47,3 +47,8 @@ class PySum:
 def pd_mean(v: "pd.Series") -> float:
     """A pandas aggregate (PySpark's grouped-aggregate shape)."""
     return v.mean()
+
+
+async def async_inc(x):
+    """inc, async, never awaiting: what an event loop costs a row."""
+    return x + 1

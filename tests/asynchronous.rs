@@ -484,3 +484,25 @@ fn an_async_http_udf_outruns_the_same_udf_written_synchronously() {
     // check that rows really overlap.
     assert!(asynchronous * 4 < sync, "async {asynchronous:?}, sync {sync:?}");
 }
+
+#[test]
+fn a_wait_for_the_rate_limit_is_not_part_of_a_calls_timeout() {
+    for mode in modes() {
+        // 40 rows at 40 calls/s: the last waits about a second for its
+        // turn, five times the timeout, and still answers.
+        let r = runner(
+            "double",
+            &pairs(
+                mode,
+                &[
+                    "python.fn-execution.rate-limit=40",
+                    "python.fn-execution.timeout=200ms",
+                ],
+            ),
+        );
+        let started = Instant::now();
+        let out = r.call(&ints(0..40)).unwrap();
+        assert_eq!(out, (0..40).map(|x| Value::Int(2 * x)).collect::<Vec<_>>(), "{mode}");
+        assert!(started.elapsed() >= Duration::from_millis(950), "{mode}: limited");
+    }
+}

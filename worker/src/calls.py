@@ -172,63 +172,68 @@ def run_awaitable(value, instance):
 
 
 class _Batch:
-    """A batch's rows as they run: each row's (ok, result or exception)."""
+    """A batch's rows as they run: their arguments, each one's result, the
+    exceptions of those that failed, and the next row to start."""
 
-    __slots__ = ("results", "remaining", "waiting", "loop")
+    __slots__ = ("args", "values", "errors", "remaining", "next", "waiting")
 
-    def __init__(self, rows, loop):
-        self.results = [None] * rows
-        self.remaining = rows
+    def __init__(self, args):
+        self.args = args
+        self.values = [None] * len(args)
+        self.errors = {}
+        self.remaining = len(args)
+        self.next = 0
         self.waiting = False
-        self.loop = loop
-
-    def done(self, at, outcome):
-        self.results[at] = outcome
-        self.remaining -= 1
-        if self.remaining == 0 and self.waiting:
-            self.loop.stop()
 
 
 class _Loop:
     """The event loop of one async UDF's executor.
 
-    Rows wait in one queue, across batches, in order; up to CONCURRENCY
-    lanes (tasks) take them one at a time and await each. A row that never
-    awaits costs its lane one call, no task of its own; a row that awaits
-    holds its lane until it is done, so at most CONCURRENCY rows are in
-    flight. A call running longer than TIMEOUT seconds is cancelled (one
-    timer checks every lane) and its row fails with TimeoutError; a row to
-    be retried goes back to the queue's front after its delay, holding no
-    lane meanwhile."""
+    Batches wait in one queue, in order; up to CONCURRENCY lanes (tasks)
+    take their rows one at a time and await each. A row that never awaits
+    costs its lane one call, no task of its own; a row that awaits holds
+    its lane until it is done, so at most CONCURRENCY rows are in flight.
+    A call running longer than TIMEOUT seconds is cancelled (one timer
+    watches every lane) and its row fails with TimeoutError; a row to be
+    retried goes back to the front after its delay, holding no lane
+    meanwhile."""
 
     def __init__(self, fn, calls, concurrency, timeout, instance):
         self.fn = fn
         self.name = getattr(fn, "__qualname__", None) or repr(fn)
         self.calls = calls
         self.timeout = timeout
-        # How often the timer looks for calls past their timeout.
-        self.period = None if timeout is None else min(max(timeout / 10, 0.001), 0.25)
+        # How often the timer looks for calls past their timeout: a call is
+        # cancelled between TIMEOUT and TIMEOUT + period after it began.
+        self.period = None if timeout is None else min(max(timeout / 20, 0.001), 0.25)
         self.loop = getattr(instance, "_coil_loop", None) or new_loop()
         asyncio.set_event_loop(self.loop)
         self.concurrency = concurrency
         self.queue = collections.deque()
-        # Each lane's [when its call started or None, cancelled for time].
+        # Rows to retry, oldest first: (batch, row, attempt).
+        self.again = collections.deque()
+        # Each lane's [calls begun and ended (odd: in a call), cancelled for
+        # time]; what the timer saw of each: (that count, since when).
         self.lanes = {}
+        self.seen = {}
         self.checker = None
 
     def submit(self, rows):
         """Queues a batch's rows (a list of argument tuples); returns it.
         They start when the loop next runs."""
-        batch = _Batch(len(rows), self.loop)
-        self.queue.extend((batch, at, args, 1) for at, args in enumerate(rows))
-        self._fill()
+        batch = _Batch(rows)
+        if rows:
+            self.queue.append(batch)
+            # Counted as they are handed over; retries add theirs.
+            self.calls.attempts += len(rows)
+            self._fill(len(rows))
         return batch
 
-    def _fill(self):
+    def _fill(self, waiting):
         idle = self.concurrency - len(self.lanes)
-        for _ in range(min(idle, len(self.queue))):
+        for _ in range(min(idle, waiting)):
             lane = self.loop.create_task(self._lane())
-            self.lanes[lane] = [None, False]
+            self.lanes[lane] = [0, False]
         if self.period is not None and self.checker is None and self.lanes:
             self.checker = self.loop.call_later(self.period, self._check)
 
@@ -249,34 +254,50 @@ class _Loop:
     def _check(self):
         self.checker = None
         now = self.loop.time()
+        seen = {}
         for lane, state in self.lanes.items():
-            if state[0] is not None and not state[1] and now - state[0] >= self.timeout:
+            calls, since = self.seen.get(lane, (None, now))
+            if calls != state[0]:
+                since = now
+            elif state[0] & 1 and not state[1] and now - since >= self.timeout:
                 state[1] = True
                 lane.cancel()
+            seen[lane] = (state[0], since)
+        self.seen = seen
         if self.lanes:
             self.checker = self.loop.call_later(self.period, self._check)
 
     async def _lane(self):
         me = asyncio.current_task()
         state = self.lanes[me]
-        queue, fn, calls, timed = self.queue, self.fn, self.calls, self.timeout is not None
-        clock, coroutine, awaitable = self.loop.time, types.CoroutineType, inspect.isawaitable
+        queue, again, fn, calls = self.queue, self.again, self.fn, self.calls
+        timed, stop = self.timeout is not None, self.loop.stop
+        coroutine, awaitable = types.CoroutineType, inspect.isawaitable
         try:
-            while queue:
-                batch, at, args, attempt = queue.popleft()
+            while True:
+                if again:
+                    batch, at, attempt = again.popleft()
+                elif queue:
+                    batch = queue[0]
+                    at = batch.next
+                    batch.next = at + 1
+                    if batch.next == len(batch.args):
+                        queue.popleft()
+                    attempt = 1
+                else:
+                    return
                 try:
                     if calls.reserve is not None:
                         wait = calls.reserve()
                         if wait > 0:
                             await asyncio.sleep(wait)
-                    calls.attempts += 1
-                    value = fn(*args)
+                    value = fn(*batch.args[at])
                     if type(value) is not coroutine and not awaitable(value):
                         raise TypeError(
                             f"{self.name} is an async UDF but returned "
                             f"{type(value).__name__}, not an awaitable")
                     if timed:
-                        state[0] = clock()
+                        state[0] += 1  # odd: in a call
                         try:
                             value = await value
                         except asyncio.CancelledError:
@@ -284,12 +305,12 @@ class _Loop:
                                 raise
                             value = _TIMED_OUT
                         finally:
+                            state[0] += 1  # even: between calls
                             # Cancelled for time (or the UDF swallowed the
                             # cancellation): this lane goes on.
                             if state[1]:
                                 me.uncancel()
-                            state[0] = None
-                            state[1] = False
+                                state[1] = False
                         if value is _TIMED_OUT:
                             error = TimeoutError(
                                 f"{self.name} took more than {self.timeout:g} s "
@@ -298,30 +319,35 @@ class _Loop:
                             raise error
                     else:
                         value = await value
-                    batch.results[at] = (True, value)
+                    batch.values[at] = value
                     batch.remaining -= 1
                     if batch.remaining == 0 and batch.waiting:
-                        self.loop.stop()
+                        stop()
                 except Exception as e:
-                    self._failed(batch, at, args, attempt, e)
+                    self._failed(batch, at, attempt, e)
         finally:
             del self.lanes[me]
 
-    def _failed(self, batch, at, args, attempt, exc):
+    def _failed(self, batch, at, attempt, exc):
         delay = self.calls.delay(exc, attempt)
         if delay is None:
-            batch.done(at, (False, self.calls.final(exc, attempt)))
+            batch.errors[at] = self.calls.final(exc, attempt)
+            batch.remaining -= 1
+            if batch.remaining == 0 and batch.waiting:
+                self.loop.stop()
             return
         self.calls.retries += 1
-        self.loop.call_later(delay, self._retry, (batch, at, args, attempt + 1))
+        self.calls.attempts += 1
+        self.loop.call_later(delay, self._retry, (batch, at, attempt + 1))
 
     def _retry(self, row):
-        self.queue.appendleft(row)
-        self._fill()
+        self.again.append(row)
+        self._fill(len(self.again))
 
     def close(self):
         """Cancels every row still in flight and lets the lanes end."""
         self.queue.clear()
+        self.again.clear()
         lanes = list(self.lanes)
         for lane in lanes:
             lane.cancel()

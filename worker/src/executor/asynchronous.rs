@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use coil_ipc::{BatchDecoder, BatchEncoder, ByteSource};
 use coil_proto::{Batch, ProtoError, RowFailure, Tag, Times};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use super::Executor;
 use crate::arrow::{needs_kit, ArrowColumn, PyKit, ResultColumn};
@@ -41,14 +41,13 @@ impl Started {
     }
 }
 
-/// A row's outcome as the event loop left it: `(True, result)` or
-/// `(False, exception)`.
-fn outcome<'py>(
-    row: u32,
-    item: Bound<'py, PyAny>,
-) -> Result<(bool, Bound<'py, PyAny>), BatchError> {
-    item.extract()
-        .map_err(|_| bad_row(row, "the event loop lost this row's result"))
+/// The exception row `row` ended with, if it failed (`any`: whether any
+/// row of the batch did).
+fn failure<'py>(errors: &Bound<'py, PyDict>, any: bool, row: u32) -> Option<Bound<'py, PyAny>> {
+    if !any {
+        return None;
+    }
+    errors.get_item(row).ok().flatten()
 }
 
 /// Whether a frame tagged `tag` is a column batch, and whether its rows
@@ -242,20 +241,26 @@ impl Executor {
     ) -> Result<Times, BatchError> {
         let python = started.started.elapsed().saturating_sub(started.decode);
         let batch = started.batch?;
-        let results = batch
-            .bind(py)
-            .getattr("results")
-            .map_err(|e| self.raised(py, 0, e))?;
-        let results = results
+        let batch = batch.bind(py);
+        let list = |name: &str| {
+            batch
+                .getattr(name)
+                .map_err(|e| self.raised(py, 0, e))
+        };
+        let values = list("values")?
             .cast_into::<PyList>()
             .map_err(|_| bad_batch("the event loop's results are not a list"))?;
-        if results.len() != started.rows as usize {
+        let errors = list("errors")?
+            .cast_into::<PyDict>()
+            .map_err(|_| bad_batch("the event loop's errors are not a dict"))?;
+        if values.len() != started.rows as usize {
             return Err(bad_batch(format!(
                 "the event loop answered {} rows of {}",
-                results.len(),
+                values.len(),
                 started.rows
             )));
         }
+        let any_failed = !errors.is_empty();
         let t = Instant::now();
         if started.columnar {
             let declared = self.returns.clone().ok_or_else(|| {
@@ -263,14 +268,12 @@ impl Executor {
             })?;
             let mut column = ResultColumn::new(&declared).map_err(bad_batch)?;
             column.reserve(started.rows as usize);
-            for (row, item) in (0u32..).zip(results.iter()) {
-                let (ok, value) = outcome(row, item)?;
-                let done = if ok {
-                    column
-                        .push(self.kit.as_ref(), &value)
-                        .map_err(|m| bad_row(row, format!("result: {m}")))
-                } else {
-                    Err(self.row_error(py, row, value))
+            for (row, item) in (0u32..).zip(values.iter()) {
+                let done = match failure(&errors, any_failed, row) {
+                    Some(exc) => Err(self.row_error(py, row, exc)),
+                    None => column
+                        .push(self.kit.as_ref(), &item)
+                        .map_err(|m| bad_row(row, format!("result: {m}"))),
                 };
                 if let Err(e) = done {
                     self.fail_in_column(&mut column, row, e, started.per_row)?;
@@ -284,18 +287,17 @@ impl Executor {
         } else {
             let mut enc =
                 BatchEncoder::new(out, started.rows as usize).map_err(|e| enc_err(None, e))?;
-            for (row, item) in (0u32..).zip(results.iter()) {
-                let (ok, value) = outcome(row, item)?;
+            for (row, item) in (0u32..).zip(values.iter()) {
                 let mark = enc.written();
-                let done = if ok {
-                    enc.begin_row(1)
+                let done = match failure(&errors, any_failed, row) {
+                    Some(exc) => Err(self.row_error(py, row, exc)),
+                    None => enc
+                        .begin_row(1)
                         .map_err(|e| enc_err(Some(row), e))
                         .and_then(|()| {
-                            crate::convert::put_py(&mut enc, &value, 0)
+                            crate::convert::put_py(&mut enc, &item, 0)
                                 .map_err(|m| bad_row(row, format!("result: {m}")))
-                        })
-                } else {
-                    Err(self.row_error(py, row, value))
+                        }),
                 };
                 match done {
                     Ok(()) => {}
