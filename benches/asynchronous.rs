@@ -125,7 +125,8 @@ fn noawait(c: &mut Criterion) {
     let rows: Vec<Row> = (0..100_000).map(|x| vec![Value::Int(x)]).collect();
     let want: Vec<Value> = (1..=100_000).map(Value::Int).collect();
     let mut g = c.benchmark_group("async/noawait");
-    g.sample_size(20).throughput(Throughput::Elements(rows.len() as u64));
+    g.sample_size(20)
+        .throughput(Throughput::Elements(rows.len() as u64));
     for (name, udf) in [("async", "async_inc"), ("sync", "inc")] {
         let r = runner("benches/udfs.py", udf, &pairs);
         assert_eq!(r.call(&rows).unwrap(), want, "{name}");

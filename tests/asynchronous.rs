@@ -85,7 +85,11 @@ fn async_answers_are_plain_pythons_in_every_mode_over_rows_and_arrow() {
         let got = r.call_arrow(&batch).unwrap();
         let got = got.as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!(got.null_count(), 0, "{mode}");
-        assert_eq!(got.values().to_vec(), (1..=500).collect::<Vec<i64>>(), "{mode}");
+        assert_eq!(
+            got.values().to_vec(),
+            (1..=500).collect::<Vec<i64>>(),
+            "{mode}"
+        );
         let r = runner("Session", &pairs(mode, &[]));
         let out = r.call(&ints(0..50)).unwrap();
         assert_eq!(out[49], Value::Str("row-49".into()), "{mode}");
@@ -110,7 +114,10 @@ fn a_call_past_its_timeout_is_cancelled_and_fails_alone_while_its_worker_goes_on
         let pids = r.worker_pids();
         let started = Instant::now();
         let out = r.call_each(&ints(0..40)).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(5), "{mode}: not the 10 s sleep");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{mode}: not the 10 s sleep"
+        );
         for (x, v) in out.iter().enumerate() {
             match v {
                 Ok(v) => assert_eq!(int(v), x as i64, "{mode}"),
@@ -135,7 +142,11 @@ fn an_event_loop_blocked_by_synchronous_code_is_stopped_as_a_hung_worker() {
     let started = Instant::now();
     let e = r.call(&ints(0..5)).unwrap_err();
     assert!(matches!(e, RunError::Timeout { .. }), "{e:?}");
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(r.metrics().worker_restarts, 1);
     // The replacement answers.
     assert_eq!(r.call(&ints(3..4)).unwrap(), vec![Value::Int(3)]);
@@ -163,7 +174,10 @@ fn failed_calls_are_retried_with_back_off_then_give_up_with_the_attempt_count() 
             let r = runner(name, &retrying(mode, "3", &[]));
             let started = Instant::now();
             let out = r.call(&ints(0..20)).unwrap();
-            assert!(started.elapsed() >= Duration::from_millis(90), "{mode} {name}");
+            assert!(
+                started.elapsed() >= Duration::from_millis(90),
+                "{mode} {name}"
+            );
             assert_eq!(
                 out,
                 (0..20).map(|x| Value::Int(10 * x)).collect::<Vec<_>>(),
@@ -178,7 +192,9 @@ fn failed_calls_are_retried_with_back_off_then_give_up_with_the_attempt_count() 
                 RunError::Udf { error, .. } => {
                     assert_eq!(error.type_name, "ConnectionError", "{mode} {name}");
                     assert!(
-                        error.message.contains("row 5's server refused (gave up after 2 attempts)"),
+                        error
+                            .message
+                            .contains("row 5's server refused (gave up after 2 attempts)"),
                         "{mode} {name}: {}",
                         error.message
                     );
@@ -203,7 +219,11 @@ fn retry_after_is_honoured_and_the_retried_row_keeps_its_place() {
         let started = Instant::now();
         let out = r.call(&ints(0..30)).unwrap();
         assert!(started.elapsed() >= Duration::from_millis(300), "{mode}");
-        assert_eq!(out, ints(0..30).into_iter().flatten().collect::<Vec<_>>(), "{mode}");
+        assert_eq!(
+            out,
+            ints(0..30).into_iter().flatten().collect::<Vec<_>>(),
+            "{mode}"
+        );
         // Longer than retry.max-delay: the row fails now, saying why.
         let r = runner(
             "asks_too_much",
@@ -213,7 +233,12 @@ fn retry_after_is_honoured_and_the_retried_row_keeps_its_place() {
         let RunError::Udf { error, .. } = &e else {
             panic!("{mode}: {e:?}")
         };
-        assert!(error.traceback.contains("python.fn-execution.retry.max-delay"), "{mode}: {e}");
+        assert!(
+            error
+                .traceback
+                .contains("python.fn-execution.retry.max-delay"),
+            "{mode}: {e}"
+        );
     }
 }
 
@@ -237,8 +262,14 @@ fn bad_async_and_retry_settings_are_refused_at_start_naming_the_key_or_function(
         e.contains("python.fn-execution.async.max-concurrency is set, but flaky is not async"),
         "{e}"
     );
-    let e = refused("flaky", &["python.fn-execution.retry.on=ConnectionError,NoSuchError"]);
-    assert!(e.contains("python.fn-execution.retry.on: 'NoSuchError' names no exception class"), "{e}");
+    let e = refused(
+        "flaky",
+        &["python.fn-execution.retry.on=ConnectionError,NoSuchError"],
+    );
+    assert!(
+        e.contains("python.fn-execution.retry.on: 'NoSuchError' names no exception class"),
+        "{e}"
+    );
     let e = refused(
         "flaky",
         &[
@@ -246,7 +277,10 @@ fn bad_async_and_retry_settings_are_refused_at_start_naming_the_key_or_function(
             "python.fn-execution.retry.max-delay=1s",
         ],
     );
-    assert!(e.contains("python.fn-execution.retry.initial-delay (2 s) is more than"), "{e}");
+    assert!(
+        e.contains("python.fn-execution.retry.initial-delay (2 s) is more than"),
+        "{e}"
+    );
     for (key, value) in [
         ("python.fn-execution.async.max-concurrency", "0"),
         ("python.fn-execution.retry.max-attempts", "0"),
@@ -266,11 +300,17 @@ fn bad_async_and_retry_settings_are_refused_at_start_naming_the_key_or_function(
     let e = Runner::with_worker_command(&crate::util::config(&[]), spec, crate::util::worker())
         .unwrap_err()
         .to_string();
-    assert!(e.contains("double is async: an async UDF runs as a scalar function"), "{e}");
+    assert!(
+        e.contains("double is async: an async UDF runs as a scalar function"),
+        "{e}"
+    );
     // Declared async, but what it returns cannot be awaited: the row's error.
     let r = runner("not_awaitable", &pairs("process", &[]));
     let e = r.call(&ints(0..1)).unwrap_err().to_string();
-    assert!(e.contains("not_awaitable is an async UDF but returned int, not an awaitable"), "{e}");
+    assert!(
+        e.contains("not_awaitable is an async UDF but returned int, not an awaitable"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -333,7 +373,11 @@ impl Server {
     fn log(&self) -> Vec<(String, f64, String, u16)> {
         let addr = self.base.trim_start_matches("http://");
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(s, "GET /log HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET /log HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         let body = text.split_once("\r\n\r\n").unwrap().1;
@@ -396,7 +440,10 @@ fn a_servers_retry_after_is_respected_no_request_comes_before_it() {
     let server = Server::start(&["--latency-ms", "2"]);
     let p = pairs(
         "multi-thread",
-        &["python.worker-count=2", "python.fn-execution.retry.max-attempts=2"],
+        &[
+            "python.worker-count=2",
+            "python.fn-execution.retry.max-attempts=2",
+        ],
     );
     let r = http_runner("Double", &p);
     let out = r.call(&server.rows("limited", 0..100)).unwrap();
@@ -412,7 +459,11 @@ fn a_servers_retry_after_is_respected_no_request_comes_before_it() {
             .collect();
         assert_eq!(times.len(), 2, "{path}");
         assert_eq!((times[0].1, times[1].1), (429, 200), "{path}");
-        assert!(times[1].0 - times[0].0 >= 0.2, "{path}: retried after {:?}", times[1].0 - times[0].0);
+        assert!(
+            times[1].0 - times[0].0 >= 0.2,
+            "{path}: retried after {:?}",
+            times[1].0 - times[0].0
+        );
     }
 }
 
@@ -463,7 +514,10 @@ fn a_rate_limit_holds_for_all_workers_together_and_shares_the_calls_fairly() {
         // Fair: every worker called, none took more than twice its share.
         assert_eq!(per.len(), workers, "{per:?}");
         let share = rows as usize / workers;
-        assert!(per.values().all(|&n| n <= 2 * share && n >= share / 2), "{per:?}");
+        assert!(
+            per.values().all(|&n| n <= 2 * share && n >= share / 2),
+            "{per:?}"
+        );
     }
 }
 
@@ -482,7 +536,10 @@ fn an_async_http_udf_outruns_the_same_udf_written_synchronously() {
     // 400 rows of 20 ms on 2 workers: 4 s one at a time, about 0.1 s with
     // 64 in flight each. Not a benchmark (benches/asynchronous.rs is): a
     // check that rows really overlap.
-    assert!(asynchronous * 4 < sync, "async {asynchronous:?}, sync {sync:?}");
+    assert!(
+        asynchronous * 4 < sync,
+        "async {asynchronous:?}, sync {sync:?}"
+    );
 }
 
 #[test]
@@ -502,7 +559,72 @@ fn a_wait_for_the_rate_limit_is_not_part_of_a_calls_timeout() {
         );
         let started = Instant::now();
         let out = r.call(&ints(0..40)).unwrap();
-        assert_eq!(out, (0..40).map(|x| Value::Int(2 * x)).collect::<Vec<_>>(), "{mode}");
-        assert!(started.elapsed() >= Duration::from_millis(950), "{mode}: limited");
+        assert_eq!(
+            out,
+            (0..40).map(|x| Value::Int(2 * x)).collect::<Vec<_>>(),
+            "{mode}"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "{mode}: limited"
+        );
     }
+}
+
+#[test]
+fn coil_bench_measures_an_async_udf_and_advises_a_concurrency() {
+    let dir = std::env::temp_dir().join(format!("coil-async-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("input.jsonl");
+    std::fs::write(
+        &input,
+        (0..400).map(|i| format!("[{i}]\n")).collect::<String>(),
+    )
+    .unwrap();
+    let json = dir.join("report.json");
+    let udf = crate::util::udfs().join("async_udfs.py:double");
+    let out = crate::util::coil(
+        &[
+            "bench",
+            "--udf",
+            udf.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--modes",
+            "process",
+            "--workers",
+            "1",
+            "--repeat",
+            "1",
+            "--conf",
+            "python.fn-execution.async.max-concurrency=8",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        "",
+    );
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains("Advice: set python.fn-execution.async.max-concurrency="),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let tried: Vec<u64> = report["concurrency"]["tried"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["max_concurrency"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tried, [2, 4, 8, 16, 32]);
+    // Rows that wait 1 to 7 ms each: more in flight is faster up to the
+    // largest tried, so a small concurrency is never the advice.
+    let advised = report["concurrency"]["advised"].as_u64().unwrap();
+    assert!(advised >= 8, "{advised}: {table}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -790,3 +790,50 @@ fn coil_sql_udf_states_argument_and_return_types_for_an_untyped_numpy_udf() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("floaty"), "{err}");
 }
+
+#[test]
+fn an_async_udf_with_retries_runs_in_sql_over_every_partition() {
+    let rt = runtime();
+    // 4 partitions feeding 2 executors, each keeping 32 rows in flight.
+    let ctx = session(
+        &config(&[
+            "python.fn-execution.async.max-concurrency=32",
+            "python.fn-execution.retry.max-attempts=3",
+            "python.fn-execution.retry.on=ConnectionError",
+            "python.fn-execution.retry.initial-delay=10ms",
+        ]),
+        2000,
+        4,
+    );
+    rt.block_on(async {
+        query(
+            &ctx,
+            "CREATE FUNCTION later(x BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\n\
+             import asyncio\n\
+             seen = set()\n\
+             async def later(x):\n\
+             \x20   await asyncio.sleep(0.01)\n\
+             \x20   if x is not None and x % 10 == 0 and x not in seen:\n\
+             \x20       seen.add(x)\n\
+             \x20       raise ConnectionError(f'try {x} again')\n\
+             \x20   return None if x is None else x * 3\n\
+             $$",
+        )
+        .await;
+        let started = std::time::Instant::now();
+        let got = query(&ctx, "SELECT x, later(x) FROM t ORDER BY x NULLS LAST").await;
+        let xs = ints(&got, 0);
+        assert_eq!(xs.len(), 2000);
+        assert_eq!(
+            ints(&got, 1),
+            xs.iter().map(|x| x.map(|x| 3 * x)).collect::<Vec<_>>()
+        );
+        // 2,000 rows of 10 ms, one at a time, would take 20 s; 64 in
+        // flight, well under one.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}

@@ -355,9 +355,7 @@ fn parse_exception_names(v: &str) -> Result<Vec<String>, String> {
         .collect();
     let identifier = |part: &str| {
         let mut chars = part.chars();
-        chars
-            .next()
-            .is_some_and(|c| c == '_' || c.is_alphabetic())
+        chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
             && chars.all(|c| c == '_' || c.is_alphanumeric())
     };
     match names.iter().find(|n| !n.split('.').all(identifier)) {

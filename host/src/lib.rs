@@ -50,9 +50,10 @@ pub use coil_ipc as ipc;
 pub use coil_proto::{AggregateOp, PyErrorInfo, UdfKind, UdfSignature, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};
 pub use config::{
-    BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, ENV_CACHE_DIR, EXECUTABLE, EXECUTION_MODE,
-    EXECUTION_MODE_STRICT, FILES, MAX_MESSAGE_SIZE, ON_ERROR, REQUIREMENTS, RETRIES, RING_SIZE,
-    START_TIMEOUT, TIMEOUT, WORKER_COUNT,
+    ASYNC_MAX_CONCURRENCY, BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME, ENV_CACHE_DIR, EXECUTABLE,
+    EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES, MAX_MESSAGE_SIZE, ON_ERROR, RATE_LIMIT,
+    RATE_LIMIT_BURST, REQUIREMENTS, RETRIES, RETRY_INITIAL_DELAY, RETRY_MAX_ATTEMPTS,
+    RETRY_MAX_DELAY, RETRY_ON, RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
 pub use env::{resolve as resolve_environment, PythonEnv};
 pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};

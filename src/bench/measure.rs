@@ -46,14 +46,14 @@ impl BenchInput {
 
 /// One run's results, in input order: values from `Runner::call`, or one
 /// array per batch from `Runner::call_arrow`.
-enum Results {
+pub(crate) enum Results {
     Values(Vec<Value>),
     Arrays(Vec<ArrayRef>),
 }
 
 impl Results {
     /// Runs `input` through `runner`.
-    fn of(runner: &Runner, input: &BenchInput) -> Result<Results, RunError> {
+    pub(crate) fn of(runner: &Runner, input: &BenchInput) -> Result<Results, RunError> {
         Ok(match input {
             BenchInput::Rows(rows) => Results::Values(runner.call(rows)?),
             BenchInput::Arrow(batches) => Results::Arrays(

@@ -13,13 +13,17 @@
 //!   that the run-to-run spread is known;
 //! - `advice`: pure functions from the measured numbers to a recommended
 //!   mode and its reasons (no timing, no I/O, unit-tested with tables);
-//! - `report`: the report as a table, as JSON and as an SVG chart.
+//! - `report`: the report as a table, as JSON and as an SVG chart;
+//! - `concurrency`: for an async UDF, the advised mode at a few
+//!   concurrencies, and the one to use.
 
 mod advice;
+mod concurrency;
 mod measure;
 mod report;
 
 pub use advice::Advice;
+pub use concurrency::ConcurrencyAdvice;
 pub use measure::{
     bundle_for, read_rows, BenchInput, BenchPlan, Direct, ModeResult, MIN_RUNS_FOR_SPREAD,
 };
@@ -35,16 +39,22 @@ pub use report::BenchReport;
 pub fn run(
     plan: &BenchPlan,
     input: &BenchInput,
-    progress: impl FnMut(&str),
+    mut progress: impl FnMut(&str),
 ) -> anyhow::Result<BenchReport> {
-    let measured = measure::measure(plan, input, progress)?;
+    let measured = measure::measure(plan, input, &mut progress)?;
     let advice = advice::advise(&advice::Facts {
         workers: plan.config.worker_count(),
         direct: measured.direct,
         modes: &measured.modes,
         blocker: measured.blocker.as_deref(),
     });
+    let concurrency = if measured.modes.iter().any(|m| m.failed.is_none()) {
+        concurrency::measure(plan, input, advice.mode, &mut progress)?
+    } else {
+        None
+    };
     Ok(BenchReport {
+        concurrency,
         rows: input.rows(),
         bundle: plan.config.bundle_size(),
         workers: plan.config.worker_count(),

@@ -32,6 +32,8 @@ pub struct BenchReport {
     pub subinterpreter_blocker: Option<String>,
     /// The recommendation and its reasons.
     pub advice: Advice,
+    /// For an async UDF: rows/s by concurrency, and the one advised.
+    pub concurrency: Option<super::ConcurrencyAdvice>,
 }
 
 impl BenchReport {
@@ -141,6 +143,20 @@ impl BenchReport {
         for reason in &self.advice.reasons {
             s += &format!("  - {reason}\n");
         }
+        if let Some(c) = &self.concurrency {
+            let tried: Vec<String> = c
+                .tried
+                .iter()
+                .map(|(n, rate)| format!("{n}: {rate:.0}"))
+                .collect();
+            s += &format!(
+                "\nAsync: rows/s in {} mode by python.fn-execution.async.max-concurrency: {}\n\
+                 Advice: set python.fn-execution.async.max-concurrency={} (the smallest within 5 % of the fastest)\n",
+                self.advice.mode,
+                tried.join(", "),
+                c.best
+            );
+        }
         s
     }
 
@@ -154,6 +170,10 @@ impl BenchReport {
             "direct_rows_per_sec": self.direct.udf_rows_per_sec,
             "serial_rows_per_sec": self.direct.serial_rows_per_sec,
             "subinterpreter_blocker": self.subinterpreter_blocker,
+            "concurrency": self.concurrency.as_ref().map(|c| json!({
+                "tried": c.tried.iter().map(|(n, r)| json!({"max_concurrency": n, "rows_per_sec": r})).collect::<Vec<_>>(),
+                "advised": c.best,
+            })),
             "modes": self.modes.iter().map(|r| json!({
                 "mode": r.requested.as_str(),
                 "ran_as": r.ran_as.as_str(),
@@ -267,6 +287,7 @@ mod tests {
             modes,
             subinterpreter_blocker: blocker.map(String::from),
             advice,
+            concurrency: None,
         }
     }
 

@@ -305,7 +305,9 @@ impl Link {
             }
             Ok(Some(Err(e))) => Reply::Broken(self.protocol(rows, e)),
             Err(RingRecvError::PeerDead | RingRecvError::Closed) => Reply::Broken(self.died(rows)),
-            Err(RingRecvError::Timeout { .. }) if self.signature.asynchronous && self.pulse_moved() => {
+            Err(RingRecvError::Timeout { .. })
+                if self.signature.asynchronous && self.pulse_moved() =>
+            {
                 Reply::Interrupted
             }
             Err(RingRecvError::Timeout { .. })

@@ -95,6 +95,19 @@ impl Executor {
         } else {
             (Batch::seq(src)?, self.row_args(py, &Batch::rows(src)))
         };
+        Ok(self.submit(py, seq, columnar, per_row, args, started))
+    }
+
+    /// Hands a batch's decoded rows (`args`) to the event loop.
+    fn submit(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        columnar: bool,
+        per_row: bool,
+        args: Result<(u32, Bound<'_, PyList>), BatchError>,
+        started: Instant,
+    ) -> Started {
         let decode = started.elapsed();
         let looper = self.looper.as_ref().expect("an async executor").bind(py);
         let (rows, batch) = match args {
@@ -107,7 +120,7 @@ impl Executor {
             ),
             Err(e) => (0, Err(e)),
         };
-        Ok(Started {
+        Started {
             seq,
             columnar,
             per_row,
@@ -115,7 +128,32 @@ impl Executor {
             batch,
             started,
             decode,
-        })
+        }
+    }
+
+    /// Runs one batch of an async UDF to its end, alone: how
+    /// [`Executor::run_batch`] and [`Executor::run_columns`] run one (its
+    /// rows still overlap each other, up to the concurrency).
+    pub(super) fn run_to_end<S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'_>,
+        columns: Option<&coil_proto::Decoded>,
+        rows: Option<&S>,
+        out: &mut Vec<u8>,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        let began = Instant::now();
+        let args = match (columns, rows) {
+            (Some(batch), _) => self.column_args(py, batch),
+            (None, Some(rows)) => self.row_args(py, rows),
+            (None, None) => Err(bad_batch("a batch with neither rows nor columns")),
+        };
+        let mut started = self.submit(py, 0, columns.is_some(), per_row, args, began);
+        while !self.turn(py, &mut started, Duration::from_millis(50)) {}
+        let (times, failures) = self.finish_batch(py, started, out)?;
+        self.times = times;
+        self.failures = failures;
+        Ok(())
     }
 
     /// Each row's arguments, as tuples, from a row batch.
@@ -242,11 +280,7 @@ impl Executor {
         let python = started.started.elapsed().saturating_sub(started.decode);
         let batch = started.batch?;
         let batch = batch.bind(py);
-        let list = |name: &str| {
-            batch
-                .getattr(name)
-                .map_err(|e| self.raised(py, 0, e))
-        };
+        let list = |name: &str| batch.getattr(name).map_err(|e| self.raised(py, 0, e));
         let values = list("values")?
             .cast_into::<PyList>()
             .map_err(|_| bad_batch("the event loop's results are not a list"))?;

@@ -56,6 +56,9 @@ impl Executor {
         out: &mut Vec<u8>,
         per_row: bool,
     ) -> Result<(), BatchError> {
+        if self.is_async() {
+            return self.run_to_end::<[u8]>(py, Some(batch), None, out, per_row);
+        }
         self.failures.clear();
         let result = self.run_columns_inner(py, batch, out, per_row);
         self.mark(None);

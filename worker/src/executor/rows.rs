@@ -30,6 +30,9 @@ impl Executor {
         out: &mut Vec<u8>,
         per_row: bool,
     ) -> Result<(), BatchError> {
+        if self.is_async() {
+            return self.run_to_end(py, None, Some(input), out, per_row);
+        }
         self.failures.clear();
         let result = self.run_batch_inner(py, input, out, per_row);
         self.mark(None);
