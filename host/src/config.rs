@@ -272,7 +272,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: TIMEOUT,
         default: "300000",
-        doc: "how long a batch may run before the row running is stopped (a worker process is killed and replaced; an executor thread gets TimeoutError raised in it) and the caller gets a timeout error; a duration, 0 disables",
+        doc: "how long a batch may run before the row running is stopped (a worker process is killed and replaced; an executor thread gets TimeoutError raised in it) and the caller gets a timeout error; for an async UDF, how long one call may take before it is cancelled and its row fails with a timeout while the worker goes on (a worker whose event loop stops turning for this long is stopped as a hung one); a duration, 0 disables",
         check: check_millis,
     },
     Key {

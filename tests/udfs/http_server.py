@@ -11,6 +11,10 @@ closes (the test that started it ends). Paths:
                        for, then as /double
     GET /flaky/N       503 the first time N is asked for when N is a
                        multiple of K (--unavailable-every), then as /double
+    GET /service/N     as a busy web service: the first time N is asked
+                       for, 429 with Retry-After: 0.2 when N is a multiple
+                       of 10, else 503 when N is a multiple of K; then as
+                       /double
     GET /log           every request so far, as JSON: [path, seconds since
                        the server started, the X-Executor header, status]
 
@@ -40,9 +44,11 @@ def route(path, args):
     first = SEEN[key] == 1
     if kind == "limited" and first:
         return 429, {"Retry-After": "0.2"}, {"error": "too many requests"}
-    if kind == "flaky" and first and n % args.unavailable_every == 0:
+    if kind == "service" and first and n % 10 == 0:
+        return 429, {"Retry-After": "0.2"}, {"error": "too many requests"}
+    if kind in ("flaky", "service") and first and n % args.unavailable_every == 0:
         return 503, {}, {"error": "unavailable"}
-    if kind in ("double", "limited", "flaky"):
+    if kind in ("double", "limited", "flaky", "service"):
         return 200, {}, {"value": 2 * n}
     return 404, {}, {"error": f"no such path {path}"}
 

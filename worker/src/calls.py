@@ -186,6 +186,44 @@ class _Batch:
         self.waiting = False
 
 
+class _Raised:
+    """A row whose first step raised ERROR."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error):
+        self.error = error
+
+
+class _Begun:
+    """A coroutine already run to its first await (by the lanes' fast
+    path, inside the lane's own task): awaiting this goes on with it where
+    it stopped, as `await coro` would have, passing what it awaits up to
+    the task and what the task sends or throws (a cancellation) down."""
+
+    __slots__ = ("coro", "awaited")
+
+    def __init__(self, coro, awaited):
+        self.coro = coro
+        self.awaited = awaited
+
+    def __await__(self):
+        coro, awaited = self.coro, self.awaited
+        while True:
+            try:
+                yield awaited
+            except BaseException as e:
+                try:
+                    awaited = coro.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    awaited = coro.send(None)
+                except StopIteration as done:
+                    return done.value
+
+
 class _Loop:
     """The event loop of one async UDF's executor.
 
@@ -198,8 +236,9 @@ class _Loop:
     retried goes back to the front after its delay, holding no lane
     meanwhile."""
 
-    def __init__(self, fn, calls, concurrency, timeout, instance):
+    def __init__(self, fn, calls, concurrency, timeout, instance, run_rows):
         self.fn = fn
+        self.run_rows = run_rows
         self.name = getattr(fn, "__qualname__", None) or repr(fn)
         self.calls = calls
         self.timeout = timeout
@@ -217,6 +256,10 @@ class _Loop:
         self.lanes = {}
         self.seen = {}
         self.checker = None
+        # Lanes with nothing to do wait on these; whether one was woken
+        # (or started) and has not run yet.
+        self.idle = collections.deque()
+        self.waking = False
 
     def submit(self, rows):
         """Queues a batch's rows (a list of argument tuples); returns it.
@@ -226,16 +269,26 @@ class _Loop:
             self.queue.append(batch)
             # Counted as they are handed over; retries add theirs.
             self.calls.attempts += len(rows)
-            self._fill(len(rows))
+            self._wake()
         return batch
 
-    def _fill(self, waiting):
-        idle = self.concurrency - len(self.lanes)
-        for _ in range(min(idle, waiting)):
+    def _wake(self):
+        """Gets one more lane going, unless one is already on its way: a
+        lane that takes a row wakes the next before it awaits the row, so
+        rows that wait ramp up to the concurrency, while rows that never
+        await are all run by one lane (it never yields to the next)."""
+        if self.waking:
+            return
+        if self.idle:
+            self.idle.popleft().set_result(None)
+        elif len(self.lanes) < self.concurrency:
             lane = self.loop.create_task(self._lane())
             self.lanes[lane] = [0, False]
-        if self.period is not None and self.checker is None and self.lanes:
-            self.checker = self.loop.call_later(self.period, self._check)
+            if self.period is not None and self.checker is None:
+                self.checker = self.loop.call_later(self.period, self._check)
+        else:
+            return
+        self.waking = True
 
     def run(self, batch, seconds):
         """Runs the loop until BATCH is done or SECONDS pass; whether it is
@@ -271,27 +324,64 @@ class _Loop:
         me = asyncio.current_task()
         state = self.lanes[me]
         queue, again, fn, calls = self.queue, self.again, self.fn, self.calls
+        reserve = calls.reserve
+        # Rows run one step each in Rust until one awaits (not under a rate
+        # limit: each call must first wait for its turn).
+        run_rows = self.run_rows if reserve is None else None
         timed, stop = self.timeout is not None, self.loop.stop
         coroutine, awaitable = types.CoroutineType, inspect.isawaitable
         try:
+            # This lane was the one on its way.
+            self.waking = False
             while True:
+                begun = None
                 if again:
                     batch, at, attempt = again.popleft()
                 elif queue:
                     batch = queue[0]
                     at = batch.next
-                    batch.next = at + 1
-                    if batch.next == len(batch.args):
-                        queue.popleft()
                     attempt = 1
+                    n = len(batch.args)
+                    if run_rows is not None:
+                        end, kind, begun, awaited = run_rows(fn, batch.args, batch.values, at)
+                        finished = end - at
+                        at = end
+                        batch.next = n if kind == 0 else end + 1
+                        if batch.next >= n:
+                            queue.popleft()
+                        if finished:
+                            batch.remaining -= finished
+                            if batch.remaining == 0 and batch.waiting:
+                                stop()
+                        if kind == 0:
+                            continue
+                        if kind == 1:
+                            begun = _Begun(begun, awaited)
+                        elif kind == 2:
+                            begun = _Raised(begun)
+                    else:
+                        batch.next = at + 1
+                        if batch.next == n:
+                            queue.popleft()
                 else:
-                    return
+                    idle = self.loop.create_future()
+                    self.idle.append(idle)
+                    await idle
+                    self.waking = False
+                    continue
+                if (queue or again) and not self.waking:
+                    self._wake()
                 try:
-                    if calls.reserve is not None:
-                        wait = calls.reserve()
-                        if wait > 0:
-                            await asyncio.sleep(wait)
-                    value = fn(*batch.args[at])
+                    if begun is None:
+                        if reserve is not None:
+                            wait = reserve()
+                            if wait > 0:
+                                await asyncio.sleep(wait)
+                        value = fn(*batch.args[at])
+                    elif type(begun) is _Raised:
+                        raise begun.error
+                    else:
+                        value = begun
                     if type(value) is not coroutine and not awaitable(value):
                         raise TypeError(
                             f"{self.name} is an async UDF but returned "
@@ -342,12 +432,13 @@ class _Loop:
 
     def _retry(self, row):
         self.again.append(row)
-        self._fill(len(self.again))
+        self._wake()
 
     def close(self):
         """Cancels every row still in flight and lets the lanes end."""
         self.queue.clear()
         self.again.clear()
+        self.idle.clear()
         lanes = list(self.lanes)
         for lane in lanes:
             lane.cancel()
@@ -361,6 +452,7 @@ def calls(fn, attempts, retry_on, initial, max_delay, reserve):
     return _Calls(fn, attempts, retry_on, initial, max_delay, reserve)
 
 
-def event_loop(fn, calls, concurrency, timeout, instance):
-    """The event loop an async UDF's rows run on."""
-    return _Loop(fn, calls, concurrency, timeout, instance)
+def event_loop(fn, calls, concurrency, timeout, instance, run_rows=None):
+    """The event loop an async UDF's rows run on; RUN_ROWS is the executor's
+    fast path (see coil-worker's `row_runner`), None for none."""
+    return _Loop(fn, calls, concurrency, timeout, instance, run_rows)

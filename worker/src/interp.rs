@@ -76,6 +76,39 @@ pub(crate) fn call_vectored<'py>(
     unsafe { Bound::from_owned_ptr_or_err(py, ret) }
 }
 
+/// What one step of a coroutine gave: its result, the object it yielded
+/// (an awaited future: it is suspended), or the exception it raised.
+pub(crate) enum Sent<'py> {
+    /// It returned this.
+    Return(Bound<'py, PyAny>),
+    /// It is suspended, awaiting this.
+    Yield(Bound<'py, PyAny>),
+    /// It raised this.
+    Error(PyErr),
+}
+
+/// Runs `coro` (a coroutine or generator) one step, sending it `None`:
+/// `PyIter_Send`, which hands back a return value without raising
+/// `StopIteration` (the cheap way to run a coroutine that never awaits).
+pub(crate) fn send<'py>(coro: &Bound<'py, PyAny>) -> Sent<'py> {
+    let py = coro.py();
+    let mut out: *mut ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: we hold the GIL (`py`); `coro` is a live object borrowed for
+    // the call, `Py_None` is an immortal object, and `out` is a valid place
+    // for CPython to store one new reference (or NULL on error).
+    let result = unsafe { ffi::PyIter_Send(coro.as_ptr(), ffi::Py_None(), &mut out) };
+    match result {
+        // SAFETY: on PYGEN_RETURN and PYGEN_NEXT CPython stored a new,
+        // non-NULL reference in `out`, which we now own.
+        ffi::PySendResult::PYGEN_RETURN => Sent::Return(unsafe { Bound::from_owned_ptr(py, out) }),
+        // SAFETY: as above.
+        ffi::PySendResult::PYGEN_NEXT => Sent::Yield(unsafe { Bound::from_owned_ptr(py, out) }),
+        ffi::PySendResult::PYGEN_ERROR => Sent::Error(PyErr::take(py).unwrap_or_else(|| {
+            pyo3::exceptions::PySystemError::new_err("a coroutine failed without an exception")
+        })),
+    }
+}
+
 /// Serialises the life-cycle of sub-interpreters in this process: creating
 /// one and loading its UDF (the first import of every module it uses), and
 /// ending one. Taken **before** attaching to the main interpreter and never

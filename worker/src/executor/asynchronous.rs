@@ -65,6 +65,69 @@ pub(crate) fn batch_kind(tag: Tag) -> Result<(bool, bool), ProtoError> {
     }
 }
 
+/// The lanes' fast path (`coil._Loop`'s `run_rows`), for this
+/// interpreter: `run_rows(fn, rows, values, start)` calls `fn` on each row
+/// of `rows` (argument tuples) from `start` and runs each coroutine one
+/// step, storing in `values` the result of each that returns without
+/// awaiting; it stops at the first row that awaits, raises or returns
+/// something other than a coroutine, and says which:
+/// `(row, 0, None, None)` at the end, `(row, 1, coroutine, awaited)`,
+/// `(row, 2, exception, None)`, `(row, 3, value, None)`. Called from a
+/// lane, so a row's first step runs inside the lane's task, on the running
+/// loop, and the lane goes on with it where it stopped.
+pub(crate) fn row_runner(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyCFunction>> {
+    let coroutine: Py<pyo3::types::PyType> = py
+        .import("types")?
+        .getattr("CoroutineType")?
+        .cast_into::<pyo3::types::PyType>()?
+        .unbind();
+    pyo3::types::PyCFunction::new_closure(
+        py,
+        Some(c"run_rows"),
+        None,
+        move |args: &Bound<'_, PyTuple>,
+              _: Option<&Bound<'_, PyDict>>|
+              -> PyResult<(usize, u8, Py<PyAny>, Py<PyAny>)> { run_rows(args, &coroutine) },
+    )
+}
+
+/// [`row_runner`]'s body.
+fn run_rows(
+    args: &Bound<'_, PyTuple>,
+    coroutine: &Py<pyo3::types::PyType>,
+) -> PyResult<(usize, u8, Py<PyAny>, Py<PyAny>)> {
+    type Args<'py> = (
+        Bound<'py, PyAny>,
+        Bound<'py, PyList>,
+        Bound<'py, PyList>,
+        usize,
+    );
+    let py = args.py();
+    let (func, rows, values, start): Args<'_> = args.extract()?;
+    let coroutine = coroutine.bind(py);
+    for at in start..rows.len() {
+        let row = rows.get_item(at)?;
+        let row = row.cast::<PyTuple>()?;
+        let value = match func.call1(row) {
+            Ok(v) => v,
+            Err(e) => return Ok((at, 2, e.into_value(py).into_any(), py.None())),
+        };
+        if !value.get_type().is(coroutine) {
+            return Ok((at, 3, value.unbind(), py.None()));
+        }
+        match crate::interp::send(&value) {
+            crate::interp::Sent::Return(v) => values.set_item(at, v)?,
+            crate::interp::Sent::Yield(awaited) => {
+                return Ok((at, 1, value.unbind(), awaited.unbind()))
+            }
+            crate::interp::Sent::Error(e) => {
+                return Ok((at, 2, e.into_value(py).into_any(), py.None()))
+            }
+        }
+    }
+    Ok((rows.len(), 0, py.None(), py.None()))
+}
+
 impl Executor {
     /// Whether the UDF is async: its batches go through
     /// [`Executor::start_batch`], [`Executor::turn`] and

@@ -359,6 +359,7 @@ impl Executor {
                 p.concurrency(),
                 p.timeout.map(|t| t.as_secs_f64()),
                 instance.map(|i| i.bind(py)),
+                asynchronous::row_runner(py)?,
             ))?;
             return Ok((func, calls.unbind(), Some(looper.unbind())));
         }
