@@ -109,6 +109,10 @@ pub struct Executor {
     counters: Option<(coil_ipc::UserWord, coil_ipc::UserWord)>,
 }
 
+/// What [`Executor::call_policy`] makes of a UDF: the callable to call,
+/// the call policy (`coil._Calls`), an async UDF's event loop.
+type CallPolicy = (Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>);
+
 /// This interpreter's `coil` module (`worker/src/calls.py`): what `import
 /// coil` gives a UDF, made once per interpreter before any UDF loads.
 fn coil_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -315,7 +319,7 @@ impl Executor {
         limiter: Option<coil_ipc::RateLimiter>,
         func: Py<PyAny>,
         instance: Option<&Py<PyAny>>,
-    ) -> PyResult<(Py<PyAny>, Py<PyAny>, Option<Py<PyAny>>)> {
+    ) -> PyResult<CallPolicy> {
         let p = &spec.calls;
         let reserve = match limiter {
             Some(l) => Some(pyo3::types::PyCFunction::new_closure(
