@@ -304,6 +304,8 @@ fn bad_async_and_retry_settings_are_refused_at_start_naming_the_key_or_function(
         e.contains("double is async: an async UDF runs as a scalar function"),
         "{e}"
     );
+    let e = refused("words", &[]);
+    assert!(e.contains("words is an async generator"), "{e}");
     // Declared async, but what it returns cannot be awaited: the row's error.
     let r = runner("not_awaitable", &pairs("process", &[]));
     let e = r.call(&ints(0..1)).unwrap_err().to_string();

@@ -114,6 +114,12 @@ async def dies_once(marker: str, x: int) -> int:
     return x + 1
 
 
+async def words(s: str):
+    """An async generator: refused."""
+    for w in s.split():
+        yield w
+
+
 class Session:
     """An async class UDF: open() and close() are async and make the
     executor's one session; eval checks it runs on the same loop."""

@@ -38,7 +38,13 @@ class RetryAfter(Exception):
 
 def is_async(fn):
     """Whether FN is called as a coroutine function: an async def, a bound
-    async method, or a callable that sets coil_async = True."""
+    async method, or a callable that sets coil_async = True. An async
+    generator is refused: coil runs neither it nor its rows."""
+    if inspect.isasyncgenfunction(fn):
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise TypeError(
+            f"{name} is an async generator: coil runs async def functions that "
+            f"return one value per row; write a table UDF as a plain generator")
     if inspect.iscoroutinefunction(fn):
         return True
     for obj in (fn, getattr(fn, "__self__", None), getattr(fn, "__func__", None)):
