@@ -837,3 +837,86 @@ fn an_async_udf_with_retries_runs_in_sql_over_every_partition() {
         );
     });
 }
+
+/// `coil sql` reading `sql` from standard input, with `TMPDIR` set to
+/// `tmp` and no `XDG_RUNTIME_DIR`.
+fn coil_sql_in(tmp: &std::path::Path, sql: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_coil"))
+        .arg("sql")
+        .current_dir(root())
+        .env("TMPDIR", tmp)
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn inline_sources_never_pass_through_a_directory_another_user_can_write() {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let scratch = std::env::temp_dir().join(format!("coil-inline-trust-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).unwrap();
+    let body = "def twice(x):\n    return 2 * x\n";
+    // What another user plants where coil used to write inline sources
+    // (`$TMPDIR/coil-udfs/coil_udf_<sha256>.py`, world-writable): a
+    // module that leaves a mark and answers wrong.
+    let digest = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!("import hashlib; print(hashlib.sha256({body:?}.encode()).hexdigest()[:32])"),
+        ])
+        .output()
+        .unwrap();
+    let hex = String::from_utf8(digest.stdout).unwrap().trim().to_string();
+    let old = scratch.join("coil-udfs");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mark = scratch.join("planted-code-ran");
+    std::fs::write(
+        old.join(format!("coil_udf_{hex}.py")),
+        format!("open({:?}, 'w').close()\ndef twice(x):\n    return -1\n", mark.display().to_string()),
+    )
+    .unwrap();
+    let expected: i64 = 2 * csv_stars().iter().sum::<i64>();
+    for mode in crate::util::modes() {
+        let out = coil_sql_in(
+            &scratch,
+            &format!(
+                "SET python.execution_mode = '{mode}';\n\
+                 CREATE FUNCTION twice(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $${body}$$;\n\
+                 SELECT sum(twice(stars)) AS s FROM 'examples/data/products.csv';"
+            ),
+        );
+        let text = ok(&out);
+        assert!(text.contains(&format!("| {expected} |")), "{mode}: {text}");
+        assert!(!mark.exists(), "{mode}: the planted module ran");
+    }
+    // Where it went instead: this user's own directory, mode 0700.
+    let mine = scratch.join(format!("coil-udfs-{}", nix::unistd::geteuid()));
+    let meta = std::fs::metadata(&mine).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o700, "{}", mine.display());
+    assert!(mine.join(format!("coil_udf_{hex}.py")).is_file());
+    // That directory made by someone else first: refused, saying why.
+    if nix::unistd::geteuid().is_root() {
+        let other = scratch.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let theirs = other.join(format!("coil-udfs-{}", nix::unistd::geteuid()));
+        std::fs::DirBuilder::new().mode(0o777).create(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(54321), Some(54321)).unwrap();
+        let out = coil_sql_in(
+            &other,
+            &format!("CREATE FUNCTION twice(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $${body}$$;"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("which coil will not use: it belongs to user 54321"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}

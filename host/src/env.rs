@@ -181,9 +181,11 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
         .map(|b| format!("{b:02x}"))
         .collect();
     let dir = cache.join(format!("py{ours}-{key}"));
-    std::fs::create_dir_all(cache).map_err(|e| {
+    // Environments are code coil runs: their cache must be no one else's
+    // to write.
+    crate::private::owned_dir(cache).map_err(|why| {
         fail(format!(
-            "cannot create the cache directory {}: {e}",
+            "the cache directory {} (python.env.cache-dir) will not be used: {why}",
             cache.display()
         ))
     })?;

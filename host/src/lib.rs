@@ -37,6 +37,7 @@ mod inline;
 mod link;
 mod metrics;
 mod pool;
+mod private;
 mod record;
 mod rows;
 mod runner;
@@ -57,7 +58,7 @@ pub use config::{
 };
 pub use env::{resolve as resolve_environment, PythonEnv};
 pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
-pub use inline::{udf_from_source, InlineError};
+pub use inline::{inline_dir, udf_from_source, InlineError};
 pub use link::WorkerCommand;
 pub use metrics::{Histograms, Metrics};
 pub use record::arrow_json::{cell_to_json, row_to_json};
