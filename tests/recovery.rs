@@ -1,6 +1,7 @@
 //! Recovery that survives faults during recovery (issue 12, part 2): a
 //! replacement worker that dies while it starts is retried with a bounded
-//! back-off; a limit of failed starts ends in a clear error.
+//! back-off, and so is a first worker (issue 24); a limit of failed
+//! starts ends in a clear error.
 
 use std::path::PathBuf;
 
@@ -96,6 +97,35 @@ fn replacements_that_never_start_end_in_a_clear_error() {
             );
         }
         other => panic!("expected a restart error, got {other:?}"),
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_first_worker_that_dies_while_starting_is_started_again() {
+    // The first worker (and the next) die while loading: the runner still
+    // starts, and the run is exact, as after a replacement's failed start.
+    let (dir, spec) = udf("(0, 1)");
+    let runner = runner(spec);
+    let got = runner.call(&ints(0..200)).unwrap();
+    assert_eq!(got, (1..=200).map(Value::Int).collect::<Vec<_>>());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn first_starts_that_never_succeed_say_how_many_were_made() {
+    let (dir, spec) = udf("range(0, 1000)");
+    let config = config(&["python.worker-count=1"]);
+    match Runner::with_worker_command(&config, spec, worker()) {
+        Err(e @ StartError::Attempts { attempts: 5, .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("worker exited while starting (exited with code 3)")
+                    && text.contains("(5 attempts to start it, with back-off)"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a start error after 5 attempts, got {other:?}"),
     }
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -852,7 +852,12 @@ fn coil_sql_in(tmp: &std::path::Path, sql: &str) -> std::process::Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(sql.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(sql.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -880,7 +885,10 @@ fn inline_sources_never_pass_through_a_directory_another_user_can_write() {
     let mark = scratch.join("planted-code-ran");
     std::fs::write(
         old.join(format!("coil_udf_{hex}.py")),
-        format!("open({:?}, 'w').close()\ndef twice(x):\n    return -1\n", mark.display().to_string()),
+        format!(
+            "open({:?}, 'w').close()\ndef twice(x):\n    return -1\n",
+            mark.display().to_string()
+        ),
     )
     .unwrap();
     let expected: i64 = 2 * csv_stars().iter().sum::<i64>();
@@ -907,7 +915,10 @@ fn inline_sources_never_pass_through_a_directory_another_user_can_write() {
         let other = scratch.join("other");
         std::fs::create_dir_all(&other).unwrap();
         let theirs = other.join(format!("coil-udfs-{}", nix::unistd::geteuid()));
-        std::fs::DirBuilder::new().mode(0o777).create(&theirs).unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o777)
+            .create(&theirs)
+            .unwrap();
         std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o777)).unwrap();
         std::os::unix::fs::chown(&theirs, Some(54321), Some(54321)).unwrap();
         let out = coil_sql_in(
@@ -916,7 +927,10 @@ fn inline_sources_never_pass_through_a_directory_another_user_can_write() {
         );
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{err}");
-        assert!(err.contains("which coil will not use: it belongs to user 54321"), "{err}");
+        assert!(
+            err.contains("which coil will not use: it belongs to user 54321"),
+            "{err}"
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -138,6 +138,15 @@ pub enum StartError {
         stderr: String,
     },
     /// The worker did not report ready in time.
+    /// Every attempt to start a worker failed; the last one's error.
+    #[error("{last} ({attempts} attempts to start it, with back-off)")]
+    Attempts {
+        /// Attempts made.
+        attempts: u32,
+        /// Why the last one failed.
+        #[source]
+        last: Box<StartError>,
+    },
     #[error("worker did not start within {0:?} (python.worker.start-timeout)")]
     Timeout(Duration),
     /// The worker said something other than ready.

@@ -43,7 +43,7 @@ impl Pool {
             let handles: Vec<_> = (0..n)
                 .map(|id| {
                     let spawn = &spawn;
-                    s.spawn(move || Link::start(id, spawn))
+                    s.spawn(move || start_first(id, spawn))
                 })
                 .collect();
             handles
@@ -229,6 +229,31 @@ pub(crate) fn start_backoff(attempt: u32) -> std::time::Duration {
     match attempt {
         0 => std::time::Duration::ZERO,
         n => std::time::Duration::from_millis(50 << (n - 1).min(4)),
+    }
+}
+
+/// Starts executor `slot` of a new pool. A worker that dies while it
+/// starts (killed, out of memory) is started again as a replacement is,
+/// up to [`START_ATTEMPTS`] times with [`start_backoff`]; a UDF that does
+/// not load, a mode that is not available, a start that times out are not
+/// retried (they would fail the same way).
+fn start_first(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
+    let mut attempt = 0;
+    loop {
+        std::thread::sleep(start_backoff(attempt));
+        attempt += 1;
+        match Link::start(slot, spawn) {
+            Err(e @ StartError::Exited { .. }) if attempt < START_ATTEMPTS => {
+                tracing::warn!(worker = slot, attempt, "a worker did not start: {e}");
+            }
+            Err(e @ StartError::Exited { .. }) => {
+                return Err(StartError::Attempts {
+                    attempts: attempt,
+                    last: Box::new(e),
+                })
+            }
+            other => return other,
+        }
     }
 }
 
