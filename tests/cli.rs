@@ -1572,3 +1572,43 @@ fn run_format_arrow_returns_every_fixture_type_by_its_printed_name() {
         assert_eq!(batches[0].column(0).to_data(), column.to_data(), "{name}");
     }
 }
+
+#[test]
+fn a_vectorized_udf_sees_the_same_batches_run_after_run() {
+    // The z-score of a batch depends on which rows it holds: with batch
+    // boundaries from measured times, 1..6 came back as 4 + 2 on one run
+    // and 6 on another. A vectorized UDF's batches are bundle.size rows.
+    let np = numpy();
+    let input: String = (1..=2500).map(|i| format!("[{}]\n", i % 97)).collect();
+    let mut first = None;
+    for run in 0..20 {
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                "examples/udfs/vector.py:zscore",
+                "--workers",
+                "2",
+                "--conf",
+                &np[0],
+                "--conf",
+                &np[1],
+            ],
+            &input,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let got = text(&out.stdout);
+        assert_eq!(got.lines().count(), 2500);
+        match &first {
+            None => first = Some(got),
+            Some(f) => assert_eq!(&got, f, "run {run} differs from the first"),
+        }
+    }
+    // Batches of 1,000: the first row is row 0's z-score within rows 0..1000.
+    let first = first.unwrap();
+    let xs: Vec<f64> = (1..=1000).map(|i| f64::from(i % 97)).collect();
+    let mean = xs.iter().sum::<f64>() / 1000.0;
+    let std = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 1000.0).sqrt();
+    let z0: f64 = first.lines().next().unwrap().parse().unwrap();
+    assert!((z0 - (xs[0] - mean) / std).abs() < 1e-9, "{z0}");
+}

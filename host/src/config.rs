@@ -73,6 +73,8 @@ pub const WORKER_COUNT: &str = "python.worker-count";
 pub const BUNDLE_SIZE: &str = "python.fn-execution.bundle.size";
 /// `python.fn-execution.bundle.time`.
 pub const BUNDLE_TIME: &str = "python.fn-execution.bundle.time";
+/// `python.fn-execution.bundle.adaptive`.
+pub const BUNDLE_ADAPTIVE: &str = "python.fn-execution.bundle.adaptive";
 /// `python.fn-execution.bundle.target-time`.
 pub const BUNDLE_TARGET_TIME: &str = "python.fn-execution.bundle.target-time";
 /// `python.files`.
@@ -218,7 +220,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: BUNDLE_SIZE,
         default: "1000",
-        doc: "the most rows per batch sent to a worker, a positive integer; unless set, batches are sized from the UDF's measured time per row (see bundle.target-time) up to this bound; set, every batch holds this many rows",
+        doc: "the most rows per batch sent to a worker, a positive integer; unless set, batches are sized from the UDF's measured time per row (see bundle.target-time) up to this bound, except a vectorized UDF's, which hold this many (see bundle.adaptive); set, every batch holds this many rows",
         check: check_count,
     },
     Key {
@@ -226,6 +228,12 @@ pub const KEYS: &[Key] = &[
         default: "1000",
         doc: "how long a streaming runner waits before it sends a partial batch; a duration",
         check: check_millis,
+    },
+    Key {
+        name: BUNDLE_ADAPTIVE,
+        default: "auto",
+        doc: "whether batches are sized from the measured time per row (true) or hold bundle.size rows each (false); auto: false for vectorized UDFs, whose answers may depend on the rows a call sees together (a batch-wise statistic), true for the others, whose answers cannot; a set bundle.size always fixes the size",
+        check: check_adaptive,
     },
     Key {
         name: BUNDLE_TARGET_TIME,
@@ -380,6 +388,21 @@ fn parse_rate(v: &str) -> Result<f64, String> {
 
 fn check_rate(v: &str) -> Result<(), String> {
     parse_rate(v).map(drop)
+}
+
+/// `python.fn-execution.bundle.adaptive`: `Some(true/false)`, `None` for
+/// auto.
+fn parse_adaptive(v: &str) -> Result<Option<bool>, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(None),
+        "true" => Ok(Some(true)),
+        "false" => Ok(Some(false)),
+        _ => Err("auto, true or false".into()),
+    }
+}
+
+fn check_adaptive(v: &str) -> Result<(), String> {
+    parse_adaptive(v).map(drop)
 }
 
 fn parse_count(v: &str) -> Result<usize, String> {
@@ -615,6 +638,12 @@ impl Config {
         self.get(BUNDLE_SIZE).is_some()
     }
 
+    /// `python.fn-execution.bundle.adaptive`: `None` for auto (adaptive
+    /// unless the UDF is vectorized).
+    pub fn bundle_adaptive(&self) -> Option<bool> {
+        self.typed(BUNDLE_ADAPTIVE, parse_adaptive)
+    }
+
     /// `python.fn-execution.bundle.target-time`.
     pub fn bundle_target_time(&self) -> Duration {
         Duration::from_millis(self.typed(BUNDLE_TARGET_TIME, parse_millis))
@@ -729,6 +758,8 @@ pub(crate) struct Tuning {
     pub workers: usize,
     pub bundle_size: usize,
     pub bundle_fixed: bool,
+    /// `python.fn-execution.bundle.adaptive`; `None`: auto.
+    pub bundle_adaptive: Option<bool>,
     pub bundle_target_time: Duration,
     pub bundle_time: Duration,
     pub ring_size: usize,
@@ -747,6 +778,7 @@ impl Tuning {
             workers: c.worker_count(),
             bundle_size: c.bundle_size(),
             bundle_fixed: c.bundle_size_is_fixed(),
+            bundle_adaptive: c.bundle_adaptive(),
             bundle_target_time: c.bundle_target_time(),
             bundle_time: c.bundle_time(),
             ring_size: c.ring_size(),

@@ -369,13 +369,19 @@ impl Runner {
     /// The rows in the next batch (see [`RowStream::batch_size`](crate::RowStream::batch_size)).
     pub(crate) fn batch_size(&self) -> usize {
         let t = &self.tuning;
+        // Vectorized UDFs see the same batches run to run unless asked:
+        // their answers may depend on which rows arrive together.
+        let adaptive = t
+            .bundle_adaptive
+            .unwrap_or(self.spec.kind != coil_proto::UdfKind::Vectorized);
+        let fixed = t.bundle_fixed || !adaptive;
         let rows = batch_rows(
             t.bundle_size,
-            t.bundle_fixed,
+            fixed,
             t.bundle_target_time,
             self.counters.row_cost(),
         );
-        if self.signature.asynchronous && !t.bundle_fixed {
+        if self.signature.asynchronous && !fixed {
             // An awaiting row costs little time of its own: batches sized
             // by time alone could hold fewer rows than the executor keeps
             // in flight. Two batches per executor, each of at least twice
