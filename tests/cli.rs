@@ -1612,3 +1612,42 @@ fn a_vectorized_udf_sees_the_same_batches_run_after_run() {
     let z0: f64 = first.lines().next().unwrap().parse().unwrap();
     assert!((z0 - (xs[0] - mean) / std).abs() < 1e-9, "{z0}");
 }
+
+#[test]
+fn a_failed_run_writes_every_row_before_the_failing_one_in_every_mode() {
+    let dir = std::env::temp_dir().join(format!("coil-fail-prefix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let udf = dir.join("fails.py");
+    std::fs::write(
+        &udf,
+        "def f(x):\n    if x == 1500:\n        raise ValueError('no 1500')\n    return x\n",
+    )
+    .unwrap();
+    let input: String = (1..=2000).map(|i| format!("[{i}]\n")).collect();
+    for mode in crate::util::modes() {
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                &format!("{}:f", udf.display()),
+                "--mode",
+                mode,
+                "--workers",
+                "2",
+            ],
+            &input,
+        );
+        assert_eq!(out.status.code(), Some(1), "{mode}");
+        let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+        assert_eq!(
+            lines,
+            (1..1500).map(|i| i.to_string()).collect::<Vec<_>>(),
+            "{mode}: rows 1..1499 and nothing after"
+        );
+        assert!(
+            text(&out.stderr).contains("line 1500: the UDF raised ValueError: no 1500"),
+            "{mode}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

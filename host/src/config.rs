@@ -286,7 +286,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: ON_ERROR,
         default: "fail",
-        doc: "what a failed row (the UDF raised, timed out, killed its worker, or returned a value coil cannot hold) does: fail (its batch fails in its place), skip (only that row fails: every other row is answered in order and the row's own error takes its place), dead-letter (as skip; coil run also writes failed rows to --errors FILE)",
+        doc: "what a failed row (the UDF raised, timed out, killed its worker, or returned a value coil cannot hold) does: fail (the run stops there: every row before it is answered, for a vectorized UDF every batch before its batch, and its error takes its place), skip (only that row fails: every other row is answered in order and the row's own error takes its place), dead-letter (as skip; coil run also writes failed rows to --errors FILE)",
         check: check_on_error,
     },
     Key {

@@ -137,7 +137,6 @@ pub enum StartError {
         /// The last lines it wrote to stderr.
         stderr: String,
     },
-    /// The worker did not report ready in time.
     /// Every attempt to start a worker failed; the last one's error.
     #[error("{last} ({attempts} attempts to start it, with back-off)")]
     Attempts {
@@ -147,6 +146,7 @@ pub enum StartError {
         #[source]
         last: Box<StartError>,
     },
+    /// The worker did not report ready in time.
     #[error("worker did not start within {0:?} (python.worker.start-timeout)")]
     Timeout(Duration),
     /// The worker said something other than ready.

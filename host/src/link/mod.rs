@@ -131,7 +131,15 @@ impl Link {
             tx,
             rx,
             max_message: spawn.tuning.max_message,
-            batch_tag: if spawn.tuning.per_row {
+            // Scalar and table UDFs run row by row: their batches travel
+            // per row under every policy, so that under `fail` the rows
+            // before a failed one are answered (the host stops at the
+            // failure). A vectorized UDF's call covers its whole batch.
+            batch_tag: if spawn.tuning.per_row
+                || matches!(
+                    spawn.spec.kind,
+                    crate::UdfKind::Scalar | crate::UdfKind::Table
+                ) {
                 Tag::BatchPerRow
             } else {
                 Tag::Batch

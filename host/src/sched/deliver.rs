@@ -66,8 +66,9 @@ impl<E: Executors> Scheduler<E> {
 
     /// Queues a batch's results in order. Under the per-row policy each
     /// failed row's own error, with its input (decoded again from the
-    /// batch), takes its place; otherwise (an executor only reports rows
-    /// that way for a per-row batch) the first failure is the batch's.
+    /// batch), takes its place; otherwise (`fail`: scalar and table UDFs'
+    /// batches travel per row all the same) the rows before the first
+    /// failure are answered and its error is the batch's.
     pub(super) fn deliver(
         &mut self,
         entry: &InFlight,
@@ -102,7 +103,11 @@ impl<E: Executors> Scheduler<E> {
             return;
         }
         if !self.executors.tuning().per_row {
-            let (_, e) = failed.into_iter().next().expect("not empty");
+            // Under `fail`: the rows before the first failure, then its
+            // error, where the run stops.
+            let (row, e) = failed.into_iter().next().expect("not empty");
+            let before = row.saturating_sub(entry.rows.start) as usize;
+            self.ready.extend(values.into_iter().take(before).map(Ok));
             self.count_error(&e);
             self.ready.push_back(Err(Box::new(e)));
             return;

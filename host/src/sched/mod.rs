@@ -421,7 +421,8 @@ impl<E: Executors> Scheduler<E> {
                     unreachable!("matched above")
                 };
                 let (values, times, decode, failed) = *done;
-                self.record(&values, times, decode, entry.queued, Duration::ZERO);
+                let answered = self.answered(&entry, &values, &failed);
+                self.record(answered, times, decode, entry.queued, Duration::ZERO);
                 self.deliver(&entry, values, failed);
                 return true;
             }
@@ -464,7 +465,8 @@ impl<E: Executors> Scheduler<E> {
                         .saturating_sub(times.total()),
                     _ => Duration::ZERO,
                 };
-                self.record(&values, times, decode, entry.queued, transport);
+                let answered = self.answered(&entry, &values, &failed);
+                self.record(answered, times, decode, entry.queued, transport);
                 self.deliver(&entry, values, failed);
                 self.started_next_on(li);
                 true
@@ -528,9 +530,21 @@ impl<E: Executors> Scheduler<E> {
         }
     }
 
+    /// How many of a batch's `values` reach the caller as results: all of
+    /// them (a row that failed alone holds a null), but under `fail` only
+    /// those before the first failure.
+    fn answered(&self, entry: &InFlight, values: &Results, failed: &[(u64, RunError)]) -> u64 {
+        match failed.first() {
+            Some((row, _)) if !self.executors.tuning().per_row => {
+                row.saturating_sub(entry.rows.start)
+            }
+            _ => values.len() as u64,
+        }
+    }
+
     fn record(
         &self,
-        values: &Results,
+        rows: u64,
         times: Times,
         decode: Duration,
         queued: Instant,
@@ -539,7 +553,7 @@ impl<E: Executors> Scheduler<E> {
         self.executors.counters().record_batch(
             self.executors.mode(),
             &BatchRecord {
-                rows: values.len() as u64,
+                rows,
                 latency: queued.elapsed(),
                 decode,
                 times,
