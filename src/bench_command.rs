@@ -102,6 +102,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
         spec.sys_path = env.sys_path;
         spec.site_dirs = env.site_dirs;
     }
+    let plan_config = config.clone();
     let plan = crate::bench::BenchPlan {
         spec,
         config,
@@ -123,6 +124,7 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     })?;
     progress.finish_and_clear();
     print!("{}", report.table());
+    println!("\nMemory limit: {}", crate::env::memory_limit(&plan_config));
     if let Some(path) = &args.json {
         std::fs::write(
             path,

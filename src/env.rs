@@ -18,6 +18,18 @@ fn shown(entry: &str) -> String {
     }
 }
 
+/// What `python.worker.memory-limit` bounds, in words: `coil env` and
+/// `coil bench` print it.
+pub fn memory_limit(config: &coil_host::Config) -> String {
+    match config.memory_limit() {
+        Some(bytes) => format!(
+            "{} MiB per worker process (python.worker.memory-limit); executor threads (multi-thread, sub-interpreter) share the host's memory and are not bounded",
+            bytes >> 20
+        ),
+        None => "none (python.worker.memory-limit=0): a UDF may take all the memory it finds; executor threads are never bounded".into(),
+    }
+}
+
 /// `coil env`: writes to `out` what UDFs run with; with `--udf`, whether it
 /// loads and can run in a sub-interpreter. `Ok(false)` if the UDF does not
 /// load.
@@ -46,6 +58,7 @@ pub fn env(args: &EnvArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         "process, multi-thread (sub-interpreter needs a build against CPython >= 3.13)"
     };
     writeln!(out, "modes             {modes}")?;
+    writeln!(out, "memory limit      {}", memory_limit(&config))?;
     match coil_host::resolve_environment(&config)? {
         Some(env) => {
             writeln!(

@@ -14,6 +14,8 @@
 //!   over and over (small counts here, the full ones `#[ignore]`d).
 //! - `env`: Python environments (`python.requirements`,
 //!   `python.executable`), their errors, `coil env`.
+//! - `limits`: `python.worker.memory-limit`: a UDF that takes too much
+//!   memory fails its rows, and the host lives.
 //! - `modes`: the in-process modes against process mode and plain Python;
 //!   fallbacks, interruption, metrics.
 //! - `subinterp`: sub-interpreter mode under load: the standard library in
@@ -45,6 +47,7 @@ mod asynchronous;
 mod cli;
 mod docs;
 mod env;
+mod limits;
 mod modes;
 mod on_error;
 mod options;

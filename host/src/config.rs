@@ -87,6 +87,8 @@ pub const MAX_MESSAGE_SIZE: &str = "python.fn-execution.max-message-size";
 pub const TIMEOUT: &str = "python.fn-execution.timeout";
 /// `python.fn-execution.retries`.
 pub const RETRIES: &str = "python.fn-execution.retries";
+/// `python.worker.memory-limit`.
+pub const MEMORY_LIMIT: &str = "python.worker.memory-limit";
 /// `python.worker.start-timeout`.
 pub const START_TIMEOUT: &str = "python.worker.start-timeout";
 /// `python.fn-execution.on-error`.
@@ -338,6 +340,12 @@ pub const KEYS: &[Key] = &[
         check: check_count,
     },
     Key {
+        name: MEMORY_LIMIT,
+        default: "0",
+        doc: "the most memory each worker process may allocate (its data segment: heap and private mappings, RLIMIT_DATA), in bytes with an optional k/m/g suffix, from 64m; 0 for no limit. A UDF that asks for more gets MemoryError in its row (the message names the limit) or, if the allocation is not Python's, its worker dies and is replaced; the host is never the one to run out. Executor threads (multi-thread, sub-interpreter) share the host's memory: this bounds nothing there, and starting such a runner with it set logs a warning",
+        check: check_memory_limit,
+    },
+    Key {
         name: START_TIMEOUT,
         default: "60000",
         doc: "how long a worker may take to start and load the UDF; a duration",
@@ -462,6 +470,19 @@ fn parse_bytes(v: &str) -> Option<usize> {
         _ => (v.as_str(), 0),
     };
     digits.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+/// `python.worker.memory-limit`: `None` for 0 (no limit).
+fn parse_memory_limit(v: &str) -> Result<Option<u64>, String> {
+    match parse_bytes(v) {
+        Some(0) => Ok(None),
+        Some(n) if n >= 64 << 20 => Ok(Some(n as u64)),
+        _ => Err("a size from 64m, e.g. 536870912, 512m or 2g; 0 for no limit".into()),
+    }
+}
+
+fn check_memory_limit(v: &str) -> Result<(), String> {
+    parse_memory_limit(v).map(drop)
 }
 
 fn parse_message_size(v: &str) -> Result<usize, String> {
@@ -689,6 +710,11 @@ impl Config {
         })
     }
 
+    /// `python.worker.memory-limit`, in bytes; `None` for no limit.
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.typed(MEMORY_LIMIT, parse_memory_limit)
+    }
+
     /// `python.worker.start-timeout`.
     pub fn start_timeout(&self) -> Duration {
         Duration::from_millis(self.typed(START_TIMEOUT, parse_millis))
@@ -767,6 +793,8 @@ pub(crate) struct Tuning {
     pub timeout: Option<Duration>,
     pub retries: u32,
     pub start_timeout: Duration,
+    /// `python.worker.memory-limit`, bytes.
+    pub memory_limit: Option<u64>,
     /// A row fails alone (`on-error` is `skip` or `dead-letter`).
     pub per_row: bool,
 }
@@ -786,6 +814,7 @@ impl Tuning {
             timeout: c.timeout(),
             retries: c.retries(),
             start_timeout: c.start_timeout(),
+            memory_limit: c.memory_limit(),
             per_row: c.on_error() != OnError::Fail,
         }
     }

@@ -176,6 +176,11 @@ impl Runner {
             (m, _) => m,
         };
         spec.calls = config.call_policy();
+        if config.memory_limit().is_some() && mode != ExecutionMode::Process {
+            tracing::warn!(
+                "python.worker.memory-limit bounds worker processes only: in {mode} mode the executors share this process's memory, and nothing limits a UDF's"
+            );
+        }
         // One rate limit for every executor of this runner, fallback pool
         // included: a word in shared memory they all map.
         let limiter = match spec.calls.rate {

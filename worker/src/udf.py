@@ -449,6 +449,10 @@ def describe(exc):
     if kind.__module__ not in ("builtins", "__main__"):
         name = f"{kind.__module__}.{name}"
     message = str(exc)
+    limit = os.environ.get("COIL_MEMORY_LIMIT")
+    if isinstance(exc, MemoryError) and limit and limit.isdigit():
+        message = (f"{message or 'out of memory'} (the worker's memory limit, "
+                   f"python.worker.memory-limit, is {int(limit) >> 20} MiB)")
     attempts = getattr(exc, "_coil_attempts", 0)
     if attempts > 1:
         message = f"{message} (gave up after {attempts} attempts)"

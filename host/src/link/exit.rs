@@ -84,12 +84,21 @@ impl Link {
 
     pub(super) fn died(&mut self, rows: Range<u64>) -> RunError {
         let exit = self.reap();
+        let mut stderr = self.stderr_tail();
+        if let (Some(limit), WorkerExit::Signal { .. }) = (self.memory_limit, &exit) {
+            // A worker over its limit dies by a signal when the allocation
+            // that failed was not Python's (C code that aborts).
+            stderr.push_str(&format!(
+                "\ncoil: this worker's memory limit (python.worker.memory-limit) is {} MiB; an allocation past it that is not Python's ends the worker",
+                limit >> 20
+            ));
+        }
         RunError::WorkerDied {
             worker: self.slot,
             exit,
             row: self.running_row(&rows),
             rows,
-            stderr: self.stderr_tail(),
+            stderr,
         }
     }
 

@@ -117,6 +117,8 @@ pub(crate) struct Link {
     /// retries already added to them.
     counters: std::sync::Arc<crate::metrics::Counters>,
     counted: (u64, u64),
+    /// `python.worker.memory-limit` of a worker process.
+    memory_limit: Option<u64>,
 }
 
 impl Link {
@@ -150,6 +152,10 @@ impl Link {
             pulse: 0,
             counters: std::sync::Arc::clone(&spawn.counters),
             counted: (0, 0),
+            memory_limit: match spawn.mode {
+                crate::ExecutionMode::Process => spawn.tuning.memory_limit,
+                _ => None,
+            },
         }
     }
 

@@ -112,6 +112,28 @@ fn launch(fd: RawFd, limiter_fd: Option<RawFd>, spawn: &Spawn) -> Launch {
     }
 }
 
+/// The environment variable that tells a worker its memory limit, so a
+/// `MemoryError` can say which limit it hit.
+pub(crate) const MEMORY_LIMIT_VAR: &str = "COIL_MEMORY_LIMIT";
+
+/// Limits the data segment (heap and private mappings, `RLIMIT_DATA`) of
+/// the process `cmd` starts to `bytes`: a UDF that allocates more gets
+/// `MemoryError`, or its worker dies, and the host's memory is never the
+/// one that runs out. The region the worker shares with the host is a
+/// shared mapping, outside the limit.
+fn limit_memory(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    cmd.env(MEMORY_LIMIT_VAR, bytes.to_string());
+    let hook = move || {
+        nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, bytes, bytes)
+            .map_err(std::io::Error::from)
+    };
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes one `setrlimit` system
+    // call, allocates nothing and takes no lock.
+    unsafe { cmd.pre_exec(hook) };
+}
+
 impl Link {
     /// Starts executor `slot` as `spawn` says and waits until it is ready.
     pub(crate) fn start(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
@@ -177,6 +199,9 @@ impl Link {
             .as_ref()
             .and_then(|l| l.inherit_into(&mut cmd));
         let launch = launch(fd, limiter_fd, spawn);
+        if let Some(limit) = spawn.tuning.memory_limit {
+            limit_memory(&mut cmd, limit);
+        }
         cmd.args(launch.to_args())
             .envs(launch.env())
             .env("PYTHONUNBUFFERED", "1")
