@@ -72,3 +72,58 @@ fn a_udf_that_leaks_across_rows_fails_once_at_its_limit_and_the_host_lives() {
         .unwrap_err();
     assert!(e.to_string().contains("python.worker.memory-limit"), "{e}");
 }
+
+#[test]
+fn workers_idle_past_the_idle_timeout_end_and_start_again_on_the_next_call() {
+    for mode in crate::util::modes() {
+        let r = start(
+            "basic.py",
+            "inc",
+            UdfKind::Scalar,
+            &[
+                &format!("python.execution-mode={mode}"),
+                "python.worker-count=2",
+                "python.worker.idle-timeout=300ms",
+            ],
+        );
+        assert_eq!(r.call(&ints(0..10)).unwrap(), ints(1..11).concat());
+        let first = r.worker_pids();
+        assert_eq!(r.idle_executors(), 2, "{mode}");
+        // Polled, not slept: the workers end within the timeout and a tick.
+        let started = std::time::Instant::now();
+        while r.idle_executors() > 0 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{mode}: {} idle executors still running",
+                r.idle_executors()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if mode == "process" {
+            // Really gone (closed, then reaped): no child process of this
+            // test is left of them.
+            let left = || -> Vec<u32> {
+                crate::util::children()
+                    .into_iter()
+                    .filter(|p| first.contains(p))
+                    .collect()
+            };
+            while !left().is_empty() {
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(10),
+                    "{:?}",
+                    left()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        // The next call starts them again, and answers.
+        assert_eq!(r.call(&ints(5..9)).unwrap(), ints(6..10).concat(), "{mode}");
+        assert!(r.idle_executors() >= 1, "{mode}");
+        assert_eq!(
+            r.metrics().worker_restarts,
+            0,
+            "{mode}: not counted as failures"
+        );
+    }
+}

@@ -87,6 +87,8 @@ pub const MAX_MESSAGE_SIZE: &str = "python.fn-execution.max-message-size";
 pub const TIMEOUT: &str = "python.fn-execution.timeout";
 /// `python.fn-execution.retries`.
 pub const RETRIES: &str = "python.fn-execution.retries";
+/// `python.worker.idle-timeout`.
+pub const IDLE_TIMEOUT: &str = "python.worker.idle-timeout";
 /// `python.worker.memory-limit`.
 pub const MEMORY_LIMIT: &str = "python.worker.memory-limit";
 /// `python.worker.start-timeout`.
@@ -338,6 +340,12 @@ pub const KEYS: &[Key] = &[
         default: "1",
         doc: "calls the rate limit lets start at once after a pause; a positive integer",
         check: check_count,
+    },
+    Key {
+        name: IDLE_TIMEOUT,
+        default: "10min",
+        doc: "how long a worker may sit idle (no batch) before it is ended; the next batch for it starts it again. Bounds the processes of a long-running host or Ballista executor that has seen many UDFs; a duration, 0 keeps workers until the runner stops",
+        check: check_millis,
     },
     Key {
         name: MEMORY_LIMIT,
@@ -710,6 +718,13 @@ impl Config {
         })
     }
 
+    /// `python.worker.idle-timeout`; `None` when workers stay.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        Some(self.typed(IDLE_TIMEOUT, parse_millis))
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    }
+
     /// `python.worker.memory-limit`, in bytes; `None` for no limit.
     pub fn memory_limit(&self) -> Option<u64> {
         self.typed(MEMORY_LIMIT, parse_memory_limit)
@@ -795,6 +810,8 @@ pub(crate) struct Tuning {
     pub start_timeout: Duration,
     /// `python.worker.memory-limit`, bytes.
     pub memory_limit: Option<u64>,
+    /// `python.worker.idle-timeout`.
+    pub idle_timeout: Option<Duration>,
     /// A row fails alone (`on-error` is `skip` or `dead-letter`).
     pub per_row: bool,
 }
@@ -815,6 +832,7 @@ impl Tuning {
             retries: c.retries(),
             start_timeout: c.start_timeout(),
             memory_limit: c.memory_limit(),
+            idle_timeout: c.idle_timeout(),
             per_row: c.on_error() != OnError::Fail,
         }
     }

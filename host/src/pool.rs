@@ -3,16 +3,82 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::error::{RunError, StartError};
 use crate::link::{Link, Spawn};
 use crate::metrics::Counters;
 use crate::ExecutionMode;
 
-/// One worker slot: a running worker, or a vacancy after a failed restart.
+/// One worker slot: a running worker, or a vacancy (after a failed
+/// restart, or after its worker sat idle past `python.worker.idle-timeout`):
+/// a vacant slot starts a worker when it is next leased.
 pub(crate) struct Slot {
     id: usize,
     worker: Option<Link>,
+    /// Since when it is idle.
+    since: Instant,
+}
+
+/// The idle slots, shared with the thread that ends idle workers.
+struct Shared {
+    idle: Mutex<Vec<Slot>>,
+    returned: Condvar,
+}
+
+/// The thread that ends workers idle past the idle timeout; stopped when
+/// the pool drops.
+struct Reaper {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl Reaper {
+    fn start(shared: Arc<Shared>, timeout: Duration) -> std::io::Result<Reaper> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stopped = Arc::clone(&stop);
+        let period = (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let handle = std::thread::Builder::new()
+            .name("coil-idle-reaper".into())
+            .spawn(move || loop {
+                let (lock, cv) = &*stopped;
+                let guard = lock.lock().expect("reaper lock");
+                let (guard, _) = cv.wait_timeout(guard, period).expect("reaper lock");
+                if *guard {
+                    return;
+                }
+                drop(guard);
+                let mut ending: Vec<Link> = Vec::new();
+                {
+                    let mut idle = shared.idle.lock().expect("pool lock");
+                    for slot in idle.iter_mut() {
+                        if slot.worker.is_some() && slot.since.elapsed() >= timeout {
+                            ending.extend(slot.worker.take());
+                        }
+                    }
+                }
+                if !ending.is_empty() {
+                    tracing::debug!(
+                        workers = ending.len(),
+                        "ending workers idle for {timeout:?} (python.worker.idle-timeout)"
+                    );
+                }
+                for w in &mut ending {
+                    w.close_input();
+                }
+                for w in ending {
+                    w.shutdown();
+                }
+            })?;
+        Ok(Reaper { stop, handle })
+    }
+
+    fn stop(self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().expect("reaper lock") = true;
+        cv.notify_all();
+        let _ = self.handle.join();
+    }
 }
 
 /// The worker processes. Callers lease a worker, drive it from their own
@@ -25,8 +91,9 @@ pub(crate) struct Pool {
     pub returns: Option<arrow_schema::DataType>,
     /// What the UDF's signature says, as its executors read it.
     pub signature: coil_proto::UdfSignature,
-    idle: Mutex<Vec<Slot>>,
-    returned: Condvar,
+    shared: Arc<Shared>,
+    /// Ends workers idle past `python.worker.idle-timeout`, if set.
+    reaper: Option<Reaper>,
     /// No new work: workers given back are shut down (the runner fell back
     /// to another mode).
     retired: AtomicBool,
@@ -58,6 +125,7 @@ impl Pool {
                 Ok(w) => slots.push(Slot {
                     id,
                     worker: Some(w),
+                    since: Instant::now(),
                 }),
                 Err(e) => first_error = first_error.or(Some(e)),
             }
@@ -78,12 +146,26 @@ impl Pool {
             .iter()
             .find_map(|s| s.worker.as_ref().map(|w| w.signature().clone()))
             .unwrap_or_default();
+        let shared = Arc::new(Shared {
+            idle: Mutex::new(slots),
+            returned: Condvar::new(),
+        });
+        let reaper =
+            match spawn.tuning.idle_timeout {
+                Some(t) => Some(Reaper::start(Arc::clone(&shared), t).map_err(|source| {
+                    StartError::Spawn {
+                        program: "the idle-worker reaper thread".into(),
+                        source,
+                    }
+                })?),
+                None => None,
+            };
         Ok(Pool {
             returns,
             signature,
             spawn,
-            idle: Mutex::new(slots),
-            returned: Condvar::new(),
+            shared,
+            reaper,
             retired: AtomicBool::new(false),
             counters,
             max_payload,
@@ -97,15 +179,21 @@ impl Pool {
 
     /// Process ids of the idle workers.
     pub fn idle_pids(&self) -> Vec<u32> {
-        let idle = self.idle.lock().expect("pool lock");
+        let idle = self.shared.idle.lock().expect("pool lock");
         idle.iter()
             .filter_map(|s| s.worker.as_ref().and_then(Link::pid))
             .collect()
     }
 
+    /// How many idle slots hold a running worker (process or thread).
+    pub fn idle_running(&self) -> usize {
+        let idle = self.shared.idle.lock().expect("pool lock");
+        idle.iter().filter(|s| s.worker.is_some()).count()
+    }
+
     /// Leases an idle worker; waits for one if `wait` and none is idle.
     pub fn lease(&self, wait: bool) -> Option<Lease<'_>> {
-        let mut idle = self.idle.lock().expect("pool lock");
+        let mut idle = self.shared.idle.lock().expect("pool lock");
         loop {
             if let Some(slot) = idle.pop() {
                 return Some(Lease {
@@ -116,7 +204,7 @@ impl Pool {
             if !wait {
                 return None;
             }
-            idle = self.returned.wait(idle).expect("pool lock");
+            idle = self.shared.returned.wait(idle).expect("pool lock");
         }
     }
 
@@ -127,8 +215,10 @@ impl Pool {
             }
             return;
         }
-        self.idle.lock().expect("pool lock").push(slot);
-        self.returned.notify_one();
+        let mut slot = slot;
+        slot.since = Instant::now();
+        self.shared.idle.lock().expect("pool lock").push(slot);
+        self.shared.returned.notify_one();
     }
 
     /// Takes no more work: shuts down the idle workers now, and every
@@ -141,7 +231,7 @@ impl Pool {
     /// Shuts down the idle workers: closes every one's input first, so
     /// they run the UDF's `close()` in parallel, then waits for each.
     fn shut_down_idle(&self) {
-        let slots = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        let slots = std::mem::take(&mut *self.shared.idle.lock().expect("pool lock"));
         let mut closing: Vec<Link> = slots.into_iter().filter_map(|s| s.worker).collect();
         for w in &mut closing {
             w.close_input();
@@ -154,6 +244,9 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
+        if let Some(r) = self.reaper.take() {
+            r.stop();
+        }
         self.shut_down_idle();
     }
 }

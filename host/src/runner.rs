@@ -333,6 +333,14 @@ impl Runner {
         self.active().idle_pids()
     }
 
+    /// How many of the idle executors are running (worker processes or
+    /// executor threads): fewer than `python.worker-count` once some sat
+    /// idle past `python.worker.idle-timeout` (the next batch for one
+    /// starts it again).
+    pub fn idle_executors(&self) -> usize {
+        self.active().idle_running()
+    }
+
     /// What this runner has done so far: counts, and where the time went.
     pub fn metrics(&self) -> Metrics {
         let c = &self.counters;
