@@ -191,6 +191,11 @@ pub struct EnvArgs {
     /// The UDF's kind: scalar, table or vectorized.
     #[arg(long, default_value = "scalar")]
     pub kind: String,
+    /// Remove the cached python.requirements environments no runner
+    /// started with for python.env.max-age (30 days unless set), and say
+    /// what was removed; nothing else.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `coil bench`'s arguments.

@@ -40,6 +40,35 @@ pub fn memory_limit(config: &coil_host::Config) -> String {
 /// `out` cannot be written.
 pub fn env(args: &EnvArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     let config = config_of(&args.conf)?;
+    if args.prune {
+        let cache = config
+            .env_cache_dir()
+            .ok_or_else(|| anyhow::anyhow!("no cache directory: set python.env.cache-dir"))?;
+        let max_age = config.env_max_age();
+        let pruned = match coil_host::prune_environments(&cache, max_age) {
+            Ok(p) => p,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow::anyhow!("reading {}: {e}", cache.display())),
+        };
+        for p in &pruned {
+            writeln!(
+                out,
+                "removed {} ({} MiB, unused for {} days)",
+                p.path.display(),
+                p.bytes >> 20,
+                p.unused.as_secs() / 86_400
+            )?;
+        }
+        writeln!(
+            out,
+            "{} environment{} removed from {} (python.env.max-age = {} days)",
+            pruned.len(),
+            if pruned.len() == 1 { "" } else { "s" },
+            cache.display(),
+            max_age.as_secs() / 86_400
+        )?;
+        return Ok(true);
+    }
     let libpython = std::fs::read_to_string("/proc/self/maps")
         .ok()
         .and_then(|maps| {
@@ -153,6 +182,7 @@ mod tests {
             conf: Vec::new(),
             udf: None,
             kind: "scalar".into(),
+            prune: false,
         };
         let mut out = Vec::new();
         assert!(env(&args, &mut out).unwrap());

@@ -336,3 +336,66 @@ fn without_a_package_index_the_error_says_what_pip_needs() {
     assert_eq!(environments(&cache), Vec::<PathBuf>::new());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn coil_env_prune_removes_environments_no_runner_used_for_the_max_age() {
+    let cache = std::env::temp_dir().join(format!("coil-prune-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cache);
+    // Two environments as coil lays them out: one last used 40 days ago,
+    // one today.
+    for (name, age) in [
+        ("py3.13-00000000000000aa", "40 days ago"),
+        ("py3.13-00000000000000bb", "now"),
+    ] {
+        let dir = cache.join(name);
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("lib/big.bin"), vec![0u8; 3 << 20]).unwrap();
+        std::fs::write(dir.join(".coil-used"), "0").unwrap();
+        let touched = std::process::Command::new("touch")
+            .args(["-d", age])
+            .arg(dir.join(".coil-used"))
+            .status()
+            .unwrap();
+        assert!(touched.success());
+    }
+    let out = crate::util::coil(
+        &[
+            "env",
+            "--prune",
+            "--conf",
+            &format!("python.env.cache-dir={}", cache.display()),
+        ],
+        "",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("py3.13-00000000000000aa (3 MiB, unused for 40 days)"),
+        "{text}"
+    );
+    assert!(text.contains("1 environment removed"), "{text}");
+    assert!(!cache.join("py3.13-00000000000000aa").exists());
+    assert!(
+        cache.join("py3.13-00000000000000bb").exists(),
+        "used today: kept"
+    );
+    // A shorter max age takes the other one too.
+    let out = crate::util::coil(
+        &[
+            "env",
+            "--prune",
+            "--conf",
+            &format!("python.env.cache-dir={}", cache.display()),
+            "--conf",
+            "python.env.max-age=0",
+        ],
+        "",
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 environment removed"));
+    assert!(!cache.join("py3.13-00000000000000bb").exists());
+    std::fs::remove_dir_all(&cache).unwrap();
+}

@@ -113,6 +113,8 @@ pub const RATE_LIMIT_BURST: &str = "python.fn-execution.rate-limit.burst";
 pub const EXECUTABLE: &str = "python.executable";
 /// `python.requirements`.
 pub const REQUIREMENTS: &str = "python.requirements";
+/// `python.env.max-age`.
+pub const ENV_MAX_AGE: &str = "python.env.max-age";
 /// `python.env.cache-dir`.
 pub const ENV_CACHE_DIR: &str = "python.env.cache-dir";
 
@@ -268,6 +270,12 @@ pub const KEYS: &[Key] = &[
         default: "",
         doc: "where python.requirements environments are kept; default $XDG_CACHE_HOME/coil/envs, else ~/.cache/coil/envs",
         check: check_any,
+    },
+    Key {
+        name: ENV_MAX_AGE,
+        default: "30d",
+        doc: "how long a cached python.requirements environment may go without a runner starting with it before coil env --prune removes it; a duration",
+        check: check_millis,
     },
     Key {
         name: RING_SIZE,
@@ -440,7 +448,7 @@ fn parse_workers(v: &str) -> Result<usize, String> {
 
 /// How a time key's value may be written, for error messages.
 const DURATION_FORMS: &str =
-    "a whole number of milliseconds, or with a unit: ms, s, min or h (500ms, 2s, 1min, 1h)";
+    "a whole number of milliseconds, or with a unit: ms, s, min, h or d (500ms, 2s, 1min, 1h, 30d)";
 
 /// A duration in milliseconds: a whole number, followed by a unit (`ms`,
 /// `s`, `min`, `h`, with or without a space), or alone for milliseconds.
@@ -453,6 +461,7 @@ fn parse_millis(v: &str) -> Result<u64, String> {
         "s" => 1_000,
         "min" => 60_000,
         "h" => 3_600_000,
+        "d" => 86_400_000,
         _ => return Err(DURATION_FORMS.into()),
     };
     digits
@@ -760,6 +769,11 @@ impl Config {
             .map(PathBuf::from)
             .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .map(|c| c.join("coil").join("envs"))
+    }
+
+    /// `python.env.max-age`.
+    pub fn env_max_age(&self) -> Duration {
+        Duration::from_millis(self.typed(ENV_MAX_AGE, parse_millis))
     }
 
     /// `python.fn-execution.on-error`.

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -198,6 +198,7 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
         .map_err(|(_, e)| fail(format!("cannot lock {}: {e}", lock_path.display())))?;
     let python = dir.join("bin").join("python");
     if let Some(env) = cached(&dir, &python) {
+        mark_used(&dir);
         return Ok(env);
     }
     // Nothing, or something half-made or damaged (a deleted file): start
@@ -257,6 +258,9 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
             .map_err(|e| format!("writing {PROBED}: {e}"))?;
         Ok::<PythonEnv, String>(env)
     })();
+    if made.is_ok() {
+        mark_used(&dir);
+    }
     match made {
         Ok(env) => {
             tracing::info!(
@@ -285,6 +289,93 @@ fn cached(dir: &Path, python: &Path) -> Option<PythonEnv> {
             .iter()
             .all(|d| !d.starts_with(dir) || d.exists());
     (whole && env.version == coil_worker::EMBEDDED_VERSION).then_some(env)
+}
+
+/// The file whose time says when an environment was last used.
+const USED: &str = ".coil-used";
+
+/// Records that a runner starts with environment `dir` now (what
+/// [`prune_environments`] goes by).
+fn mark_used(dir: &Path) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let _ = std::fs::write(dir.join(USED), now.to_string());
+}
+
+/// A cached environment that [`prune_environments`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunedEnv {
+    /// Where it was.
+    pub path: PathBuf,
+    /// Bytes it held.
+    pub bytes: u64,
+    /// How long no runner had started with it.
+    pub unused: Duration,
+}
+
+/// Bytes of the files under `path`.
+fn disk_usage(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+/// Removes the environments under `cache` (`python.env.cache-dir`) that no
+/// runner started with for `max_age` (`python.env.max-age`): what `coil
+/// env --prune` does. An environment being made (its lock held) is left
+/// alone. A runner that started with one earlier and still runs is not
+/// seen: keep `max_age` longer than hosts live.
+///
+/// # Errors
+///
+/// The cache directory cannot be read.
+pub fn prune_environments(cache: &Path, max_age: Duration) -> std::io::Result<Vec<PrunedEnv>> {
+    let mut pruned = Vec::new();
+    let now = std::time::SystemTime::now();
+    for entry in std::fs::read_dir(cache)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_env = name.starts_with("py")
+            && name.contains('-')
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if !is_env {
+            continue;
+        }
+        let used = std::fs::metadata(path.join(USED))
+            .or_else(|_| std::fs::metadata(&path))
+            .and_then(|m| m.modified())
+            .unwrap_or(now);
+        let unused = now.duration_since(used).unwrap_or_default();
+        if unused < max_age {
+            continue;
+        }
+        let lock_path = cache.join(format!("{name}.lock"));
+        let Ok(lock_file) = File::create(&lock_path) else {
+            continue;
+        };
+        let Ok(_lock) =
+            nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        else {
+            continue; // being made or checked right now
+        };
+        let bytes = disk_usage(&path);
+        if std::fs::remove_dir_all(&path).is_ok() {
+            let _ = std::fs::remove_file(&lock_path);
+            pruned.push(PrunedEnv {
+                path,
+                bytes,
+                unused,
+            });
+        }
+    }
+    Ok(pruned)
 }
 
 /// Runs `cmd`; its output on failure.

@@ -52,12 +52,12 @@ pub use coil_proto::{AggregateOp, PyErrorInfo, UdfKind, UdfSignature, UdfSpec};
 pub use config::{Config, ConfigBuilder, ConfigError, ExecutionMode, Key, OnError, KEYS};
 pub use config::{
     ASYNC_MAX_CONCURRENCY, BUNDLE_ADAPTIVE, BUNDLE_SIZE, BUNDLE_TARGET_TIME, BUNDLE_TIME,
-    ENV_CACHE_DIR, EXECUTABLE, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES, IDLE_TIMEOUT,
-    MAX_MESSAGE_SIZE, MEMORY_LIMIT, ON_ERROR, RATE_LIMIT, RATE_LIMIT_BURST, REQUIREMENTS, RETRIES,
-    RETRY_INITIAL_DELAY, RETRY_MAX_ATTEMPTS, RETRY_MAX_DELAY, RETRY_ON, RING_SIZE, START_TIMEOUT,
-    TIMEOUT, WORKER_COUNT,
+    ENV_CACHE_DIR, ENV_MAX_AGE, EXECUTABLE, EXECUTION_MODE, EXECUTION_MODE_STRICT, FILES,
+    IDLE_TIMEOUT, MAX_MESSAGE_SIZE, MEMORY_LIMIT, ON_ERROR, RATE_LIMIT, RATE_LIMIT_BURST,
+    REQUIREMENTS, RETRIES, RETRY_INITIAL_DELAY, RETRY_MAX_ATTEMPTS, RETRY_MAX_DELAY, RETRY_ON,
+    RING_SIZE, START_TIMEOUT, TIMEOUT, WORKER_COUNT,
 };
-pub use env::{resolve as resolve_environment, PythonEnv};
+pub use env::{prune_environments, resolve as resolve_environment, PrunedEnv, PythonEnv};
 pub use error::{ArrowError, Direction, ProtocolError, RowError, RunError, StartError, WorkerExit};
 pub use inline::{inline_dir, udf_from_source, InlineError};
 pub use link::WorkerCommand;
