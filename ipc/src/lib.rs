@@ -332,3 +332,14 @@ pub use ring::{
     Consumer, Frame, FrameBoundsError, FrameWriter, Producer, RingPushError, RingRecvError,
 };
 pub use wake::WaitStrategy;
+
+/// Cases for a property test that feeds untrusted bytes to a decoder:
+/// `default`, or `PROPTEST_CASES` when it asks for more (`tools/fuzz`
+/// runs them long).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, |n: u32| n.max(default))
+}

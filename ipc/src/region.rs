@@ -669,7 +669,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+        // 256 cases unless PROPTEST_CASES asks for more (tools/fuzz).
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: crate::fuzz_cases(256), ..Default::default() })]
 
         /// Arbitrary bytes as the header never make opening panic; a header
         /// that passes is one whose rings can be used safely.

@@ -1221,7 +1221,8 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        // 512 cases unless PROPTEST_CASES asks for more (tools/fuzz).
+        #![proptest_config(ProptestConfig { cases: crate::fuzz_cases(512), ..ProptestConfig::default() })]
 
         /// Arbitrary bytes over the control block and the data area never
         /// make either end panic or read outside its ring: every frame it
