@@ -289,12 +289,60 @@ impl Definition {
     }
 }
 
+/// Definitions whose runners an executor process keeps at most: past it,
+/// decoding a new one drops the least recently decoded one that no plan
+/// still holds (its workers end), so a long-running executor that sees
+/// many `CREATE FUNCTION`s keeps a bounded number of pools.
+pub const MAX_POOLS: usize = 64;
+
+/// The runner places of the definitions decoded here, with when each was
+/// last decoded.
+#[derive(Debug, Default)]
+struct Pools {
+    places: HashMap<Vec<u8>, (SharedRunner, u64)>,
+    tick: u64,
+}
+
+impl Pools {
+    /// The place for definition `buf`: its own, or a new one, making room
+    /// first (see [`MAX_POOLS`]).
+    fn place(&mut self, buf: &[u8]) -> SharedRunner {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((place, used)) = self.places.get_mut(buf) {
+            *used = tick;
+            return place.clone();
+        }
+        if self.places.len() >= MAX_POOLS {
+            let idle = self
+                .places
+                .iter()
+                .filter(|(_, (place, _))| !place.is_shared())
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone());
+            match idle {
+                Some(key) => {
+                    self.places.remove(&key);
+                }
+                None => tracing::warn!(
+                    "{} Python functions are in use at once in this executor, more than the {MAX_POOLS} it keeps pools for",
+                    self.places.len() + 1
+                ),
+            }
+        }
+        let place = SharedRunner::default();
+        self.places.insert(buf.to_vec(), (place.clone(), tick));
+        place
+    }
+}
+
 /// Python UDFs decoded in this process, by definition: every task's plan
 /// that names the same UDF shares one runner (one pool of workers per
-/// executor process, started by the first task that calls it).
+/// executor process, started by the first task that calls it), for up to
+/// [`MAX_POOLS`] definitions.
 #[derive(Debug, Default)]
 struct Decoded {
-    runners: Mutex<HashMap<Vec<u8>, SharedRunner>>,
+    runners: Mutex<Pools>,
     /// The worker program of aggregates and window functions decoded
     /// here, in process mode; `None`: `coil-worker` as found.
     worker: Option<coil_host::WorkerCommand>,
@@ -334,9 +382,7 @@ impl Decoded {
             .runners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(buf.to_vec())
-            .or_default()
-            .clone();
+            .place(buf);
         Ok(Some((definition, shared)))
     }
 
@@ -686,8 +732,35 @@ mod tests {
             serde_json::to_vec(&Definition::of(&function("mypkg.text:slug")).unwrap()).unwrap();
         let a = decoded.decode("slug", &json).unwrap().unwrap();
         let b = decoded.decode("slug", &json).unwrap().unwrap();
-        assert_eq!(decoded.runners.lock().unwrap().len(), 1);
+        assert_eq!(decoded.runners.lock().unwrap().places.len(), 1);
         assert!(PythonUdf::of(&a).is_some() && PythonUdf::of(&b).is_some());
         assert!(decoded.decode("abs", b"").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_executor_keeps_a_bounded_number_of_pools_and_never_drops_one_in_use() {
+        let decoded = Decoded::default();
+        let json = |i: usize| {
+            serde_json::to_vec(&Definition::of(&function(&format!("mypkg.text:f{i}"))).unwrap())
+                .unwrap()
+        };
+        // The first definition stays in use (a plan holds its function).
+        let held = decoded.decode("f0", &json(0)).unwrap().unwrap();
+        for i in 1..MAX_POOLS + 40 {
+            drop(decoded.decode("f", &json(i)).unwrap().unwrap());
+        }
+        let pools = decoded.runners.lock().unwrap();
+        assert_eq!(pools.places.len(), MAX_POOLS);
+        assert!(pools.places.contains_key(&json(0)), "the one in use stays");
+        assert!(
+            pools.places.contains_key(&json(MAX_POOLS + 39)),
+            "the newest stays"
+        );
+        assert!(
+            !pools.places.contains_key(&json(1)),
+            "the oldest unused went"
+        );
+        drop(pools);
+        drop(held);
     }
 }

@@ -188,6 +188,13 @@ impl SharedRunner {
         SharedRunner(Arc::new(Mutex::new(runner.map(Arc::new))))
     }
 
+    /// Whether anyone besides this handle holds the place (a function
+    /// decoded from a plan that still runs): a registry that drops the
+    /// handle then leaves the runner to them.
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.0) > 1
+    }
+
     /// The runner it holds, if any.
     pub(crate) fn current(&self) -> Option<Arc<Runner>> {
         self.lock().clone()
