@@ -38,14 +38,11 @@ impl Accumulators {
     /// [`ArrowError::Aggregate`] when `runner` does not run an aggregate
     /// class.
     pub fn new(runner: &Runner, args: Vec<DataType>) -> Result<Accumulators, RunError> {
-        if runner.spec().kind != UdfKind::Aggregate {
-            return Err(ArrowError::Aggregate(format!(
-                "{} is a {} UDF, not an aggregate (an accumulator class)",
-                runner.spec().target,
-                runner.spec().kind
-            ))
-            .into());
-        }
+        super::expect_kind(
+            runner,
+            UdfKind::Aggregate,
+            "an aggregate (an accumulator class)",
+        )?;
         Ok(Accumulators {
             args,
             states: Vec::new(),

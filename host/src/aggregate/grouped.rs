@@ -48,14 +48,11 @@ impl GroupedValues {
     /// [`ArrowError::Aggregate`] when `runner` does not run a vectorized
     /// aggregate.
     pub fn new(runner: &Runner, args: Vec<DataType>) -> Result<GroupedValues, RunError> {
-        if runner.spec().kind != UdfKind::VectorizedAggregate {
-            return Err(ArrowError::Aggregate(format!(
-                "{} is a {} UDF, not a vectorized aggregate",
-                runner.spec().target,
-                runner.spec().kind
-            ))
-            .into());
-        }
+        super::expect_kind(
+            runner,
+            UdfKind::VectorizedAggregate,
+            "a vectorized aggregate",
+        )?;
         Ok(GroupedValues {
             args,
             parts: Vec::new(),

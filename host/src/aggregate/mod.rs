@@ -65,6 +65,20 @@ struct Touched {
     order: UInt32Array,
 }
 
+/// Refuses `runner` unless it runs a UDF of `kind` (`what` says which, in
+/// words).
+fn expect_kind(runner: &Runner, kind: crate::UdfKind, what: &str) -> Result<(), RunError> {
+    if runner.spec().kind == kind {
+        return Ok(());
+    }
+    Err(ArrowError::Aggregate(format!(
+        "{} is a {} UDF, not {what}",
+        runner.spec().target,
+        runner.spec().kind
+    ))
+    .into())
+}
+
 /// The rows of a batch in order of their group, each group's rows in
 /// their input order: a counting sort when the groups present span a range
 /// not much wider than the batch (the usual case), else a sort.

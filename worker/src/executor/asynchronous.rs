@@ -279,12 +279,9 @@ impl Executor {
     }
 
     /// Runs the event loop until `oldest` is done or `slice` has passed;
-    /// whether it is done.
-    ///
-    /// # Errors
-    ///
-    /// An exception the loop itself raised (an interrupt that landed
-    /// outside any row), as the batch's error.
+    /// whether it is done. An exception the loop itself raised (an
+    /// interrupt that landed outside any row) becomes `oldest`'s error,
+    /// and it is done.
     pub fn turn(&mut self, py: Python<'_>, oldest: &mut Started, slice: Duration) -> bool {
         let Ok(batch) = &oldest.batch else {
             return true;
