@@ -15,6 +15,11 @@
 //! executor with them installed, and serve as their own coil worker
 //! processes. docs/distributed.md says how to start a cluster.
 //!
+//! Whoever can submit a plan runs Python on every executor, so a cluster
+//! reachable beyond loopback knows its members: [`ClusterTls`] is a
+//! cluster's CA and member key pair, and with it every connection (the
+//! programs' and [`remote_session`]'s) is mutual TLS.
+//!
 //! # Examples
 //!
 //! ```no_run
@@ -23,7 +28,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // A scheduler started with `coil-scheduler --port 50050`.
-//! let ctx = remote_session("df://127.0.0.1:50050", PythonOptions::default()).await?;
+//! let ctx = remote_session("df://127.0.0.1:50050", PythonOptions::default(), None).await?;
 //! ctx.sql("CREATE FUNCTION py_inc(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\ndef py_inc(x):\n    return x + 1\n$$")
 //!     .await?;
 //! ctx.sql("CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'data/'").await?;
@@ -33,6 +38,11 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+mod secure;
+pub use secure::{
+    check_exposure, ClusterTls, TlsError, CA_FILE, CERT_FILE, CLUSTER_NAME, KEY_FILE,
+};
 
 use ballista::prelude::SessionContextExt;
 use ballista_core::extension::SessionConfigExt;
@@ -619,18 +629,37 @@ pub fn session_config(options: PythonOptions) -> SessionConfig {
         .with_ballista_physical_extension_codec(Arc::new(PythonPhysicalCodec::default()))
 }
 
+/// `config` with every connection Ballista makes from it (to the
+/// scheduler, to executors for shuffles and results) over mutual TLS with
+/// `tls`'s identity.
+pub fn with_tls(config: SessionConfig, tls: &ClusterTls) -> SessionConfig {
+    config
+        .with_ballista_use_tls(true)
+        .with_ballista_override_create_grpc_client_endpoint(tls.endpoint_override())
+}
+
 /// A client session on the Ballista cluster whose scheduler is at `url`
 /// (`df://host:port`), with `CREATE FUNCTION ... LANGUAGE PYTHON`, `SET
 /// python.*` (starting from `options`) and the codecs that ship Python
-/// UDFs to the executors.
+/// UDFs to the executors. `tls` is the cluster's membership, for a
+/// cluster started with `--tls` (docs/distributed.md); without it the
+/// session speaks plain gRPC, which such a cluster refuses.
 ///
 /// # Errors
 ///
 /// A `url` Ballista does not take.
-pub async fn remote_session(url: &str, options: PythonOptions) -> Result<SessionContext> {
+pub async fn remote_session(
+    url: &str,
+    options: PythonOptions,
+    tls: Option<&ClusterTls>,
+) -> Result<SessionContext> {
+    let mut config = session_config(options);
+    if let Some(tls) = tls {
+        config = with_tls(config, tls);
+    }
     let state = SessionStateBuilder::new()
         .with_default_features()
-        .with_config(session_config(options))
+        .with_config(config)
         .with_function_factory(Some(Arc::new(PythonFunctionFactory)))
         .build();
     SessionContext::remote_with_state(url, state).await

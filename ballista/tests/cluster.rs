@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use coil_ballista::remote_session;
+use coil_ballista::{remote_session, ClusterTls};
 use coil_datafusion::datafusion;
 use coil_datafusion::{python_session_with, PythonOptions};
 use coil_host::{Config, WorkerCommand};
@@ -84,41 +84,85 @@ struct Cluster {
 impl Cluster {
     /// A scheduler and `n` executors (1 vcore each, so tasks spread).
     fn start(n: usize) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("coil-ballista-{}", std::process::id()));
+        Cluster::start_with(n, "plain", None)
+    }
+
+    /// The same, every program holding the cluster TLS directory `tls`.
+    fn start_with(n: usize, name: &str, tls: Option<&Path>) -> Cluster {
+        let dir = std::env::temp_dir().join(format!("coil-ballista-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
-        let log = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let mut scheduler = Command::new(env!("CARGO_BIN_EXE_coil-scheduler"))
-            .args(["--port", &port.to_string()])
+        let mut scheduler = Command::new(env!("CARGO_BIN_EXE_coil-scheduler"));
+        scheduler.args(["--port", &port.to_string()]);
+        if let Some(tls) = tls {
+            scheduler.arg("--tls").arg(tls);
+        }
+        let mut scheduler = scheduler
             .stdout(Stdio::null())
-            .stderr(log("scheduler.log"))
+            .stderr(std::fs::File::create(dir.join("scheduler.log")).unwrap())
             .spawn()
             .unwrap();
         wait_for_port(port, &mut scheduler);
-        let mut executors = Vec::new();
-        for i in 0..n {
-            let (flight, grpc) = (free_port(), free_port());
-            let work = dir.join(format!("work-{i}"));
-            std::fs::create_dir_all(&work).unwrap();
-            let mut e = Command::new(env!("CARGO_BIN_EXE_coil-executor"))
-                .args(["--scheduler-port", &port.to_string()])
-                .args(["--port", &flight.to_string()])
-                .args(["--grpc-port", &grpc.to_string()])
-                .args(["--vcores", "1", "--work-dir", work.to_str().unwrap()])
-                .args(["--conf", "python.worker-count=1"])
-                .stdout(Stdio::null())
-                .stderr(log(&format!("executor-{i}.log")))
-                .spawn()
-                .unwrap();
-            wait_for_port(flight, &mut e);
-            executors.push(e);
-        }
-        Cluster {
+        let mut cluster = Cluster {
             scheduler,
-            executors,
+            executors: Vec::new(),
             port,
             dir,
+        };
+        for i in 0..n {
+            let mut e = cluster.executor(&format!("executor-{i}"));
+            if let Some(tls) = tls {
+                // The credential may come from the environment too.
+                if i % 2 == 1 {
+                    e.env("COIL_CLUSTER_TLS", tls);
+                } else {
+                    e.arg("--tls").arg(tls);
+                }
+            }
+            cluster.executors.push(e.spawn().unwrap());
+            cluster.wait_for_log("scheduler.log", "registered from", i + 1);
+        }
+        cluster
+    }
+
+    /// An executor's command, its log `NAME.log` in the cluster's
+    /// directory (the credential is the caller's to add).
+    fn executor(&self, name: &str) -> Command {
+        let (flight, grpc) = (free_port(), free_port());
+        let work = self.dir.join(format!("work-{name}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let mut e = Command::new(env!("CARGO_BIN_EXE_coil-executor"));
+        e.args(["--scheduler-port", &self.port.to_string()])
+            .args(["--port", &flight.to_string()])
+            .args(["--grpc-port", &grpc.to_string()])
+            .args(["--vcores", "1", "--work-dir", work.to_str().unwrap()])
+            .args(["--conf", "python.worker-count=1"])
+            .env_remove("COIL_CLUSTER_TLS")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap());
+        e
+    }
+
+    /// How many lines of the cluster's log `name` contain `what`.
+    fn log_count(&self, name: &str, what: &str) -> usize {
+        std::fs::read_to_string(self.dir.join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+
+    /// Waits until `count` lines of log `name` contain `what`.
+    fn wait_for_log(&self, name: &str, what: &str, count: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.log_count(name, what) < count {
+            assert!(
+                Instant::now() < deadline,
+                "{name} never said {what:?} {count} times\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -276,6 +320,7 @@ fn python_udfs_created_by_a_client_run_on_executors_that_never_saw_them() {
         .block_on(remote_session(
             &cluster.url(),
             options(&["python.worker-count=1"]),
+            None,
         ))
         .unwrap();
     let got = rt.block_on(async {
@@ -417,6 +462,7 @@ fn python_aggregates_and_window_functions_are_exact_across_two_executors() {
         .block_on(remote_session(
             &cluster.url(),
             options(&["python.worker-count=1"]),
+            None,
         ))
         .unwrap();
     let (g, w) = rt.block_on(async {
@@ -452,4 +498,144 @@ fn python_aggregates_and_window_functions_are_exact_across_two_executors() {
     assert_eq!(column_i64(&w, 1), want);
     drop(ctx);
     cluster.stop();
+}
+
+/// `coil-scheduler make-tls DIR`, checked.
+fn make_tls(dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_coil-scheduler"))
+        .arg("make-tls")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_cluster_started_with_tls_serves_its_members_and_refuses_everyone_else() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let keys = std::env::temp_dir().join(format!("coil-ballista-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&keys);
+    let (ours, theirs) = (keys.join("ours"), keys.join("theirs"));
+    make_tls(&ours);
+    make_tls(&theirs);
+    let cluster = Cluster::start_with(2, "tls", Some(&ours));
+    let data = write_parquet(&cluster.dir, 4_000, &rt);
+    let query = "SELECT x, py_inc(x) AS y, host_pid(x) AS p FROM t ORDER BY x";
+    let session = |tls: Option<&Path>| {
+        let tls = tls.map(|d| ClusterTls::load(d).unwrap());
+        rt.block_on(remote_session(
+            &cluster.url(),
+            options(&["python.worker-count=1"]),
+            tls.as_ref(),
+        ))
+        .unwrap()
+    };
+
+    // A member runs the query on both executors, exactly.
+    let ctx = session(Some(&ours));
+    let got = rt.block_on(async {
+        for s in setup(&data) {
+            run(&ctx, &s).await.unwrap();
+        }
+        run(&ctx, query)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()))
+    });
+    eprintln!(
+        "a member's query: {} rows",
+        got.iter().map(|b| b.num_rows()).sum::<usize>()
+    );
+    assert_eq!(column_i64(&got, 0), (0..4_000).collect::<Vec<i64>>());
+    assert_eq!(column_i64(&got, 1), (1..4_001).collect::<Vec<i64>>());
+    let hosts: BTreeSet<u32> = column_i64(&got, 2).into_iter().map(|p| p as u32).collect();
+    assert_eq!(hosts, cluster.executor_pids(), "{}", cluster.logs());
+
+    // A client without the credential, or with another cluster's, is
+    // refused at the TLS handshake: before any plan is read.
+    for (who, tls) in [
+        ("no credential", None),
+        ("another cluster's", Some(theirs.as_path())),
+    ] {
+        let ctx = session(tls);
+        let e = rt.block_on(async {
+            for s in setup(&data) {
+                run(&ctx, &s).await.unwrap();
+            }
+            run(&ctx, query).await.unwrap_err()
+        });
+        eprintln!("a client with {who}: {e}");
+        let e = e.to_string();
+        // A connection-level failure (no RPC was answered), not an error
+        // from a query the scheduler read.
+        assert!(e.contains("Transport"), "{who}: {e}");
+    }
+
+    // An executor without the credential, or with another cluster's,
+    // cannot register: it tries, fails and the scheduler never names it.
+    for (name, tls) in [("stranger", None), ("impostor", Some(theirs.as_path()))] {
+        let mut e = cluster.executor(name);
+        if let Some(tls) = tls {
+            e.arg("--tls").arg(tls);
+        }
+        let mut child = e.spawn().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let log = format!("{name}.log");
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if cluster.log_count(&log, "rror") > 0 {
+                break None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} neither failed nor exited"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = std::fs::read_to_string(cluster.dir.join(&log)).unwrap();
+        eprintln!(
+            "executor {name}: exit {status:?}: {}",
+            text.lines().last().unwrap_or("")
+        );
+        assert!(status.is_none_or(|s| !s.success()), "{name}: {text}");
+        assert_eq!(
+            cluster.log_count("scheduler.log", "registered from"),
+            2,
+            "{}",
+            cluster.logs()
+        );
+    }
+
+    // Beyond loopback, no program starts without TLS or --insecure.
+    for program in [
+        env!("CARGO_BIN_EXE_coil-scheduler"),
+        env!("CARGO_BIN_EXE_coil-executor"),
+    ] {
+        let out = Command::new(program)
+            .args(["--bind-host", "0.0.0.0", "--port", &free_port().to_string()])
+            .env_remove("COIL_CLUSTER_TLS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{program} --bind-host 0.0.0.0: {err}");
+        assert!(!out.status.success());
+        assert!(
+            err.contains("refusing to listen on 0.0.0.0 without --tls"),
+            "{err}"
+        );
+    }
+    drop(ctx);
+    drop(cluster);
+    std::fs::remove_dir_all(&keys).unwrap();
 }

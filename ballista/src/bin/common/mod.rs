@@ -1,10 +1,60 @@
 //! What `coil-scheduler` and `coil-executor` share: serving as their own
-//! coil workers, logging, error reporting and coil's options.
+//! coil workers, logging, error reporting, coil's options and who may
+//! connect.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+use coil_ballista::ClusterTls;
+use coil_datafusion::datafusion::prelude::SessionConfig;
 use coil_datafusion::PythonOptions;
 use coil_host::Config;
+
+/// Who may connect: the flags both programs take.
+#[derive(clap::Args)]
+pub struct Security {
+    /// The cluster's TLS directory (`coil-scheduler make-tls DIR` writes
+    /// one): every connection, between the programs and from clients, is
+    /// mutual TLS with its key pair, and nothing else is accepted.
+    #[arg(long, env = "COIL_CLUSTER_TLS", value_name = "DIR")]
+    pub tls: Option<PathBuf>,
+    /// Listen beyond loopback without --tls: anyone who can reach the
+    /// ports can run Python on the executors. For a network you trust
+    /// completely.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl Security {
+    /// The cluster's TLS material, after checking that `program` may
+    /// listen on `host` with what it has.
+    pub fn load(&self, program: &str, host: &str) -> anyhow::Result<Option<ClusterTls>> {
+        let tls = self.tls.as_deref().map(ClusterTls::load).transpose()?;
+        coil_ballista::check_exposure(program, host, tls.as_ref(), self.insecure)?;
+        Ok(tls)
+    }
+}
+
+/// Says what a listener accepts.
+pub fn describe(tls: Option<&ClusterTls>) -> String {
+    match tls {
+        Some(tls) => format!(
+            "mutual TLS: members holding {} only",
+            tls.dir().join(coil_ballista::KEY_FILE).display()
+        ),
+        None => "plain gRPC: no authentication".to_owned(),
+    }
+}
+
+/// The session configuration tasks start from, with the cluster's TLS
+/// for the connections they make.
+pub fn session_config(options: PythonOptions, tls: Option<&ClusterTls>) -> SessionConfig {
+    let config = coil_ballista::session_config(options);
+    match tls {
+        Some(tls) => coil_ballista::with_tls(config, tls),
+        None => config,
+    }
+}
 
 /// Runs `run` as the program `name`, unless the arguments ask this program
 /// to serve as a coil worker (`NAME worker ...`), which it then does.
