@@ -176,6 +176,16 @@ pub struct SqlArgs {
     /// DataFusion's target partitions (default: one per core).
     #[arg(long)]
     pub partitions: Option<usize>,
+    /// Run the statements on a Ballista cluster of coil-scheduler and
+    /// coil-executors (docs/distributed.md) instead of in this process;
+    /// files the SQL names must be where the executors can read them,
+    /// and --output is written here.
+    #[arg(long, value_name = "df://HOST:PORT")]
+    pub cluster: Option<String>,
+    /// The cluster's TLS directory (`coil-scheduler make-tls`), for a
+    /// cluster started with --tls (with --cluster).
+    #[arg(long, env = "COIL_CLUSTER_TLS", value_name = "DIR")]
+    pub tls: Option<PathBuf>,
 }
 
 /// `coil env`'s arguments.

@@ -42,6 +42,17 @@ pub struct SqlJob {
     pub worker: WorkerCommand,
     /// DataFusion's target partitions (`None`: one per core).
     pub partitions: Option<usize>,
+    /// The Ballista cluster to run on (`None`: this process).
+    pub cluster: Option<Cluster>,
+}
+
+/// A Ballista cluster of coil's programs (`coil sql --cluster`).
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The scheduler, `df://HOST:PORT`.
+    pub url: String,
+    /// The cluster's TLS directory, for a cluster started with `--tls`.
+    pub tls: Option<PathBuf>,
 }
 
 /// A Python UDF `coil sql` registers before the statements run
@@ -209,7 +220,30 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
         session = session.with_target_partitions(n);
     }
     let options = PythonOptions::new(job.config.clone()).with_worker(job.worker.clone());
-    let ctx = python_session_with(options, session).enable_url_table();
+    let ctx = match &job.cluster {
+        None => python_session_with(options, session),
+        Some(cluster) => {
+            let tls = cluster
+                .tls
+                .as_deref()
+                .map(coil_ballista::ClusterTls::load)
+                .transpose()
+                .context("--tls")?;
+            let ctx = coil_ballista::remote_session(&cluster.url, options, tls.as_ref())
+                .await
+                .with_context(|| format!("--cluster {}", cluster.url))?;
+            if let Some(n) = job.partitions {
+                ctx.state_ref()
+                    .write()
+                    .config_mut()
+                    .options_mut()
+                    .execution
+                    .target_partitions = n;
+            }
+            ctx
+        }
+    }
+    .enable_url_table();
     {
         let state = ctx.state_ref();
         let mut state = state.write();
@@ -267,23 +301,99 @@ async fn run_async(job: &SqlJob, out: &mut dyn Write) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("running {}", short(&text)))?;
         match (&job.output, i == last) {
-            (Some(path), true) => write(df, path).await?,
+            (Some(path), true) => {
+                let df = match &job.cluster {
+                    // The cluster's rows, written here, not by an executor.
+                    Some(_) => here(df).await?,
+                    None => df,
+                };
+                write(df, path).await.map_err(|e| reached(e, job))?
+            }
             _ => {
                 if df.schema().fields().is_empty() {
                     // SET, CREATE FUNCTION...: nothing to show.
-                    df.collect().await?;
+                    df.collect().await.map_err(|e| reached(e.into(), job))?;
                     // A table function is also its row form, for unnest.
                     if let Some(name) = &created {
                         coil_datafusion::register_row_form(&ctx, name);
                     }
                     continue;
                 }
-                let batches = collect(df).await?;
+                let batches = collect(df).await.map_err(|e| reached(e, job))?;
                 writeln!(out, "{}", pretty_format_batches(&batches)?)?;
             }
         }
     }
     Ok(())
+}
+
+/// `df`, run on the cluster, as a frame of this process reading the
+/// cluster's rows as they arrive: what writes it runs here.
+async fn here(df: DataFrame) -> anyhow::Result<DataFrame> {
+    use datafusion::physical_plan::streaming::PartitionStream;
+    use datafusion::physical_plan::SendableRecordBatchStream;
+
+    /// The cluster's stream, read once.
+    struct Once {
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        stream: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+    }
+    impl std::fmt::Debug for Once {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Once").finish_non_exhaustive()
+        }
+    }
+    impl PartitionStream for Once {
+        fn schema(&self) -> &datafusion::arrow::datatypes::SchemaRef {
+            &self.schema
+        }
+        fn execute(
+            &self,
+            _ctx: Arc<datafusion::execution::TaskContext>,
+        ) -> SendableRecordBatchStream {
+            let taken = self.stream.lock().map(|mut s| s.take()).ok().flatten();
+            taken.unwrap_or_else(|| {
+                Box::pin(
+                    datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(
+                        self.schema.clone(),
+                        futures::stream::once(async {
+                            Err(datafusion::error::DataFusionError::Internal(
+                                "the cluster's rows were read already".into(),
+                            ))
+                        }),
+                    ),
+                )
+            })
+        }
+    }
+
+    let schema = df.schema().inner().clone();
+    let stream = df.execute_stream().await?;
+    let table = datafusion::catalog::streaming::StreamingTable::try_new(
+        schema.clone(),
+        vec![Arc::new(Once {
+            schema,
+            stream: std::sync::Mutex::new(Some(stream)),
+        })],
+    )?;
+    Ok(datafusion::prelude::SessionContext::new().read_table(Arc::new(table))?)
+}
+
+/// `e`, with a hint when it is a cluster that could not be reached the
+/// way it was asked.
+fn reached(e: anyhow::Error, job: &SqlJob) -> anyhow::Error {
+    let Some(cluster) = &job.cluster else {
+        return e;
+    };
+    let text = format!("{e:#}");
+    if !(text.contains("Transport") || text.contains("transport error")) {
+        return e;
+    }
+    let hint = match &cluster.tls {
+        None => "a cluster started with --tls takes only clients with its key: pass --tls DIR",
+        Some(_) => "check the scheduler's address, and that --tls names this cluster's directory",
+    };
+    e.context(format!("reaching the cluster at {} ({hint})", cluster.url))
 }
 
 /// The key of a `SET` whose unquoted key holds a `-` (`SET

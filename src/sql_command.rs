@@ -48,6 +48,9 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
         worker: WorkerCommand::new(std::env::current_exe().context("locating the coil program")?)
             .arg("worker"),
         partitions: args.partitions,
+        cluster: args
+            .cluster
+            .map(|url| crate::sql::Cluster { url, tls: args.tls }),
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -57,6 +57,8 @@ mod soak;
 #[cfg(feature = "sql")]
 mod sql;
 #[cfg(feature = "sql")]
+mod sql_cluster;
+#[cfg(feature = "sql")]
 mod sql_kinds;
 mod subinterp;
 mod util;

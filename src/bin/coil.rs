@@ -91,10 +91,12 @@ fn one_message(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-/// Logs to standard error, filtered by `COIL_LOG` (default `info`).
+/// Logs to standard error, filtered by `COIL_LOG` (default `info` for
+/// coil; Ballista's client, under `coil sql --cluster`, only warns).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("COIL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COIL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,ballista=warn,ballista_core=warn")
+    });
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)
