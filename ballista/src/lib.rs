@@ -686,6 +686,9 @@ pub fn this_program_as_worker() -> std::io::Result<coil_host::WorkerCommand> {
 }
 
 #[cfg(test)]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
