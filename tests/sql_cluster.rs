@@ -169,6 +169,12 @@ fn coil_sql_on_a_cluster_prints_and_writes_what_it_does_on_one_machine() {
         ),
     )
     .unwrap();
+    // As root (CI), the planted directory and file are another user's.
+    if nix::unistd::geteuid().is_root() {
+        for path in [old.clone(), old.join(format!("coil_udf_{hex}.py"))] {
+            std::os::unix::fs::chown(&path, Some(54321), Some(54321)).unwrap();
+        }
+    }
 
     let cluster = Cluster::start(&scratch, &tls, &tmp);
     let sql = format!(
