@@ -88,9 +88,10 @@ pub fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     let spec = resolved(&config, spec, asked, args, worker.clone())?;
     let input = match args.format {
         Format::Jsonl => crate::bench::BenchInput::Rows(crate::bench::read_rows(&args.input)?),
-        Format::Arrow => {
-            crate::bench::BenchInput::Arrow(crate::ipc_stream::read_batches(&args.input)?)
-        }
+        Format::Arrow => crate::bench::BenchInput::Arrow(crate::ipc_stream::read_batches(
+            &args.input,
+            config.max_message_size(),
+        )?),
     };
     if config.get(coil_host::BUNDLE_SIZE).is_none() {
         let bundle = crate::bench::bundle_for(input.rows(), config.worker_count());

@@ -37,6 +37,7 @@ pub mod cli;
 pub mod env;
 pub mod failures;
 pub mod ipc_stream;
+pub mod output;
 pub mod run;
 pub mod run_arrow;
 #[cfg(feature = "sql")]

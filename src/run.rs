@@ -106,11 +106,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => (Box::new(std::io::stdin()), None),
     };
-    let out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(BufWriter::new(
-            File::create(p).with_context(|| format!("creating {}", p.display()))?,
-        )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    // An --output file appears whole or not at all (crate::output).
+    let (pending, out): (Option<crate::output::Pending>, Box<dyn Write>) = match &args.output {
+        Some(p) => {
+            let (pending, file) = crate::output::Pending::new(p)?;
+            (Some(pending), Box::new(BufWriter::new(file)))
+        }
+        None => (None, Box::new(BufWriter::new(crate::output::results()))),
     };
     let progress = match size {
         Some(n) if std::io::stderr().is_terminal() => indicatif::ProgressBar::new(n).with_style(
@@ -125,7 +127,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // Results to a pipe or a terminal go out as they come; to a file, in
     // large writes.
-    let live = args.output.is_none() && !stdout_is_a_file();
+    let live = args.output.is_none() && !crate::output::results_are_a_file();
     let output_name = args
         .output
         .as_ref()
@@ -168,6 +170,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
             run_lines(&runner, from, to, &progress)?
         }
     };
+    // Every row was answered (rows that failed alone are the error
+    // policy's): the output is whole.
+    if let Some(pending) = pending {
+        pending.commit()?;
+    }
     log_rate(&runner, written, started);
     if failed.rows + failed.lines > 0 {
         bail!("{failed}");
@@ -449,17 +456,6 @@ impl Delivery {
 /// How long `coil run` waits for an input line before it looks for results
 /// to deliver (and partial batches due to be sent).
 const IDLE_TICK: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Whether standard output is a regular file.
-fn stdout_is_a_file() -> bool {
-    use std::os::fd::AsFd;
-    std::io::stdout()
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .and_then(|fd| File::from(fd).metadata().ok())
-        .is_some_and(|m| m.is_file())
-}
 
 /// Whether `a` and `b` name the same file (also through links), when both
 /// exist.

@@ -66,7 +66,7 @@ pub fn run_arrow(
     mut to: ArrowDelivery,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<(u64, Failed)> {
-    let reader = BatchReader::new(input, &to.input_name)?;
+    let reader = BatchReader::new(input, &to.input_name, runner.config().max_message_size())?;
     let schema = result_schema(declared);
     let mut writer = BatchWriter::new(out, &schema, to.file)
         .with_context(|| format!("writing the results to {}", to.output_name))?;

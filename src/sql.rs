@@ -531,55 +531,85 @@ async fn collect(df: DataFrame) -> anyhow::Result<Vec<RecordBatch>> {
     Ok(batches)
 }
 
-/// Writes `df`'s rows to `path`, in the format its extension names.
+/// Writes `df`'s rows to `path`, in the format its extension names: whole
+/// or not at all (written beside it and renamed into place when every row
+/// is written; see `crate::output`).
 async fn write(df: DataFrame, path: &Path) -> anyhow::Result<()> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let name = path.to_str().context("an output path that is not UTF-8")?;
+    if !matches!(
+        ext.as_str(),
+        "parquet" | "csv" | "jsonl" | "json" | "ndjson" | "arrow" | "feather" | "arrows" | "ipc"
+    ) {
+        bail!(
+            "--output {}: the extension names the format: .parquet, .csv, .jsonl (or .ndjson, .json), \
+             .arrow (or .feather: an Arrow IPC file) or .arrows (an Arrow IPC stream)",
+            path.display()
+        );
+    }
+    path.to_str().context("an output path that is not UTF-8")?;
+    let (pending, file) = crate::output::Pending::new(path)?;
+    let name = pending
+        .path()
+        .to_str()
+        .context("an output path that is not UTF-8")?
+        .to_owned();
     let single = || DataFrameWriteOptions::new().with_single_file_output(true);
     match ext.as_str() {
         "parquet" => {
-            df.write_parquet(name, single(), None).await?;
+            drop(file);
+            df.write_parquet(&name, single(), None).await?;
         }
         "csv" => {
-            df.write_csv(name, single(), None).await?;
+            drop(file);
+            df.write_csv(&name, single(), None).await?;
         }
         "jsonl" | "json" | "ndjson" => {
-            df.write_json(name, single(), None).await?;
+            drop(file);
+            df.write_json(&name, single(), None).await?;
         }
         // Arrow's convention: `.arrow` (and Feather v2) is the IPC file
         // format, which `pyarrow.ipc.open_file` and readers that seek want;
         // `.arrows` is the stream format.
         "arrow" | "feather" => {
             let schema = df.schema().inner().clone();
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
             let writer = datafusion::arrow::ipc::writer::FileWriter::try_new(
                 std::io::BufWriter::new(file),
                 &schema,
             )?;
-            write_batches(df, writer, |w, b| w.write(b), |w| w.finish()).await?;
+            write_batches(
+                df,
+                writer,
+                |w, b| w.write(b),
+                |w| {
+                    w.finish()?;
+                    Ok(w.get_mut().flush()?)
+                },
+            )
+            .await?;
         }
-        "arrows" | "ipc" => {
+        _ => {
             let schema = df.schema().inner().clone();
-            let file = std::fs::File::create(path)
-                .with_context(|| format!("creating {}", path.display()))?;
             let writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(
                 std::io::BufWriter::new(file),
                 &schema,
             )?;
-            write_batches(df, writer, |w, b| w.write(b), |w| w.finish()).await?;
+            write_batches(
+                df,
+                writer,
+                |w, b| w.write(b),
+                |w| {
+                    w.finish()?;
+                    Ok(w.get_mut().flush()?)
+                },
+            )
+            .await?;
         }
-        _ => bail!(
-            "--output {}: the extension names the format: .parquet, .csv, .jsonl (or .ndjson, .json), \
-             .arrow (or .feather: an Arrow IPC file) or .arrows (an Arrow IPC stream)",
-            path.display()
-        ),
     }
-    Ok(())
+    pending.commit()
 }
 
 /// Writes `df`'s batches with `writer`, counting them on the progress line.

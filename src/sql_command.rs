@@ -52,9 +52,9 @@ pub fn run(args: SqlArgs) -> anyhow::Result<()> {
             .cluster
             .map(|url| crate::sql::Cluster { url, tls: args.tls }),
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    crate::sql::run(&job, &mut out)
+    let mut out = std::io::BufWriter::new(crate::output::results());
+    crate::sql::run(&job, &mut out)?;
+    std::io::Write::flush(&mut out).context("writing the results")
 }
 
 /// The program that runs `coil sql` for a coil built without SQL: the

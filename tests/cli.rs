@@ -10,7 +10,7 @@ use coil_host::arrow_array::types::Int64Type;
 use coil_host::arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use coil_host::arrow_schema::{DataType, Field};
 
-use crate::util::{coil, modes, numpy, spawn_coil};
+use crate::util::{coil, coil_bytes, modes, numpy, spawn_coil};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -656,21 +656,6 @@ fn read_ipc(bytes: &[u8]) -> Vec<RecordBatch> {
 fn record_batch(columns: Vec<ArrayRef>) -> RecordBatch {
     let names = ["a", "b", "c"];
     RecordBatch::try_from_iter(names.iter().zip(columns)).unwrap()
-}
-
-/// Runs the `coil` command line with `stdin` as its input.
-fn coil_bytes(args: &[&str], stdin: Vec<u8>) -> std::process::Output {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = spawn_coil(args, Stdio::piped(), Stdio::piped());
-    let mut pipe = child.stdin.take().unwrap();
-    // A coil that exits early closes its end: the exit status says so.
-    let writer = std::thread::spawn(move || {
-        let _ = pipe.write_all(&stdin);
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    out
 }
 
 /// A fresh directory for test `name`'s files.

@@ -47,6 +47,7 @@ mod asynchronous;
 mod cli;
 mod docs;
 mod env;
+mod leftovers;
 mod limits;
 mod modes;
 mod on_error;

@@ -193,6 +193,21 @@ pub(crate) fn coil(args: &[&str], stdin: &str) -> std::process::Output {
     out
 }
 
+/// Runs the `coil` command line with `stdin` as its input.
+pub(crate) fn coil_bytes(args: &[&str], stdin: Vec<u8>) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = spawn_coil(args, Stdio::piped(), Stdio::piped());
+    let mut pipe = child.stdin.take().unwrap();
+    // A coil that exits early closes its end: the exit status says so.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&stdin);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
 /// Starts the `coil` command line in the repository root with `args`, its
 /// stdin a pipe, its stdout and stderr as given.
 pub(crate) fn spawn_coil(

@@ -281,7 +281,9 @@ pub fn check_exposure(
             "{program} listens on {host} with no TLS (--insecure): anyone who can reach its \
              ports can run Python on the cluster's executors and read its data"
         );
-        eprintln!(
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "{program}: WARNING: listening on {host} with no TLS (--insecure): anyone who can \
              reach its ports can run Python on the cluster's executors and read its data"
         );

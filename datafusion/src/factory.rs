@@ -46,6 +46,14 @@ impl FunctionFactory for PythonFunctionFactory {
                 .into())
             }
         }
+        // PostgreSQL's and DataFusion's rule: only OR REPLACE replaces.
+        let exists = state.scalar_functions().contains_key(&name)
+            || state.aggregate_functions().contains_key(&name)
+            || state.window_functions().contains_key(&name)
+            || state.table_functions().contains_key(&name);
+        if exists && !statement.or_replace {
+            return Err(Error::Exists { name }.into());
+        }
         let body = match &statement.params.function_body {
             Some(Expr::Literal(
                 ScalarValue::Utf8(Some(b))
@@ -72,19 +80,32 @@ impl FunctionFactory for PythonFunctionFactory {
         let volatility = statement.params.behavior.unwrap_or(Volatility::Volatile);
         let options = options_of(state.config().options());
         let options_now = options.clone();
+        // Reading the definition needs one executor, not the pool: a
+        // script of many CREATE FUNCTIONs starts none of their workers
+        // until a query calls them.
+        let mut one = options.config().clone();
+        one.set(coil_host::WORKER_COUNT, "1")
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let options = options.with_config(one);
         // Starting the UDF blocks (a requirements file may even be
         // installed): keep it off the async runtime's threads.
         let task = SpawnedTask::spawn_blocking(move || {
-            PythonFunction::describe(&name, spec, args, returns, volatility, &options)
+            PythonFunction::describe(&name, spec, args, returns, volatility, &options).map(
+                |(function, runner)| {
+                    // Its worker ends here.
+                    drop(runner);
+                    function
+                },
+            )
         });
-        let (mut function, runner) = task
+        let mut function = task
             .join()
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))??;
         if let Some(names) = sql_names.filter(|n| n.len() == function.arg_names.len()) {
             function.arg_names = names;
         }
-        crate::registered(function, runner, options_now)
+        crate::registered(function, None, options_now)
     }
 }
 

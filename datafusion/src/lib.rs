@@ -68,6 +68,48 @@ macro_rules! by_function {
 }
 pub(crate) use by_function;
 
+/// How many of a function's failed rows (groups, frames) are each logged
+/// under `skip` or `dead-letter`; past them, a count at every power of ten.
+pub(crate) const LOGGED_FAILURES: u64 = 5;
+
+/// Logs one failure of Python function `function` under a policy that
+/// goes on (`what` says which row and why): each of the first
+/// [`LOGGED_FAILURES`], then only a count at 10, 100, 1,000... so a query
+/// where a million rows fail logs a few lines, not a million.
+pub(crate) fn log_failure(function: &str, what: impl FnOnce() -> String) {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static FAILED: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    let count = {
+        let mut failed = FAILED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failed.entry(function.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if count <= LOGGED_FAILURES {
+        tracing::warn!("{}", what());
+        if count == LOGGED_FAILURES {
+            tracing::warn!(
+                "Python function {function}: further failures are counted, not logged one by one"
+            );
+        }
+    } else if is_power_of_ten(count) {
+        tracing::warn!(
+            "Python function {function}: {count} failures so far (each one's result is NULL)"
+        );
+    }
+}
+
+fn is_power_of_ten(mut n: u64) -> bool {
+    while n >= 10 && n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
 mod factory;
 mod options;
 mod udaf;
@@ -112,6 +154,15 @@ pub enum Error {
     /// its return type.
     #[error("Python UDF {name} has no return type: declare it (RETURNS type) or annotate the function (-> type)")]
     NoReturnType {
+        /// The SQL name.
+        name: String,
+    },
+    /// A plain `CREATE FUNCTION` over a function the session has.
+    #[error(
+        "CREATE FUNCTION {name}: a function named {name} exists already; \
+         CREATE OR REPLACE FUNCTION {name} replaces it (or DROP FUNCTION {name} first)"
+    )]
+    Exists {
         /// The SQL name.
         name: String,
     },
@@ -230,7 +281,7 @@ pub fn register_python_function(
     let options = udf::options_of(ctx.state().config().options());
     let (function, runner) =
         PythonFunction::describe(name, spec, args, returns, Volatility::Volatile, &options)?;
-    match registered(function, runner, options).map_err(|e| Error::Arrow(e.to_string()))? {
+    match registered(function, Some(runner), options).map_err(|e| Error::Arrow(e.to_string()))? {
         RegisterFunction::Scalar(f) => {
             ctx.register_udf(f.as_ref().clone());
         }
@@ -349,25 +400,25 @@ pub fn register_row_form(ctx: &SessionContext, name: &str) -> bool {
 /// What DataFusion registers for `function`, by its kind.
 pub(crate) fn registered(
     function: PythonFunction,
-    runner: coil_host::Runner,
+    runner: Option<coil_host::Runner>,
     options: PythonOptions,
 ) -> datafusion::error::Result<RegisterFunction> {
     use coil_host::UdfKind;
     if function.window {
         return Ok(RegisterFunction::Window(Arc::new(
-            PythonUdwf::new(function, Some(runner), options).into_window_udf(),
+            PythonUdwf::new(function, runner, options).into_window_udf(),
         )));
     }
     Ok(match function.spec.kind {
-        UdfKind::Scalar | UdfKind::Vectorized => RegisterFunction::Scalar(Arc::new(
-            PythonUdf::new(function, Some(runner)).into_scalar_udf(),
-        )),
+        UdfKind::Scalar | UdfKind::Vectorized => {
+            RegisterFunction::Scalar(Arc::new(PythonUdf::new(function, runner).into_scalar_udf()))
+        }
         UdfKind::Aggregate | UdfKind::VectorizedAggregate => RegisterFunction::Aggregate(Arc::new(
-            PythonUdaf::new(function, Some(runner), options).into_aggregate_udf(),
+            PythonUdaf::new(function, runner, options).into_aggregate_udf(),
         )),
         UdfKind::Table => RegisterFunction::Table(
             function.name.clone(),
-            Arc::new(PythonUdtf::new(function, Some(runner), options)),
+            Arc::new(PythonUdtf::new(function, runner, options)),
         ),
     })
 }

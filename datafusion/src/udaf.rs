@@ -238,12 +238,14 @@ impl Groups {
     /// Logs the groups that failed under a skip or dead-letter policy.
     fn log(&self, failures: &[GroupError], values: &[ArrayRef], group_indices: &[usize]) {
         for f in failures {
-            tracing::warn!(
-                "Python aggregate {} failed on {} (the group's result is NULL): {}",
-                self.name,
-                self.describe_group(f.group, values, group_indices),
-                f.error
-            );
+            crate::log_failure(&self.name, || {
+                format!(
+                    "Python aggregate {} failed on {} (the group's result is NULL): {}",
+                    self.name,
+                    self.describe_group(f.group, values, group_indices),
+                    f.error
+                )
+            });
         }
     }
 

@@ -302,12 +302,14 @@ impl PythonUdf {
         }
         let (results, errors) = runner.call_arrow_each(&batch).map_err(failed)?;
         for e in &errors {
-            tracing::warn!(
-                "Python UDF {} failed on {} (its result is null): {}",
-                self.function.name,
-                crate::describe_row(&batch, &self.function.arg_names, e.row as usize),
-                e.error
-            );
+            crate::log_failure(&self.function.name, || {
+                format!(
+                    "Python UDF {} failed on {} (its result is null): {}",
+                    self.function.name,
+                    crate::describe_row(&batch, &self.function.arg_names, e.row as usize),
+                    e.error
+                )
+            });
         }
         Ok(results)
     }
@@ -321,12 +323,14 @@ impl PythonUdf {
         } else {
             let (rows, errors) = runner.call_arrow_table_each(batch)?;
             for e in &errors {
-                tracing::warn!(
-                    "Python UDF {} failed on {} (its rows are null): {}",
-                    self.function.name,
-                    crate::describe_row(batch, &self.function.arg_names, e.row as usize),
-                    e.error
-                );
+                crate::log_failure(&self.function.name, || {
+                    format!(
+                        "Python UDF {} failed on {} (its rows are null): {}",
+                        self.function.name,
+                        crate::describe_row(batch, &self.function.arg_names, e.row as usize),
+                        e.error
+                    )
+                });
             }
             (rows, errors.into_iter().map(|e| e.row as usize).collect())
         };

@@ -221,11 +221,12 @@ impl Evaluator {
         let (answers, failures) = coil_host::evaluate_lists(&self.runner, lists, frames.len())
             .map_err(|e| self.failed(e, None))?;
         for f in &failures {
-            tracing::warn!(
-                "Python window function {} failed on a frame (its value is NULL): {}",
-                self.name,
-                f.error
-            );
+            crate::log_failure(&self.name, || {
+                format!(
+                    "Python window function {} failed on a frame (its value is NULL): {}",
+                    self.name, f.error
+                )
+            });
         }
         for (i, f) in frames.iter().enumerate() {
             self.answers
@@ -287,12 +288,12 @@ impl PartitionEvaluator for Evaluator {
         } else {
             self.runner.call_arrow_each(&batch).map(|(a, failures)| {
                 for f in &failures {
-                    tracing::warn!(
-                        "Python window function {} failed on row {} of a partition (its value is NULL): {}",
-                        self.name,
-                        f.row,
-                        f.error
-                    );
+                    crate::log_failure(&self.name, || {
+                        format!(
+                            "Python window function {} failed on row {} of a partition (its value is NULL): {}",
+                            self.name, f.row, f.error
+                        )
+                    });
                 }
                 a
             })

@@ -202,10 +202,23 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
         return Ok(env);
     }
     // Nothing, or something half-made or damaged (a deleted file): start
-    // again from scratch.
+    // again from scratch. What is there is moved aside first, so removing
+    // it (which an installer a killed run left behind may still be
+    // writing into) can fail without failing this run.
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    clear_leftovers(cache, &name);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| fail(format!("cannot remove the damaged {}: {e}", dir.display())))?;
+        let aside = cache.join(format!(".{name}.damaged-{}", std::process::id()));
+        std::fs::rename(&dir, &aside).map_err(|e| {
+            fail(format!(
+                "cannot move the damaged {} aside: {e}",
+                dir.display()
+            ))
+        })?;
+        let _ = std::fs::remove_dir_all(&aside);
     }
     let base = coil_worker::EMBEDDED_PYTHON;
     if base.is_empty() || !Path::new(base).exists() {
@@ -224,24 +237,15 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
         dir.display()
     );
     let started = Instant::now();
+    // Made under a temporary name and renamed into place whole: a run
+    // killed half way leaves only a `.NAME.building-PID` the next one
+    // clears, never a half-made environment under the real name.
+    let building = cache.join(format!(".{name}.building-{}", std::process::id()));
     let made = (|| {
-        run(
-            Command::new(base).arg("-m").arg("venv").arg(&dir),
-            "making a virtual environment",
-        )?;
-        run(
-            Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "-r",
-                ])
-                .arg(req),
-            "pip install",
-        )?;
+        let _ = std::fs::remove_dir_all(&building);
+        install(Path::new(base), &building, req)?;
+        std::fs::rename(&building, &dir)
+            .map_err(|e| format!("moving the new environment into place: {e}"))?;
         let env = probe(&python).map_err(|e| e.to_string())?;
         let json = serde_json::json!({
             "version": env.version,
@@ -258,6 +262,9 @@ fn from_requirements(req: &Path, cache: &Path) -> Result<PythonEnv, StartError> 
             .map_err(|e| format!("writing {PROBED}: {e}"))?;
         Ok::<PythonEnv, String>(env)
     })();
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&building);
+    }
     if made.is_ok() {
         mark_used(&dir);
     }
@@ -378,8 +385,91 @@ pub fn prune_environments(cache: &Path, max_age: Duration) -> std::io::Result<Ve
     Ok(pruned)
 }
 
-/// Runs `cmd`; its output on failure.
+/// Makes a virtual environment of CPython `base` in `dir` and installs
+/// requirements file `req` into it. Every installer is a child of this
+/// process that dies with it (see [`run`]) and starts no installer of its
+/// own: the venv is made without pip (`ensurepip` would run pip in a
+/// grandchild), and pip runs from the wheel `base` bundles, in the
+/// environment's interpreter, installing into it. A `base` without that
+/// wheel gets the venv's own pip.
+fn install(base: &Path, dir: &Path, req: &Path) -> Result<(), String> {
+    let python = dir.join("bin").join("python");
+    let pip = bundled_pip(base);
+    let mut venv = Command::new(base);
+    venv.args(["-m", "venv"]);
+    if pip.is_some() {
+        venv.arg("--without-pip");
+    }
+    run(venv.arg(dir), "making a virtual environment")?;
+    let mut install = Command::new(&python);
+    match &pip {
+        Some(wheel) => install.arg(wheel.join("pip")),
+        None => install.args(["-m", "pip"]),
+    };
+    run(
+        install
+            .args(["install", "--disable-pip-version-check", "--no-input", "-r"])
+            .arg(req),
+        "pip install",
+    )
+}
+
+/// The pip wheel CPython `base` bundles for `ensurepip`, if it has one.
+fn bundled_pip(base: &Path) -> Option<PathBuf> {
+    let out = Command::new(base)
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('stdlib'))",
+        ])
+        .output()
+        .ok()?;
+    let stdlib = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    std::fs::read_dir(stdlib.join("ensurepip").join("_bundled"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("pip-") && n.ends_with(".whl"))
+        })
+}
+
+/// Removes what killed runs left in `cache` for environment `name`
+/// (`.NAME.building-PID`, `.NAME.damaged-PID`), as far as it can: an
+/// installer of such a run may still be writing there.
+fn clear_leftovers(cache: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Runs `cmd`, an installer, as a child that dies with this process (a
+/// parent-death signal, its own process group); its output on failure.
 fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    cmd.process_group(0);
+    let hook = move || {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(std::io::Error::from)?;
+        // The parent may have died before the signal was asked for.
+        if nix::unistd::getppid().as_raw() as u32 != parent {
+            return Err(std::io::Error::from(nix::errno::Errno::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: `prctl` and `getppid` are plain
+    // system calls, and its errors are raw OS error codes: it allocates
+    // nothing and takes no lock.
+    unsafe { cmd.pre_exec(hook) };
     let out = cmd
         .output()
         .map_err(|e| format!("{what}: cannot run it: {e}"))?;

@@ -20,17 +20,21 @@ pub fn main() -> ExitCode {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => {
-                    eprintln!("coil: {e:#}");
+                    say(format_args!("coil: {e:#}"));
                     ExitCode::FAILURE
                 }
             }
         }
         Cmd::Sql(args) => {
             init_logging();
+            // Without SQL this coil runs coil-sql in its place, which
+            // claims its own.
+            #[cfg(feature = "sql")]
+            claim_stdout();
             match coil::sql_command::sql(args, std::env::args_os().skip(1)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("coil: {}", one_message(&e));
+                    say(format_args!("coil: {}", one_message(&e)));
                     ExitCode::FAILURE
                 }
             }
@@ -40,17 +44,18 @@ pub fn main() -> ExitCode {
             match coil::bench_command::bench(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) if e.is::<coil::run::UsageError>() => {
-                    eprintln!("coil: {e}");
+                    say(format_args!("coil: {e}"));
                     ExitCode::from(2)
                 }
                 Err(e) => {
-                    eprintln!("coil: {e:#}");
+                    say(format_args!("coil: {e:#}"));
                     ExitCode::FAILURE
                 }
             }
         }
         Cmd::Run(args) => {
             init_logging();
+            claim_stdout();
             match coil::run::run(&args) {
                 Ok(()) => ExitCode::SUCCESS,
                 // The reader went away (`coil run ... | head`): not an error.
@@ -63,11 +68,11 @@ pub fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) if e.is::<coil::run::UsageError>() => {
-                    eprintln!("coil: {e}");
+                    say(format_args!("coil: {e}"));
                     ExitCode::from(2)
                 }
                 Err(e) => {
-                    eprintln!("coil: {e:#}");
+                    say(format_args!("coil: {e:#}"));
                     ExitCode::FAILURE
                 }
             }
@@ -91,6 +96,22 @@ fn one_message(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// Keeps standard output for the results (`coil::output::claim_stdout`);
+/// if it cannot, results still go to standard output.
+fn claim_stdout() {
+    if let Err(e) = coil::output::claim_stdout() {
+        tracing::warn!("standard output stays shared with what UDFs start: {e}");
+    }
+}
+
+/// Writes `message` and a newline to standard error, or nothing when it
+/// cannot be written (`2>/dev/full`, a closed pipe): a message is never
+/// worth the run's exit code, which `eprintln!`'s panic would change.
+fn say(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
 /// Logs to standard error, filtered by `COIL_LOG` (default `info` for
 /// coil; Ballista's client, under `coil sql --cluster`, only warns).
 fn init_logging() {
@@ -99,6 +120,9 @@ fn init_logging() {
     });
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // A log line stderr cannot take is dropped: the default prints
+        // about it with eprintln!, whose panic would end the run.
+        .log_internal_errors(false)
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())

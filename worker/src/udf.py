@@ -494,12 +494,35 @@ class _LogWriter:
 def route_output(sink):
     """Sends this interpreter's stdout and stderr to SINK, once; and, since
     this interpreter runs inside the host process, makes os._exit refuse to
-    end the host (a forked child may still call it)."""
+    end the host (a forked child may still call it) and os.fork refuse to
+    copy it."""
     if not getattr(sys, "_coil_routed", False):
         sys.stdout = _LogWriter(sink, "stdout")
         sys.stderr = _LogWriter(sink, "stderr")
         _guard_exit()
+        _guard_fork()
         sys._coil_routed = True
+
+
+def _guard_fork():
+    """A fork here copies the host: its threads' state, the other UDFs'
+    interpreters, and its open output, which the child keeps open for as
+    long as it lives (a reader of the host's output waits for it). Refuse
+    os.fork and os.forkpty, as the sub-interpreter mode always has;
+    subprocess, which runs a new program, stays allowed."""
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            raise RuntimeError(
+                f"os.{name}() would fork the host process: refused in coil's "
+                "in-process modes (use process mode for a UDF that forks, or "
+                "subprocess to run a program)")
+        refused.__name__ = name
+        return refused
+
+    for name in ("fork", "forkpty"):
+        if hasattr(os, name):
+            setattr(os, name, refuse(name))
 
 
 def _guard_exit():

@@ -18,6 +18,7 @@ use ballista_executor::shutdown::Shutdown;
 use ballista_executor::ArrowFlightServerProvider;
 use clap::Parser;
 
+#[macro_use]
 mod common;
 use coil_ballista::{ClusterTls, PythonLogicalCodec, PythonPhysicalCodec};
 
@@ -105,7 +106,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         if tls.is_some() {
             no_task_port(&args.bind_host, args.grpc_port).await?;
         }
-        eprintln!(
+        say!(
             "coil-executor: Arrow Flight on {}:{}, tasks from the scheduler at {scheduler} ({})",
             args.bind_host,
             args.port,

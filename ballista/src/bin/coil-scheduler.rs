@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use futures::StreamExt;
 
+#[macro_use]
 mod common;
 use coil_ballista::{ClusterTls, PythonLogicalCodec, PythonPhysicalCodec};
 
@@ -69,7 +70,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     if let Some(Command::MakeTls { dir }) = args.command {
         ClusterTls::generate(&dir)?;
-        eprintln!(
+        say!(
             "coil-scheduler: wrote a cluster CA and member key pair to {}; copy the directory \
              (privately: its member.key lets its holder run code on the cluster) to every \
              machine, and pass --tls {} to coil-scheduler, each coil-executor and each client",
@@ -120,7 +121,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .await
             .context("starting the scheduler")?;
         announce_executors(&server).await?;
-        eprintln!(
+        say!(
             "coil-scheduler: listening on {address} ({})",
             common::describe(tls.as_ref())
         );
@@ -169,16 +170,18 @@ async fn announce_executors(
                         .get_executor_metadata(&executor_id)
                         .await
                     {
-                        Ok(m) => eprintln!(
+                        Ok(m) => say!(
                             "coil-scheduler: executor {executor_id} registered from {}:{} \
                              ({} cores)",
-                            m.host, m.port, m.specification.vcores
+                            m.host,
+                            m.port,
+                            m.specification.vcores
                         ),
-                        Err(_) => eprintln!("coil-scheduler: executor {executor_id} registered"),
+                        Err(_) => say!("coil-scheduler: executor {executor_id} registered"),
                     }
                 }
                 ClusterStateEvent::RemovedExecutor { executor_id } => {
-                    eprintln!("coil-scheduler: executor {executor_id} left")
+                    say!("coil-scheduler: executor {executor_id} left")
                 }
             }
         }

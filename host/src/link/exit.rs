@@ -117,6 +117,11 @@ impl Link {
             return WorkerExit::ThreadStopped;
         };
         wait_until(EXIT_GRACE, Duration::from_millis(2), || {
+            if !exited(child) {
+                return None;
+            }
+            // What its UDF forked dies with it.
+            end_group(child);
             match child.try_wait() {
                 Ok(Some(status)) => Some(WorkerExit::from_status(status)),
                 Ok(None) => None,
@@ -143,7 +148,7 @@ impl Link {
         self.tx.close();
         match &mut self.executor {
             Executor::Process { child, .. } => {
-                let _ = child.kill();
+                end_group(child);
                 let _ = child.wait();
             }
             Executor::Thread { handle, .. } => drop(handle.take()),
@@ -170,22 +175,39 @@ impl Link {
                 }
             }
             Executor::Process { child, logs, .. } => {
-                let exited = wait_until(EXIT_GRACE, every, || match child.try_wait() {
-                    Ok(Some(_)) | Err(_) => Some(()),
-                    Ok(None) => None,
-                });
+                let exited = wait_until(EXIT_GRACE, every, || exited(child).then_some(()));
                 if exited.is_none() {
                     tracing::warn!(
                         worker = self.slot,
                         "worker did not exit after close; killing it"
                     );
-                    let _ = child.kill();
-                    let _ = child.wait();
                 }
+                // What the UDF forked goes with it (the group outlives
+                // its leader until then; the leader is reaped after).
+                end_group(child);
+                let _ = child.wait();
                 finish_relaying(logs, Duration::from_millis(200));
             }
         }
     }
+}
+
+/// Whether worker `child` has exited, without reaping it: while it is a
+/// zombie its pid, and so its process group's id, cannot be reused, so
+/// [`end_group`] after this hits only its own group.
+fn exited(child: &std::process::Child) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    !matches!(waitid(Id::Pid(pid), flags), Ok(WaitStatus::StillAlive))
+}
+
+/// Kills worker `child`'s process group (it leads one: see
+/// `Link::start_process`), so what its UDF forked ends with it. Call it
+/// before reaping the worker.
+fn end_group(child: &std::process::Child) {
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
 }
 
 /// Waits up to `grace` for the threads relaying an exited worker's output
@@ -212,7 +234,7 @@ impl Drop for Link {
         // Whatever path dropped us: no child outlives its link.
         if let Executor::Process { child, .. } = &mut self.executor {
             if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
+                end_group(child);
                 let _ = child.wait();
             }
         }

@@ -202,6 +202,10 @@ impl Link {
         if let Some(limit) = spawn.tuning.memory_limit {
             limit_memory(&mut cmd, limit);
         }
+        // Its own process group, which ends with it: whatever the UDF
+        // forks is killed when the worker is stopped or replaced
+        // (Link::kill, Link::shutdown), never left running after coil.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(launch.to_args())
             .envs(launch.env())
             .env("PYTHONUNBUFFERED", "1")

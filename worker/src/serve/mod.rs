@@ -169,7 +169,13 @@ pub(crate) fn run(
         serve_batches(py, rx, tx, &mut exec, max_message)
     };
     if let Err(e) = exec.close(py) {
-        eprintln!("coil-worker: close() raised {e}\n{}", e.traceback);
+        // The host may be gone: a line nobody reads is not worth a panic.
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "coil-worker: close() raised {e}\n{}",
+            e.traceback
+        );
     }
     served
 }

@@ -10,6 +10,15 @@ use coil_datafusion::datafusion::prelude::SessionConfig;
 use coil_datafusion::PythonOptions;
 use coil_host::Config;
 
+/// `eprintln!` that never panics: a line stderr cannot take is dropped
+/// (a message is never worth the program).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// Who may connect: the flags both programs take.
 #[derive(clap::Args)]
 pub struct Security {
@@ -68,11 +77,12 @@ pub fn main_of(name: &str, run: impl FnOnce() -> anyhow::Result<()>) -> ExitCode
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{name}: {e:#}");
+            say!("{name}: {e:#}");
             ExitCode::FAILURE
         }
     }
