@@ -279,6 +279,9 @@ fn file_stream(bytes: &[u8]) -> anyhow::Result<std::ops::Range<usize>> {
     Ok(start..end)
 }
 
+/// A message as read: its header (a flatbuffer) and its body.
+type Message = (Vec<u8>, Vec<u8>);
+
 /// Arrow IPC messages read one at a time, each checked (see
 /// [`BatchReader`]).
 struct Messages<R> {
@@ -292,7 +295,7 @@ impl<R: Read> Messages<R> {
     /// The next message: its header and its body; `None` at the end of
     /// the stream (its end marker, or the end of the input between
     /// messages).
-    fn next(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+    fn next(&mut self) -> Result<Option<Message>, String> {
         let mut word = [0u8; 4];
         match read_full(&mut self.input, &mut word)? {
             0 => return Ok(None),
@@ -300,10 +303,8 @@ impl<R: Read> Messages<R> {
             _ => return Err("the input ends inside a message's length".into()),
         }
         self.count += 1;
-        if word == CONTINUATION {
-            if read_full(&mut self.input, &mut word)? != 4 {
-                return Err("the input ends inside a message's length".into());
-            }
+        if word == CONTINUATION && read_full(&mut self.input, &mut word)? != 4 {
+            return Err("the input ends inside a message's length".into());
         }
         let length = u32::from_le_bytes(word) as usize;
         if length == 0 {
@@ -659,9 +660,14 @@ mod tests {
             state ^= state << 17;
             state
         };
+        // tools/fuzz asks for more with PROPTEST_CASES.
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(3_000, |n: u32| n.max(3_000));
         for file in [false, true] {
             let good = varied(file);
-            for _ in 0..3_000 {
+            for _ in 0..cases {
                 let mut bad = good.clone();
                 for _ in 0..1 + next() % 4 {
                     let at = (next() % bad.len() as u64) as usize;

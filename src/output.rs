@@ -38,12 +38,10 @@ pub fn claim_stdout() -> std::io::Result<()> {
     let kept = std::io::stdout().as_fd().try_clone_to_owned()?;
     // try_clone_to_owned duplicates with FD_CLOEXEC set.
     let stderr = std::io::stderr();
-    nix::unistd::dup2_stdout(stderr.as_fd())
-        .or_else(|_| {
-            let null = File::open("/dev/null")?;
-            nix::unistd::dup2_stdout(null.as_fd()).map_err(std::io::Error::from)
-        })
-        .map_err(std::io::Error::from)?;
+    nix::unistd::dup2_stdout(stderr.as_fd()).or_else(|_| {
+        let null = File::open("/dev/null")?;
+        nix::unistd::dup2_stdout(null.as_fd()).map_err(std::io::Error::from)
+    })?;
     debug_assert!(kept.as_raw_fd() > 2);
     let _ = RESULTS.set(File::from(kept));
     Ok(())

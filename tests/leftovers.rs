@@ -7,24 +7,13 @@
 //! succeeds.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::coil;
+use crate::util::{coil, scratch, text};
 
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("coil-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// The pids of live processes whose command line contains `marker`.
 fn running(marker: &str) -> Vec<u32> {
@@ -415,5 +404,39 @@ fn an_install_killed_half_way_leaves_no_installer_and_the_next_run_succeeds() {
         !names.iter().any(|n| n.starts_with('.')),
         "leftovers: {names:?}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_crash_in_an_in_process_mode_names_the_udf_and_the_row_before_the_host_dies() {
+    let dir = scratch("segfault");
+    let udf = dir.join("u.py");
+    std::fs::write(
+        &udf,
+        "import ctypes\ndef crashy(x):\n    if x == 3:\n        ctypes.string_at(0)\n    return x\n",
+    )
+    .unwrap();
+    for mode in ["multi-thread", "sub-interpreter"] {
+        let out = coil(
+            &[
+                "run",
+                "--udf",
+                &format!("{}:crashy", udf.display()),
+                "--mode",
+                mode,
+                "--conf",
+                "python.execution-mode.strict=true",
+            ],
+            "[1]\n[2]\n[3]\n[4]\n",
+        );
+        let err = text(&out.stderr);
+        eprintln!("{mode}: {:?}: {}", out.status, err.trim());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(out.status.signal(), Some(11), "{mode}: {err}");
+        assert!(
+            err.contains("the Python UDF crashy crashed the process (signal 11) on row 2 (from 0) of its input"),
+            "{mode}: {err}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -60,6 +60,8 @@ mod sql;
 #[cfg(feature = "sql")]
 mod sql_cluster;
 #[cfg(feature = "sql")]
+mod sql_failures;
+#[cfg(feature = "sql")]
 mod sql_kinds;
 mod subinterp;
 mod util;

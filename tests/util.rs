@@ -224,3 +224,16 @@ pub(crate) fn spawn_coil(
         .spawn()
         .unwrap()
 }
+
+/// A fresh, empty directory for test `name`'s files.
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("coil-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Bytes a program wrote, as text.
+pub(crate) fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

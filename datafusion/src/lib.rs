@@ -104,7 +104,7 @@ pub(crate) fn log_failure(function: &str, what: impl FnOnce() -> String) {
 }
 
 fn is_power_of_ten(mut n: u64) -> bool {
-    while n >= 10 && n % 10 == 0 {
+    while n >= 10 && n.is_multiple_of(10) {
         n /= 10;
     }
     n == 1

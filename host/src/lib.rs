@@ -31,6 +31,7 @@
 mod aggregate;
 mod arrow;
 mod config;
+mod crash;
 mod env;
 mod error;
 mod inline;

@@ -43,7 +43,12 @@ impl Reaper {
             .spawn(move || loop {
                 let (lock, cv) = &*stopped;
                 let guard = lock.lock().expect("reaper lock");
-                let (guard, _) = cv.wait_timeout(guard, period).expect("reaper lock");
+                // The flag is checked under the lock before waiting: a stop
+                // that came before the wait (a pool dropped at once) must
+                // not wait out the period.
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, period, |stop| !*stop)
+                    .expect("reaper lock");
                 if *guard {
                     return;
                 }

@@ -119,6 +119,9 @@ pub(crate) struct Link {
     counted: (u64, u64),
     /// `python.worker.memory-limit` of a worker process.
     memory_limit: Option<u64>,
+    /// An executor thread's: the first row of the batch it was last sent,
+    /// for what it says if it crashes the process (`crate::crash`).
+    first_row: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Link {
@@ -156,6 +159,7 @@ impl Link {
                 crate::ExecutionMode::Process => spawn.tuning.memory_limit,
                 _ => None,
             },
+            first_row: None,
         }
     }
 
@@ -262,6 +266,9 @@ impl Link {
         let left = deadline.map_or(Duration::from_secs(365 * 24 * 3600), |d| {
             d.saturating_duration_since(Instant::now())
         });
+        if let Some(first) = &self.first_row {
+            first.store(rows.start, std::sync::atomic::Ordering::Relaxed);
+        }
         let expect = Expect::Batch {
             seq,
             rows: rows.end - rows.start,

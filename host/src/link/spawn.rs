@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use coil_ipc::{PidWatch, Region, RingRecvError};
-use coil_proto::{Answer, Expect, Launch, Tag, UdfSpec};
+use coil_proto::{layout, Answer, Expect, Launch, Tag, UdfSpec};
 use coil_worker::InterruptTarget;
 
 use super::output::{log_lines, StderrTail};
@@ -158,12 +158,21 @@ impl Link {
         // The executor hands over where to raise `TimeoutError` in it before
         // it loads the UDF, so by the time it is ready the target is here.
         let (targets, target) = std::sync::mpsc::channel::<InterruptTarget>();
+        let first_row = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ours = std::sync::Arc::clone(&first_row);
         let handle = std::thread::Builder::new()
             .name(format!("coil-executor-{slot}"))
             .spawn(move || {
                 let started = move |t: InterruptTarget| {
                     let _ = targets.send(t);
                 };
+                // What this thread says if the UDF crashes the process.
+                let name = spec
+                    .target
+                    .rsplit_once(':')
+                    .map_or(&*spec.target, |(_, f)| f);
+                let _crash =
+                    crate::crash::register(name, theirs.user_word(layout::WORD_PROGRESS), ours);
                 if let Err(e) = serve(&theirs, &spec, max, limiter.as_ref(), &started) {
                     if !matches!(e, coil_worker::ServeError::Load(_)) {
                         tracing::error!(worker = slot, "executor thread stopped: {e}");
@@ -178,7 +187,9 @@ impl Link {
             handle: Some(handle),
             interrupt: None,
         };
-        let mut link = Link::new(slot, executor, region, spawn).ready_or_killed(spawn)?;
+        let mut link = Link::new(slot, executor, region, spawn);
+        link.first_row = Some(first_row);
+        let mut link = link.ready_or_killed(spawn)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
             *interrupt = target.try_recv().ok();
         }
