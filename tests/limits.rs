@@ -127,3 +127,26 @@ fn workers_idle_past_the_idle_timeout_end_and_start_again_on_the_next_call() {
         );
     }
 }
+
+#[test]
+fn a_runner_that_cannot_get_its_workers_under_max_processes_says_so() {
+    let config = crate::util::config(&[
+        "python.worker-count=2",
+        "python.worker.max-processes=1",
+        "python.worker.start-timeout=1s",
+    ]);
+    let spec = coil_host::UdfSpec::new(format!(
+        "{}:inc",
+        crate::util::udfs().join("basic.py").display()
+    ));
+    let Err(e) = coil_host::Runner::with_worker_command(&config, spec, crate::util::worker())
+    else {
+        panic!("two workers cannot start under a limit of one");
+    };
+    let text = e.to_string();
+    eprintln!("{text}");
+    assert!(
+        text.contains("python.worker.max-processes (1) worker processes are all busy"),
+        "{text}"
+    );
+}

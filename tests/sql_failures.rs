@@ -124,16 +124,27 @@ fn a_plain_create_function_over_an_existing_name_is_refused() {
     assert!(text(&out.stdout).contains("| 3 |"), "{}", text(&out.stdout));
 }
 
-#[test]
-fn many_create_functions_start_no_worker_until_a_query_calls_them() {
+/// A session of one partition over coil keys `pairs`, and a runtime to
+/// drive it.
+fn one_partition_session(
+    pairs: &[&str],
+) -> (datafusion::prelude::SessionContext, tokio::runtime::Runtime) {
     let mut config = Config::default();
-    config.set("python.worker-count", "2").unwrap();
+    for p in pairs {
+        config.set_pair(p).unwrap();
+    }
     let options = PythonOptions::new(config).with_worker(crate::util::worker());
     let ctx = python_session_with(options, SessionConfig::new().with_target_partitions(1));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    (ctx, rt)
+}
+
+#[test]
+fn many_create_functions_start_no_worker_until_a_query_calls_them() {
+    let (ctx, rt) = one_partition_session(&["python.worker-count=2"]);
     let functions = 200;
     let most = rt.block_on(async {
         let mut most = 0;
@@ -205,4 +216,58 @@ fn a_query_where_every_row_fails_under_skip_logs_a_few_lines() {
     assert!(err.contains("further failures are counted"), "{err}");
     assert!(err.contains("1000 failures so far"), "{err}");
     assert!(lines <= 50, "{lines} lines");
+}
+
+#[test]
+fn python_worker_max_processes_caps_the_workers_of_every_function_together() {
+    let (ctx, rt) =
+        one_partition_session(&["python.worker-count=2", "python.worker.max-processes=3"]);
+    let functions = 6;
+    // Count this process's workers all along, from another thread.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(crate::util::children().len());
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            most
+        })
+    };
+    let batches = rt
+        .block_on(async {
+            for i in 0..functions {
+                ctx.sql(&format!(
+                    "CREATE FUNCTION g{i}(BIGINT) RETURNS BIGINT LANGUAGE PYTHON AS $$\n\
+                     def g{i}(x):\n    return x * {}\n$$",
+                    i + 1
+                ))
+                .await?
+                .collect()
+                .await?;
+            }
+            let sum: Vec<String> = (0..functions).map(|i| format!("g{i}(x)")).collect();
+            ctx.sql(&format!(
+                "SELECT {} AS y FROM (VALUES (1), (2), (3)) AS t(x)",
+                sum.join(" + ")
+            ))
+            .await?
+            .collect()
+            .await
+        })
+        .unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watch.join().unwrap();
+    let y = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
+    eprintln!("{functions} functions of 2 workers each, at most 3 processes: {most} at once\n{y}");
+    // 1 + 2 + ... + 6 = 21 times x.
+    assert!(
+        y.contains("| 21 |") && y.contains("| 42 |") && y.contains("| 63 |"),
+        "{y}"
+    );
+    assert!(most <= 3, "{most} worker processes at once");
 }

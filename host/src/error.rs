@@ -137,6 +137,19 @@ pub enum StartError {
         /// The last lines it wrote to stderr.
         stderr: String,
     },
+    /// `python.worker.max-processes` worker processes were all busy for
+    /// the whole start timeout.
+    #[error(
+        "python.worker.max-processes ({cap}) worker processes are all busy, and none \
+         was given back within python.worker.start-timeout ({waited:?}): raise the limit, \
+         or lower python.worker-count"
+    )]
+    Capacity {
+        /// The limit.
+        cap: usize,
+        /// How long the start waited.
+        waited: std::time::Duration,
+    },
     /// Every attempt to start a worker failed; the last one's error.
     #[error("{last} ({attempts} attempts to start it, with back-off)")]
     Attempts {

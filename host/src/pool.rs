@@ -1,8 +1,8 @@
 //! The pool: a runner's executors (worker processes or executor threads),
 //! leased to streams one at a time and given back when they are done.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{RunError, StartError};
@@ -24,6 +24,108 @@ pub(crate) struct Slot {
 struct Shared {
     idle: Mutex<Vec<Slot>>,
     returned: Condvar,
+}
+
+/// Worker processes alive (or starting) across every pool of this process,
+/// for `python.worker.max-processes`.
+static PROCESSES: AtomicUsize = AtomicUsize::new(0);
+
+/// Every pool's idle slots, for ending the longest-idle worker of any UDF
+/// when `python.worker.max-processes` is reached.
+static POOLS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+/// One worker process's place under `python.worker.max-processes`, held
+/// by its link; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Ticket(());
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        PROCESSES.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A place for a new worker process under `cap` (0: no limit). When every
+/// place is taken, the worker idle the longest in any pool is ended to
+/// make one; when none is idle, waits for one to be given back, up to
+/// `patience`.
+///
+/// # Errors
+///
+/// [`StartError::Capacity`] after `patience`.
+fn ticket(cap: usize, patience: Duration) -> Result<Ticket, StartError> {
+    let started = Instant::now();
+    loop {
+        let taken = PROCESSES
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (cap == 0 || n < cap).then_some(n + 1)
+            })
+            .is_ok();
+        if taken {
+            return Ok(Ticket(()));
+        }
+        if !end_longest_idle() {
+            if started.elapsed() >= patience {
+                return Err(StartError::Capacity {
+                    cap,
+                    waited: started.elapsed(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Ends the worker process idle the longest across every pool; whether
+/// there was one.
+fn end_longest_idle() -> bool {
+    let pools: Vec<Arc<Shared>> = {
+        let mut all = POOLS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.retain(|p| p.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).collect()
+    };
+    let is_process = |s: &Slot| s.worker.as_ref().is_some_and(|w| w.pid().is_some());
+    let mut oldest: Option<(usize, Instant)> = None;
+    for (i, pool) in pools.iter().enumerate() {
+        let idle = pool.idle.lock().expect("pool lock");
+        for slot in idle.iter().filter(|s| is_process(s)) {
+            if oldest.is_none_or(|(_, since)| slot.since < since) {
+                oldest = Some((i, slot.since));
+            }
+        }
+    }
+    let Some((i, since)) = oldest else {
+        return false;
+    };
+    let worker = {
+        let mut idle = pools[i].idle.lock().expect("pool lock");
+        idle.iter_mut()
+            .find(|s| s.since == since && is_process(s))
+            .and_then(|s| s.worker.take())
+    };
+    if let Some(w) = worker {
+        tracing::debug!("ending the longest-idle worker: python.worker.max-processes reached");
+        w.shutdown();
+    }
+    // Taken meanwhile or ended: either way, look again.
+    true
+}
+
+/// Starts executor `slot`, a worker process holding a [`ticket`] under
+/// `python.worker.max-processes`, or a thread.
+fn start_one(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
+    let ticket = match spawn.mode {
+        ExecutionMode::Process => Some(ticket(
+            spawn.tuning.max_processes,
+            spawn.tuning.start_timeout,
+        )?),
+        _ => None,
+    };
+    let mut link = Link::start(slot, spawn)?;
+    link.ticket = ticket;
+    Ok(link)
 }
 
 /// The thread that ends workers idle past the idle timeout; stopped when
@@ -155,6 +257,13 @@ impl Pool {
             idle: Mutex::new(slots),
             returned: Condvar::new(),
         });
+        {
+            let mut pools = POOLS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pools.retain(|p| p.strong_count() > 0);
+            pools.push(Arc::downgrade(&shared));
+        }
         let reaper =
             match spawn.tuning.idle_timeout {
                 Some(t) => Some(Reaper::start(Arc::clone(&shared), t).map_err(|source| {
@@ -340,7 +449,7 @@ fn start_first(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
     loop {
         std::thread::sleep(start_backoff(attempt));
         attempt += 1;
-        match Link::start(slot, spawn) {
+        match start_one(slot, spawn) {
             Err(e @ StartError::Exited { .. }) if attempt < START_ATTEMPTS => {
                 tracing::warn!(worker = slot, attempt, "a worker did not start: {e}");
             }
@@ -364,8 +473,16 @@ fn start_with_retries(slot: usize, spawn: &Spawn) -> Result<Link, RunError> {
     loop {
         std::thread::sleep(start_backoff(attempt));
         attempt += 1;
-        match Link::start(slot, spawn) {
+        match start_one(slot, spawn) {
             Ok(link) => return Ok(link),
+            // Waiting longer would not help: every place is busy.
+            Err(e @ StartError::Capacity { .. }) => {
+                return Err(RunError::Restart {
+                    rows: 0..0,
+                    attempts: attempt,
+                    source: Box::new(e),
+                })
+            }
             Err(e) if attempt < START_ATTEMPTS => {
                 tracing::warn!(
                     worker = slot,

@@ -94,6 +94,8 @@ pub const RETRIES: &str = "python.fn-execution.retries";
 pub const IDLE_TIMEOUT: &str = "python.worker.idle-timeout";
 /// `python.worker.memory-limit`.
 pub const MEMORY_LIMIT: &str = "python.worker.memory-limit";
+/// `python.worker.max-processes`.
+pub const MAX_PROCESSES: &str = "python.worker.max-processes";
 /// `python.worker.start-timeout`.
 pub const START_TIMEOUT: &str = "python.worker.start-timeout";
 /// `python.fn-execution.on-error`.
@@ -323,6 +325,12 @@ pub const KEYS: &[Key] = &[
         default: "0",
         doc: "the most memory each worker process may allocate (its data segment: heap and private mappings, RLIMIT_DATA), in bytes with an optional k/m/g suffix, from 64m; 0 for no limit. A UDF that asks for more gets MemoryError in its row (the message names the limit) or, if the allocation is not Python's, its worker dies and is replaced; the host is never the one to run out. Executor threads (multi-thread, sub-interpreter) share the host's memory: this bounds nothing there, and starting such a runner with it set logs a warning",
         check: check_memory_limit,
+    },
+    Key {
+        name: MAX_PROCESSES,
+        default: "0",
+        doc: "the most worker processes this host keeps across all its runners (every UDF of a SQL session, of a Ballista executor); when a new one would pass it, the worker idle the longest (of any UDF) is ended first, and if none is idle the start waits for one, up to python.worker.start-timeout, then fails saying so. Each runner holds to its own setting; 0 for no limit",
+        check: check_max_processes,
     },
     Key {
         name: START_TIMEOUT,
@@ -557,6 +565,11 @@ impl Config {
             .map(Duration::from_millis)
     }
 
+    /// `python.worker.max-processes`; 0 for no limit.
+    pub fn max_processes(&self) -> usize {
+        self.typed(MAX_PROCESSES, parse_max_processes)
+    }
+
     /// `python.worker.memory-limit`, in bytes; `None` for no limit.
     pub fn memory_limit(&self) -> Option<u64> {
         self.typed(MEMORY_LIMIT, parse_memory_limit)
@@ -649,6 +662,8 @@ pub(crate) struct Tuning {
     pub memory_limit: Option<u64>,
     /// `python.worker.idle-timeout`.
     pub idle_timeout: Option<Duration>,
+    /// `python.worker.max-processes` (0: no limit).
+    pub max_processes: usize,
     /// A row fails alone (`on-error` is `skip` or `dead-letter`).
     pub per_row: bool,
 }
@@ -670,6 +685,7 @@ impl Tuning {
             start_timeout: c.start_timeout(),
             memory_limit: c.memory_limit(),
             idle_timeout: c.idle_timeout(),
+            max_processes: c.max_processes(),
             per_row: c.on_error() != OnError::Fail,
         }
     }

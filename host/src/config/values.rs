@@ -34,6 +34,14 @@ pub(super) fn check_ring(v: &str) -> Result<(), String> {
 pub(super) fn check_message(v: &str) -> Result<(), String> {
     parse_message_size(v).map(|_| ())
 }
+pub(super) fn check_max_processes(v: &str) -> Result<(), String> {
+    parse_max_processes(v).map(|_| ())
+}
+pub(super) fn parse_max_processes(v: &str) -> Result<usize, String> {
+    v.trim()
+        .parse::<usize>()
+        .map_err(|_| "a whole number of processes, 0 for no limit".to_owned())
+}
 pub(super) fn check_retries(v: &str) -> Result<(), String> {
     match v.trim() {
         "0" | "1" => Ok(()),

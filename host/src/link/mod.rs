@@ -122,6 +122,9 @@ pub(crate) struct Link {
     /// An executor thread's: the first row of the batch it was last sent,
     /// for what it says if it crashes the process (`crate::crash`).
     first_row: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// A worker process's place under `python.worker.max-processes`,
+    /// given back when the link drops.
+    pub(crate) ticket: Option<crate::pool::Ticket>,
 }
 
 impl Link {
@@ -160,6 +163,7 @@ impl Link {
                 _ => None,
             },
             first_row: None,
+            ticket: None,
         }
     }
 
