@@ -30,6 +30,7 @@
 
 mod aggregate;
 mod arrow;
+mod capacity;
 mod config;
 mod crash;
 mod env;

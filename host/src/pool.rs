@@ -1,7 +1,7 @@
 //! The pool: a runner's executors (worker processes or executor threads),
 //! leased to streams one at a time and given back when they are done.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,55 +26,9 @@ struct Shared {
     returned: Condvar,
 }
 
-/// Worker processes alive (or starting) across every pool of this process,
-/// for `python.worker.max-processes`.
-static PROCESSES: AtomicUsize = AtomicUsize::new(0);
-
 /// Every pool's idle slots, for ending the longest-idle worker of any UDF
 /// when `python.worker.max-processes` is reached.
 static POOLS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
-
-/// One worker process's place under `python.worker.max-processes`, held
-/// by its link; given back when dropped.
-#[derive(Debug)]
-pub(crate) struct Ticket(());
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        PROCESSES.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A place for a new worker process under `cap` (0: no limit). When every
-/// place is taken, the worker idle the longest in any pool is ended to
-/// make one; when none is idle, waits for one to be given back, up to
-/// `patience`.
-///
-/// # Errors
-///
-/// [`StartError::Capacity`] after `patience`.
-fn ticket(cap: usize, patience: Duration) -> Result<Ticket, StartError> {
-    let started = Instant::now();
-    loop {
-        let taken = PROCESSES
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (cap == 0 || n < cap).then_some(n + 1)
-            })
-            .is_ok();
-        if taken {
-            return Ok(Ticket(()));
-        }
-        if !end_longest_idle() {
-            if started.elapsed() >= patience {
-                return Err(StartError::Capacity {
-                    cap,
-                    waited: started.elapsed(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
 
 /// Ends the worker process idle the longest across every pool; whether
 /// there was one.
@@ -113,13 +67,15 @@ fn end_longest_idle() -> bool {
     true
 }
 
-/// Starts executor `slot`, a worker process holding a [`ticket`] under
-/// `python.worker.max-processes`, or a thread.
+/// Starts executor `slot`, a worker process holding a ticket
+/// ([`crate::capacity::ticket`]) under `python.worker.max-processes`, or a
+/// thread.
 fn start_one(slot: usize, spawn: &Spawn) -> Result<Link, StartError> {
     let ticket = match spawn.mode {
-        ExecutionMode::Process => Some(ticket(
+        ExecutionMode::Process => Some(crate::capacity::ticket(
             spawn.tuning.max_processes,
             spawn.tuning.start_timeout,
+            end_longest_idle,
         )?),
         _ => None,
     };

@@ -124,7 +124,7 @@ pub(crate) struct Link {
     first_row: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// A worker process's place under `python.worker.max-processes`,
     /// given back when the link drops.
-    pub(crate) ticket: Option<crate::pool::Ticket>,
+    pub(crate) ticket: Option<crate::capacity::Ticket>,
 }
 
 impl Link {
