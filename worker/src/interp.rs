@@ -348,14 +348,20 @@ impl Drop for SubInterpreter {
         // below, on this same thread.
         let saved = unsafe { ffi::PyEval_SaveThread() };
         self.target.retire();
+        // The life-cycle lock is taken detached, as its rule says (the
+        // lock, then a GIL): on a free-threaded build `Py_EndInterpreter`
+        // stops the world and waits for every attached thread, so a thread
+        // waiting for this lock while attached would never let the holder
+        // finish.
+        let lifecycle = lifecycle();
         // SAFETY: `saved` is this interpreter's thread state, saved above.
         unsafe { ffi::PyEval_RestoreThread(saved) };
-        let _lifecycle = lifecycle();
         // SAFETY: `self.sub` is the current thread state (restored above)
         // and no Python object of this interpreter is alive any more (they
         // are dropped inside the serve loop, within `with`). Ending it
         // leaves no current thread state.
         unsafe { ffi::Py_EndInterpreter(self.sub) };
+        drop(lifecycle);
         // SAFETY: no thread state is current (ended above) and `self.main`
         // is this thread's main-interpreter thread state, saved by `new`:
         // restoring it re-attaches this thread to the main interpreter, as
