@@ -573,40 +573,15 @@ async fn write(df: DataFrame, path: &Path) -> anyhow::Result<()> {
         }
         // Arrow's convention: `.arrow` (and Feather v2) is the IPC file
         // format, which `pyarrow.ipc.open_file` and readers that seek want;
-        // `.arrows` is the stream format.
-        "arrow" | "feather" => {
-            let schema = df.schema().inner().clone();
-            let writer = datafusion::arrow::ipc::writer::FileWriter::try_new(
-                std::io::BufWriter::new(file),
-                &schema,
-            )?;
-            write_batches(
-                df,
-                writer,
-                |w, b| w.write(b),
-                |w| {
-                    w.finish()?;
-                    Ok(w.get_mut().flush()?)
-                },
-            )
-            .await?;
-        }
+        // `.arrows` (and `.ipc`) the stream format: `coil run`'s writer.
         _ => {
             let schema = df.schema().inner().clone();
-            let writer = datafusion::arrow::ipc::writer::StreamWriter::try_new(
+            let writer = crate::ipc_stream::BatchWriter::new(
                 std::io::BufWriter::new(file),
                 &schema,
+                crate::ipc_stream::writes_a_file(Some(path)),
             )?;
-            write_batches(
-                df,
-                writer,
-                |w, b| w.write(b),
-                |w| {
-                    w.finish()?;
-                    Ok(w.get_mut().flush()?)
-                },
-            )
-            .await?;
+            write_batches(df, writer, |w, b| w.write(b), |w| w.finish()).await?;
         }
     }
     pending.commit()

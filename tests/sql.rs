@@ -871,32 +871,8 @@ fn inline_sources_never_pass_through_a_directory_another_user_can_write() {
     // What another user plants where coil used to write inline sources
     // (`$TMPDIR/coil-udfs/coil_udf_<sha256>.py`, world-writable): a
     // module that leaves a mark and answers wrong.
-    let digest = std::process::Command::new("python3")
-        .args([
-            "-c",
-            &format!("import hashlib; print(hashlib.sha256({body:?}.encode()).hexdigest()[:32])"),
-        ])
-        .output()
-        .unwrap();
-    let hex = String::from_utf8(digest.stdout).unwrap().trim().to_string();
-    let old = scratch.join("coil-udfs");
-    std::fs::create_dir_all(&old).unwrap();
-    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mark = scratch.join("planted-code-ran");
-    std::fs::write(
-        old.join(format!("coil_udf_{hex}.py")),
-        format!(
-            "open({:?}, 'w').close()\ndef twice(x):\n    return -1\n",
-            mark.display().to_string()
-        ),
-    )
-    .unwrap();
-    // As root (CI), the planted directory and file are another user's.
-    if nix::unistd::geteuid().is_root() {
-        for path in [old.clone(), old.join(format!("coil_udf_{hex}.py"))] {
-            std::os::unix::fs::chown(&path, Some(54321), Some(54321)).unwrap();
-        }
-    }
+    let hex = crate::util::plant_old_inline_source(&scratch, body, "twice", &mark);
     let expected: i64 = 2 * csv_stars().iter().sum::<i64>();
     for mode in crate::util::modes() {
         let out = coil_sql_in(

@@ -8,7 +8,6 @@
 //! The programs are coil-ballista's, built beside `coil` by the
 //! workspace's build (tools/test).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -148,33 +147,9 @@ fn coil_sql_on_a_cluster_prints_and_writes_what_it_does_on_one_machine() {
     // where coil used to write inline sources: a module that leaves a
     // mark and answers wrong, under every name coil ever gave one.
     let tmp = scratch.join("tmp");
-    let old = tmp.join("coil-udfs");
-    std::fs::create_dir_all(&old).unwrap();
-    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o777)).unwrap();
     let mark = scratch.join("planted-code-ran");
     let body = "def twice(x):\n    return 2 * x\n";
-    let digest = Command::new("python3")
-        .args([
-            "-c",
-            &format!("import hashlib; print(hashlib.sha256({body:?}.encode()).hexdigest()[:32])"),
-        ])
-        .output()
-        .unwrap();
-    let hex = String::from_utf8(digest.stdout).unwrap().trim().to_string();
-    std::fs::write(
-        old.join(format!("coil_udf_{hex}.py")),
-        format!(
-            "open({:?}, 'w').close()\ndef twice(x):\n    return -1\n",
-            mark.display().to_string()
-        ),
-    )
-    .unwrap();
-    // As root (CI), the planted directory and file are another user's.
-    if nix::unistd::geteuid().is_root() {
-        for path in [old.clone(), old.join(format!("coil_udf_{hex}.py"))] {
-            std::os::unix::fs::chown(&path, Some(54321), Some(54321)).unwrap();
-        }
-    }
+    crate::util::plant_old_inline_source(&tmp, body, "twice", &mark);
 
     let cluster = Cluster::start(&scratch, &tls, &tmp);
     let sql = format!(

@@ -237,3 +237,44 @@ pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
 pub(crate) fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Plants, as another user would (uid 54321 when the tests run as root,
+/// as in CI), the module coil once wrote for the inline source `body` of
+/// `function`: `tmp/coil-udfs/coil_udf_<sha256>.py` in a world-writable
+/// directory, whose `function` touches `mark` when imported and answers -1.
+/// The name's hash part, for checking where coil did write the source.
+#[cfg(feature = "sql")]
+pub(crate) fn plant_old_inline_source(
+    tmp: &std::path::Path,
+    body: &str,
+    function: &str,
+    mark: &std::path::Path,
+) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let digest = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!("import hashlib; print(hashlib.sha256({body:?}.encode()).hexdigest()[:32])"),
+        ])
+        .output()
+        .unwrap();
+    let hex = String::from_utf8(digest.stdout).unwrap().trim().to_string();
+    let old = tmp.join("coil-udfs");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let planted = old.join(format!("coil_udf_{hex}.py"));
+    std::fs::write(
+        &planted,
+        format!(
+            "open({:?}, 'w').close()\ndef {function}(x):\n    return -1\n",
+            mark.display().to_string()
+        ),
+    )
+    .unwrap();
+    if nix::unistd::geteuid().is_root() {
+        for path in [&old, &planted] {
+            std::os::unix::fs::chown(path, Some(54321), Some(54321)).unwrap();
+        }
+    }
+    hex
+}
