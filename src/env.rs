@@ -79,6 +79,15 @@ pub fn env(args: &EnvArgs, out: &mut impl Write) -> anyhow::Result<bool> {
         })
         .unwrap_or_else(|| "statically linked".into());
     writeln!(out, "embedded CPython {}", coil_worker::EMBEDDED_VERSION)?;
+    writeln!(
+        out,
+        "  free-threaded   {}",
+        if coil_worker::FREE_THREADED {
+            "yes: multi-thread executors run Python in parallel while the GIL stays off"
+        } else {
+            "no: multi-thread executors take turns holding the GIL (sub-interpreter or process mode run in parallel)"
+        }
+    )?;
     writeln!(out, "  built against   {}", coil_worker::EMBEDDED_PYTHON)?;
     writeln!(out, "  libpython       {libpython}")?;
     let modes = if coil_worker::SUBINTERPRETERS {
@@ -133,7 +142,22 @@ pub fn env(args: &EnvArgs, out: &mut impl Write) -> anyhow::Result<bool> {
     process.set(coil_host::WORKER_COUNT, "1")?;
     let spec = UdfSpec::new(udf).kind(kind);
     match Runner::with_worker_command(&process, spec.clone(), command.clone()) {
-        Ok(_) => writeln!(out, "UDF {udf}: loads")?,
+        Ok(runner) => {
+            writeln!(out, "UDF {udf}: loads")?;
+            if coil_worker::FREE_THREADED {
+                match runner.gil_enabled_by() {
+                    None => writeln!(
+                        out,
+                        "  the GIL:        stays off once it loads (multi-thread executors run in parallel)"
+                    )?,
+                    Some(module) => writeln!(
+                        out,
+                        "  the GIL:        {}",
+                        coil_worker::gil_message(module, "when it loads")
+                    )?,
+                }
+            }
+        }
         Err(e) => {
             writeln!(out, "UDF {udf}: does not load: {e}")?;
             return Ok(false);

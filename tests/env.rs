@@ -223,6 +223,33 @@ fn environment_errors_name_the_setting_and_what_is_wrong() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A coil built for the GIL given a free-threaded `python.executable`, or
+/// the reverse: a clear error naming both builds. The free-threaded
+/// interpreter is `COIL_TEST_PYTHON_FT` (CI sets it from `tools/python-ft`).
+#[test]
+fn a_python_of_the_other_build_gil_or_free_threaded_is_a_clear_error() {
+    let Some(ft) = std::env::var_os("COIL_TEST_PYTHON_FT") else {
+        eprintln!("skipped: set COIL_TEST_PYTHON_FT to a free-threaded python (tools/python-ft)");
+        return;
+    };
+    let other = if coil_worker::FREE_THREADED {
+        // tools/python: the GIL build the default coil embeds.
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/python")
+    } else {
+        PathBuf::from(ft)
+    };
+    let pairs = vec![format!("python.executable={}", other.display())];
+    let e = runner(&pairs, "where").map(drop).unwrap_err();
+    assert!(matches!(e, StartError::PythonVersion { .. }), "{e:?}");
+    let m = e.to_string();
+    assert!(
+        m.contains("(free-threaded)") && m.contains("(with the GIL)"),
+        "{m}"
+    );
+    assert!(m.contains(&other.display().to_string()), "{m}");
+    assert!(m.contains(coil_worker::EMBEDDED_PYTHON), "{m}");
+}
+
 #[test]
 fn a_second_multi_thread_runner_with_another_environment_runs_in_process_mode_or_fails_when_strict()
 {

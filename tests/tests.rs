@@ -14,6 +14,9 @@
 //!   over and over (small counts here, the full ones `#[ignore]`d).
 //! - `env`: Python environments (`python.requirements`,
 //!   `python.executable`), their errors, `coil env`.
+//! - `free_threaded`: a coil built against a free-threaded CPython: the
+//!   GIL off in multi-thread mode, extensions that turn it back on, the
+//!   stdlib stress and faults on 2 and 4 executor threads.
 //! - `limits`: `python.worker.memory-limit`: a UDF that takes too much
 //!   memory fails its rows, and the host lives.
 //! - `modes`: the in-process modes against process mode and plain Python;
@@ -47,6 +50,7 @@ mod asynchronous;
 mod cli;
 mod docs;
 mod env;
+mod free_threaded;
 mod leftovers;
 mod limits;
 mod modes;

@@ -13,6 +13,20 @@ fn main() {
             cfg.executable()
         );
     }
+    // coil embeds CPython: binaries link libpython and load it at run time.
+    // A static-only build (no --enable-shared) would leave every program
+    // of the workspace without the interpreter it needs.
+    if !cfg.shared() {
+        panic!(
+            "coil embeds CPython through a shared libpython, but {} (CPython {}.{}{}) was built \
+             without one (configure --enable-shared); set PYO3_PYTHON to an interpreter that has it \
+             (tools/python for the GIL build, tools/python-ft for the free-threaded one)",
+            cfg.executable().unwrap_or("the interpreter PYO3_PYTHON names"),
+            v.major,
+            v.minor,
+            if cfg.is_free_threaded() { "t" } else { "" }
+        );
+    }
     // The interpreter built against: `python.requirements` makes its
     // virtual environments with it, and `python.executable` must match its
     // version.
@@ -20,7 +34,15 @@ fn main() {
         "cargo:rustc-env=COIL_PYTHON_EXECUTABLE={}",
         cfg.executable().unwrap_or_default()
     );
-    println!("cargo:rustc-env=COIL_PYTHON_VERSION={}.{}", v.major, v.minor);
+    // "3.14t" for a free-threaded build: its compiled modules and the GIL
+    // build's are not interchangeable, so a `python.executable` must match
+    // this whole tag, not only the version.
+    println!(
+        "cargo:rustc-env=COIL_PYTHON_VERSION={}.{}{}",
+        v.major,
+        v.minor,
+        if cfg.is_free_threaded() { "t" } else { "" }
+    );
     pyo3_build_config::add_libpython_rpath_link_args();
     pyo3_build_config::use_pyo3_cfgs();
     pyo3_build_config::print_expected_cfgs();

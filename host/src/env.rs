@@ -23,7 +23,7 @@ use crate::{Config, StartError};
 pub struct PythonEnv {
     /// The `python` asked.
     pub executable: PathBuf,
-    /// Its `major.minor`.
+    /// Its `major.minor`, with a `t` when it is free-threaded ("3.14t").
     pub version: String,
     /// Its `sys.path`.
     pub sys_path: Vec<PathBuf>,
@@ -32,11 +32,14 @@ pub struct PythonEnv {
 }
 
 /// What the probe prints: one JSON object.
-const PROBE: &str = r#"import json, site, sys
+/// The version is `major.minor`, with a `t` for a free-threaded build
+/// ("3.14t"), as coil-worker's `EMBEDDED_VERSION` is written.
+const PROBE: &str = r#"import json, site, sys, sysconfig
 dirs = list(site.getsitepackages())
 if site.ENABLE_USER_SITE:
     dirs.append(site.getusersitepackages())
-print(json.dumps({"version": "%d.%d" % sys.version_info[:2], "path": sys.path, "site": dirs}))
+tag = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+print(json.dumps({"version": "%d.%d%s" % (*sys.version_info[:2], tag), "path": sys.path, "site": dirs}))
 "#;
 
 /// The file a cached environment keeps its probe in, written last: its
@@ -488,4 +491,42 @@ fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
         out.status,
         tail(&text)
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_python_of_the_other_build_of_the_same_version_is_refused_naming_both() {
+        let ours = coil_worker::EMBEDDED_VERSION;
+        // The same major.minor, the other build: free-threaded for a GIL
+        // coil, with the GIL for a free-threaded one.
+        let other = match ours.strip_suffix('t') {
+            Some(gil) => gil.to_string(),
+            None => format!("{ours}t"),
+        };
+        let env = PythonEnv {
+            executable: PathBuf::from("/opt/other/bin/python"),
+            version: other.clone(),
+            sys_path: Vec::new(),
+            site_dirs: Vec::new(),
+        };
+        let e = check_version(&env).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains(&format!("/opt/other/bin/python is CPython {other} ("))
+                && m.contains(&format!("this coil embeds CPython {ours} (")),
+            "{m}"
+        );
+        assert!(
+            m.contains("(free-threaded)") && m.contains("(with the GIL)"),
+            "{m}"
+        );
+        assert!(check_version(&PythonEnv {
+            version: ours.to_string(),
+            ..env
+        })
+        .is_ok());
+    }
 }

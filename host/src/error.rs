@@ -187,7 +187,7 @@ pub enum StartError {
     },
     /// `python.executable` is another CPython version than the one coil
     /// embeds: its packages' compiled modules would not load.
-    #[error("python.executable {} is CPython {found}, but this coil embeds CPython {embedded} ({embedded_python}): use an environment made with CPython {embedded}, or build coil against that Python (PYO3_PYTHON={} cargo build --release)", executable.display(), executable.display())]
+    #[error("python.executable {} is CPython {found}{}, but this coil embeds CPython {embedded}{} ({embedded_python}): use an environment made with CPython {embedded}, or build coil against that Python (PYO3_PYTHON={} cargo build --release)", executable.display(), build_kind(found), build_kind(embedded), executable.display())]
     PythonVersion {
         /// The `python` given.
         executable: std::path::PathBuf,
@@ -229,6 +229,20 @@ pub enum StartError {
         /// The UDF.
         target: String,
         /// The top-level package that cannot load.
+        module: String,
+    },
+    /// On a free-threaded CPython, loading a `multi-thread` UDF turned the
+    /// GIL back on (an extension module that has not declared
+    /// free-threading support), and `python.execution-mode.strict`
+    /// forbids running its executors one at a time.
+    #[error(
+        "UDF {target}: {} (python.execution-mode.strict=true)",
+        coil_worker::gil_message(module, "when it loaded")
+    )]
+    GilEnabled {
+        /// The UDF.
+        target: String,
+        /// The module whose import turned the GIL on ("" if none did).
         module: String,
     },
 }
@@ -530,6 +544,17 @@ impl fmt::Display for RowError {
 impl std::error::Error for RowError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         std::error::Error::source(&self.error)
+    }
+}
+
+/// " (free-threaded)" for a version tag such as "3.14t", " (with the GIL)"
+/// otherwise: a free-threaded CPython and a GIL build of one version cannot
+/// load each other's compiled modules.
+fn build_kind(version: &str) -> &'static str {
+    if version.ends_with('t') {
+        " (free-threaded)"
+    } else {
+        " (with the GIL)"
     }
 }
 

@@ -154,6 +154,9 @@ pub(crate) struct Pool {
     pub returns: Option<arrow_schema::DataType>,
     /// What the UDF's signature says, as its executors read it.
     pub signature: coil_proto::UdfSignature,
+    /// The module that turned a free-threaded CPython's GIL back on when
+    /// the UDF loaded ("" if none did); `None` while it is off.
+    pub gil: Option<String>,
     shared: Arc<Shared>,
     /// Ends workers idle past `python.worker.idle-timeout`, if set.
     reaper: Option<Reaper>,
@@ -209,6 +212,11 @@ impl Pool {
             .iter()
             .find_map(|s| s.worker.as_ref().map(|w| w.signature().clone()))
             .unwrap_or_default();
+        let gil = slots.iter().find_map(|s| {
+            s.worker
+                .as_ref()
+                .and_then(|w| w.gil_enabled_by().map(str::to_string))
+        });
         let shared = Arc::new(Shared {
             idle: Mutex::new(slots),
             returned: Condvar::new(),
@@ -233,6 +241,7 @@ impl Pool {
         Ok(Pool {
             returns,
             signature,
+            gil,
             spawn,
             shared,
             reaper,

@@ -231,6 +231,22 @@ impl Runner {
             },
             other => other?,
         };
+        // Free-threaded CPython: an extension module the UDF imports may
+        // have turned the GIL back on, and multi-thread executors then take
+        // turns. Process and sub-interpreter executors do not share it.
+        if let (Some(module), ExecutionMode::MultiThread) = (&pool.gil, mode) {
+            if tuning.strict {
+                return Err(StartError::GilEnabled {
+                    target: spec.target.clone(),
+                    module: module.clone(),
+                });
+            }
+            tracing::warn!(
+                "UDF {}: {}",
+                spec.target,
+                coil_worker::gil_message(module, "when it loaded")
+            );
+        }
         // Not declared: the type the UDF's return annotation names, as its
         // executors read it.
         if spec.returns.is_none() {
@@ -320,6 +336,15 @@ impl Runner {
     /// annotation.
     pub fn signature(&self) -> &coil_proto::UdfSignature {
         &self.signature
+    }
+
+    /// On a free-threaded CPython whose GIL was on once the UDF loaded:
+    /// the module whose import turned it on ("" if none did); `None` while
+    /// it is off, and always on a CPython with a GIL
+    /// ([`coil_worker::FREE_THREADED`]). `coil env --udf` and `coil bench`
+    /// report it.
+    pub fn gil_enabled_by(&self) -> Option<&str> {
+        self.active().gil.as_deref()
     }
 
     /// The configuration it runs with.

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`Tag::Batch`] | host → executor | `seq: u64`, then a batch of argument rows |
 //! | [`Tag::BatchPerRow`] | host → executor | the same; rows fail one by one |
-//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar, the kind it is written as or null]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
+//! | [`Tag::Ready`] | executor → host | one row: `[pid, python version, return type or null, parameters or null, columnar, the kind it is written as or null, async, the module that turned a free-threaded CPython's GIL back on or null]` (types as [`Columns::type_to_bytes`](crate::Columns::type_to_bytes) writes them; the parameters as a struct, a field per parameter, `Null` where unknown; see [`UdfSignature`](crate::UdfSignature)) |
 //! | [`Tag::LoadFailed`] | executor → host | one row: `[type, message, traceback, blocker or null]` (the blocker: the package that cannot load in a sub-interpreter, see [`incompatible_module`](crate::incompatible_module)) |
 //! | [`Tag::Results`] | executor → host | `seq: u64`, the executor's decode, Python and encode nanoseconds (3 × `u64`), then one row `[result]` per input row |
 //! | [`Tag::ResultsAndFailures`] | executor → host | as `Results` (a null for each failed row), then one row `[row, kind, type, message, traceback]` per failed row, rows ascending; kind 0: raised, 1: interrupted by the host's timeout, 2: a result coil cannot hold (`type` and `traceback` empty) |
@@ -165,6 +165,10 @@ pub enum Answer {
         returns: Option<arrow_schema::DataType>,
         /// What the UDF's signature says (its parameters' annotations).
         signature: crate::UdfSignature,
+        /// On a free-threaded CPython whose GIL is on once the UDF loaded:
+        /// the module whose import turned it on ("" if none did); `None`
+        /// while the GIL is off, and on a CPython with a GIL.
+        gil: Option<String>,
     },
     /// The UDF did not load; the executor stops after sending this.
     LoadFailed {
@@ -303,6 +307,7 @@ impl Answer {
                 python,
                 returns,
                 signature,
+                gil,
             } => {
                 let returns = match returns.as_ref().and_then(crate::Columns::type_to_bytes) {
                     Some(bytes) => Value::Bytes(bytes),
@@ -318,6 +323,7 @@ impl Answer {
                         columnar,
                         written_as,
                         asynchronous,
+                        gil.as_deref().map_or(Value::Null, s),
                     ],
                     out,
                 )?
@@ -443,7 +449,7 @@ impl Answer {
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
-                [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as, asynchronous] => {
+                [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as, asynchronous, gil] => {
                     Ok(Answer::Ready {
                         pid: u32::try_from(*pid).map_err(|_| fields(tag, "a pid out of range"))?,
                         python: python.clone(),
@@ -459,6 +465,11 @@ impl Answer {
                             asynchronous,
                         )
                         .ok_or_else(|| fields(tag, "a signature that is not one"))?,
+                        gil: match gil {
+                            Value::Null => None,
+                            Value::Str(m) => Some(m.clone()),
+                            _ => return Err(fields(tag, "a GIL module that is not a string")),
+                        },
                     })
                 }
                 other => Err(fields(tag, &shape(other))),
@@ -783,6 +794,17 @@ mod tests {
                         window: true,
                         asynchronous: true,
                     },
+                    gil: Some("legacy_ext".into()),
+                },
+                Expect::Start,
+            ),
+            (
+                Answer::Ready {
+                    pid: 7,
+                    python: "3.14.7".into(),
+                    returns: None,
+                    signature: crate::UdfSignature::default(),
+                    gil: Some(String::new()),
                 },
                 Expect::Start,
             ),
@@ -1026,6 +1048,7 @@ mod tests {
             python: "3.13".into(),
             returns: None,
             signature: crate::UdfSignature::default(),
+            gil: None,
         }
         .encode(&mut out)
         .unwrap();

@@ -24,7 +24,10 @@
 //!    when the best parallel mode (process or sub-interpreter) runs it
 //!    clearly faster than multi-thread (one GIL), by at least
 //!    [`PARALLEL_GAIN`]. Then process mode, unless sub-interpreters are
-//!    clearly faster, by at least [`IN_PROCESS_GAIN`].
+//!    clearly faster, by at least [`IN_PROCESS_GAIN`]. On a free-threaded
+//!    CPython whose GIL stayed off, multi-thread is a parallel mode itself
+//!    and this rule does not apply; with the GIL back on it does, so
+//!    multi-thread is never advised for parallelism it cannot have.
 //! 3. Otherwise process mode, unless an in-process mode is clearly faster,
 //!    by at least [`IN_PROCESS_GAIN`]: its isolation costs nothing. Of two
 //!    in-process modes within the spread of each other, multi-thread (every
@@ -64,6 +67,11 @@ pub(crate) struct Facts<'a> {
     pub(crate) modes: &'a [ModeResult],
     /// A module the UDF imports that cannot load in a sub-interpreter.
     pub(crate) blocker: Option<&'a str>,
+    /// Whether the embedded CPython is free-threaded.
+    pub(crate) free_threaded: bool,
+    /// On a free-threaded CPython: the module whose import turned the GIL
+    /// back on ("" if unknown); `None` while it stayed off.
+    pub(crate) gil: Option<&'a str>,
 }
 
 /// One mode's best rate and its run-to-run spread (measured or assumed).
@@ -169,7 +177,22 @@ pub(crate) fn advise(facts: &Facts<'_>) -> Advice {
     }
     let rates = Rates::of(facts);
     let n = facts.workers;
-    let gains = match rates.parallel_gain(n) {
+    // On a free-threaded CPython with the GIL off, multi-thread executors
+    // run in parallel themselves: no mode is "the one GIL" to gain on, and
+    // rule 3 weighs multi-thread's speed against process mode's isolation.
+    let threads_parallel = facts.free_threaded && facts.gil.is_none();
+    if facts.free_threaded {
+        reasons.push(match facts.gil {
+            None => "the embedded CPython is free-threaded and the GIL stayed off: multi-thread executors run Python in parallel".to_string(),
+            Some(m) => format!("the embedded CPython is free-threaded, but {}", coil_worker::gil_message(m, "")),
+        });
+    }
+    let parallel = if threads_parallel {
+        None
+    } else {
+        rates.parallel_gain(n)
+    };
+    let gains = match parallel {
         Some(Compared::Clearly(g)) => {
             reasons.push(format!(
                 "with {n} executors, the best parallel mode runs {g:.2}x as fast as multi-thread (one GIL): the UDF gains from parallel interpreters"
@@ -625,6 +648,61 @@ mod tests {
     }
 
     #[test]
+    fn on_a_free_threaded_cpython_the_advice_knows_whether_threads_run_in_parallel() {
+        let advise_ft = |modes: &[(ExecutionMode, Outcome)], gil: Option<&str>| {
+            advise(&Facts {
+                workers: 2,
+                direct: DIRECT,
+                modes: &results(modes),
+                blocker: None,
+                free_threaded: true,
+                gil,
+            })
+        };
+        let said = |a: &Advice, text: &str| a.reasons.iter().any(|r| r.contains(text));
+        // The GIL stayed off: two threads at 1.9x process mode's rate are
+        // parallel Python, advised for their speed, with no "one GIL".
+        let a = advise_ft(
+            &[(P, Rate(100.0)), (T, Rate(190.0)), (S, Rate(120.0))],
+            None,
+        );
+        assert_eq!(a.mode, T, "{:?}", a.reasons);
+        assert!(said(&a, "the GIL stayed off"), "{:?}", a.reasons);
+        assert!(
+            said(&a, "multi-thread runs it 1.90x as fast as process mode"),
+            "{:?}",
+            a.reasons
+        );
+        assert!(!said(&a, "one GIL"), "{:?}", a.reasons);
+        // Threads and processes alike: process mode's isolation is free.
+        let a = advise_ft(
+            &[(P, Rate(190.0)), (T, Rate(195.0)), (S, Rate(150.0))],
+            None,
+        );
+        assert_eq!(a.mode, P, "{:?}", a.reasons);
+        // An extension turned the GIL back on: multi-thread is one GIL
+        // again, the parallel modes gain on it, and the module is named.
+        let a = advise_ft(
+            &[(P, Rate(190.0)), (T, Rate(100.0)), (S, Rate(185.0))],
+            Some("legacy_ext"),
+        );
+        assert_eq!(a.mode, P, "{:?}", a.reasons);
+        assert!(
+            said(&a, "importing legacy_ext turned the GIL back on"),
+            "{:?}",
+            a.reasons
+        );
+        assert!(
+            said(&a, "gains from parallel interpreters"),
+            "{:?}",
+            a.reasons
+        );
+        // ... and never multi-thread for parallelism while the GIL is on.
+        let a = advise_ft(&[(P, Rate(150.0)), (T, Rate(100.0))], Some(""));
+        assert_ne!(a.mode, T, "{:?}", a.reasons);
+    }
+
+    #[test]
     fn advice_follows_the_rules_for_every_case() {
         for case in CASES {
             let modes = results(case.modes);
@@ -633,6 +711,8 @@ mod tests {
                 direct: DIRECT,
                 modes: &modes,
                 blocker: case.blocker,
+                free_threaded: false,
+                gil: None,
             });
             let name = case.name;
             assert_eq!(advice.mode, case.advised, "{name}: {:?}", advice.reasons);
@@ -669,6 +749,8 @@ mod tests {
                 direct: DIRECT,
                 modes: &modes,
                 blocker: None,
+                free_threaded: false,
+                gil: None,
             });
             assert_eq!(
                 advice.mode, P,
@@ -725,6 +807,8 @@ mod tests {
                         direct: DIRECT,
                         modes: &modes,
                         blocker: None,
+                        free_threaded: false,
+                        gil: None,
                     });
                     assert_ne!(
                         advice.mode, broken,

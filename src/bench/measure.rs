@@ -218,6 +218,9 @@ pub(crate) struct Measured {
     pub(crate) modes: Vec<ModeResult>,
     /// A module the UDF imports that cannot load in a sub-interpreter.
     pub(crate) blocker: Option<String>,
+    /// On a free-threaded CPython whose GIL came back on while the UDF
+    /// loaded or ran: the module whose import turned it on ("" if unknown).
+    pub(crate) gil: Option<String>,
 }
 
 /// Each mode is timed for at least this long (small inputs run many times).
@@ -386,6 +389,7 @@ pub(crate) fn measure(
     let (want, direct) = direct(&plan.spec, &plan.config, input, plan.repeat)?;
     progress("direct");
     let mut blocker = None;
+    let mut gil: Option<String> = None;
     let mut modes = Vec::new();
     for &mode in &plan.modes {
         // Strict first: it names the module that keeps the UDF out of
@@ -441,6 +445,15 @@ pub(crate) fn measure(
             }
             runs += 1;
         }
+        // Free-threaded CPython: did loading (any mode's executors say) or
+        // running the UDF (the main interpreter, multi-thread's, says) turn
+        // the GIL back on?
+        if gil.is_none() {
+            gil = runner.gil_enabled_by().map(str::to_string).or_else(|| {
+                (ran_as == ExecutionMode::MultiThread && coil_worker::gil_back_on())
+                    .then(String::new)
+            });
+        }
         let after = runner.metrics();
         let h = runner.histograms();
         debug_assert!(h.latency.len() >= hist_before);
@@ -468,6 +481,7 @@ pub(crate) fn measure(
         direct,
         modes,
         blocker,
+        gil,
     })
 }
 

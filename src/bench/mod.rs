@@ -47,6 +47,8 @@ pub fn run(
         direct: measured.direct,
         modes: &measured.modes,
         blocker: measured.blocker.as_deref(),
+        free_threaded: coil_worker::FREE_THREADED,
+        gil: measured.gil.as_deref(),
     });
     let concurrency = if measured.modes.iter().any(|m| m.failed.is_none()) {
         concurrency::measure(plan, input, advice.mode, &mut progress)?
@@ -61,6 +63,8 @@ pub fn run(
         direct: measured.direct,
         modes: measured.modes,
         subinterpreter_blocker: measured.blocker,
+        free_threaded: coil_worker::FREE_THREADED,
+        gil_enabled_by: measured.gil,
         advice,
     })
 }

@@ -30,6 +30,11 @@ pub struct BenchReport {
     pub modes: Vec<ModeResult>,
     /// A module the UDF imports that cannot load in a sub-interpreter.
     pub subinterpreter_blocker: Option<String>,
+    /// Whether the embedded CPython is free-threaded.
+    pub free_threaded: bool,
+    /// On a free-threaded CPython: the module whose import turned the GIL
+    /// back on ("" if unknown), `None` while it stayed off.
+    pub gil_enabled_by: Option<String>,
     /// The recommendation and its reasons.
     pub advice: Advice,
     /// For an async UDF: rows/s by concurrency, and the one advised.
@@ -47,6 +52,12 @@ impl BenchReport {
             self.workers,
             if self.workers == 1 { "" } else { "s" }
         );
+        if self.free_threaded {
+            s += &match &self.gil_enabled_by {
+                None => "free-threaded CPython: the GIL stayed off, multi-thread executors ran in parallel\n\n".to_string(),
+                Some(m) => format!("free-threaded CPython, but {}\n\n", coil_worker::gil_message(m, "")),
+            };
+        }
         s += &format!(
             "{:<16} {:>12} {:>8} {:>6} {:>11} {:>11} {:>10} {:>10} {:>10}\n",
             "mode",
@@ -130,7 +141,7 @@ impl BenchReport {
             "\n\
              direct: the UDF alone, called on this thread (the executor's own clock, without making its\n\
              arguments and taking its results apart): the floor. x direct: rows/s over the direct call's;\n\
-             with {n} executor{p} a mode can reach {n}.00 when the UDF is what costs (multi-thread, one GIL: 1.00).\n\
+             with {n} executor{p} a mode can reach {n}.00 when the UDF is what costs ({thread}).\n\
              (serial+codec): the same executor with its codec, one batch after another on this thread: a\n\
              reference, not a floor (every mode overlaps the host's codec with the executor's work).\n\
              spread: how far below the best timed run the median one was (- under {min} runs).\n\
@@ -138,6 +149,11 @@ impl BenchReport {
             n = self.workers,
             p = if self.workers == 1 { "" } else { "s" },
             min = super::MIN_RUNS_FOR_SPREAD,
+            thread = if self.free_threaded && self.gil_enabled_by.is_none() {
+                "multi-thread too: its threads share no GIL"
+            } else {
+                "multi-thread, one GIL: 1.00"
+            },
         );
         s += &format!("\nAdvice: use {}\n", self.advice.mode);
         for reason in &self.advice.reasons {
@@ -170,6 +186,8 @@ impl BenchReport {
             "direct_rows_per_sec": self.direct.udf_rows_per_sec,
             "serial_rows_per_sec": self.direct.serial_rows_per_sec,
             "subinterpreter_blocker": self.subinterpreter_blocker,
+            "free_threaded": self.free_threaded,
+            "gil_enabled_by": self.gil_enabled_by,
             "concurrency": self.concurrency.as_ref().map(|c| json!({
                 "tried": c.tried.iter().map(|(n, r)| json!({"max_concurrency": n, "rows_per_sec": r})).collect::<Vec<_>>(),
                 "advised": c.best,
@@ -278,6 +296,8 @@ mod tests {
             direct: DIRECT,
             modes: &modes,
             blocker,
+            free_threaded: false,
+            gil: None,
         });
         BenchReport {
             rows: 10,
@@ -286,6 +306,8 @@ mod tests {
             direct: DIRECT,
             modes,
             subinterpreter_blocker: blocker.map(String::from),
+            free_threaded: false,
+            gil_enabled_by: None,
             advice,
             concurrency: None,
         }

@@ -20,13 +20,24 @@ import re
 import sqlite3
 import statistics
 import struct
+import threading
 import unicodedata
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
 
-_db = sqlite3.connect(":memory:")
-_db.execute("create table t (k integer primary key, v text)")
+# One connection per thread: in multi-thread mode every executor thread
+# calls this module's functions, and a sqlite3 connection belongs to the
+# thread that made it.
+_local = threading.local()
+
+
+def _db():
+    db = getattr(_local, "db", None)
+    if db is None:
+        db = _local.db = sqlite3.connect(":memory:")
+        db.execute("create table t (k integer primary key, v text)")
+    return db
 
 
 def mix(x):
@@ -57,8 +68,8 @@ def mix(x):
     buf = io.StringIO()
     csv.writer(buf).writerow([x, "a,b", d.date()])
     parts.append(buf.getvalue())
-    _db.execute("insert or replace into t values (?, ?)", (x, d.isoformat()))
-    parts.append(_db.execute("select v from t where k = ?", (x,)).fetchone()[0])
+    _db().execute("insert or replace into t values (?, ?)", (x, d.isoformat()))
+    parts.append(_db().execute("select v from t where k = ?", (x,)).fetchone()[0])
     return "|".join(str(p) for p in parts)
 
 

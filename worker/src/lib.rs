@@ -64,8 +64,52 @@ pub use serve::{
 /// reported its `sys.executable` (`PYO3_PYTHON`, see `tools/python`).
 pub const EMBEDDED_PYTHON: &str = env!("COIL_PYTHON_EXECUTABLE");
 
-/// The embedded CPython's `major.minor`.
+/// The embedded CPython's `major.minor`, with a `t` when it is the
+/// free-threaded build ("3.14t").
 pub const EMBEDDED_VERSION: &str = env!("COIL_PYTHON_VERSION");
+
+/// Whether the embedded CPython is a free-threaded build (`--disable-gil`,
+/// PEP 703): `multi-thread` executors then run Python in parallel, unless
+/// an extension module that does not declare support turns the GIL back
+/// on when it is imported.
+pub const FREE_THREADED: bool = cfg!(Py_GIL_DISABLED);
+
+/// On a free-threaded CPython: whether the GIL of this process's main
+/// interpreter (the one `multi-thread` executors share) is on now, because
+/// an extension module turned it back on. Always `false` on a CPython with
+/// a GIL, where the question does not arise.
+pub fn gil_back_on() -> bool {
+    use pyo3::types::PyAnyMethods as _;
+    if !FREE_THREADED {
+        return false;
+    }
+    pyo3::Python::initialize();
+    pyo3::Python::attach(|py| {
+        py.import("sys")
+            .and_then(|sys| sys.getattr("_is_gil_enabled"))
+            .and_then(|f| f.call0())
+            .and_then(|on| on.extract::<bool>())
+            .unwrap_or(false)
+    })
+}
+
+/// What to say when a free-threaded CPython's GIL is on again: `module`
+/// is the one whose import turned it on ("" if unknown), `when` says when
+/// it happened.
+pub fn gil_message(module: &str, when: &str) -> String {
+    let culprit = if module.is_empty() {
+        "the GIL is on (PYTHON_GIL=1 or -X gil=1, or a module imported before the UDF loaded)"
+            .to_string()
+    } else {
+        format!(
+            "importing {module} turned the GIL back on {when}: it has not declared that it can run without the GIL"
+        )
+    };
+    format!(
+        "{culprit}; multi-thread executors now take turns instead of running in parallel: use process mode for parallelism, a build of {} that supports free-threading, or PYTHON_GIL=0 to keep the GIL off at your own risk",
+        if module.is_empty() { "the module" } else { module }
+    )
+}
 
 /// The `coil-worker` program: reads its command line `args` (without the
 /// program name) and environment as [`Launch`] says, opens the inherited

@@ -4,6 +4,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import traceback
 
@@ -33,10 +34,78 @@ def load(target, paths, sys_path=(), site_dirs=(), kind="scalar"):
     """Import TARGET ("path/to/file.py:name" or "package.module:name") with
     PATHS prepended to sys.path (that of another environment if SYS_PATH is
     given); return (callable, instance or None, numpy?, described, written
-    as). DESCRIBED is the function whose signature says the UDF's parameters
-    and result (for an aggregate: accumulate's arguments after the
-    accumulator, get_value's result); WRITTEN AS is the kind the definition
-    itself says ("aggregate", "vectorized-aggregate", "table") or None."""
+    as, GIL). DESCRIBED is the function whose signature says the UDF's
+    parameters and result (for an aggregate: accumulate's arguments after
+    the accumulator, get_value's result); WRITTEN AS is the kind the
+    definition itself says ("aggregate", "vectorized-aggregate", "table")
+    or None; GIL is what gil_enabled_by() says once it has loaded."""
+    if not free_threaded():
+        return _load(target, paths, sys_path, site_dirs, kind) + (None,)
+    _watch_gil_warnings()
+    import warnings
+    # CPython turns the GIL back on when it imports an extension module
+    # that has not declared free-threading support, and says which in a
+    # RuntimeWarning: catch it to name the module. On free-threaded 3.14
+    # catch_warnings is per thread (sys.flags.context_aware_warnings), so
+    # executors loading at once do not see each other's warnings.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=_GIL_WARNING_TEXT,
+                                category=RuntimeWarning)
+        loaded = _load(target, paths, sys_path, site_dirs, kind)
+    for w in caught:
+        culprit = _GIL_WARNING.search(str(w.message))
+        if culprit:
+            # Kept on sys, for every executor of this interpreter to name
+            # it: only the first import of the module warns.
+            sys.__dict__.setdefault("_coil_gil_module", culprit.group(1))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename,
+                                   w.lineno, source=w.source)
+    return loaded + (gil_enabled_by(),)
+
+
+_GIL_WARNING_TEXT = r"The global interpreter lock \(GIL\) has been enabled"
+_GIL_WARNING = re.compile(
+    _GIL_WARNING_TEXT + r" to load module '([^']+)'")
+
+
+def _watch_gil_warnings():
+    """Once per interpreter: notes on sys the module named by the first
+    warning that CPython turned the GIL back on, whenever it comes (an
+    import inside the UDF, at call time), before showing it as before."""
+    import warnings
+    claim = object()
+    if sys.__dict__.setdefault("_coil_gil_watch", claim) is not claim:
+        return
+    shown = warnings.showwarning
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        culprit = _GIL_WARNING.search(str(message))
+        if culprit:
+            sys.__dict__.setdefault("_coil_gil_module", culprit.group(1))
+        return shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+
+
+def free_threaded():
+    """Whether this CPython is a free-threaded build (PEP 703)."""
+    import sysconfig
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def gil_enabled_by():
+    """On a free-threaded CPython whose GIL is on: the module whose import
+    turned it on ("" when no import did: PYTHON_GIL=1 or -X gil=1, or a
+    module imported before coil watched); None while the GIL is off, and
+    always on a build with a GIL."""
+    enabled = getattr(sys, "_is_gil_enabled", None)
+    if enabled is None or not free_threaded() or not enabled():
+        return None
+    return getattr(sys, "_coil_gil_module", None) or ""
+
+
+def _load(target, paths, sys_path, site_dirs, kind):
     use_environment(sys_path, site_dirs)
     for p in reversed(paths):
         if p not in sys.path:
@@ -496,12 +565,15 @@ def route_output(sink):
     this interpreter runs inside the host process, makes os._exit refuse to
     end the host (a forked child may still call it) and os.fork refuse to
     copy it."""
-    if not getattr(sys, "_coil_routed", False):
-        sys.stdout = _LogWriter(sink, "stdout")
-        sys.stderr = _LogWriter(sink, "stderr")
-        _guard_exit()
-        _guard_fork()
-        sys._coil_routed = True
+    # Claimed with one atomic dict operation: executors of a free-threaded
+    # CPython start at once, with no GIL to make a test-then-set safe.
+    claim = object()
+    if sys.__dict__.setdefault("_coil_routed", claim) is not claim:
+        return
+    sys.stdout = _LogWriter(sink, "stdout")
+    sys.stderr = _LogWriter(sink, "stderr")
+    _guard_exit()
+    _guard_fork()
 
 
 def _guard_fork():

@@ -110,6 +110,9 @@ pub(crate) struct Link {
     returns: Option<arrow_schema::DataType>,
     /// What the UDF's signature says, as the executor read it.
     signature: coil_proto::UdfSignature,
+    /// The module that turned a free-threaded CPython's GIL back on when
+    /// the UDF loaded ("" if none did), as the executor said.
+    gil: Option<String>,
     /// The async executor's pulse word when its batch's timeout was last
     /// checked.
     pulse: u64,
@@ -155,6 +158,7 @@ impl Link {
             waited_idle: false,
             returns: None,
             signature: coil_proto::UdfSignature::default(),
+            gil: None,
             pulse: 0,
             counters: std::sync::Arc::clone(&spawn.counters),
             counted: (0, 0),
@@ -202,6 +206,12 @@ impl Link {
     /// What the UDF's signature says, as the executor said.
     pub fn signature(&self) -> &coil_proto::UdfSignature {
         &self.signature
+    }
+
+    /// On a free-threaded CPython whose GIL is on once the UDF loaded: the
+    /// module whose import turned it on ("" if none did).
+    pub fn gil_enabled_by(&self) -> Option<&str> {
+        self.gil.as_deref()
     }
 
     /// The worker process's id (`None` for an executor thread).

@@ -288,10 +288,14 @@ impl Link {
         self.rx.flush();
         match answer.map_err(|e| StartError::Protocol(e.into()))? {
             Answer::Ready {
-                returns, signature, ..
+                returns,
+                signature,
+                gil,
+                ..
             } => {
                 self.returns = returns;
                 self.signature = signature;
+                self.gil = gil;
                 Ok(())
             }
             Answer::LoadFailed { error, blocker } => Err(StartError::Load {

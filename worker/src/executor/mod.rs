@@ -107,6 +107,9 @@ pub struct Executor {
     looper: Option<Py<PyAny>>,
     /// Where the counts of attempts and retries are published.
     counters: Option<(coil_ipc::UserWord, coil_ipc::UserWord)>,
+    /// On a free-threaded CPython whose GIL is on: the module that turned
+    /// it on ("" if none did); `None` while it is off, and on a GIL build.
+    gil: Option<String>,
 }
 
 /// What [`Executor::call_policy`] makes of a UDF: the callable to call,
@@ -124,6 +127,14 @@ fn coil_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     }
     let code = CString::new(include_str!("../calls.py")).expect("no NUL in calls.py");
     let m = PyModule::from_code(py, &code, c"<coil>/coil.py", c"coil")?;
+    // On a free-threaded CPython executors load at once: the first module
+    // placed wins, in one atomic dict operation, so every UDF of this
+    // interpreter shares one `coil`. A module of the user's that is
+    // named coil is replaced, as it always was.
+    let placed = modules.call_method1("setdefault", ("coil", &m))?;
+    if placed.hasattr("_coil_runtime")? {
+        return Ok(placed.cast_into::<PyModule>()?);
+    }
     modules.set_item("coil", &m)?;
     Ok(m)
 }
@@ -221,8 +232,9 @@ impl Executor {
             bool,
             Py<PyAny>,
             Option<String>,
+            Option<String>,
         );
-        let (func, instance, wants_numpy, described, written_as): Loaded =
+        let (func, instance, wants_numpy, described, written_as, gil): Loaded =
             loaded.extract().map_err(fail)?;
         let (func, calls, looper) =
             Self::call_policy(py, &coil, spec, limiter, func, instance.as_ref()).map_err(fail)?;
@@ -306,6 +318,7 @@ impl Executor {
             calls,
             looper,
             counters: None,
+            gil,
         })
     }
 
@@ -407,6 +420,41 @@ impl Executor {
     /// annotations name, and whether it is written for whole columns.
     pub fn signature(&self) -> &coil_proto::UdfSignature {
         &self.signature
+    }
+
+    /// On a free-threaded CPython whose GIL is on once the UDF loaded: the
+    /// module whose import turned it on ("" if no import did); `None`
+    /// while it is off, and always on a CPython with a GIL.
+    pub fn gil_enabled_by(&self) -> Option<&str> {
+        self.gil.as_deref()
+    }
+
+    /// On a free-threaded CPython: whether the GIL came back on since the
+    /// UDF loaded (an extension module imported at call time), said once
+    /// per process in the log. Costs one call of `sys._is_gil_enabled()`
+    /// per batch until then; nothing on a GIL build.
+    pub(crate) fn check_gil(&mut self, py: Python<'_>) {
+        if !crate::FREE_THREADED || self.gil.is_some() {
+            return;
+        }
+        let now = self
+            .helper
+            .bind(py)
+            .getattr("gil_enabled_by")
+            .and_then(|f| f.call0())
+            .and_then(|m| m.extract::<Option<String>>());
+        let Ok(Some(module)) = now else { return };
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !SAID.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "{}",
+                crate::gil_message(
+                    &module,
+                    "while the UDF ran (an extension module it imported when called)"
+                )
+            );
+        }
+        self.gil = Some(module);
     }
 
     /// The Arrow type of the UDF's results: the one its spec declares, or

@@ -161,6 +161,7 @@ pub(crate) fn run(
             python: Python::version_str().to_string(),
             returns: exec.returns().cloned(),
             signature: exec.signature().clone(),
+            gil: exec.gil_enabled_by().map(str::to_string),
         },
     )?;
     let served = if exec.is_async() {
@@ -221,6 +222,7 @@ fn serve_batches(
             exec.after_failure(py);
         }
         py.detach(|| coil_proto::send_message(tx, tag, &out, ANSWER))?;
+        exec.check_gil(py);
     }
     Ok(())
 }
