@@ -161,5 +161,56 @@ fn scalar(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, vectorized, scalar);
+/// Rows and batch of the threads bench's numpy UDF.
+const NUMPY_ROWS: usize = 64 * 4096;
+const NUMPY_BATCH: usize = 4096;
+
+/// Issue 26: a numpy-heavy vectorized UDF (`np_heavy`: 20 rounds of small
+/// array operations per 4,096-row batch) in `multi-thread` with 1 and 2
+/// executors. Target on a free-threaded build: 2 ≥ 1.7x 1 (sub-interpreters
+/// cannot run numpy at all). The first multi-thread runners of this
+/// process, so the main interpreter imports from the numpy environment.
+fn threads(c: &mut Criterion) {
+    use coil_host::arrow_array::Float64Array;
+    let mut g = c.benchmark_group("arrow");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(5))
+        .throughput(Throughput::Elements(NUMPY_ROWS as u64));
+    let xs = Float64Array::from_iter_values((0..NUMPY_ROWS).map(|i| (i % 1000) as f64));
+    let want = Float64Array::from_iter_values(xs.values().iter().map(|&x| {
+        let mut y = x;
+        for _ in 0..20 {
+            y = (y * y + 1.0).sqrt() - 0.5;
+        }
+        y
+    }));
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+    let input = RecordBatch::try_new(schema, vec![Arc::new(xs)]).unwrap();
+    for executors in [1, 2] {
+        let mut pairs = packages();
+        pairs.extend([
+            "python.execution-mode=multi-thread".to_string(),
+            format!("python.worker-count={executors}"),
+            format!("python.fn-execution.bundle.size={NUMPY_BATCH}"),
+        ]);
+        let r = runner("np_heavy", UdfKind::Vectorized, DataType::Float64, &pairs);
+        assert_eq!(r.mode().as_str(), "multi-thread");
+        let got = r.call_arrow(&input).unwrap();
+        assert_eq!(got.as_ref(), &want as &dyn Array, "np_heavy");
+        g.bench_function(
+            BenchmarkId::new("threads/numpy/multi-thread", executors),
+            |b| b.iter(|| r.call_arrow(black_box(&input)).unwrap()),
+        );
+    }
+    g.finish();
+    eprintln!(
+        "arrow/threads: CPython {}, free-threaded: {}, GIL back on: {}",
+        coil_worker::EMBEDDED_VERSION,
+        coil_worker::FREE_THREADED,
+        coil_worker::gil_back_on()
+    );
+}
+
+criterion_group!(benches, vectorized, scalar, threads);
 criterion_main!(benches);

@@ -12,6 +12,12 @@
 //! set): 2 executors must be ≥ 1.7x as fast as 1 in `process` and
 //! `sub-interpreter`; `.../b1000` is the same with a fixed bundle of 1,000
 //! rows, where one executor gets two thirds of the work.
+//!
+//! `modes/threads/...` (issue 26): `cpu/<mode>/<executors>`, 600 rows of
+//! `spin` at about 1 ms (adaptive batches) in `multi-thread` 1 and 2 and
+//! `sub-interpreter` 2. Target on a free-threaded build
+//! (`PYO3_PYTHON=$(tools/python-ft)`): multi-thread 2 ≥ 1.8x 1. The numpy
+//! half is `arrow/threads` (benches/arrow.rs).
 
 use std::hint::black_box;
 use std::path::Path;
@@ -164,5 +170,46 @@ fn balance(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, modes, balance);
+/// Rows of the threads bench's CPU-bound UDF (`spin`, about 1 ms each).
+const THREAD_ROWS: usize = 600;
+
+/// Issue 26: what threads gain when CPython has no GIL. CPU-bound pure
+/// Python (`spin`, ~1 ms a row) in `multi-thread` with 1 and 2 executors
+/// and in `sub-interpreter` with 2. On a GIL build the same group shows
+/// the GIL's ~1.0x. (The numpy half is `arrow/threads` in the arrow bench:
+/// a process's multi-thread runners share one interpreter and so one
+/// environment, and this bench's run without numpy's.)
+fn threads(c: &mut Criterion) {
+    Python::initialize();
+    let mut g = c.benchmark_group("modes/threads");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(5));
+    g.throughput(Throughput::Elements(THREAD_ROWS as u64));
+    let data: Vec<Row> = (0..THREAD_ROWS)
+        .map(|_| vec![Value::Int(SPIN_1MS)])
+        .collect();
+    let want = Python::attach(|py| direct(py, &bench_udf(py, "spin"), &data[..1]));
+    for (mode, executors) in [
+        ("multi-thread", 1),
+        ("multi-thread", 2),
+        ("sub-interpreter", 2),
+    ] {
+        let r = runner_with("spin", mode, executors, None);
+        let got = r.call(&data).unwrap();
+        assert!(got.iter().all(|v| *v == want[0]), "spin in {mode}");
+        g.bench_function(BenchmarkId::new(format!("cpu/{mode}"), executors), |b| {
+            b.iter(|| r.call(black_box(&data)).unwrap())
+        });
+    }
+    g.finish();
+    eprintln!(
+        "modes/threads: CPython {}, free-threaded: {}, GIL back on: {}",
+        coil_worker::EMBEDDED_VERSION,
+        coil_worker::FREE_THREADED,
+        coil_worker::gil_back_on()
+    );
+}
+
+criterion_group!(benches, modes, balance, threads);
 criterion_main!(benches);

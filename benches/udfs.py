@@ -52,3 +52,14 @@ def pd_mean(v: "pd.Series") -> float:
 async def async_inc(x):
     """inc, async, never awaiting: what an event loop costs a row."""
     return x + 1
+
+
+def np_heavy(x: "np.ndarray") -> "np.ndarray":
+    """numpy-heavy: 20 rounds of small array operations per batch, so the
+    interpreter runs between numpy's loops (where threads of a CPython with
+    a GIL take turns)."""
+    import numpy as np
+    y = x.astype(np.float64)
+    for _ in range(20):
+        y = np.sqrt(y * y + 1.0) - 0.5
+    return y

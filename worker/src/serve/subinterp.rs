@@ -21,7 +21,7 @@ pub const SUBINTERPRETERS: bool = cfg!(Py_3_13);
 /// Standard-library modules imported in the **main** interpreter before the
 /// first sub-interpreter is created.
 ///
-/// `datetime` is the one that must be: CPython 3.13.0's `_datetime` is the
+/// On CPython 3.13, `datetime` is the one that must be: CPython 3.13.0's `_datetime` is the
 /// only extension module with *static* types (`datetime.date`,
 /// `datetime.datetime`, ...), and they are initialised by whichever
 /// interpreter imports it first (`_PyStaticType_InitForExtension`, which is
@@ -42,6 +42,11 @@ pub const SUBINTERPRETERS: bool = cfg!(Py_3_13);
 /// library state such as libmpdec's, OpenSSL's or SQLite's) then happens
 /// once, single-threaded, in the main interpreter. It costs about 40 ms once
 /// per process, only in sub-interpreter mode.
+///
+/// On 3.14, whose `_datetime` has per-interpreter types (gh-136421 fixed),
+/// [`FIXED_IN_3_14`] (`datetime`, and `zoneinfo`, which imports it) are
+/// skipped: the work-around stays only where it is needed. The tests run
+/// the stdlib stress of issue 10 on both (3.13, and 3.14t in CI).
 pub const IMPORTED_IN_MAIN_FIRST: &[&str] = &[
     "datetime",
     "zoneinfo",
@@ -64,6 +69,10 @@ pub const IMPORTED_IN_MAIN_FIRST: &[&str] = &[
     "xml.etree.ElementTree",
 ];
 
+/// The modules of [`IMPORTED_IN_MAIN_FIRST`] that CPython 3.14 no longer
+/// needs imported in the main interpreter first.
+pub const FIXED_IN_3_14: &[&str] = &["datetime", "zoneinfo"];
+
 /// Imports [`IMPORTED_IN_MAIN_FIRST`] in the main interpreter, once per
 /// process. Call with the life-cycle lock (`interp::lifecycle`) held and attached to the main
 /// interpreter.
@@ -75,6 +84,9 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
         return;
     }
     for module in IMPORTED_IN_MAIN_FIRST {
+        if cfg!(Py_3_14) && FIXED_IN_3_14.contains(module) {
+            continue;
+        }
         if let Err(e) = main.import(*module) {
             // A Python built without a module (e.g. no sqlite3) is fine: a
             // UDF cannot import it in a sub-interpreter either.
