@@ -56,8 +56,8 @@ pub use interp::InterruptTarget;
 pub use interp::SubInterpreter;
 pub use log::route_output_to_log;
 pub use serve::{
-    serve, serve_in_process, serve_in_subinterpreter, watch_parent, IMPORTED_IN_MAIN_FIRST,
-    SUBINTERPRETERS,
+    serve, serve_in_process, serve_in_subinterpreter, watch_parent, FIXED_IN_3_14,
+    IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS,
 };
 
 /// The CPython this build embeds, as the interpreter it was built against

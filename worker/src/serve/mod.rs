@@ -11,7 +11,9 @@ mod subinterp;
 mod thread;
 
 pub use process::{serve, watch_parent};
-pub use subinterp::{serve_in_subinterpreter, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS};
+pub use subinterp::{
+    serve_in_subinterpreter, FIXED_IN_3_14, IMPORTED_IN_MAIN_FIRST, SUBINTERPRETERS,
+};
 pub use thread::serve_in_process;
 
 use std::sync::atomic::AtomicBool;
