@@ -96,6 +96,7 @@ pub(super) fn serve(
                 exec.after_failure(py);
             }
             py.detach(|| coil_proto::send_message(tx, tag, &out, ANSWER))?;
+            exec.check_gil(py);
         }
     }
     Ok(())
