@@ -204,10 +204,10 @@ fn threads(c: &mut Criterion) {
     }
     g.finish();
     eprintln!(
-        "modes/threads: CPython {}, free-threaded: {}, GIL back on: {}",
+        "modes/threads: CPython {}, free-threaded: {}, GIL back on by: {:?}",
         coil_worker::EMBEDDED_VERSION,
         coil_worker::FREE_THREADED,
-        coil_worker::gil_back_on()
+        coil_worker::main_gil_enabled_by()
     );
 }
 

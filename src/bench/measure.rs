@@ -450,8 +450,9 @@ pub(crate) fn measure(
         // the GIL back on?
         if gil.is_none() {
             gil = runner.gil_enabled_by().map(str::to_string).or_else(|| {
-                (ran_as == ExecutionMode::MultiThread && coil_worker::gil_back_on())
-                    .then(String::new)
+                (ran_as == ExecutionMode::MultiThread)
+                    .then(coil_worker::main_gil_enabled_by)
+                    .flatten()
             });
         }
         let after = runner.metrics();

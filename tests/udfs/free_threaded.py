@@ -51,3 +51,10 @@ def chaos(x):
     if x % 53 == 5:
         os._exit(3)
     return answer(x)
+
+
+def chatty(x):
+    """Prints a line in many pieces (print writes each argument and the
+    newline separately), from every executor thread at once."""
+    print("row", x, "of the chatty UDF", "=" * 40)
+    return x

@@ -74,22 +74,29 @@ pub const EMBEDDED_VERSION: &str = env!("COIL_PYTHON_VERSION");
 /// on when it is imported.
 pub const FREE_THREADED: bool = cfg!(Py_GIL_DISABLED);
 
-/// On a free-threaded CPython: whether the GIL of this process's main
-/// interpreter (the one `multi-thread` executors share) is on now, because
-/// an extension module turned it back on. Always `false` on a CPython with
-/// a GIL, where the question does not arise.
-pub fn gil_back_on() -> bool {
+/// On a free-threaded CPython whose main interpreter (the one
+/// `multi-thread` executors share) has the GIL on now: the module whose
+/// import turned it back on, as coil's loader noted it ("" if unknown).
+/// `None` while the GIL is off, and always on a CPython with a GIL, where
+/// the question does not arise.
+pub fn main_gil_enabled_by() -> Option<String> {
     use pyo3::types::PyAnyMethods as _;
     if !FREE_THREADED {
-        return false;
+        return None;
     }
     pyo3::Python::initialize();
     pyo3::Python::attach(|py| {
-        py.import("sys")
-            .and_then(|sys| sys.getattr("_is_gil_enabled"))
+        let sys = py.import("sys").ok()?;
+        let on = sys
+            .getattr("_is_gil_enabled")
             .and_then(|f| f.call0())
             .and_then(|on| on.extract::<bool>())
-            .unwrap_or(false)
+            .ok()?;
+        on.then(|| {
+            sys.getattr("_coil_gil_module")
+                .and_then(|m| m.extract::<String>())
+                .unwrap_or_default()
+        })
     })
 }
 

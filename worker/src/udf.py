@@ -531,27 +531,32 @@ def describe(exc):
 class _LogWriter:
     """sys.stdout / sys.stderr of an in-process interpreter: whole lines go
     to SINK(stream, line), which logs them; nothing reaches the host's own
-    stdout."""
+    stdout. Every executor thread of multi-thread mode writes here at once
+    (in parallel on a free-threaded CPython): each thread keeps its own
+    unfinished line, so lines are never lost, doubled or spliced together."""
 
     encoding = "utf-8"
     errors = "replace"
 
     def __init__(self, sink, stream):
+        import threading
         self._sink = sink
         self._stream = stream
-        self._pending = ""
+        self._local = threading.local()
 
     def write(self, text):
-        self._pending += text
-        while "\n" in self._pending:
-            line, _, self._pending = self._pending.partition("\n")
+        pending = getattr(self._local, "pending", "") + text
+        while "\n" in pending:
+            line, _, pending = pending.partition("\n")
             self._sink(self._stream, line)
+        self._local.pending = pending
         return len(text)
 
     def flush(self):
-        if self._pending:
-            self._sink(self._stream, self._pending)
-            self._pending = ""
+        pending = getattr(self._local, "pending", "")
+        if pending:
+            self._local.pending = ""
+            self._sink(self._stream, pending)
 
     def isatty(self):
         return False
