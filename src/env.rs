@@ -153,7 +153,7 @@ pub fn env(args: &EnvArgs, out: &mut impl Write) -> anyhow::Result<bool> {
                     Some(module) => writeln!(
                         out,
                         "  the GIL:        {}",
-                        coil_worker::gil_message(module, "when it loads")
+                        coil_worker::gil_message(module, " when it loads")
                     )?,
                 }
             }

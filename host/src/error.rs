@@ -237,7 +237,7 @@ pub enum StartError {
     /// forbids running its executors one at a time.
     #[error(
         "UDF {target}: {} (python.execution-mode.strict=true)",
-        coil_worker::gil_message(module, "when it loaded")
+        coil_worker::gil_message(module, " when it loaded")
     )]
     GilEnabled {
         /// The UDF.

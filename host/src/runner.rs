@@ -244,7 +244,7 @@ impl Runner {
             tracing::warn!(
                 "UDF {}: {}",
                 spec.target,
-                coil_worker::gil_message(module, "when it loaded")
+                coil_worker::gil_message(module, " when it loaded")
             );
         }
         // Not declared: the type the UDF's return annotation names, as its

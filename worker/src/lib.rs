@@ -102,14 +102,14 @@ pub fn main_gil_enabled_by() -> Option<String> {
 
 /// What to say when a free-threaded CPython's GIL is on again: `module`
 /// is the one whose import turned it on ("" if unknown), `when` says when
-/// it happened.
+/// it happened (" when it loaded"; "" to leave it out).
 pub fn gil_message(module: &str, when: &str) -> String {
     let culprit = if module.is_empty() {
         "the GIL is on (PYTHON_GIL=1 or -X gil=1, or a module imported before the UDF loaded)"
             .to_string()
     } else {
         format!(
-            "importing {module} turned the GIL back on {when}: it has not declared that it can run without the GIL"
+            "importing {module} turned the GIL back on{when}: it has not declared that it can run without the GIL"
         )
     };
     format!(

@@ -450,7 +450,7 @@ impl Executor {
                 "{}",
                 crate::gil_message(
                     &module,
-                    "while the UDF ran (an extension module it imported when called)"
+                    " while the UDF ran (an extension module it imported when called)"
                 )
             );
         }
