@@ -33,7 +33,31 @@ pub fn serve(
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
     let job = Job::new(spec, max_message, None, limiter);
-    Python::attach(|py| run(py, region, &job, &mut rx, &mut tx, || {}))
+    Python::attach(|py| {
+        python_stack_on_crash(py);
+        run(py, region, &job, &mut rx, &mut tx, || {})
+    })
+}
+
+/// A crash report that ends with the Python stack. The host starts workers
+/// with `PYTHONFAULTHANDLER=1` and shows the last lines of a dead worker's
+/// stderr; since CPython 3.14 faulthandler follows the Python frames with
+/// the C stack, dozens of lines that push the UDF's own frame out of that
+/// tail. So the C stack is turned off here (`c_stack=False`); before 3.14
+/// there is none and nothing changes.
+fn python_stack_on_crash(py: Python<'_>) {
+    if py.version_info() < (3, 14) {
+        return;
+    }
+    let enabled = py.import("faulthandler").and_then(|f| {
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("all_threads", true)?;
+        kwargs.set_item("c_stack", false)?;
+        f.call_method("enable", (), Some(&kwargs))
+    });
+    if let Err(e) = enabled {
+        tracing::debug!("faulthandler.enable(c_stack=False): {e}");
+    }
 }
 
 /// Exits the process when its parent dies, even while a UDF runs and the
