@@ -38,6 +38,9 @@
 //!   and `coil sql`.
 //! - `sql_kinds` (feature `sql`): aggregates, window and table functions
 //!   in SQL, against plain Rust's answers.
+//! - `views`: columns without copies: the views a vectorized UDF gets
+//!   (read-only, alive as long as the UDF keeps them), the in-process
+//!   hand-off, results read in place.
 //! - `docs`: every command in the README and `docs/` runs as written.
 //!
 //! Rings between this process and a peer process (no Python) are tested in
@@ -69,3 +72,4 @@ mod sql_failures;
 mod sql_kinds;
 mod subinterp;
 mod util;
+mod views;

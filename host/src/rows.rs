@@ -99,6 +99,10 @@ impl Leased for Lease<'_> {
     fn discard(&mut self, why: &RunError) {
         Lease::discard(self, why)
     }
+
+    fn shelf(&mut self) -> Option<std::sync::Arc<coil_proto::Shelf>> {
+        self.worker().ok()?.shelf().cloned()
+    }
 }
 
 impl Runner {

@@ -36,6 +36,11 @@
 //! Views (`utf8_view`, `binary_view`) and dictionary-encoded columns do not
 //! travel as such: the host sends them as the plain arrays they stand for
 //! (see `coil-host`'s Arrow module).
+//!
+//! In-process executors share the host's address space, and there a
+//! frame's body may be *shelved*: the column count is `u32::MAX` and a
+//! `u64` key follows, under which the columns themselves wait on the
+//! link's [`Shelf`] (see its module). No bytes are copied either way.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,7 +51,7 @@ use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::{DataType, Field, FieldRef, Fields, TimeUnit};
 use coil_ipc::ByteSource;
 
-use crate::ProtoError;
+use crate::{ProtoError, Shelf};
 
 /// How deep nested types may nest in a frame (a peer's frame that nests
 /// deeper is refused before it can exhaust the stack).
@@ -76,6 +81,18 @@ pub enum ColumnError {
     /// More rows or columns than a frame counts.
     #[error("{0} rows or columns are more than a column frame holds")]
     TooMany(usize),
+}
+
+/// The column count that marks a shelved body: its columns are on a
+/// [`Shelf`], and a `u64` key follows instead of their data.
+const SHELVED: u32 = u32::MAX;
+
+/// `n` as a frame's `u32` count.
+fn count(n: usize) -> Result<u32, ColumnError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n != SHELVED)
+        .ok_or(ColumnError::TooMany(n))
 }
 
 /// Column frames: [`Columns::encode`] and [`Columns::decode`].
@@ -352,7 +369,6 @@ impl Columns {
         columns: &[ArrayRef],
         out: &mut Vec<u8>,
     ) -> Result<(), ColumnError> {
-        let count = |n: usize| u32::try_from(n).map_err(|_| ColumnError::TooMany(n));
         out.extend(count(rows)?.to_le_bytes());
         out.extend(count(columns.len())?.to_le_bytes());
         for (i, column) in columns.iter().enumerate() {
@@ -370,6 +386,72 @@ impl Columns {
             put_data(column.as_ref(), out);
         }
         Ok(())
+    }
+
+    /// Checks that `columns` could be written as a frame of `rows` rows
+    /// (what [`Columns::encode`] refuses, without writing anything).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`].
+    pub fn check(rows: usize, columns: &[ArrayRef]) -> Result<(), ColumnError> {
+        count(rows)?;
+        count(columns.len())?;
+        for (i, column) in columns.iter().enumerate() {
+            if column.len() != rows {
+                return Err(ColumnError::Length {
+                    column: i,
+                    len: column.len(),
+                    rows,
+                });
+            }
+            if !Columns::supports(column.data_type()) {
+                return Err(ColumnError::Unsupported {
+                    column: i,
+                    data_type: column.data_type().clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends batch `seq`'s `columns` as a shelved frame: the columns
+    /// stay on `shelf` (in-process executors only; see [`Shelf`]) and the
+    /// frame carries the key that takes them off, not their bytes.
+    /// Returns the key.
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`] (nothing is shelved then).
+    pub fn shelve(
+        seq: u64,
+        rows: usize,
+        columns: &[ArrayRef],
+        shelf: &Shelf,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, ColumnError> {
+        out.extend(seq.to_le_bytes());
+        Columns::shelve_body(rows, columns, shelf, out)
+    }
+
+    /// Appends `columns`, each `rows` long, as a shelved frame body (see
+    /// [`Columns::shelve`]). Returns the shelf key.
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`] (nothing is shelved then).
+    pub fn shelve_body(
+        rows: usize,
+        columns: &[ArrayRef],
+        shelf: &Shelf,
+        out: &mut Vec<u8>,
+    ) -> Result<u64, ColumnError> {
+        Columns::check(rows, columns)?;
+        let key = shelf.put(columns.to_vec());
+        out.extend(count(rows)?.to_le_bytes());
+        out.extend(SHELVED.to_le_bytes());
+        out.extend(key.to_le_bytes());
+        Ok(key)
     }
 
     /// Whether columns of type `t` can be written in column frames: the
@@ -394,7 +476,11 @@ impl Columns {
     ///
     /// [`ProtoError::Columns`] for bytes that are not exactly one type.
     pub fn type_from_bytes(bytes: &[u8]) -> Result<DataType, ProtoError> {
-        let mut r = Reader { src: bytes, at: 0 };
+        let mut r = Reader {
+            src: bytes,
+            at: 0,
+            shelf: None,
+        };
         let t = r.data_type(0).map_err(bad)?;
         if r.left() != 0 {
             return Err(bad(format!("{} bytes after the type", r.left())));
@@ -410,7 +496,22 @@ impl Columns {
     ///
     /// [`ProtoError::Columns`] for anything an honest peer does not write.
     pub fn decode<S: ByteSource + ?Sized>(src: &S) -> Result<Decoded, ProtoError> {
-        let mut r = Reader { src, at: 0 };
+        Columns::decode_from(src, None)
+    }
+
+    /// Decodes a column frame from `src` as [`Columns::decode`] does; a
+    /// shelved frame's columns are taken off `shelf` (a shelved frame is
+    /// refused without one: only in-process executors shelve).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::decode`]; also a shelved frame without a shelf, or
+    /// whose key has no columns on it.
+    pub fn decode_from<S: ByteSource + ?Sized>(
+        src: &S,
+        shelf: Option<&Shelf>,
+    ) -> Result<Decoded, ProtoError> {
+        let mut r = Reader { src, at: 0, shelf };
         let seq = r.u64()?;
         let (rows, columns) = r.body()?;
         if r.left() != 0 {
@@ -429,7 +530,20 @@ impl Columns {
     pub fn decode_body<S: ByteSource + ?Sized>(
         src: &S,
     ) -> Result<(usize, Vec<ArrayRef>, usize), ProtoError> {
-        let mut r = Reader { src, at: 0 };
+        Columns::decode_body_from(src, None)
+    }
+
+    /// [`Columns::decode_body`], taking a shelved body's columns off
+    /// `shelf` (see [`Columns::decode_from`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::decode_from`].
+    pub fn decode_body_from<S: ByteSource + ?Sized>(
+        src: &S,
+        shelf: Option<&Shelf>,
+    ) -> Result<(usize, Vec<ArrayRef>, usize), ProtoError> {
+        let mut r = Reader { src, at: 0, shelf };
         let (rows, columns) = r.body()?;
         Ok((rows, columns, r.at))
     }
@@ -455,6 +569,8 @@ fn bad(reason: String) -> ProtoError {
 struct Reader<'a, S: ?Sized> {
     src: &'a S,
     at: usize,
+    /// Where a shelved body's columns are (an in-process executor's link).
+    shelf: Option<&'a Shelf>,
 }
 
 impl<S: ByteSource + ?Sized> Reader<'_, S> {
@@ -489,7 +605,11 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
 
     fn body(&mut self) -> Result<(usize, Vec<ArrayRef>), ProtoError> {
         let rows = self.u32()? as usize;
-        let n = self.u32()? as usize;
+        let n = self.u32()?;
+        if n == SHELVED {
+            return self.shelved(rows);
+        }
+        let n = n as usize;
         // Every column takes at least two bytes: a count beyond that is a
         // lie, refused before anything is allocated for it.
         if n > self.left() / 2 {
@@ -501,6 +621,27 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
                 .column(rows)
                 .map_err(|e| bad(format!("column {i}: {e}")))?;
             columns.push(column);
+        }
+        Ok((rows, columns))
+    }
+
+    /// A shelved body's columns, `rows` long each, off the shelf.
+    fn shelved(&mut self, rows: usize) -> Result<(usize, Vec<ArrayRef>), ProtoError> {
+        let key = self.u64()?;
+        let shelf = self.shelf.ok_or_else(|| {
+            bad(
+                "a shelved frame (columns left in this process) from a peer that cannot shelve"
+                    .into(),
+            )
+        })?;
+        let columns = shelf
+            .take(key)
+            .ok_or_else(|| bad(format!("no columns on the shelf under key {key}")))?;
+        if let Some((i, c)) = columns.iter().enumerate().find(|(_, c)| c.len() != rows) {
+            return Err(bad(format!(
+                "column {i}: {} rows, the batch {rows}",
+                c.len()
+            )));
         }
         Ok((rows, columns))
     }
@@ -733,6 +874,35 @@ mod tests {
     use super::*;
     use arrow_array::{Int64Array, StringArray};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_shelved_frame_hands_over_the_very_arrays_and_only_with_its_shelf() {
+        let shelf = Shelf::new();
+        let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        let mut out = Vec::new();
+        Columns::shelve(7, 3, std::slice::from_ref(&a), &shelf, &mut out).unwrap();
+        assert!(
+            out.len() <= 8 + 4 + 4 + 8,
+            "the frame carries a key, not the bytes"
+        );
+        // Without the shelf (a worker process's frame) it is refused, and
+        // the arrays stay put.
+        let e = Columns::decode(&out[..]).unwrap_err().to_string();
+        assert!(e.contains("shelved"), "{e}");
+        assert_eq!(shelf.len(), 1);
+        let d = Columns::decode_from(&out[..], Some(&shelf)).unwrap();
+        assert_eq!((d.seq, d.rows), (7, 3));
+        assert!(Arc::ptr_eq(&d.columns[0], &a));
+        assert!(shelf.is_empty());
+        // Taken once: the same frame again names nothing.
+        let e = Columns::decode_from(&out[..], Some(&shelf)).unwrap_err();
+        assert!(e.to_string().contains("no columns on the shelf"), "{e}");
+        // What encode refuses, shelve refuses, shelving nothing.
+        let short: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        let e = Columns::shelve(8, 3, &[short], &shelf, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, ColumnError::Length { .. }), "{e}");
+        assert!(shelf.is_empty());
+    }
 
     fn round_trip(columns: &[ArrayRef]) -> Vec<ArrayRef> {
         let mut out = Vec::new();

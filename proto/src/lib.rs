@@ -50,6 +50,7 @@ mod launch;
 pub mod layout;
 mod message;
 mod pieces;
+mod shelf;
 mod spec;
 mod tag;
 mod typename;
@@ -65,6 +66,7 @@ pub use message::{
     Answer, Batch, Expect, RowFailure, RowFault, Times, WriteError, SEQ_LEN, TIMES_LEN,
 };
 pub use pieces::{assemble_rest, piece_len, send_message, After, MessageError};
+pub use shelf::Shelf;
 pub use spec::{
     aggregate_result_type, AggregateOp, PyErrorInfo, UdfKind, UdfSignature, UdfSpec, UnknownKind,
 };

@@ -447,6 +447,23 @@ impl Answer {
         src: &S,
         expect: Expect,
     ) -> Result<Answer, ProtoError> {
+        Answer::decode_from(tag, src, expect, None)
+    }
+
+    /// [`Answer::decode`] of an in-process executor's message: shelved
+    /// column results are taken off `shelf` (see
+    /// [`Columns::decode_from`](crate::Columns::decode_from)); without a
+    /// shelf they are refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`Answer::decode`].
+    pub fn decode_from<S: ByteSource + ?Sized>(
+        tag: Tag,
+        src: &S,
+        expect: Expect,
+        shelf: Option<&crate::Shelf>,
+    ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
                 [Value::Int(pid), Value::Str(python), returns, params, columnar, written_as, asynchronous, gil] => {
@@ -495,7 +512,7 @@ impl Answer {
                 if got != seq {
                     return Err(ProtoError::WrongBatch { got, expected: seq });
                 }
-                decode_batch_answer(tag, src, seq, rows)
+                decode_batch_answer(tag, src, seq, rows, shelf)
             }
         }
     }
@@ -506,6 +523,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
     src: &S,
     seq: u64,
     rows: u64,
+    shelf: Option<&crate::Shelf>,
 ) -> Result<Answer, ProtoError> {
     let row_in_batch = |r: &Value| match r {
         Value::Int(r) if (0..rows as i64).contains(r) => Ok(*r as u32),
@@ -523,7 +541,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
         Tag::ColumnResults | Tag::ColumnResultsAndFailures => {
             let times = times()?;
             let body = After::new(src, SEQ_LEN + TIMES_LEN);
-            let (got, mut columns, used) = crate::Columns::decode_body(&body)?;
+            let (got, mut columns, used) = crate::Columns::decode_body_from(&body, shelf)?;
             if got as u64 != rows {
                 return Err(ProtoError::RowCount {
                     got: got as u64,

@@ -33,12 +33,6 @@ def pandas_mean(s: pd.Series) -> float:
     return float(s.mean())
 
 
-def numpy_inplace(xs: np.ndarray) -> np.ndarray:
-    """Changes its argument in place: it must be writable."""
-    xs += 1
-    return xs
-
-
 def arrow_pack(*columns: pa.Array) -> pa.Array:
     """Every column back as one struct, through pyarrow: each argument must
     arrive as a pyarrow Array of its Arrow type."""

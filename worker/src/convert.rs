@@ -177,12 +177,16 @@ pub(crate) fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
         && obj.hasattr("item").unwrap_or(false)
 }
 
-/// A numpy array over a copy of `a`'s values, for a numeric column without
-/// nulls (one copy of the buffer, no Python object per value); `None` for
-/// other columns, which go as lists.
+/// A read-only numpy array over `a`'s own values buffer, for a numeric
+/// column without nulls (no copy, no Python object per value); `None` for
+/// other columns, which go as lists. The array (through the loader's
+/// `ColumnView`, its base) holds a reference to the Arrow buffer: a UDF
+/// that keeps it keeps those bytes, and writing into it raises
+/// `ValueError` (read-only) instead of changing the caller's data.
 pub(crate) fn numpy_from_buffer<'py>(
     py: Python<'py>,
     numpy: &Bound<'py, PyModule>,
+    helper: &Bound<'py, PyModule>,
     a: &dyn arrow_array::Array,
 ) -> Option<Bound<'py, PyAny>> {
     use arrow_schema::DataType as T;
@@ -204,11 +208,14 @@ pub(crate) fn numpy_from_buffer<'py>(
     };
     let data = a.to_data();
     let width = data.data_type().primitive_width()?;
-    let bytes = data
-        .buffers()
-        .first()?
-        .get(data.offset() * width..(data.offset() + data.len()) * width)?;
-    // A bytearray, so the array is writable, as a UDF may expect.
-    let buffer = PyByteArray::new(py, bytes);
-    numpy.call_method1("frombuffer", (buffer, dtype)).ok()
+    let buffer = data.buffers().first()?.clone();
+    let values = buffer.get(data.offset() * width..(data.offset() + data.len()) * width)?;
+    let address = values.as_ptr() as usize;
+    // The capsule owns a reference to the buffer (dropped with it).
+    let owner = pyo3::types::PyCapsule::new_with_value(py, buffer, c"coil.column").ok()?;
+    let view = helper
+        .getattr("ColumnView")
+        .and_then(|v| v.call1((owner, address, data.len(), dtype)))
+        .ok()?;
+    numpy.call_method1("asarray", (view,)).ok()
 }

@@ -439,6 +439,24 @@ class ArrowCapsules:
         return self._schema, self._array
 
 
+class ColumnView:
+    """A read-only numpy view of an Arrow column's values, without a copy:
+    numpy.asarray() of it makes an array whose base is this object, which
+    holds `owner` (a capsule holding the Arrow buffer), so the memory lives
+    as long as any array over it does, and is never another batch's."""
+
+    __slots__ = ("__array_interface__", "_owner")
+
+    def __init__(self, owner, address, rows, typestr):
+        self._owner = owner
+        self.__array_interface__ = {
+            "version": 3,
+            "shape": (rows,),
+            "typestr": typestr,
+            "data": (address, True),  # read-only
+        }
+
+
 def vector_out(result, rows):
     """A vectorized UDF's result for an Arrow column: a 1-D numpy array of
     a numeric dtype as it is (copied as one buffer), else a list as

@@ -128,6 +128,10 @@ pub(crate) struct Link {
     /// A worker process's place under `python.worker.max-processes`,
     /// given back when the link drops.
     pub(crate) ticket: Option<crate::capacity::Ticket>,
+    /// An executor thread's hand-off of column batches and results (see
+    /// [`coil_proto::Shelf`]); `None` for a worker process, whose frames
+    /// may then never name one.
+    shelf: Option<std::sync::Arc<coil_proto::Shelf>>,
 }
 
 impl Link {
@@ -168,6 +172,7 @@ impl Link {
             },
             first_row: None,
             ticket: None,
+            shelf: None,
         }
     }
 
@@ -220,6 +225,12 @@ impl Link {
             Executor::Process { child, .. } => Some(child.id()),
             Executor::Thread { .. } => None,
         }
+    }
+
+    /// An executor thread's shelf, on which column batches are handed over
+    /// instead of encoded (`None` for a worker process).
+    pub fn shelf(&self) -> Option<&std::sync::Arc<coil_proto::Shelf>> {
+        self.shelf.as_ref()
     }
 
     /// Closes the request ring: the executor runs the UDF's `close()` and
@@ -290,6 +301,7 @@ impl Link {
         // Host decode time runs from here when the frame is already there;
         // when we wait, it includes the wait's last moments only.
         let decode_started;
+        let shelf = self.shelf.as_deref();
         // The first frame, decoded (or its bytes copied) before the borrow
         // of the ring ends.
         let first = {
@@ -305,7 +317,7 @@ impl Link {
                     frame.copy_into(&mut buf);
                     Ok(First::Piece(buf))
                 }
-                Ok(Some(frame)) => Ok(First::Whole(decode(frame.tag(), &frame, expect))),
+                Ok(Some(frame)) => Ok(First::Whole(decode(frame.tag(), &frame, expect, shelf))),
                 Ok(None) => Ok(First::Nothing),
                 Err(e) => Err(e),
             }
@@ -315,7 +327,7 @@ impl Link {
                 // An answer larger than a frame: collect its pieces.
                 let left = deadline.map_or(left, |d| d.saturating_duration_since(Instant::now()));
                 match coil_proto::assemble_rest(&mut self.rx, &mut buf, self.max_message, left) {
-                    Ok(tag) => Ok(Some(decode(tag.raw(), &buf[..], expect))),
+                    Ok(tag) => Ok(Some(decode(tag.raw(), &buf[..], expect, shelf))),
                     Err(MessageError::Recv(e)) => Err(e),
                     Err(e) => Ok(Some(Err(e.into()))),
                 }
@@ -397,9 +409,10 @@ fn decode<S: ByteSource + ?Sized>(
     raw: u16,
     src: &S,
     expect: Expect,
+    shelf: Option<&coil_proto::Shelf>,
 ) -> Result<Answer, ProtocolError> {
     let tag = Tag::try_from(raw)?;
-    Ok(Answer::decode(tag, src, expect)?)
+    Ok(Answer::decode_from(tag, src, expect, shelf)?)
 }
 
 /// What an executor's answer to a batch of rows `rows` means to the

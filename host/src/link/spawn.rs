@@ -151,6 +151,9 @@ impl Link {
         let region = Region::create_private(&[size, size])?;
         let (theirs, spec, max) = (region.clone(), spawn.spec.clone(), spawn.tuning.max_message);
         let limiter = spawn.limiter.clone();
+        // Column batches and results change hands here, not their bytes.
+        let shelf = std::sync::Arc::new(coil_proto::Shelf::new());
+        let theirs_shelf = Some(std::sync::Arc::clone(&shelf));
         let serve = match spawn.mode {
             ExecutionMode::SubInterpreter => coil_worker::serve_in_subinterpreter,
             _ => coil_worker::serve_in_process,
@@ -173,7 +176,14 @@ impl Link {
                     .map_or(&*spec.target, |(_, f)| f);
                 let _crash =
                     crate::crash::register(name, theirs.user_word(layout::WORD_PROGRESS), ours);
-                if let Err(e) = serve(&theirs, &spec, max, limiter.as_ref(), &started) {
+                if let Err(e) = serve(
+                    &theirs,
+                    &spec,
+                    max,
+                    limiter.as_ref(),
+                    theirs_shelf,
+                    &started,
+                ) {
                     if !matches!(e, coil_worker::ServeError::Load(_)) {
                         tracing::error!(worker = slot, "executor thread stopped: {e}");
                     }
@@ -189,6 +199,7 @@ impl Link {
         };
         let mut link = Link::new(slot, executor, region, spawn);
         link.first_row = Some(first_row);
+        link.shelf = Some(shelf);
         let mut link = link.ready_or_killed(spawn)?;
         if let Executor::Thread { interrupt, .. } = &mut link.executor {
             *interrupt = target.try_recv().ok();

@@ -101,9 +101,21 @@ impl InFlight {
 pub(super) enum Payload {
     /// A row batch (`coil_proto::Batch`).
     Rows(Vec<u8>),
-    /// A column frame (`coil_proto::Columns`).
+    /// A column batch: its columns, sent shelved to an executor thread
+    /// (no bytes copied) and as a column frame (`coil_proto::Columns`)
+    /// to a worker process.
     Columns {
+        /// The batch's columns (slices of the caller's arrays, which they
+        /// keep alive while the batch may be sent again).
+        columns: Vec<ArrayRef>,
+        /// Its rows.
+        rows: usize,
+        /// Its column frame, for a worker process; empty until a batch
+        /// for an in-process executor first goes to one (see
+        /// [`Payload::wire`]).
         frame: Vec<u8>,
+        /// The shelved frame last sent to an executor thread.
+        shelved: Vec<u8>,
         /// The type its results travel as: a part that fails alone answers
         /// with nulls of it, and the parts' arrays join as it.
         result: DataType,
@@ -120,20 +132,73 @@ impl Payload {
         Payload::Rows(Vec::with_capacity(capacity))
     }
 
-    /// An empty column frame with room for `capacity` bytes, answered by an
-    /// array of `result`.
-    pub(super) fn columns(capacity: usize, result: DataType) -> Payload {
+    /// A column batch of `columns`, `rows` long, answered by an array of
+    /// `result`; its frame (with room for `capacity` bytes) is left for
+    /// [`Payload::buffer`] to write, or for [`Payload::wire`] to shelve.
+    pub(super) fn columns(
+        columns: Vec<ArrayRef>,
+        rows: usize,
+        capacity: usize,
+        result: DataType,
+    ) -> Payload {
         Payload::Columns {
+            columns,
+            rows,
             frame: Vec::with_capacity(capacity),
+            shelved: Vec::new(),
             result,
             joins_next: false,
         }
     }
 
-    /// The bytes, as they go into the ring.
+    /// The bytes encoded so far (a column batch for an executor thread
+    /// has none until it is sent: see [`Payload::wire`]).
     pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Payload::Rows(b) | Payload::Columns { frame: b, .. } => b,
+        }
+    }
+
+    /// The bytes that go into the ring of an executor with `shelf` (an
+    /// executor thread's) or without (a worker process), as batch `seq`:
+    /// a column batch goes shelved to the one, and as its frame (encoded
+    /// now if it was not yet) to the other. Also returns the key of what
+    /// was shelved, to take back off the shelf if the send fails.
+    ///
+    /// # Errors
+    ///
+    /// The columns do not fit a column frame (message).
+    pub(super) fn wire(
+        &mut self,
+        seq: u64,
+        shelf: Option<&coil_proto::Shelf>,
+    ) -> Result<(&[u8], Option<u64>), String> {
+        match self {
+            Payload::Rows(b) => Ok((b, None)),
+            Payload::Columns {
+                columns,
+                rows,
+                shelved,
+                ..
+            } if shelf.is_some() => {
+                let shelf = shelf.expect("matched");
+                shelved.clear();
+                let key = coil_proto::Columns::shelve(seq, *rows, columns, shelf, shelved)
+                    .map_err(|e| e.to_string())?;
+                Ok((shelved, Some(key)))
+            }
+            Payload::Columns {
+                columns,
+                rows,
+                frame,
+                ..
+            } => {
+                if frame.is_empty() {
+                    coil_proto::Columns::encode(seq, *rows, columns, frame)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok((frame, None))
+            }
         }
     }
 
@@ -195,14 +260,15 @@ impl Payload {
                 let args = self.args();
                 (args.len() == rows).then_some(Parts::Rows(args))
             }
-            Payload::Columns { frame, result, .. } => match coil_proto::Columns::decode(&frame[..])
-            {
-                Ok(d) if d.rows == rows => Some(Parts::Columns {
-                    columns: d.columns,
-                    result: result.clone(),
-                }),
-                _ => None,
-            },
+            Payload::Columns {
+                columns,
+                rows: have,
+                result,
+                ..
+            } => (*have == rows).then(|| Parts::Columns {
+                columns: columns.clone(),
+                result: result.clone(),
+            }),
         }
     }
 }
@@ -243,11 +309,12 @@ impl Parts {
                     .iter()
                     .map(|c| c.slice(range.start, range.len()))
                     .collect();
-                let mut frame = Vec::new();
-                coil_proto::Columns::encode(seq, range.len(), &slices, &mut frame)
-                    .expect("these columns encoded before");
+                // Encoded when it goes to a worker process (`wire`).
                 Payload::Columns {
-                    frame,
+                    columns: slices,
+                    rows: range.len(),
+                    frame: Vec::new(),
+                    shelved: Vec::new(),
                     result: result.clone(),
                     joins_next,
                 }
@@ -328,8 +395,9 @@ mod tests {
     }
 
     fn column_payload(seq: u64, columns: &[ArrayRef]) -> Payload {
-        let mut p = Payload::columns(64, DataType::Int64);
-        coil_proto::Columns::encode(seq, columns[0].len(), columns, p.buffer()).unwrap();
+        let rows = columns[0].len();
+        let mut p = Payload::columns(columns.to_vec(), rows, 64, DataType::Int64);
+        coil_proto::Columns::encode(seq, rows, columns, p.buffer()).unwrap();
         p
     }
 
@@ -368,10 +436,13 @@ mod tests {
         assert!(parts.arg(0).is_empty());
         let (a, b) = (parts.cut(4, 0..2, true), parts.cut(5, 2..6, false));
         assert!(a.joins_next() && !b.joins_next());
-        let back: Vec<ArrayRef> = [a, b]
-            .iter()
-            .map(|c| {
-                let d = coil_proto::Columns::decode(c.bytes()).unwrap();
+        let back: Vec<ArrayRef> = [(4, a), (5, b)]
+            .into_iter()
+            .map(|(seq, mut c)| {
+                let (bytes, key) = c.wire(seq, None).unwrap();
+                assert!(key.is_none());
+                let d = coil_proto::Columns::decode(bytes).unwrap();
+                assert_eq!(d.seq, seq);
                 d.columns[0].clone()
             })
             .collect();

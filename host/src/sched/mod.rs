@@ -97,6 +97,11 @@ pub(crate) trait Leased {
     fn replace(&mut self, why: &RunError);
     /// The executor broke and its pool is retired: kill it, no replacement.
     fn discard(&mut self, why: &RunError);
+    /// An executor thread's shelf, on which column batches go instead of
+    /// their bytes (`None` for a worker process).
+    fn shelf(&mut self) -> Option<std::sync::Arc<coil_proto::Shelf>> {
+        None
+    }
 }
 
 /// The scheduler behind a [`RowStream`](crate::RowStream) and an
@@ -248,12 +253,25 @@ impl<E: Executors> Scheduler<E> {
         columns: &[arrow_array::ArrayRef],
         result_type: &arrow_schema::DataType,
     ) {
+        // Executor threads take the columns themselves off a shelf: no
+        // frame to write, only the checks encoding makes. A worker
+        // process's frame is written now, timed as the host's encoding.
+        let in_process = self.executors.mode() != ExecutionMode::Process;
         // A first guess; the frame grows as it needs (a slice's arrays
         // report their whole column's memory, so that is no guide).
-        let capacity = 64 + rows * 16 * columns.len();
-        let payload = Payload::columns(capacity, result_type.clone());
+        let capacity = if in_process {
+            0
+        } else {
+            64 + rows * 16 * columns.len()
+        };
+        let payload = Payload::columns(columns.to_vec(), rows, capacity, result_type.clone());
         self.send_payload(rows, payload, |seq, out| {
-            coil_proto::Columns::encode(seq, rows, columns, out).map_err(|e| e.to_string())
+            if in_process {
+                coil_proto::Columns::check(rows, columns)
+            } else {
+                coil_proto::Columns::encode(seq, rows, columns, out)
+            }
+            .map_err(|e| e.to_string())
         });
     }
 
@@ -359,14 +377,41 @@ impl<E: Executors> Scheduler<E> {
             .lease
             .expect("a batch is given an executor before it is sent");
         let timeout = self.executors.tuning().timeout;
+        let limit = self.executors.max_payload();
         loop {
             let alone = self.flight.iter().take(at).all(|e| !e.pending_on(li));
             // Nothing of ours ahead of it: the executor is reading, so
             // waiting for room cannot deadlock.
             let wait = timeout.unwrap_or(Duration::from_secs(3600));
-            let e = &self.flight[at];
-            let (bytes, columnar) = (e.payload.bytes(), e.payload.is_columnar());
+            let shelf = self.leases[li].shelf();
+            let e = &mut self.flight[at];
+            let (seq, columnar) = (e.seq, e.payload.is_columnar());
+            let (bytes, key) = match e.payload.wire(seq, shelf.as_deref()) {
+                Ok(wire) => wire,
+                Err(message) => {
+                    e.fail(RunError::BadRow { row: None, message });
+                    return;
+                }
+            };
+            if key.is_none() && bytes.len() > limit {
+                // A column batch first encoded here (it was meant for an
+                // executor thread) that is too large for a worker process.
+                let error = RunError::TooLarge {
+                    direction: Direction::Batch,
+                    rows: e.rows.clone(),
+                    bytes: bytes.len() as u64,
+                    limit: limit as u64,
+                };
+                e.fail(error);
+                return;
+            }
             let sent = self.leases[li].send_batch(bytes, columnar, alone, wait);
+            if !matches!(sent, Ok(true)) {
+                // Not in the ring: nothing will take it off the shelf.
+                if let (Some(shelf), Some(key)) = (&shelf, key) {
+                    shelf.take(key);
+                }
+            }
             match sent {
                 Ok(true) => {
                     self.flight[at].state = if alone {

@@ -153,7 +153,7 @@ impl Executor {
         let (columnar, per_row) = batch_kind(tag)?;
         let started = Instant::now();
         let (seq, args) = if columnar {
-            let batch = coil_proto::Columns::decode(src)?;
+            let batch = coil_proto::Columns::decode_from(src, self.shelf())?;
             (batch.seq, self.column_args(py, &batch))
         } else {
             (Batch::seq(src)?, self.row_args(py, &Batch::rows(src)))
@@ -376,8 +376,7 @@ impl Executor {
             let array = column
                 .finish()
                 .map_err(|m| bad_batch(format!("results: {m}")))?;
-            coil_proto::Columns::encode_body(started.rows as usize, &[array], out)
-                .map_err(|e| bad_batch(format!("results: {e}")))?;
+            self.put_column(started.rows as usize, array, out)?;
         } else {
             let mut enc =
                 BatchEncoder::new(out, started.rows as usize).map_err(|e| enc_err(None, e))?;

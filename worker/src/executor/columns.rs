@@ -127,11 +127,26 @@ impl Executor {
         let array = results
             .finish()
             .map_err(|m| bad_batch(format!("results: {m}")))?;
-        coil_proto::Columns::encode_body(rows as usize, &[array], out)
-            .map_err(|e| bad_batch(format!("results: {e}")))?;
+        self.put_column(rows as usize, array, out)?;
         times.encode += t2.elapsed();
         self.times = times;
         Ok(())
+    }
+
+    /// Appends the result column `array` (`rows` long) to `out` as a
+    /// column frame's body: shelved when this executor has a shelf (in
+    /// process: the host takes the array itself), else its bytes.
+    pub(super) fn put_column(
+        &self,
+        rows: usize,
+        array: ArrayRef,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BatchError> {
+        let put = match &self.shelf {
+            Some(shelf) => coil_proto::Columns::shelve_body(rows, &[array], shelf, out).map(|_| ()),
+            None => coil_proto::Columns::encode_body(rows, &[array], out),
+        };
+        put.map_err(|e| bad_batch(format!("results: {e}")))
     }
 
     /// Runs a scalar or table UDF on each row of `run`, every

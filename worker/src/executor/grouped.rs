@@ -58,10 +58,9 @@ impl Executor {
                     .and_then(|c| helper.getattr("arrow_whole")?.call1((c,)))
                     .map_err(|e| bad_batch(format!("argument {i}: {e}")))?
             } else {
-                match numpy
-                    .as_ref()
-                    .and_then(|np| crate::convert::numpy_from_buffer(py, np, values.as_ref()))
-                {
+                match numpy.as_ref().and_then(|np| {
+                    crate::convert::numpy_from_buffer(py, np, &helper, values.as_ref())
+                }) {
                     Some(a) => a,
                     None => {
                         let column = crate::arrow::ArrowColumn::of(py, values.as_ref(), run.kit)

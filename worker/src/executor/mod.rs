@@ -110,6 +110,9 @@ pub struct Executor {
     /// On a free-threaded CPython whose GIL is on: the module that turned
     /// it on ("" if none did); `None` while it is off, and on a GIL build.
     gil: Option<String>,
+    /// An in-process executor's hand-off of column batches and results
+    /// (see [`coil_proto::Shelf`]).
+    shelf: Option<Arc<coil_proto::Shelf>>,
 }
 
 /// What [`Executor::call_policy`] makes of a UDF: the callable to call,
@@ -319,6 +322,7 @@ impl Executor {
             looper,
             counters: None,
             gil,
+            shelf: None,
         })
     }
 
@@ -469,6 +473,18 @@ impl Executor {
     /// that raises while it is set failed by timing out.
     pub fn set_interrupt_flag(&mut self, flag: Arc<AtomicBool>) {
         self.interrupted = Some(flag);
+    }
+
+    /// Hands column batches and results over on `shelf` (an in-process
+    /// executor's, shared with its host link): shelved batches are taken
+    /// off it and results left on it, instead of their bytes travelling.
+    pub fn set_shelf(&mut self, shelf: Arc<coil_proto::Shelf>) {
+        self.shelf = Some(shelf);
+    }
+
+    /// The shelf set by [`Executor::set_shelf`], if any.
+    pub fn shelf(&self) -> Option<&coil_proto::Shelf> {
+        self.shelf.as_deref()
     }
 
     /// Whether the host interrupted this executor since last asked.

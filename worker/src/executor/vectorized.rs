@@ -19,7 +19,7 @@ use crate::error::{bad_batch, bad_row, decode_err, enc_err, BatchError};
 
 impl Executor {
     /// Runs a vectorized UDF on the columns of `run` (numeric columns
-    /// without nulls as numpy arrays over a copy of their buffer, columns
+    /// without nulls as read-only numpy arrays over their buffer, columns
     /// a parameter annotated for pyarrow whole, the others as lists) and
     /// appends its results to `run.results`.
     pub(super) fn vectorized_columns(
@@ -28,8 +28,8 @@ impl Executor {
         run: &mut ColumnBatch<'_, '_>,
     ) -> Result<Times, BatchError> {
         // A numeric column without nulls reaches a UDF that asked for
-        // containers as a numpy array over a copy of its buffer (writable),
-        // not as one Python object per value. A column a parameter
+        // containers as a read-only numpy array over its own buffer, not
+        // as one Python object per value. A column a parameter
         // annotated for pyarrow takes goes whole, through the Arrow C Data
         // Interface.
         let numpy = self.adapter.as_ref().and_then(|_| py.import("numpy").ok());
@@ -43,9 +43,10 @@ impl Executor {
                         .map_err(|e| bad_batch(format!("argument {i}: {e}")))?,
                 )
             } else {
-                numpy
-                    .as_ref()
-                    .and_then(|np| crate::convert::numpy_from_buffer(py, np, array.as_ref()))
+                let helper = self.helper.bind(py);
+                numpy.as_ref().and_then(|np| {
+                    crate::convert::numpy_from_buffer(py, np, helper, array.as_ref())
+                })
             };
             let column = match direct {
                 Some(a) => a,

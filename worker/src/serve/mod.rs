@@ -68,6 +68,9 @@ pub(crate) struct Job<'a> {
     pub interrupted: Option<Arc<AtomicBool>>,
     /// The rate limit the UDF's executors share, if it has one.
     pub limiter: Option<coil_ipc::RateLimiter>,
+    /// Where an in-process executor's column batches and results are
+    /// handed over without copies (`None`: they travel as bytes).
+    pub shelf: Option<Arc<coil_proto::Shelf>>,
 }
 
 impl<'a> Job<'a> {
@@ -90,6 +93,7 @@ impl<'a> Job<'a> {
             max_message,
             interrupted,
             limiter,
+            shelf: None,
         }
     }
 }
@@ -149,6 +153,9 @@ pub(crate) fn run(
     }
     if let Some(flag) = &job.interrupted {
         exec.set_interrupt_flag(Arc::clone(flag));
+    }
+    if let Some(shelf) = &job.shelf {
+        exec.set_shelf(Arc::clone(shelf));
     }
     if let (Some(attempts), Some(retries)) = (
         region.user_word(layout::WORD_ATTEMPTS),
@@ -242,7 +249,7 @@ fn run_one<S: ByteSource + ?Sized>(
 ) -> Result<Tag, ProtoError> {
     let (columnar, per_row) = crate::executor::batch_kind(tag)?;
     if columnar {
-        let batch = coil_proto::Columns::decode(src)?;
+        let batch = coil_proto::Columns::decode_from(src, exec.shelf())?;
         Ok(answer_batch(batch.seq, true, out, max_message, |out| {
             exec.run_columns(py, &batch, out, per_row)
                 .map(|()| (exec.last_times(), exec.take_failures()))
@@ -449,7 +456,7 @@ pub(crate) mod tests {
     fn an_interrupt_raises_timeout_error_in_the_udf_and_does_nothing_once_the_executor_is_gone() {
         let spec = udf("spin", SPIN);
         interrupt_then_retire(TestHost::start(move |region, started| {
-            serve_in_process(region, &spec, MAX, None, started)
+            serve_in_process(region, &spec, MAX, None, None, started)
         }));
     }
 

@@ -114,6 +114,7 @@ pub fn serve_in_subinterpreter(
     spec: &UdfSpec,
     max_message: usize,
     limiter: Option<&Region>,
+    shelf: Option<std::sync::Arc<coil_proto::Shelf>>,
     started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     use pyo3::Python;
@@ -132,7 +133,8 @@ pub fn serve_in_subinterpreter(
         let target = sub.interrupt_target();
         started(target.clone());
         let mut starting = Some(starting);
-        let job = super::Job::new(spec, max_message, Some(target.flag()), limiter);
+        let mut job = super::Job::new(spec, max_message, Some(target.flag()), limiter);
+        job.shelf = shelf;
         let result = sub.with(|py| {
             super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });
@@ -155,6 +157,7 @@ pub fn serve_in_subinterpreter(
     _spec: &UdfSpec,
     _max_message: usize,
     _limiter: Option<&Region>,
+    _shelf: Option<std::sync::Arc<coil_proto::Shelf>>,
     _started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     Err(ServeError::Unsupported(
@@ -175,7 +178,7 @@ mod tests {
         // After `finish` the interpreter has ended: the late interrupt must
         // not touch it.
         interrupt_then_retire(TestHost::start(move |region, started| {
-            serve_in_subinterpreter(region, &spec, MAX, None, started)
+            serve_in_subinterpreter(region, &spec, MAX, None, None, started)
         }));
     }
 }

@@ -2,7 +2,9 @@
 //! of the host, in the host's main interpreter.
 
 use coil_ipc::Region;
-use coil_proto::UdfSpec;
+use std::sync::Arc;
+
+use coil_proto::{Shelf, UdfSpec};
 use pyo3::prelude::*;
 
 use super::{rings, run_in_process, Job};
@@ -15,7 +17,8 @@ use crate::interp::InterruptTarget;
 /// the interpreter routed to `tracing` (target `coil::worker`). `started`
 /// receives, before the UDF loads, the [`InterruptTarget`] through which
 /// the host raises `TimeoutError` in this thread; it is retired when this
-/// returns.
+/// returns. Column batches and their results are handed over on `shelf`
+/// (see [`coil_proto::Shelf`]) when there is one.
 ///
 /// # Errors
 ///
@@ -25,6 +28,7 @@ pub fn serve_in_process(
     spec: &UdfSpec,
     max_message: usize,
     limiter: Option<&Region>,
+    shelf: Option<Arc<Shelf>>,
     started: &dyn Fn(InterruptTarget),
 ) -> Result<(), ServeError> {
     let (mut rx, mut tx) = rings(region)?;
@@ -32,7 +36,8 @@ pub fn serve_in_process(
     Python::attach(|py| {
         let target = InterruptTarget::current(py);
         started(target.clone());
-        let job = Job::new(spec, max_message, Some(target.flag()), limiter);
+        let mut job = Job::new(spec, max_message, Some(target.flag()), limiter);
+        job.shelf = shelf;
         let result = run_in_process(py, region, &job, &mut rx, &mut tx, || {});
         // With the GIL released: see `interp`'s `# Deadlocks`.
         py.detach(|| target.retire());

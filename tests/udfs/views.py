@@ -1,0 +1,52 @@
+"""Vectorized UDFs that keep their input arrays, write into them, or say
+where their bytes are (tests/views.rs)."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_kept = []
+
+
+def keep_numpy(xs: np.ndarray) -> np.ndarray:
+    """Keeps every array it is given, with a copy of its values, and checks
+    on every call that each kept array still holds them."""
+    _kept.append((xs, xs.copy()))
+    for i, (view, copy) in enumerate(_kept):
+        if not np.array_equal(view, copy):
+            raise AssertionError(f"the array kept from call {i} changed")
+    return xs + 1
+
+
+_kept_arrow = []
+
+
+def keep_arrow(a: pa.Array) -> pa.Array:
+    """keep_numpy, for pyarrow arrays."""
+    _kept_arrow.append((a, a.to_pylist()))
+    for i, (array, values) in enumerate(_kept_arrow):
+        if array.to_pylist() != values:
+            raise AssertionError(f"the array kept from call {i} changed")
+    return pc.add(a, 1)
+
+
+def write_input(xs: np.ndarray) -> np.ndarray:
+    """Writes into its argument: must be refused."""
+    xs[0] = 99
+    return xs
+
+
+def numpy_address(xs: np.ndarray) -> np.ndarray:
+    """Where the argument's values are, in this process, on every row."""
+    return np.full(len(xs), xs.__array_interface__["data"][0], dtype=np.int64)
+
+
+def arrow_address(a: pa.Array) -> pa.Array:
+    """Where the argument's values buffer is, in this process, on every
+    row."""
+    return pa.array([a.buffers()[1].address] * len(a), pa.int64())
+
+
+def arrow_same(a: pa.Array) -> pa.Array:
+    """Its argument itself."""
+    return a

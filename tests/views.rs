@@ -1,0 +1,123 @@
+//! Columns without copies (issue 25): a vectorized UDF's numpy and
+//! pyarrow arguments are read-only views that stay valid as long as the
+//! UDF keeps them, never showing another batch's bytes; in the in-process
+//! modes they are the caller's own buffers, and a pyarrow result comes
+//! back as the very buffer the UDF returned.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use coil_host::arrow_array::{Array, ArrayRef, Int64Array, RecordBatch};
+use coil_host::arrow_schema::{DataType, Field, Schema};
+use coil_host::{RunError, Runner, UdfKind, UdfSpec};
+
+use crate::util::{config, modes, numpy, udfs, with_numpy, worker};
+
+fn runner(name: &str, mode: &str, np: &[String; 2]) -> Runner {
+    let spec = UdfSpec::new(format!("{}:{name}", udfs().join("views.py").display()))
+        .kind(UdfKind::Vectorized)
+        .returns(DataType::Int64);
+    let mode = format!("python.execution-mode={mode}");
+    let pairs = with_numpy(&["python.worker-count=1", &mode], np);
+    Runner::with_worker_command(&config(&pairs), spec, worker()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn batch(column: ArrayRef) -> RecordBatch {
+    let schema = Schema::new(vec![Field::new("x", column.data_type().clone(), false)]);
+    RecordBatch::try_new(Arc::new(schema), vec![column]).unwrap()
+}
+
+/// 40 batches, each dropped after its call and its memory churned by
+/// fresh arrays of its size: a view that did not keep its buffer alive
+/// would see other bytes by the next call, and the UDF checks every view
+/// it kept on every call.
+fn keeps_its_views(udf: &str, mode: &str, np: &[String; 2]) {
+    let r = runner(udf, mode, np);
+    for round in 0..40i64 {
+        let xs = Int64Array::from_iter_values((0..4096).map(|i| i * 7 + round * 1_000_000));
+        let want = Int64Array::from_iter_values(xs.values().iter().map(|x| x + 1));
+        let input = batch(Arc::new(xs));
+        let got = r
+            .call_arrow(&input)
+            .unwrap_or_else(|e| panic!("{udf} in {mode}, call {round}: {e}"));
+        assert_eq!(got.as_ref(), &want as &dyn Array, "{udf} in {mode}");
+        drop(input);
+        for _ in 0..4 {
+            black_box(Int64Array::from_iter_values((0..4096).map(|i| -i)));
+        }
+    }
+}
+
+#[test]
+fn a_udf_that_keeps_its_numpy_and_pyarrow_arguments_sees_them_unchanged_in_every_mode() {
+    let np = numpy();
+    for mode in modes() {
+        keeps_its_views("keep_numpy", mode, &np);
+        keeps_its_views("keep_arrow", mode, &np);
+    }
+}
+
+#[test]
+fn writing_into_an_input_array_is_an_error_and_the_callers_data_stays_as_it_was() {
+    let np = numpy();
+    for mode in modes() {
+        let r = runner("write_input", mode, &np);
+        let xs: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        let input = batch(Arc::clone(&xs));
+        match r.call_arrow(&input) {
+            Err(RunError::Udf { row: 0, error }) => {
+                assert_eq!(error.type_name, "ValueError", "{mode}");
+                assert!(
+                    error.message.contains("read-only"),
+                    "{mode}: {}",
+                    error.message
+                );
+            }
+            other => panic!("{mode}: {other:?}"),
+        }
+        assert_eq!(
+            xs.as_ref(),
+            &Int64Array::from(vec![1, 2, 3]) as &dyn Array,
+            "{mode}"
+        );
+    }
+}
+
+/// What `udf` says the address of its argument's values is, and where
+/// they are in this process.
+fn addresses(udf: &str, mode: &str, np: &[String; 2]) -> (i64, i64) {
+    let r = runner(udf, mode, np);
+    let xs = Int64Array::from_iter_values(0..1000);
+    let here = xs.values().as_ptr() as i64;
+    let out = r.call_arrow(&batch(Arc::new(xs))).unwrap();
+    let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+    (out.value(0), here)
+}
+
+#[test]
+fn in_multi_thread_mode_the_udf_reads_the_callers_own_buffer() {
+    let np = numpy();
+    for udf in ["numpy_address", "arrow_address"] {
+        let (seen, here) = addresses(udf, "multi-thread", &np);
+        assert_eq!(seen, here, "{udf}: the caller's buffer, not a copy");
+        // A worker process has its own copy (another address space).
+        let (seen, here) = addresses(udf, "process", &np);
+        assert_ne!(seen, here, "{udf} in process mode");
+    }
+}
+
+#[test]
+fn in_multi_thread_mode_a_pyarrow_result_comes_back_as_the_buffer_the_udf_returned() {
+    let np = numpy();
+    let r = runner("arrow_same", "multi-thread", &np);
+    let xs = Int64Array::from_iter_values(0..1000);
+    let here = xs.values().as_ptr();
+    let out = r.call_arrow(&batch(Arc::new(xs.clone()))).unwrap();
+    assert_eq!(out.as_ref(), &xs as &dyn Array);
+    let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!(
+        out.values().as_ptr(),
+        here,
+        "the argument went to Python and back without a copy"
+    );
+}
