@@ -6,6 +6,11 @@
 //! - `arrow/numpy-inc/int64`, `arrow/pandas-inc/int64`: a vectorized
 //!   `x + 1` (numpy `np.ndarray`, pandas `pd.Series`) over 16 batches of
 //!   65,536 int64 rows, one process worker.
+//! - `arrow/{numpy-inc,pyarrow-inc}/{process,multi-thread}/int64`: numpy
+//!   and pyarrow `x + 1` in each mode (issue 25: columns without copies).
+//! - `arrow/memcpy/utf8`, `arrow/pyarrow-upper/{process,multi-thread}/utf8`:
+//!   `pc.utf8_upper` over 262,144 32-byte strings, and a copy of the
+//!   column's offsets and bytes.
 //! - `arrow/scalar/{inc,upper}` and `arrow/rows/{inc,upper}`: the scalar
 //!   `x + 1` over an int64 column and `s.upper()` over a utf8 column through
 //!   `call_arrow`, and the same values as rows through `Runner::call`,
@@ -112,6 +117,65 @@ fn vectorized(c: &mut Criterion) {
             b.iter(|| r.call_arrow(black_box(&input)).unwrap())
         });
     }
+    // Issue 25: numpy and pyarrow `x + 1` in process mode and in
+    // multi-thread mode (columns handed over without copies there; numpy
+    // and pyarrow do not load in sub-interpreters, which fall back to
+    // process mode).
+    for mode in ["process", "multi-thread"] {
+        let mut pairs = pairs.clone();
+        pairs.push(format!("python.execution-mode={mode}"));
+        for (name, udf) in [("numpy-inc", "np_inc"), ("pyarrow-inc", "pa_inc")] {
+            let r = runner(udf, UdfKind::Vectorized, DataType::Int64, &pairs);
+            assert_eq!(r.mode().as_str(), mode);
+            assert_eq!(
+                r.call_arrow(&input).unwrap().as_ref(),
+                &want as &dyn Array,
+                "{udf}"
+            );
+            g.bench_function(BenchmarkId::new(format!("{name}/{mode}"), "int64"), |b| {
+                b.iter(|| r.call_arrow(black_box(&input)).unwrap())
+            });
+        }
+    }
+    g.finish();
+    strings(c, &pairs);
+}
+
+/// Issue 25: `s.upper()` over a utf8 column of 32-byte strings, vectorized
+/// by pyarrow.compute, in process and multi-thread mode, against a memcpy
+/// of the column's offsets and bytes.
+fn strings(c: &mut Criterion, pairs: &[String]) {
+    let mut g = c.benchmark_group("arrow");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(4))
+        .throughput(Throughput::Elements(VECTOR_ROWS as u64 / 4));
+    let words = words(VECTOR_ROWS / 4);
+    let strings = StringArray::from(words.clone());
+    let want = StringArray::from(words.iter().map(|w| w.to_uppercase()).collect::<Vec<_>>());
+    let input = batch_of(Arc::new(strings.clone()));
+    let (offsets, bytes) = (strings.offsets().inner().inner(), strings.values());
+    let (mut o, mut v) = (vec![0u8; offsets.len()], vec![0u8; bytes.len()]);
+    g.bench_function(BenchmarkId::new("memcpy", "utf8"), |b| {
+        b.iter(|| {
+            o.copy_from_slice(black_box(offsets));
+            v.copy_from_slice(black_box(bytes));
+        })
+    });
+    black_box((&o, &v));
+    for mode in ["process", "multi-thread"] {
+        let mut pairs = pairs.to_vec();
+        pairs.push(format!("python.execution-mode={mode}"));
+        let r = runner("pa_upper", UdfKind::Vectorized, DataType::Utf8, &pairs);
+        assert_eq!(
+            r.call_arrow(&input).unwrap().as_ref(),
+            &want as &dyn Array,
+            "pa_upper"
+        );
+        g.bench_function(BenchmarkId::new(format!("pyarrow-upper/{mode}"), "utf8"), |b| {
+            b.iter(|| r.call_arrow(black_box(&input)).unwrap())
+        });
+    }
     g.finish();
 }
 
@@ -168,8 +232,8 @@ const NUMPY_BATCH: usize = 4096;
 /// Issue 26: a numpy-heavy vectorized UDF (`np_heavy`: 20 rounds of small
 /// array operations per 4,096-row batch) in `multi-thread` with 1 and 2
 /// executors. Target on a free-threaded build: 2 ≥ 1.7x 1 (sub-interpreters
-/// cannot run numpy at all). The first multi-thread runners of this
-/// process, so the main interpreter imports from the numpy environment.
+/// cannot run numpy at all). Every multi-thread runner of this bench uses
+/// the one numpy environment, which the main interpreter imports from.
 fn threads(c: &mut Criterion) {
     use coil_host::arrow_array::Float64Array;
     let mut g = c.benchmark_group("arrow");

@@ -63,3 +63,16 @@ def np_heavy(x: "np.ndarray") -> "np.ndarray":
     for _ in range(20):
         y = np.sqrt(y * y + 1.0) - 0.5
     return y
+
+
+def pa_inc(a: "pa.Array") -> "pa.Array":
+    """A pyarrow vectorized UDF: the column whole, through the Arrow C Data
+    Interface, and pyarrow.compute's result back the same way."""
+    import pyarrow.compute as pc
+    return pc.add(a, 1)
+
+
+def pa_upper(a: "pa.Array") -> "pa.Array":
+    """s.upper() over a utf8 column, vectorized by pyarrow.compute."""
+    import pyarrow.compute as pc
+    return pc.utf8_upper(a)

@@ -121,3 +121,45 @@ fn in_multi_thread_mode_a_pyarrow_result_comes_back_as_the_buffer_the_udf_return
         "the argument went to Python and back without a copy"
     );
 }
+
+#[test]
+fn a_numpy_result_only_the_call_holds_becomes_the_results_buffer_without_a_copy() {
+    let np = numpy();
+    for mode in ["multi-thread", "process"] {
+        let r = runner("own_address", mode, &np);
+        let out = r
+            .call_arrow(&batch(Arc::new(Int64Array::from_iter_values(0..1000))))
+            .unwrap();
+        let out = out.as_any().downcast_ref::<Int64Array>().unwrap();
+        let at = out.values().as_ptr() as i64;
+        if mode == "multi-thread" {
+            assert_eq!(out.value(0), at, "numpy's own memory, not a copy");
+        } else {
+            assert_ne!(out.value(0), at, "a worker process's memory is its own");
+        }
+    }
+}
+
+#[test]
+fn a_numpy_output_array_the_udf_reuses_is_copied_so_earlier_results_never_change() {
+    let np = numpy();
+    for mode in modes() {
+        let r = runner("reused_output", mode, &np);
+        let first = r
+            .call_arrow(&batch(Arc::new(Int64Array::from_iter_values(0..1000))))
+            .unwrap();
+        let second = r
+            .call_arrow(&batch(Arc::new(Int64Array::from_iter_values(5000..6000))))
+            .unwrap();
+        assert_eq!(
+            first.as_ref(),
+            &Int64Array::from_iter_values(1..1001) as &dyn Array,
+            "{mode}: the first call's results, after the second call"
+        );
+        assert_eq!(
+            second.as_ref(),
+            &Int64Array::from_iter_values(5001..6001) as &dyn Array,
+            "{mode}"
+        );
+    }
+}

@@ -36,7 +36,7 @@ use arrow_schema::DataType;
 use pyo3::prelude::*;
 
 pub(crate) use build::ResultColumn;
-pub(crate) use capsule::{export_capsules, import_capsules};
+pub(crate) use capsule::{export_capsules, import_capsules, numpy_in_place};
 pub(crate) use describe::type_of_name;
 pub(crate) use read::ArrowColumn;
 

@@ -113,6 +113,10 @@ pub struct Executor {
     /// An in-process executor's hand-off of column batches and results
     /// (see [`coil_proto::Shelf`]).
     shelf: Option<Arc<coil_proto::Shelf>>,
+    /// Whether a vectorized UDF's numpy result may become its results'
+    /// buffer without a copy (main interpreter only: see
+    /// `arrow::numpy_in_place`).
+    results_in_place: bool,
 }
 
 /// What [`Executor::call_policy`] makes of a UDF: the callable to call,
@@ -323,6 +327,7 @@ impl Executor {
             counters: None,
             gil,
             shelf: None,
+            results_in_place: false,
         })
     }
 
@@ -480,6 +485,15 @@ impl Executor {
     /// off it and results left on it, instead of their bytes travelling.
     pub fn set_shelf(&mut self, shelf: Arc<coil_proto::Shelf>) {
         self.shelf = Some(shelf);
+    }
+
+    /// Lets a vectorized UDF's numpy result become the results' buffer
+    /// without a copy. Only for an executor of the main interpreter: the
+    /// buffer may be dropped on a thread attached to none, and PyO3 then
+    /// releases the array the next time some thread attaches, which must
+    /// not be another interpreter's.
+    pub fn set_results_in_place(&mut self, yes: bool) {
+        self.results_in_place = yes;
     }
 
     /// The shelf set by [`Executor::set_shelf`], if any.

@@ -260,6 +260,15 @@ impl Executor {
                         .map_err(|e| self.raised(py, 0, e))?;
                     return self.push_items(py, &list, results, kit, per_row, python);
                 }
+                // A numpy result of the declared type that only this call
+                // holds becomes the results' buffer itself.
+                if self.results_in_place {
+                    if let Some(a) = crate::arrow::numpy_in_place(&result, results.data_type()) {
+                        if a.len() == rows as usize && results.take_whole(a) {
+                            return Ok(python);
+                        }
+                    }
+                }
                 if results.extend_from_buffer(&result) {
                     if results.len() != rows as usize {
                         return Err(bad_batch(format!(

@@ -71,6 +71,8 @@ pub(crate) struct Job<'a> {
     /// Where an in-process executor's column batches and results are
     /// handed over without copies (`None`: they travel as bytes).
     pub shelf: Option<Arc<coil_proto::Shelf>>,
+    /// Whether the executor runs in a sub-interpreter (not the main one).
+    pub sub_interpreter: bool,
 }
 
 impl<'a> Job<'a> {
@@ -94,6 +96,7 @@ impl<'a> Job<'a> {
             interrupted,
             limiter,
             shelf: None,
+            sub_interpreter: false,
         }
     }
 }
@@ -157,6 +160,7 @@ pub(crate) fn run(
     if let Some(shelf) = &job.shelf {
         exec.set_shelf(Arc::clone(shelf));
     }
+    exec.set_results_in_place(!job.sub_interpreter);
     if let (Some(attempts), Some(retries)) = (
         region.user_word(layout::WORD_ATTEMPTS),
         region.user_word(layout::WORD_RETRIES),

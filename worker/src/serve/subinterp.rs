@@ -135,6 +135,7 @@ pub fn serve_in_subinterpreter(
         let mut starting = Some(starting);
         let mut job = super::Job::new(spec, max_message, Some(target.flag()), limiter);
         job.shelf = shelf;
+        job.sub_interpreter = true;
         let result = sub.with(|py| {
             super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });

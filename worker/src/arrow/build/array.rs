@@ -1,6 +1,6 @@
 //! The finished array: a [`ResultColumn`]'s values as Arrow buffers.
 
-use arrow_buffer::{Buffer, NullBuffer};
+use arrow_buffer::Buffer;
 use arrow_data::ArrayDataBuilder;
 use arrow_schema::DataType;
 
@@ -8,12 +8,12 @@ use super::{ResultColumn, Values};
 
 impl ResultColumn {
     pub(super) fn into_data(self) -> Result<arrow_data::ArrayData, String> {
-        let len = self.valid.len();
+        let mut valid = self.valid;
+        let len = valid.len();
         // A null array's values are all null without a bitmap.
-        let nulls = if self.valid.iter().all(|&v| v) || self.t == DataType::Null {
-            None
-        } else {
-            Some(NullBuffer::from(self.valid))
+        let nulls = match self.t {
+            DataType::Null => None,
+            _ => valid.finish(),
         };
         let mut buffers = Vec::new();
         let mut children = Vec::new();

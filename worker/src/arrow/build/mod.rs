@@ -8,7 +8,7 @@ mod array;
 mod push;
 
 use arrow_array::{make_array, Array, ArrayRef};
-use arrow_buffer::i256;
+use arrow_buffer::{i256, NullBufferBuilder};
 use arrow_schema::{DataType, TimeUnit};
 use pyo3::prelude::*;
 
@@ -21,7 +21,9 @@ pub(crate) struct ResultColumn {
     /// declared type), instead of values pushed.
     whole: Option<ArrayRef>,
     t: DataType,
-    valid: Vec<bool>,
+    /// Which values are valid: no bitmap at all until a null is pushed
+    /// (a whole buffer taken at once costs nothing per row).
+    valid: NullBufferBuilder,
     nullable: bool,
     values: Values,
 }
@@ -149,7 +151,7 @@ impl ResultColumn {
         Ok(ResultColumn {
             whole: None,
             t: t.clone(),
-            valid: Vec::new(),
+            valid: NullBufferBuilder::new(0),
             nullable,
             values,
         })
@@ -158,7 +160,6 @@ impl ResultColumn {
     /// Makes room for `n` more values (of a flat type: nested types grow
     /// as they go).
     pub(crate) fn reserve(&mut self, n: usize) {
-        self.valid.reserve(n);
         match &mut self.values {
             Values::I64(v) => v.reserve(n),
             Values::F64(v) => v.reserve(n),
@@ -166,6 +167,11 @@ impl ResultColumn {
             Values::Bytes { offsets, .. } => offsets.reserve(n),
             _ => {}
         }
+    }
+
+    /// The declared type the results are built as.
+    pub(crate) fn data_type(&self) -> &DataType {
+        &self.t
     }
 
     /// Values pushed so far.
@@ -237,7 +243,7 @@ impl ResultColumn {
 
     /// Appends a null (a failed row's place).
     pub(crate) fn push_null(&mut self) {
-        self.valid.push(false);
+        self.valid.append_null();
         match &mut self.values {
             Values::Null => {}
             Values::Bool(v) => v.push(false),
@@ -347,7 +353,7 @@ impl ResultColumn {
         };
         match n {
             Some(n) => {
-                self.valid.resize(self.valid.len() + n, true);
+                self.valid.append_n_non_nulls(n);
                 true
             }
             None => false,
@@ -371,7 +377,7 @@ impl ResultColumn {
                 Err(_) => return false,
             }
         };
-        self.valid.resize(a.len(), true);
+        self.valid.append_n_non_nulls(a.len());
         self.whole = Some(a);
         true
     }

@@ -199,7 +199,7 @@ impl ResultColumn {
                 offsets.push(keys.len());
             }
         }
-        self.valid.push(true);
+        self.valid.append_non_null();
         Ok(())
     }
 }
