@@ -172,9 +172,10 @@ fn strings(c: &mut Criterion, pairs: &[String]) {
             &want as &dyn Array,
             "pa_upper"
         );
-        g.bench_function(BenchmarkId::new(format!("pyarrow-upper/{mode}"), "utf8"), |b| {
-            b.iter(|| r.call_arrow(black_box(&input)).unwrap())
-        });
+        g.bench_function(
+            BenchmarkId::new(format!("pyarrow-upper/{mode}"), "utf8"),
+            |b| b.iter(|| r.call_arrow(black_box(&input)).unwrap()),
+        );
     }
     g.finish();
 }

@@ -161,6 +161,13 @@ impl Counters {
             .record(encode.as_secs_f64());
     }
 
+    /// Adds host encoding time spent when a batch is sent (a column
+    /// batch's frame is written for the executor it goes to), to the
+    /// encode total [`Counters::record_sent`] started.
+    pub fn record_encode(&self, encode: Duration) {
+        Counters::add(&self.encode_ns, encode);
+    }
+
     /// Counts calls of the UDF (`attempts`), `retries` of them retries.
     pub fn record_attempts(&self, attempts: u64, retries: u64) {
         if attempts == 0 && retries == 0 {

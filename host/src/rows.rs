@@ -100,8 +100,14 @@ impl Leased for Lease<'_> {
         Lease::discard(self, why)
     }
 
-    fn shelf(&mut self) -> Option<std::sync::Arc<coil_proto::Shelf>> {
-        self.worker().ok()?.shelf().cloned()
+    fn hand_off(&mut self) -> crate::sched::HandOff {
+        match self.worker() {
+            Ok(link) => crate::sched::HandOff {
+                shelf: link.shelf().cloned(),
+                arena: link.arena().cloned(),
+            },
+            Err(_) => crate::sched::HandOff::default(),
+        }
     }
 }
 

@@ -309,6 +309,7 @@
 //! # Ok(()) }
 //! ```
 
+mod arena;
 mod codec;
 mod frame;
 mod header;
@@ -319,6 +320,7 @@ mod ring;
 mod sync;
 mod wake;
 
+pub use arena::{Arena, Claim, ClaimError, Half};
 pub use codec::*;
 pub use frame::{max_frame_len, FrameError, FRAME_HEADER_LEN};
 pub use header::{

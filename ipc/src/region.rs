@@ -2,7 +2,7 @@
 //! (The model is documented in the crate docs, section "Regions".)
 
 mod private;
-mod shared;
+pub(crate) mod shared;
 
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
@@ -315,23 +315,7 @@ impl Region {
     ///
     /// Returns `None` for a private region, which cannot be shared.
     pub fn inherit_into(&self, cmd: &mut Command) -> Option<RawFd> {
-        use std::os::unix::process::CommandExt;
-        let fd = self.inner.backing.fd()?.as_raw_fd();
-        let hook = move || {
-            // SAFETY: runs in the forked child before exec, where only
-            // async-signal-safe calls are allowed; fcntl is one. The fd is
-            // open: the child inherited the parent's table, in which the
-            // region (borrowed by `self` while spawning) holds it open.
-            let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-            if rc == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        };
-        // SAFETY: the hook only clears FD_CLOEXEC on one descriptor with one
-        // async-signal-safe call, does not allocate and touches no locks.
-        unsafe { cmd.pre_exec(hook) };
-        Some(fd)
+        inherit_fd(self.inner.backing.fd()?, cmd)
     }
 
     /// Whether the region lives in shared memory.
@@ -726,4 +710,27 @@ mod tests {
             EndpointError::NoSuchRing { index: 1, count: 1 }
         );
     }
+}
+
+/// Arranges for the child `cmd` spawns to inherit `fd` (a region's or an
+/// arena's memfd, which the caller keeps open until the child is spawned)
+/// and returns its number; it stays close-on-exec for every other child.
+pub(crate) fn inherit_fd(fd: BorrowedFd<'_>, cmd: &mut Command) -> Option<RawFd> {
+    use std::os::unix::process::CommandExt;
+    let fd = fd.as_raw_fd();
+    let hook = move || {
+        // SAFETY: runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed; fcntl is one. The fd is
+        // open: the child inherited the parent's table, in which the
+        // caller (borrowing the memfd while spawning) holds it open.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        if rc == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only clears FD_CLOEXEC on one descriptor with one
+    // async-signal-safe call, does not allocate and touches no locks.
+    unsafe { cmd.pre_exec(hook) };
+    Some(fd)
 }

@@ -23,6 +23,7 @@
 //!         metadata and type
 //! data:   flags: u8 (bit 0: a validity bitmap follows),
 //!         [validity: ceil(rows / 8) bytes],
+//!         (bit 1: the values are placed in the arena, see below),
 //!         fixed-width types: rows × width bytes (boolean: ceil(rows / 8)),
 //!         utf8 / binary: (rows + 1) × 4 bytes of offsets, data length: u64,
 //!         data; large_utf8 / large_binary: the same with 8-byte offsets,
@@ -37,6 +38,17 @@
 //! travel as such: the host sends them as the plain arrays they stand for
 //! (see `coil-host`'s Arrow module).
 //!
+//! Between a host and a worker process, a fixed-width column's values may
+//! be *placed* in the link's arena (`coil_ipc::Arena`) instead: flag bit 1
+//! is set and a `u64` offset into the writer's half takes the place of the
+//! bytes. The reader claims the run and reads it in place (the run is
+//! freed when the last array over it drops); a frame that places values
+//! is refused by a reader without the arena. Only fixed-width values are
+//! placed: every bit pattern is a value, so a peer that writes them later
+//! can change values but break nothing; offsets and variable-size data,
+//! whose bytes say where other bytes are, always travel in the frame, and
+//! are validated once copied.
+//!
 //! In-process executors share the host's address space, and there a
 //! frame's body may be *shelved*: the column count is `u32::MAX` and a
 //! `u64` key follows, under which the columns themselves wait on the
@@ -49,7 +61,7 @@ use arrow_array::{make_array, Array, ArrayRef};
 use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer};
 use arrow_data::{ArrayData, ArrayDataBuilder};
 use arrow_schema::{DataType, Field, FieldRef, Fields, TimeUnit};
-use coil_ipc::ByteSource;
+use coil_ipc::{Arena, ByteSource, Half};
 
 use crate::{ProtoError, Shelf};
 
@@ -81,6 +93,30 @@ pub enum ColumnError {
     /// More rows or columns than a frame counts.
     #[error("{0} rows or columns are more than a column frame holds")]
     TooMany(usize),
+}
+
+/// Flag bit of a column's data: its fixed-width values were placed in the
+/// arena, and a `u64` offset there follows instead of them.
+const PLACED: u8 = 2;
+
+/// Where a fixed-width column's values may be placed instead of written
+/// (the arena and the half this side writes), and the runs placed so far.
+struct Placer<'a> {
+    arena: &'a Arena,
+    half: Half,
+    placed: Vec<(u64, usize)>,
+}
+
+type Place<'p, 'a> = &'p mut Option<Placer<'a>>;
+
+/// What a frame may refer to besides its own bytes: the shelf of an
+/// in-process executor's link, the arena half of a worker process's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refs<'a> {
+    /// Where shelved columns wait (in-process executors only).
+    pub shelf: Option<&'a Shelf>,
+    /// The arena and the half the frame's placed values are in.
+    pub arena: Option<(&'a Arena, Half)>,
 }
 
 /// The column count that marks a shelved body: its columns are on a
@@ -269,48 +305,72 @@ fn put_offsets(raw: &[u8], ow: usize, len: usize, out: &mut Vec<u8>) -> (usize, 
 
 /// Appends a column's data (its own slice of it), with its validity; its
 /// type was checked by `put_type`.
-fn put_data(a: &dyn Array, out: &mut Vec<u8>) {
+fn put_data(a: &dyn Array, out: &mut Vec<u8>, arena: Place<'_, '_>) {
     use arrow_array::cast::AsArray;
     let len = a.len();
+    // A fixed-width column's values go into the arena when it has room
+    // (flag bit 1: an offset follows instead of the bytes).
+    let placed = match (shape(a.data_type()), arena.as_mut()) {
+        (Shape::Fixed(w), Some(p)) => {
+            let data = a.to_data();
+            let from = data.offset() * w;
+            let at = p
+                .arena
+                .place(p.half, &data.buffers()[0][from..from + len * w]);
+            if let Some(at) = at {
+                p.placed.push((at, len * w));
+            }
+            at
+        }
+        _ => None,
+    };
+    let placed_flag = if placed.is_some() { PLACED } else { 0 };
     match a.nulls().filter(|n| n.null_count() > 0) {
         Some(nulls) => {
-            out.push(1);
+            out.push(1 | placed_flag);
             // `sliced` moves the bits to start at bit 0.
             out.extend_from_slice(&nulls.inner().sliced()[..bitmap_len(len)]);
         }
-        None => out.push(0),
+        None => out.push(placed_flag),
     }
     // Offsets rebased to start at 0, then the values they span: a slice of
     // a long column sends its own values, not the column's.
-    fn listed(offsets: &[u8], ow: usize, len: usize, values: &dyn Array, out: &mut Vec<u8>) {
+    fn listed(
+        offsets: &[u8],
+        ow: usize,
+        len: usize,
+        values: &dyn Array,
+        out: &mut Vec<u8>,
+        arena: Place<'_, '_>,
+    ) {
         let (start, end) = put_offsets(offsets, ow, len, out);
         out.extend(((end - start) as u64).to_le_bytes());
-        put_data(values.slice(start, end - start).as_ref(), out);
+        put_data(values.slice(start, end - start).as_ref(), out, arena);
     }
     match a.data_type() {
         DataType::List(_) => {
             let l = a.as_list::<i32>();
             let raw = l.offsets().inner().inner();
-            listed(raw, 4, len, l.values().as_ref(), out);
+            listed(raw, 4, len, l.values().as_ref(), out, arena);
         }
         DataType::LargeList(_) => {
             let l = a.as_list::<i64>();
             let raw = l.offsets().inner().inner();
-            listed(raw, 8, len, l.values().as_ref(), out);
+            listed(raw, 8, len, l.values().as_ref(), out, arena);
         }
         DataType::Map(..) => {
             let m = a.as_map();
             let raw = m.offsets().inner().inner();
-            listed(raw, 4, len, m.entries(), out);
+            listed(raw, 4, len, m.entries(), out, arena);
         }
         DataType::FixedSizeList(..) => {
             // Its values are sliced with it: rows × size of them.
-            put_data(a.as_fixed_size_list().values().as_ref(), out);
+            put_data(a.as_fixed_size_list().values().as_ref(), out, arena);
         }
         DataType::Struct(_) => {
             // Its fields are sliced with it.
             for child in a.as_struct().columns() {
-                put_data(child.as_ref(), out);
+                put_data(child.as_ref(), out, arena);
             }
         }
         _ => {
@@ -322,9 +382,12 @@ fn put_data(a: &dyn Array, out: &mut Vec<u8>) {
                     let bits = BooleanBuffer::new(data.buffers()[0].clone(), offset, len);
                     out.extend_from_slice(&bits.sliced()[..bitmap_len(len)]);
                 }
-                Shape::Fixed(w) => {
-                    out.extend_from_slice(&data.buffers()[0][offset * w..(offset + len) * w]);
-                }
+                Shape::Fixed(w) => match placed {
+                    Some(at) => out.extend(at.to_le_bytes()),
+                    None => {
+                        out.extend_from_slice(&data.buffers()[0][offset * w..(offset + len) * w])
+                    }
+                },
                 Shape::Bytes(ow) => {
                     let raw = &data.buffers()[0][offset * ow..(offset + len + 1) * ow];
                     let (start, end) = put_offsets(raw, ow, len, out);
@@ -369,6 +432,68 @@ impl Columns {
         columns: &[ArrayRef],
         out: &mut Vec<u8>,
     ) -> Result<(), ColumnError> {
+        Columns::put_body(rows, columns, out, &mut None)
+    }
+
+    /// Appends batch `seq`'s `columns` as [`Columns::encode`] does, but
+    /// each fixed-width column's values placed in `arena`'s half when it
+    /// has room (the frame then carries their offset; the reader claims
+    /// them with [`Columns::decode_from`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`].
+    pub fn encode_placed(
+        seq: u64,
+        rows: usize,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+        arena: Option<(&Arena, Half)>,
+    ) -> Result<Vec<(u64, usize)>, ColumnError> {
+        out.extend(seq.to_le_bytes());
+        Columns::encode_body_placed(rows, columns, out, arena)
+    }
+
+    /// [`Columns::encode_body`], placing fixed-width values in `arena` as
+    /// [`Columns::encode_placed`] does. Returns the runs placed (offset
+    /// and length): if the frame never reaches the peer, give them back
+    /// with [`Arena::unplace`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Columns::encode`] (nothing stays placed then).
+    pub fn encode_body_placed(
+        rows: usize,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+        arena: Option<(&Arena, Half)>,
+    ) -> Result<Vec<(u64, usize)>, ColumnError> {
+        let mut placer = arena.map(|(arena, half)| Placer {
+            arena,
+            half,
+            placed: Vec::new(),
+        });
+        let written = Columns::put_body(rows, columns, out, &mut placer);
+        let placed = placer.map(|p| p.placed).unwrap_or_default();
+        match written {
+            Ok(()) => Ok(placed),
+            Err(e) => {
+                if let Some((arena, half)) = arena {
+                    for (at, len) in placed {
+                        arena.unplace(half, at, len);
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn put_body(
+        rows: usize,
+        columns: &[ArrayRef],
+        out: &mut Vec<u8>,
+        arena: Place<'_, '_>,
+    ) -> Result<(), ColumnError> {
         out.extend(count(rows)?.to_le_bytes());
         out.extend(count(columns.len())?.to_le_bytes());
         for (i, column) in columns.iter().enumerate() {
@@ -383,7 +508,7 @@ impl Columns {
                 column: i,
                 data_type: column.data_type().clone(),
             })?;
-            put_data(column.as_ref(), out);
+            put_data(column.as_ref(), out, arena);
         }
         Ok(())
     }
@@ -476,11 +601,7 @@ impl Columns {
     ///
     /// [`ProtoError::Columns`] for bytes that are not exactly one type.
     pub fn type_from_bytes(bytes: &[u8]) -> Result<DataType, ProtoError> {
-        let mut r = Reader {
-            src: bytes,
-            at: 0,
-            shelf: None,
-        };
+        let mut r = Reader::new(bytes, Refs::default());
         let t = r.data_type(0).map_err(bad)?;
         if r.left() != 0 {
             return Err(bad(format!("{} bytes after the type", r.left())));
@@ -496,22 +617,25 @@ impl Columns {
     ///
     /// [`ProtoError::Columns`] for anything an honest peer does not write.
     pub fn decode<S: ByteSource + ?Sized>(src: &S) -> Result<Decoded, ProtoError> {
-        Columns::decode_from(src, None)
+        Columns::decode_from(src, Refs::default())
     }
 
-    /// Decodes a column frame from `src` as [`Columns::decode`] does; a
-    /// shelved frame's columns are taken off `shelf` (a shelved frame is
-    /// refused without one: only in-process executors shelve).
+    /// Decodes a column frame from `src` as [`Columns::decode`] does, with
+    /// what it may refer to besides its own bytes (`refs`): a shelved
+    /// frame's columns are taken off the shelf (only in-process executors
+    /// shelve), and placed values are claimed from the arena's half (read
+    /// in place; the run is freed when the last array over it drops).
     ///
     /// # Errors
     ///
-    /// As [`Columns::decode`]; also a shelved frame without a shelf, or
-    /// whose key has no columns on it.
+    /// As [`Columns::decode`]; also a shelved frame without a shelf or
+    /// whose key has no columns on it, and placed values without an arena
+    /// or outside its half.
     pub fn decode_from<S: ByteSource + ?Sized>(
         src: &S,
-        shelf: Option<&Shelf>,
+        refs: Refs<'_>,
     ) -> Result<Decoded, ProtoError> {
-        let mut r = Reader { src, at: 0, shelf };
+        let mut r = Reader::new(src, refs);
         let seq = r.u64()?;
         let (rows, columns) = r.body()?;
         if r.left() != 0 {
@@ -530,20 +654,20 @@ impl Columns {
     pub fn decode_body<S: ByteSource + ?Sized>(
         src: &S,
     ) -> Result<(usize, Vec<ArrayRef>, usize), ProtoError> {
-        Columns::decode_body_from(src, None)
+        Columns::decode_body_from(src, Refs::default())
     }
 
-    /// [`Columns::decode_body`], taking a shelved body's columns off
-    /// `shelf` (see [`Columns::decode_from`]).
+    /// [`Columns::decode_body`], with what the body may refer to (see
+    /// [`Columns::decode_from`]).
     ///
     /// # Errors
     ///
     /// As [`Columns::decode_from`].
     pub fn decode_body_from<S: ByteSource + ?Sized>(
         src: &S,
-        shelf: Option<&Shelf>,
+        refs: Refs<'_>,
     ) -> Result<(usize, Vec<ArrayRef>, usize), ProtoError> {
-        let mut r = Reader { src, at: 0, shelf };
+        let mut r = Reader::new(src, refs);
         let (rows, columns) = r.body()?;
         Ok((rows, columns, r.at))
     }
@@ -569,8 +693,14 @@ fn bad(reason: String) -> ProtoError {
 struct Reader<'a, S: ?Sized> {
     src: &'a S,
     at: usize,
-    /// Where a shelved body's columns are (an in-process executor's link).
-    shelf: Option<&'a Shelf>,
+    /// What the frame may refer to besides its bytes.
+    refs: Refs<'a>,
+}
+
+impl<'a, S: ?Sized> Reader<'a, S> {
+    fn new(src: &'a S, refs: Refs<'a>) -> Self {
+        Reader { src, at: 0, refs }
+    }
 }
 
 impl<S: ByteSource + ?Sized> Reader<'_, S> {
@@ -625,10 +755,22 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
         Ok((rows, columns))
     }
 
+    /// `len` bytes of values placed in the arena: the run the frame's
+    /// offset names, claimed and read in place.
+    fn placed(&mut self, len: usize) -> Result<Buffer, String> {
+        let at = self.u64().map_err(|e| e.to_string())?;
+        let (arena, half) = self
+            .refs
+            .arena
+            .ok_or("values placed in an arena this frame's reader does not have")?;
+        let claim = arena.claim(half, at, len).map_err(|e| e.to_string())?;
+        Ok(crate::placed::buffer(claim))
+    }
+
     /// A shelved body's columns, `rows` long each, off the shelf.
     fn shelved(&mut self, rows: usize) -> Result<(usize, Vec<ArrayRef>), ProtoError> {
         let key = self.u64()?;
-        let shelf = self.shelf.ok_or_else(|| {
+        let shelf = self.refs.shelf.ok_or_else(|| {
             bad(
                 "a shelved frame (columns left in this process) from a peer that cannot shelve"
                     .into(),
@@ -788,10 +930,16 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
             return Err(format!("data nested deeper than {MAX_NESTING}"));
         }
         let flags = self.u8().map_err(|e| e.to_string())?;
-        if flags > 1 {
+        if flags & !(1 | PLACED) != 0 {
             return Err(format!("flags {flags}"));
         }
-        let nulls = if flags == 1 {
+        let placed = flags & PLACED != 0;
+        if placed && !matches!(shape(&t), Shape::Fixed(_)) {
+            return Err(format!(
+                "placed values of type {t}, which has no fixed width"
+            ));
+        }
+        let nulls = if flags & 1 != 0 {
             let bits = BooleanBuffer::new(self.buffer(bitmap_len(rows))?, 0, rows);
             Some(NullBuffer::new(bits))
         } else {
@@ -826,7 +974,11 @@ impl<S: ByteSource + ?Sized> Reader<'_, S> {
             Shape::Bits => buffers.push(self.buffer(bitmap_len(rows))?),
             Shape::Fixed(w) => {
                 let len = rows.checked_mul(w).ok_or("too many rows")?;
-                buffers.push(self.buffer(len)?);
+                buffers.push(if placed {
+                    self.placed(len)?
+                } else {
+                    self.buffer(len)?
+                });
             }
             Shape::Bytes(ow) => {
                 buffers.push(offsets(self, ow)?);
@@ -890,12 +1042,26 @@ mod tests {
         let e = Columns::decode(&out[..]).unwrap_err().to_string();
         assert!(e.contains("shelved"), "{e}");
         assert_eq!(shelf.len(), 1);
-        let d = Columns::decode_from(&out[..], Some(&shelf)).unwrap();
+        let d = Columns::decode_from(
+            &out[..],
+            Refs {
+                shelf: Some(&shelf),
+                ..Refs::default()
+            },
+        )
+        .unwrap();
         assert_eq!((d.seq, d.rows), (7, 3));
         assert!(Arc::ptr_eq(&d.columns[0], &a));
         assert!(shelf.is_empty());
         // Taken once: the same frame again names nothing.
-        let e = Columns::decode_from(&out[..], Some(&shelf)).unwrap_err();
+        let e = Columns::decode_from(
+            &out[..],
+            Refs {
+                shelf: Some(&shelf),
+                ..Refs::default()
+            },
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("no columns on the shelf"), "{e}");
         // What encode refuses, shelve refuses, shelving nothing.
         let short: ArrayRef = Arc::new(Int64Array::from(vec![1]));

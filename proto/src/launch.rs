@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 256 << 20;
 pub const HOST_PID: &str = "COIL_HOST_PID";
 
 /// The usage of the `coil-worker` program.
-pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--returns TYPE] [--max-message BYTES]";
+pub const USAGE: &str = "usage: coil-worker --fd FD --udf FILE.py:NAME|package.module:NAME [--kind scalar|table|vectorized] [--path DIR]... [--sys-path DIR]... [--site-dir DIR]... [--returns TYPE] [--max-message BYTES] [--calls POLICY] [--limiter-fd FD] [--arena-fd FD]";
 
 /// Everything a host passes to a `coil-worker` process it starts.
 ///
@@ -61,6 +61,10 @@ pub struct Launch {
     /// The inherited descriptor of the region whose first word is the
     /// rate limit every executor of the UDF shares, if it has one.
     pub limiter_fd: Option<RawFd>,
+    /// The inherited descriptor of the link's arena (`coil_ipc::Arena`),
+    /// where column buffers are placed instead of copied through the
+    /// rings, if it has one.
+    pub arena_fd: Option<RawFd>,
 }
 
 /// Why a `coil-worker` command line cannot be read.
@@ -123,6 +127,7 @@ impl Launch {
             max_message: DEFAULT_MAX_MESSAGE,
             host_pid: None,
             limiter_fd: None,
+            arena_fd: None,
         }
     }
 
@@ -173,6 +178,10 @@ impl Launch {
             args.push("--limiter-fd".into());
             args.push(fd.to_string().into());
         }
+        if let Some(fd) = self.arena_fd {
+            args.push("--arena-fd".into());
+            args.push(fd.to_string().into());
+        }
         args
     }
 
@@ -200,6 +209,7 @@ impl Launch {
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Launch, LaunchError> {
         let mut fd = None;
         let mut limiter_fd = None;
+        let mut arena_fd = None;
         let mut max_message = DEFAULT_MAX_MESSAGE;
         let mut spec = UdfSpec::new("");
         let mut udf = false;
@@ -216,6 +226,7 @@ impl Launch {
                 "--max-message" => "--max-message",
                 "--calls" => "--calls",
                 "--limiter-fd" => "--limiter-fd",
+                "--arena-fd" => "--arena-fd",
                 _ => return Err(LaunchError::Unknown(arg)),
             };
             let value = args.next().ok_or(LaunchError::NoValue { flag })?;
@@ -243,6 +254,9 @@ impl Launch {
                 "--limiter-fd" => {
                     limiter_fd = Some(value.parse().map_err(|_| LaunchError::Fd { value })?);
                 }
+                "--arena-fd" => {
+                    arena_fd = Some(value.parse().map_err(|_| LaunchError::Fd { value })?);
+                }
                 _ => {
                     max_message = value
                         .parse()
@@ -260,6 +274,7 @@ impl Launch {
             max_message,
             host_pid: None,
             limiter_fd,
+            arena_fd,
         })
     }
 }
@@ -317,6 +332,7 @@ mod tests {
             max_message: 1 << 20,
             host_pid: None,
             limiter_fd: Some(11),
+            arena_fd: Some(12),
         }
     }
 
@@ -343,7 +359,7 @@ mod tests {
                  --path lib --path more --sys-path /env/lib/python3.13 \
                  --site-dir /env/site-packages --returns {returns} \
                  --calls attempts=4;on=ConnectionError;initial=100000;max=60000000 \
-                 --limiter-fd 11"
+                 --limiter-fd 11 --arena-fd 12"
             ))
         );
     }

@@ -50,6 +50,7 @@ mod launch;
 pub mod layout;
 mod message;
 mod pieces;
+mod placed;
 mod shelf;
 mod spec;
 mod tag;
@@ -59,7 +60,7 @@ mod wire;
 pub use blocker::{incompatible_module, INCOMPATIBLE};
 pub use calls::{CallPolicy, RateLimit, DEFAULT_MAX_CONCURRENCY};
 pub use coil_ipc as ipc;
-pub use columns::{ColumnError, Columns, Decoded};
+pub use columns::{ColumnError, Columns, Decoded, Refs};
 pub use error::ProtoError;
 pub use launch::{Launch, LaunchError, DEFAULT_MAX_MESSAGE, HOST_PID, USAGE};
 pub use message::{

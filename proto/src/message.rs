@@ -447,13 +447,14 @@ impl Answer {
         src: &S,
         expect: Expect,
     ) -> Result<Answer, ProtoError> {
-        Answer::decode_from(tag, src, expect, None)
+        Answer::decode_from(tag, src, expect, crate::Refs::default())
     }
 
-    /// [`Answer::decode`] of an in-process executor's message: shelved
-    /// column results are taken off `shelf` (see
-    /// [`Columns::decode_from`](crate::Columns::decode_from)); without a
-    /// shelf they are refused.
+    /// [`Answer::decode`], with what column results may refer to besides
+    /// the message's bytes (`refs`: an in-process executor's shelf, a
+    /// worker's arena; see
+    /// [`Columns::decode_from`](crate::Columns::decode_from)); without
+    /// them, shelved or placed results are refused.
     ///
     /// # Errors
     ///
@@ -462,7 +463,7 @@ impl Answer {
         tag: Tag,
         src: &S,
         expect: Expect,
-        shelf: Option<&crate::Shelf>,
+        refs: crate::Refs<'_>,
     ) -> Result<Answer, ProtoError> {
         match (expect, tag) {
             (Expect::Start, Tag::Ready) => match one_row(src, 0, tag)?.as_slice() {
@@ -512,7 +513,7 @@ impl Answer {
                 if got != seq {
                     return Err(ProtoError::WrongBatch { got, expected: seq });
                 }
-                decode_batch_answer(tag, src, seq, rows, shelf)
+                decode_batch_answer(tag, src, seq, rows, refs)
             }
         }
     }
@@ -523,7 +524,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
     src: &S,
     seq: u64,
     rows: u64,
-    shelf: Option<&crate::Shelf>,
+    refs: crate::Refs<'_>,
 ) -> Result<Answer, ProtoError> {
     let row_in_batch = |r: &Value| match r {
         Value::Int(r) if (0..rows as i64).contains(r) => Ok(*r as u32),
@@ -541,7 +542,7 @@ fn decode_batch_answer<S: ByteSource + ?Sized>(
         Tag::ColumnResults | Tag::ColumnResultsAndFailures => {
             let times = times()?;
             let body = After::new(src, SEQ_LEN + TIMES_LEN);
-            let (got, mut columns, used) = crate::Columns::decode_body_from(&body, shelf)?;
+            let (got, mut columns, used) = crate::Columns::decode_body_from(&body, refs)?;
             if got as u64 != rows {
                 return Err(ProtoError::RowCount {
                     got: got as u64,

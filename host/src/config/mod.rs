@@ -84,6 +84,8 @@ pub const BUNDLE_TARGET_TIME: &str = "python.fn-execution.bundle.target-time";
 pub const FILES: &str = "python.files";
 /// `python.fn-execution.ring.size`.
 pub const RING_SIZE: &str = "python.fn-execution.ring.size";
+/// `python.fn-execution.arena.size`.
+pub const ARENA_SIZE: &str = "python.fn-execution.arena.size";
 /// `python.fn-execution.max-message-size`.
 pub const MAX_MESSAGE_SIZE: &str = "python.fn-execution.max-message-size";
 /// `python.fn-execution.timeout`.
@@ -247,6 +249,12 @@ pub const KEYS: &[Key] = &[
         default: "4m",
         doc: "bytes of each ring between host and worker (one each way): a power of two from 4k to 1g, with an optional k/m/g suffix; batches larger than a ring travel through it in pieces",
         check: check_ring,
+    },
+    Key {
+        name: ARENA_SIZE,
+        default: "64m",
+        doc: "bytes of shared memory beside each worker process's rings (half each way) where column batches' fixed-width values and results are placed, copied once and read in place; when it is full they travel through the rings; 0 turns it off; from 64k to 16g, with an optional k/m/g suffix",
+        check: check_arena,
     },
     Key {
         name: MAX_MESSAGE_SIZE,
@@ -539,6 +547,11 @@ impl Config {
         self.typed(RING_SIZE, parse_ring_size)
     }
 
+    /// `python.fn-execution.arena.size`, in bytes (0: no arena).
+    pub fn arena_size(&self) -> usize {
+        self.typed(ARENA_SIZE, parse_arena_size)
+    }
+
     /// `python.fn-execution.max-message-size`, in bytes.
     pub fn max_message_size(&self) -> usize {
         self.typed(MAX_MESSAGE_SIZE, parse_message_size)
@@ -654,6 +667,8 @@ pub(crate) struct Tuning {
     pub bundle_target_time: Duration,
     pub bundle_time: Duration,
     pub ring_size: usize,
+    /// `python.fn-execution.arena.size`, bytes (0: none).
+    pub arena_size: usize,
     pub max_message: usize,
     pub timeout: Option<Duration>,
     pub retries: u32,
@@ -679,6 +694,7 @@ impl Tuning {
             bundle_target_time: c.bundle_target_time(),
             bundle_time: c.bundle_time(),
             ring_size: c.ring_size(),
+            arena_size: c.arena_size(),
             max_message: c.max_message_size(),
             timeout: c.timeout(),
             retries: c.retries(),

@@ -31,6 +31,9 @@ pub(super) fn check_millis_positive(v: &str) -> Result<(), String> {
 pub(super) fn check_ring(v: &str) -> Result<(), String> {
     parse_ring_size(v).map(|_| ())
 }
+pub(super) fn check_arena(v: &str) -> Result<(), String> {
+    parse_arena_size(v).map(|_| ())
+}
 pub(super) fn check_message(v: &str) -> Result<(), String> {
     parse_message_size(v).map(|_| ())
 }
@@ -158,6 +161,14 @@ pub(super) fn parse_ring_size(v: &str) -> Result<usize, String> {
     match parse_bytes(v) {
         Some(n) if n.is_power_of_two() && (4096..=1 << 30).contains(&n) => Ok(n),
         _ => Err("a power of two from 4k to 1g, e.g. 4194304 or 4m".into()),
+    }
+}
+
+/// `python.fn-execution.arena.size`: 0 (no arena), or 64k to 16g.
+pub(super) fn parse_arena_size(v: &str) -> Result<usize, String> {
+    match parse_bytes(v) {
+        Some(n) if n == 0 || (64 << 10..=16 << 30).contains(&n) => Ok(n),
+        _ => Err("0 (no arena) or a size from 64k to 16g, e.g. 67108864 or 64m".into()),
     }
 }
 

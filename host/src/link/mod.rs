@@ -132,6 +132,9 @@ pub(crate) struct Link {
     /// [`coil_proto::Shelf`]); `None` for a worker process, whose frames
     /// may then never name one.
     shelf: Option<std::sync::Arc<coil_proto::Shelf>>,
+    /// A worker process's arena: batches' fixed-width values are placed in
+    /// its requests half, and results' claimed from its answers half.
+    arena: Option<coil_ipc::Arena>,
 }
 
 impl Link {
@@ -173,6 +176,7 @@ impl Link {
             first_row: None,
             ticket: None,
             shelf: None,
+            arena: None,
         }
     }
 
@@ -231,6 +235,12 @@ impl Link {
     /// instead of encoded (`None` for a worker process).
     pub fn shelf(&self) -> Option<&std::sync::Arc<coil_proto::Shelf>> {
         self.shelf.as_ref()
+    }
+
+    /// A worker process's arena (`None` for an executor thread, or when
+    /// `python.fn-execution.arena.size` is 0).
+    pub fn arena(&self) -> Option<&coil_ipc::Arena> {
+        self.arena.as_ref()
     }
 
     /// Closes the request ring: the executor runs the UDF's `close()` and
@@ -301,7 +311,10 @@ impl Link {
         // Host decode time runs from here when the frame is already there;
         // when we wait, it includes the wait's last moments only.
         let decode_started;
-        let shelf = self.shelf.as_deref();
+        let refs = coil_proto::Refs {
+            shelf: self.shelf.as_deref(),
+            arena: self.arena.as_ref().map(|a| (a, coil_ipc::Half::Answers)),
+        };
         // The first frame, decoded (or its bytes copied) before the borrow
         // of the ring ends.
         let first = {
@@ -317,7 +330,7 @@ impl Link {
                     frame.copy_into(&mut buf);
                     Ok(First::Piece(buf))
                 }
-                Ok(Some(frame)) => Ok(First::Whole(decode(frame.tag(), &frame, expect, shelf))),
+                Ok(Some(frame)) => Ok(First::Whole(decode(frame.tag(), &frame, expect, refs))),
                 Ok(None) => Ok(First::Nothing),
                 Err(e) => Err(e),
             }
@@ -327,7 +340,7 @@ impl Link {
                 // An answer larger than a frame: collect its pieces.
                 let left = deadline.map_or(left, |d| d.saturating_duration_since(Instant::now()));
                 match coil_proto::assemble_rest(&mut self.rx, &mut buf, self.max_message, left) {
-                    Ok(tag) => Ok(Some(decode(tag.raw(), &buf[..], expect, shelf))),
+                    Ok(tag) => Ok(Some(decode(tag.raw(), &buf[..], expect, refs))),
                     Err(MessageError::Recv(e)) => Err(e),
                     Err(e) => Ok(Some(Err(e.into()))),
                 }
@@ -409,10 +422,10 @@ fn decode<S: ByteSource + ?Sized>(
     raw: u16,
     src: &S,
     expect: Expect,
-    shelf: Option<&coil_proto::Shelf>,
+    refs: coil_proto::Refs<'_>,
 ) -> Result<Answer, ProtocolError> {
     let tag = Tag::try_from(raw)?;
-    Ok(Answer::decode_from(tag, src, expect, shelf)?)
+    Ok(Answer::decode_from(tag, src, expect, refs)?)
 }
 
 /// What an executor's answer to a batch of rows `rows` means to the

@@ -220,7 +220,23 @@ impl Link {
             .limiter
             .as_ref()
             .and_then(|l| l.inherit_into(&mut cmd));
-        let launch = launch(fd, limiter_fd, spawn);
+        // Column buffers are placed here instead of copied through the
+        // rings; a worker that cannot have one still works through them.
+        let arena = match spawn.tuning.arena_size {
+            0 => None,
+            size => match coil_ipc::Arena::create_shared(size / 2) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    tracing::warn!(
+                        worker = slot,
+                        "no arena for the worker ({e}): column batches go through its rings"
+                    );
+                    None
+                }
+            },
+        };
+        let mut launch = launch(fd, limiter_fd, spawn);
+        launch.arena_fd = arena.as_ref().and_then(|a| a.inherit_into(&mut cmd));
         if let Some(limit) = spawn.tuning.memory_limit {
             limit_memory(&mut cmd, limit);
         }
@@ -254,6 +270,7 @@ impl Link {
             stderr,
         };
         let mut link = Link::new(slot, executor, region, spawn);
+        link.arena = arena;
         if let Ok(p) = PidWatch::new(pid) {
             link.tx.set_peer_watch(p);
         }

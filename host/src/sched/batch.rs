@@ -13,6 +13,8 @@ use coil_proto::{Batch, Times};
 use crate::link::Results;
 use crate::RunError;
 
+use super::HandOff;
+
 /// Batches in flight per worker: one running, one waiting in its ring, so
 /// the worker never waits for the host between batches.
 pub(super) const DEPTH: usize = 2;
@@ -110,12 +112,12 @@ pub(super) enum Payload {
         columns: Vec<ArrayRef>,
         /// Its rows.
         rows: usize,
-        /// Its column frame, for a worker process; empty until a batch
-        /// for an in-process executor first goes to one (see
+        /// Its column frame as last written for an executor (see
         /// [`Payload::wire`]).
         frame: Vec<u8>,
-        /// The shelved frame last sent to an executor thread.
-        shelved: Vec<u8>,
+        /// Whether `frame` holds the batch inline (no shelf, no arena), to
+        /// be sent again as it is.
+        inline: bool,
         /// The type its results travel as: a part that fails alone answers
         /// with nulls of it, and the parts' arrays join as it.
         result: DataType,
@@ -133,76 +135,76 @@ impl Payload {
     }
 
     /// A column batch of `columns`, `rows` long, answered by an array of
-    /// `result`; its frame (with room for `capacity` bytes) is left for
-    /// [`Payload::buffer`] to write, or for [`Payload::wire`] to shelve.
-    pub(super) fn columns(
-        columns: Vec<ArrayRef>,
-        rows: usize,
-        capacity: usize,
-        result: DataType,
-    ) -> Payload {
+    /// `result`; its frame is written when it is sent ([`Payload::wire`]).
+    pub(super) fn columns(columns: Vec<ArrayRef>, rows: usize, result: DataType) -> Payload {
         Payload::Columns {
             columns,
             rows,
-            frame: Vec::with_capacity(capacity),
-            shelved: Vec::new(),
+            frame: Vec::new(),
+            inline: false,
             result,
             joins_next: false,
         }
     }
 
-    /// The bytes encoded so far (a column batch for an executor thread
-    /// has none until it is sent: see [`Payload::wire`]).
+    /// The bytes encoded so far (a column batch has none until it is
+    /// sent: see [`Payload::wire`]).
     pub(super) fn bytes(&self) -> &[u8] {
         match self {
             Payload::Rows(b) | Payload::Columns { frame: b, .. } => b,
         }
     }
 
-    /// The bytes that go into the ring of an executor with `shelf` (an
-    /// executor thread's) or without (a worker process), as batch `seq`:
-    /// a column batch goes shelved to the one, and as its frame (encoded
-    /// now if it was not yet) to the other. Also returns the key of what
-    /// was shelved, to take back off the shelf if the send fails.
+    /// The bytes that go into the ring of an executor reached through
+    /// `via`, as batch `seq`: a column batch goes shelved to an executor
+    /// thread, with its fixed-width values placed in a worker process's
+    /// arena (as far as it has room), else inline. Also says what to give
+    /// back if the bytes never reach the executor ([`Sent::undo`]).
     ///
     /// # Errors
     ///
     /// The columns do not fit a column frame (message).
-    pub(super) fn wire(
-        &mut self,
-        seq: u64,
-        shelf: Option<&coil_proto::Shelf>,
-    ) -> Result<(&[u8], Option<u64>), String> {
+    pub(super) fn wire(&mut self, seq: u64, via: &HandOff) -> Result<(&[u8], Sent), String> {
         match self {
-            Payload::Rows(b) => Ok((b, None)),
-            Payload::Columns {
-                columns,
-                rows,
-                shelved,
-                ..
-            } if shelf.is_some() => {
-                let shelf = shelf.expect("matched");
-                shelved.clear();
-                let key = coil_proto::Columns::shelve(seq, *rows, columns, shelf, shelved)
-                    .map_err(|e| e.to_string())?;
-                Ok((shelved, Some(key)))
-            }
+            Payload::Rows(b) => Ok((b, Sent::Nothing)),
             Payload::Columns {
                 columns,
                 rows,
                 frame,
+                inline,
                 ..
             } => {
-                if frame.is_empty() {
-                    coil_proto::Columns::encode(seq, *rows, columns, frame)
-                        .map_err(|e| e.to_string())?;
+                if *inline && via.shelf.is_none() && via.arena.is_none() {
+                    return Ok((frame, Sent::Nothing));
                 }
-                Ok((frame, None))
+                frame.clear();
+                *inline = false;
+                let sent = if let Some(shelf) = &via.shelf {
+                    let key = coil_proto::Columns::shelve(seq, *rows, columns, shelf, frame);
+                    Sent::Shelved(
+                        std::sync::Arc::clone(shelf),
+                        key.map_err(|e| e.to_string())?,
+                    )
+                } else {
+                    let arena = via.arena.as_ref().map(|a| (a, coil_ipc::Half::Requests));
+                    let placed =
+                        coil_proto::Columns::encode_placed(seq, *rows, columns, frame, arena)
+                            .map_err(|e| e.to_string())?;
+                    match &via.arena {
+                        Some(arena) if !placed.is_empty() => Sent::Placed(arena.clone(), placed),
+                        _ => {
+                            *inline = true;
+                            Sent::Nothing
+                        }
+                    }
+                };
+                Ok((frame, sent))
             }
         }
     }
 
-    /// The bytes, to encode into.
+    /// The bytes, to encode into (a column batch's frame is rewritten
+    /// when it is sent).
     pub(super) fn buffer(&mut self) -> &mut Vec<u8> {
         match self {
             Payload::Rows(b) | Payload::Columns { frame: b, .. } => b,
@@ -273,6 +275,33 @@ impl Payload {
     }
 }
 
+/// What a column frame written by [`Payload::wire`] left outside its
+/// bytes, for the executor to take.
+#[derive(Debug)]
+pub(super) enum Sent {
+    /// Nothing: the frame holds the whole batch.
+    Nothing,
+    /// Its columns, on an executor thread's shelf under this key.
+    Shelved(std::sync::Arc<coil_proto::Shelf>, u64),
+    /// Fixed-width values placed in a worker's arena: these runs.
+    Placed(coil_ipc::Arena, Vec<(u64, usize)>),
+}
+
+impl Sent {
+    /// The frame did not reach the executor: takes back what it left.
+    pub(super) fn undo(self) {
+        match self {
+            Sent::Nothing => {}
+            Sent::Shelved(shelf, key) => drop(shelf.take(key)),
+            Sent::Placed(arena, runs) => {
+                for (at, len) in runs {
+                    arena.unplace(coil_ipc::Half::Requests, at, len);
+                }
+            }
+        }
+    }
+}
+
 /// A batch's rows, decoded again to be cut into parts: its rows, or its
 /// columns (a part is then a slice of each).
 pub(super) enum Parts {
@@ -309,15 +338,12 @@ impl Parts {
                     .iter()
                     .map(|c| c.slice(range.start, range.len()))
                     .collect();
-                // Encoded when it goes to a worker process (`wire`).
-                Payload::Columns {
-                    columns: slices,
-                    rows: range.len(),
-                    frame: Vec::new(),
-                    shelved: Vec::new(),
-                    result: result.clone(),
-                    joins_next,
+                // Written when it is sent (`wire`).
+                let mut part = Payload::columns(slices, range.len(), result.clone());
+                if let Payload::Columns { joins_next: j, .. } = &mut part {
+                    *j = joins_next;
                 }
+                part
             }
         }
     }
@@ -394,11 +420,9 @@ mod tests {
         p
     }
 
-    fn column_payload(seq: u64, columns: &[ArrayRef]) -> Payload {
+    fn column_payload(columns: &[ArrayRef]) -> Payload {
         let rows = columns[0].len();
-        let mut p = Payload::columns(columns.to_vec(), rows, 64, DataType::Int64);
-        coil_proto::Columns::encode(seq, rows, columns, p.buffer()).unwrap();
-        p
+        Payload::columns(columns.to_vec(), rows, DataType::Int64)
     }
 
     #[test]
@@ -423,7 +447,7 @@ mod tests {
     #[test]
     fn a_column_payload_cuts_into_slices_that_join_back_into_the_whole() {
         let xs: ArrayRef = Arc::new(Int64Array::from_iter_values(0..6));
-        let p = column_payload(3, std::slice::from_ref(&xs));
+        let p = column_payload(std::slice::from_ref(&xs));
         assert!(p.is_columnar() && !p.joins_next());
         assert!(
             p.args().is_empty(),
@@ -439,8 +463,8 @@ mod tests {
         let back: Vec<ArrayRef> = [(4, a), (5, b)]
             .into_iter()
             .map(|(seq, mut c)| {
-                let (bytes, key) = c.wire(seq, None).unwrap();
-                assert!(key.is_none());
+                let (bytes, sent) = c.wire(seq, &HandOff::default()).unwrap();
+                assert!(matches!(sent, Sent::Nothing));
                 let d = coil_proto::Columns::decode(bytes).unwrap();
                 assert_eq!(d.seq, seq);
                 d.columns[0].clone()

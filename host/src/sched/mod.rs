@@ -97,11 +97,21 @@ pub(crate) trait Leased {
     fn replace(&mut self, why: &RunError);
     /// The executor broke and its pool is retired: kill it, no replacement.
     fn discard(&mut self, why: &RunError);
-    /// An executor thread's shelf, on which column batches go instead of
-    /// their bytes (`None` for a worker process).
-    fn shelf(&mut self) -> Option<std::sync::Arc<coil_proto::Shelf>> {
-        None
+    /// What the executor takes column batches through besides its ring.
+    fn hand_off(&mut self) -> HandOff {
+        HandOff::default()
     }
+}
+
+/// What a leased executor takes column batches through besides its ring:
+/// an executor thread's shelf (the columns themselves), a worker
+/// process's arena (their fixed-width values, copied once).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HandOff {
+    /// An executor thread's shelf.
+    pub(crate) shelf: Option<std::sync::Arc<coil_proto::Shelf>>,
+    /// A worker process's arena.
+    pub(crate) arena: Option<coil_ipc::Arena>,
 }
 
 /// The scheduler behind a [`RowStream`](crate::RowStream) and an
@@ -253,25 +263,12 @@ impl<E: Executors> Scheduler<E> {
         columns: &[arrow_array::ArrayRef],
         result_type: &arrow_schema::DataType,
     ) {
-        // Executor threads take the columns themselves off a shelf: no
-        // frame to write, only the checks encoding makes. A worker
-        // process's frame is written now, timed as the host's encoding.
-        let in_process = self.executors.mode() != ExecutionMode::Process;
-        // A first guess; the frame grows as it needs (a slice's arrays
-        // report their whole column's memory, so that is no guide).
-        let capacity = if in_process {
-            0
-        } else {
-            64 + rows * 16 * columns.len()
-        };
-        let payload = Payload::columns(columns.to_vec(), rows, capacity, result_type.clone());
-        self.send_payload(rows, payload, |seq, out| {
-            if in_process {
-                coil_proto::Columns::check(rows, columns)
-            } else {
-                coil_proto::Columns::encode(seq, rows, columns, out)
-            }
-            .map_err(|e| e.to_string())
+        // The frame is written when the batch goes to its executor, which
+        // decides how (`Payload::wire`): only the checks encoding makes
+        // happen now.
+        let payload = Payload::columns(columns.to_vec(), rows, result_type.clone());
+        self.send_payload(rows, payload, |_, _| {
+            coil_proto::Columns::check(rows, columns).map_err(|e| e.to_string())
         });
     }
 
@@ -383,19 +380,24 @@ impl<E: Executors> Scheduler<E> {
             // Nothing of ours ahead of it: the executor is reading, so
             // waiting for room cannot deadlock.
             let wait = timeout.unwrap_or(Duration::from_secs(3600));
-            let shelf = self.leases[li].shelf();
+            let via = self.leases[li].hand_off();
             let e = &mut self.flight[at];
             let (seq, columnar) = (e.seq, e.payload.is_columnar());
-            let (bytes, key) = match e.payload.wire(seq, shelf.as_deref()) {
+            let started = Instant::now();
+            let (bytes, sent) = match e.payload.wire(seq, &via) {
                 Ok(wire) => wire,
                 Err(message) => {
                     e.fail(RunError::BadRow { row: None, message });
                     return;
                 }
             };
-            if key.is_none() && bytes.len() > limit {
-                // A column batch first encoded here (it was meant for an
-                // executor thread) that is too large for a worker process.
+            if columnar {
+                self.executors.counters().record_encode(started.elapsed());
+            }
+            if bytes.len() > limit {
+                // A column batch's frame (written here) with more in it
+                // than a message may hold.
+                sent.undo();
                 let error = RunError::TooLarge {
                     direction: Direction::Batch,
                     rows: e.rows.clone(),
@@ -405,14 +407,12 @@ impl<E: Executors> Scheduler<E> {
                 e.fail(error);
                 return;
             }
-            let sent = self.leases[li].send_batch(bytes, columnar, alone, wait);
-            if !matches!(sent, Ok(true)) {
-                // Not in the ring: nothing will take it off the shelf.
-                if let (Some(shelf), Some(key)) = (&shelf, key) {
-                    shelf.take(key);
-                }
+            let result = self.leases[li].send_batch(bytes, columnar, alone, wait);
+            if !matches!(result, Ok(true)) {
+                // Not in the ring: nothing will take what it left outside.
+                sent.undo();
             }
-            match sent {
+            match result {
                 Ok(true) => {
                     self.flight[at].state = if alone {
                         State::Running {

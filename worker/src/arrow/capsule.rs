@@ -150,6 +150,7 @@ pub(crate) fn numpy_in_place(obj: &Bound<'_, PyAny>, t: &DataType) -> Option<Arr
     // refcount was 1: `obj`, which goes when the caller's call ends). The
     // buffer keeps `owner` alive as long as any array over it.
     let buffer = unsafe { Buffer::from_custom_allocation(at, bytes, owner) };
-    let data = arrow_data::ArrayData::try_new(t.clone(), rows, None, 0, vec![buffer], vec![]).ok()?;
+    let data =
+        arrow_data::ArrayData::try_new(t.clone(), rows, None, 0, vec![buffer], vec![]).ok()?;
     Some(make_array(data))
 }

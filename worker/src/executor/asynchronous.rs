@@ -153,7 +153,7 @@ impl Executor {
         let (columnar, per_row) = batch_kind(tag)?;
         let started = Instant::now();
         let (seq, args) = if columnar {
-            let batch = coil_proto::Columns::decode_from(src, self.shelf())?;
+            let batch = coil_proto::Columns::decode_from(src, self.refs())?;
             (batch.seq, self.column_args(py, &batch))
         } else {
             (Batch::seq(src)?, self.row_args(py, &Batch::rows(src)))

@@ -135,7 +135,9 @@ impl Executor {
 
     /// Appends the result column `array` (`rows` long) to `out` as a
     /// column frame's body: shelved when this executor has a shelf (in
-    /// process: the host takes the array itself), else its bytes.
+    /// process: the host takes the array itself), else its bytes, with
+    /// fixed-width values placed in the arena when there is one and it
+    /// has room.
     pub(super) fn put_column(
         &self,
         rows: usize,
@@ -144,7 +146,13 @@ impl Executor {
     ) -> Result<(), BatchError> {
         let put = match &self.shelf {
             Some(shelf) => coil_proto::Columns::shelve_body(rows, &[array], shelf, out).map(|_| ()),
-            None => coil_proto::Columns::encode_body(rows, &[array], out),
+            None => coil_proto::Columns::encode_body_placed(
+                rows,
+                &[array],
+                out,
+                self.arena.as_ref().map(|a| (a, coil_ipc::Half::Answers)),
+            )
+            .map(|_| ()),
         };
         put.map_err(|e| bad_batch(format!("results: {e}")))
     }

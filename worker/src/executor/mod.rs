@@ -117,6 +117,9 @@ pub struct Executor {
     /// buffer without a copy (main interpreter only: see
     /// `arrow::numpy_in_place`).
     results_in_place: bool,
+    /// A worker process's arena: batches' placed values are claimed from
+    /// its requests half, results' placed in its answers half.
+    arena: Option<coil_ipc::Arena>,
 }
 
 /// What [`Executor::call_policy`] makes of a UDF: the callable to call,
@@ -328,6 +331,7 @@ impl Executor {
             gil,
             shelf: None,
             results_in_place: false,
+            arena: None,
         })
     }
 
@@ -496,9 +500,20 @@ impl Executor {
         self.results_in_place = yes;
     }
 
-    /// The shelf set by [`Executor::set_shelf`], if any.
-    pub fn shelf(&self) -> Option<&coil_proto::Shelf> {
-        self.shelf.as_deref()
+    /// Places the fixed-width values of column batches and results in
+    /// `arena` (a worker process's, shared with its host link) instead of
+    /// copying them through the rings.
+    pub fn set_arena(&mut self, arena: coil_ipc::Arena) {
+        self.arena = Some(arena);
+    }
+
+    /// What a batch's frame may refer to besides its bytes: this
+    /// executor's shelf, and its arena's requests half.
+    pub fn refs(&self) -> coil_proto::Refs<'_> {
+        coil_proto::Refs {
+            shelf: self.shelf.as_deref(),
+            arena: self.arena.as_ref().map(|a| (a, coil_ipc::Half::Requests)),
+        }
     }
 
     /// Whether the host interrupted this executor since last asked.

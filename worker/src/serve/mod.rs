@@ -73,6 +73,9 @@ pub(crate) struct Job<'a> {
     pub shelf: Option<Arc<coil_proto::Shelf>>,
     /// Whether the executor runs in a sub-interpreter (not the main one).
     pub sub_interpreter: bool,
+    /// A worker process's arena, where column buffers are placed instead
+    /// of copied through the rings (see [`coil_ipc::Arena`]).
+    pub arena: Option<coil_ipc::Arena>,
 }
 
 impl<'a> Job<'a> {
@@ -97,6 +100,7 @@ impl<'a> Job<'a> {
             limiter,
             shelf: None,
             sub_interpreter: false,
+            arena: None,
         }
     }
 }
@@ -161,6 +165,9 @@ pub(crate) fn run(
         exec.set_shelf(Arc::clone(shelf));
     }
     exec.set_results_in_place(!job.sub_interpreter);
+    if let Some(arena) = &job.arena {
+        exec.set_arena(arena.clone());
+    }
     if let (Some(attempts), Some(retries)) = (
         region.user_word(layout::WORD_ATTEMPTS),
         region.user_word(layout::WORD_RETRIES),
@@ -253,7 +260,7 @@ fn run_one<S: ByteSource + ?Sized>(
 ) -> Result<Tag, ProtoError> {
     let (columnar, per_row) = crate::executor::batch_kind(tag)?;
     if columnar {
-        let batch = coil_proto::Columns::decode_from(src, exec.shelf())?;
+        let batch = coil_proto::Columns::decode_from(src, exec.refs())?;
         Ok(answer_batch(batch.seq, true, out, max_message, |out| {
             exec.run_columns(py, &batch, out, per_row)
                 .map(|()| (exec.last_times(), exec.take_failures()))

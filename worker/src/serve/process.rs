@@ -17,7 +17,8 @@ use crate::error::ServeError;
 /// Batches and answers larger than a frame travel in pieces, up to
 /// `max_message` bytes. The first header word of `limiter`, a region the
 /// host shares with all of the UDF's executors, holds the rate limit
-/// (`spec.calls.rate`).
+/// (`spec.calls.rate`). Column buffers are placed in `arena` (the link's,
+/// see [`coil_ipc::Arena`]) when the host gave one.
 ///
 /// # Errors
 ///
@@ -27,12 +28,14 @@ pub fn serve(
     spec: &UdfSpec,
     max_message: usize,
     limiter: Option<&Region>,
+    arena: Option<coil_ipc::Arena>,
 ) -> Result<(), ServeError> {
     let (mut rx, mut tx) = rings(region)?;
     rx.set_peer_watch(ParentWatch::new());
     tx.set_peer_watch(ParentWatch::new());
     Python::initialize();
-    let job = Job::new(spec, max_message, None, limiter);
+    let mut job = Job::new(spec, max_message, None, limiter);
+    job.arena = arena;
     Python::attach(|py| {
         python_stack_on_crash(py);
         run(py, region, &job, &mut rx, &mut tx, || {})
