@@ -246,3 +246,71 @@ fn soak_segfault_full() {
 fn soak_hang_full() {
     soak(Signal::SIGUSR2, 1_000_000, 100, HANG_EVERY);
 }
+
+/// Column batches through two worker processes' arenas while a random
+/// worker is killed over and over: every batch's results come back exact
+/// (a batch whose worker died is sent again, its columns placed anew in
+/// the replacement's arena), and when the runner is gone no worker, ring
+/// or arena is left (a dead worker's arena, with every run it held, goes
+/// with it).
+#[test]
+fn soak_columns_sigkill_ci() {
+    use coil_host::arrow_array::{Array, Int64Array, RecordBatch};
+    use coil_host::arrow_schema::{DataType, Field, Schema};
+
+    let rings_before = ring_descriptors();
+    let spec = coil_host::UdfSpec::new(format!(
+        "{}:vec_inc",
+        crate::util::udfs().join("arrow_udfs.py").display()
+    ))
+    .kind(UdfKind::Vectorized)
+    .returns(DataType::Int64);
+    let config = crate::util::config(&[
+        "python.execution-mode=process",
+        "python.worker-count=2",
+        "python.fn-execution.retries=1",
+        "python.fn-execution.bundle.size=4096",
+        "python.fn-execution.arena.size=1m",
+    ]);
+    let runner =
+        coil_host::Runner::with_worker_command(&config, spec, crate::util::worker()).unwrap();
+    let faults = 8;
+    let sent = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = faulter(
+        Signal::SIGKILL,
+        Duration::from_millis(150),
+        faults,
+        Arc::clone(&sent),
+        Arc::clone(&stop),
+    );
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let started = Instant::now();
+    let mut calls = 0i64;
+    while runner.restarts() < u64::from(faults) || calls < 200 {
+        let base = calls * 100_000;
+        let xs = Int64Array::from_iter_values(base..base + 16_384);
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(xs)]).unwrap();
+        let got = runner
+            .call_arrow(&batch)
+            .unwrap_or_else(|e| panic!("call {calls}: {e}"));
+        let want = Int64Array::from_iter_values(base + 1..base + 16_385);
+        assert_eq!(got.as_ref(), &want as &dyn Array, "call {calls}");
+        calls += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the faults never came"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    let restarts = runner.restarts();
+    drop(runner);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !children().iter().all(|p| is_gone(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(children().iter().all(|p| is_gone(*p)), "workers left");
+    assert_eq!(ring_descriptors(), rings_before, "rings or arenas left");
+    eprintln!("column soak: {calls} calls of 16,384 rows, {restarts} restarts");
+}

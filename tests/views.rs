@@ -163,3 +163,127 @@ fn a_numpy_output_array_the_udf_reuses_is_copied_so_earlier_results_never_change
         );
     }
 }
+
+/// `n` int64 values from `base`.
+fn ints(base: i64, n: i64) -> Int64Array {
+    Int64Array::from_iter_values(base..base + n)
+}
+
+#[test]
+fn results_the_host_holds_stay_exact_while_later_batches_reuse_the_arena_around_them() {
+    let np = numpy();
+    // Four batches' results fill the answers half (4 × 2 slots); the
+    // host holds up to six and drops them out of order.
+    for (mode, arena) in [
+        ("process", "256k"),
+        ("process", "0"),
+        ("multi-thread", "64m"),
+    ] {
+        let arena = format!("python.fn-execution.arena.size={arena}");
+        let spec = UdfSpec::new(format!("{}:keep_numpy", udfs().join("views.py").display()))
+            .kind(UdfKind::Vectorized)
+            .returns(DataType::Int64);
+        let mode_pair = format!("python.execution-mode={mode}");
+        let pairs = with_numpy(&["python.worker-count=1", &mode_pair, &arena], &np);
+        let r = Runner::with_worker_command(&config(&pairs), spec, worker()).unwrap();
+        let mut held: Vec<(i64, ArrayRef)> = Vec::new();
+        for i in 0..40i64 {
+            let base = i * 100_000;
+            held.push((
+                base,
+                r.call_arrow(&batch(Arc::new(ints(base, 4096)))).unwrap(),
+            ));
+            if held.len() > 6 {
+                held.remove((i as usize * 7) % held.len());
+            }
+            for (base, got) in &held {
+                assert_eq!(
+                    got.as_ref(),
+                    &ints(base + 1, 4096) as &dyn Array,
+                    "{mode} {arena}: a held result changed"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_udf_that_keeps_every_input_fills_a_small_arena_and_batches_go_through_the_rings() {
+    let np = numpy();
+    let spec = UdfSpec::new(format!("{}:keep_numpy", udfs().join("views.py").display()))
+        .kind(UdfKind::Vectorized)
+        .returns(DataType::Int64);
+    let pairs = with_numpy(
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.arena.size=64k",
+        ],
+        &np,
+    );
+    let r = Runner::with_worker_command(&config(&pairs), spec, worker()).unwrap();
+    for i in 0..20 {
+        let got = r
+            .call_arrow(&batch(Arc::new(ints(i * 10_000, 4096))))
+            .unwrap();
+        assert_eq!(got.as_ref(), &ints(i * 10_000 + 1, 4096) as &dyn Array);
+    }
+}
+
+#[test]
+fn a_worker_that_scribbles_over_results_it_answered_changes_fixed_width_values_at_most() {
+    let np = numpy();
+    let spec = |name: &str, t: DataType| {
+        UdfSpec::new(format!("{}:{name}", udfs().join("views.py").display()))
+            .kind(UdfKind::Vectorized)
+            .returns(t)
+    };
+    // One batch per call (no first small batches, no joining).
+    let pairs = with_numpy(
+        &[
+            "python.worker-count=1",
+            "python.fn-execution.bundle.size=4096",
+        ],
+        &np,
+    );
+    // Ints are read in place: a worker that writes over a result it
+    // answered can change its values (as a wrong answer could), nothing
+    // else: every value is the answer or the scribble.
+    let r = Runner::with_worker_command(
+        &config(&pairs),
+        spec("scribble_inc", DataType::Int64),
+        worker(),
+    )
+    .unwrap();
+    let first = r.call_arrow(&batch(Arc::new(ints(0, 4096)))).unwrap();
+    r.call_arrow(&batch(Arc::new(ints(0, 4096)))).unwrap();
+    let first = first.as_any().downcast_ref::<Int64Array>().unwrap();
+    assert_eq!((first.len(), first.null_count()), (4096, 0));
+    let scribble = i64::from_le_bytes([0x5a; 8]);
+    let scribbled = (0..4096)
+        .filter(|&i| {
+            let v = first.value(i);
+            assert!(v == i as i64 + 1 || v == scribble, "row {i}: {v}");
+            v == scribble
+        })
+        .count();
+    assert_eq!(
+        scribbled, 4096,
+        "the result was read in place, in the arena"
+    );
+    // Strings (offsets and bytes) are copied out and validated before the
+    // host uses them: the same scribble changes nothing.
+    let words: Vec<String> = (0..2000).map(|i| format!("word{i}")).collect();
+    let input: ArrayRef = Arc::new(coil_host::arrow_array::StringArray::from(words.clone()));
+    let r = Runner::with_worker_command(
+        &config(&pairs),
+        spec("scribble_upper", DataType::Utf8),
+        worker(),
+    )
+    .unwrap();
+    let first = r.call_arrow(&batch(Arc::clone(&input))).unwrap();
+    r.call_arrow(&batch(input)).unwrap();
+    let want = coil_host::arrow_array::StringArray::from(
+        words.iter().map(|w| w.to_uppercase()).collect::<Vec<_>>(),
+    );
+    assert_eq!(first.as_ref(), &want as &dyn Array);
+}

@@ -69,3 +69,49 @@ def reused_output(xs: np.ndarray) -> np.ndarray:
         _out[:] = [np.empty(len(xs), dtype=np.int64)]
     np.add(xs, 1, out=_out[0])
     return _out[0]
+
+
+def _arena():
+    """This worker's arena, mapped: the memfd whose first bytes are the
+    arena's magic."""
+    import mmap
+    import os
+    import struct
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if "memfd:coil-ring" not in os.readlink(f"/proc/self/fd/{name}"):
+                continue
+            fd = int(name)
+            size = os.fstat(fd).st_size
+            m = mmap.mmap(fd, size)
+        except OSError:
+            continue
+        if m[:8] == b"coilarna":
+            slot, slots = struct.unpack_from("<II", m, 8)
+            data = (64 + 2 * slots * 4 + 4095) // 4096 * 4096
+            return m, data + slots * slot, slots * slot
+        m.close()
+    raise RuntimeError("no arena in this worker")
+
+
+_calls = []
+
+
+def _scribble_after_first_call():
+    """From the second call on, writes 0x5A over every byte of the arena's
+    answers half: over results the host may still hold."""
+    _calls.append(1)
+    if len(_calls) > 1:
+        m, start, length = _arena()
+        m[start:start + length] = b"\x5a" * length
+        m.flush()
+
+
+def scribble_inc(xs: np.ndarray) -> np.ndarray:
+    _scribble_after_first_call()
+    return xs + 1
+
+
+def scribble_upper(a: pa.Array) -> pa.Array:
+    _scribble_after_first_call()
+    return pc.utf8_upper(a)
