@@ -7,7 +7,8 @@
 //!   `x + 1` (numpy `np.ndarray`, pandas `pd.Series`) over 16 batches of
 //!   65,536 int64 rows, one process worker.
 //! - `arrow/{numpy-inc,pyarrow-inc}/{process,multi-thread}/int64`: numpy
-//!   and pyarrow `x + 1` in each mode (issue 25: columns without copies).
+//!   and pyarrow `x + 1` in each mode, one 65,536-row batch per call as an
+//!   engine calls coil, 16 calls (issue 25: columns without copies).
 //! - `arrow/memcpy/utf8`, `arrow/pyarrow-upper/{process,multi-thread}/utf8`:
 //!   `pc.utf8_upper` over 262,144 32-byte strings, and a copy of the
 //!   column's offsets and bytes.
@@ -120,7 +121,11 @@ fn vectorized(c: &mut Criterion) {
     // Issue 25: numpy and pyarrow `x + 1` in process mode and in
     // multi-thread mode (columns handed over without copies there; numpy
     // and pyarrow do not load in sub-interpreters, which fall back to
-    // process mode).
+    // process mode), called as an engine calls coil: one 65,536-row batch
+    // per call (no results to join), 16 calls per iteration.
+    let slices: Vec<RecordBatch> = (0..VECTOR_ROWS / BATCH)
+        .map(|i| input.slice(i * BATCH, BATCH))
+        .collect();
     for mode in ["process", "multi-thread"] {
         let mut pairs = pairs.clone();
         pairs.push(format!("python.execution-mode={mode}"));
@@ -133,7 +138,11 @@ fn vectorized(c: &mut Criterion) {
                 "{udf}"
             );
             g.bench_function(BenchmarkId::new(format!("{name}/{mode}"), "int64"), |b| {
-                b.iter(|| r.call_arrow(black_box(&input)).unwrap())
+                b.iter(|| {
+                    for s in &slices {
+                        black_box(r.call_arrow(black_box(s)).unwrap());
+                    }
+                })
             });
         }
     }
