@@ -9,6 +9,7 @@
 //! turns them into those before sending, and a declared view type back
 //! into views after.
 
+mod join;
 mod stream;
 #[cfg(test)]
 mod tests;
@@ -134,9 +135,17 @@ impl Runner {
         let returns = Returns::of(self, table)?;
         let columns = WireColumns::of(self, batch)?;
         let mut scheduler = Scheduler::new(self);
+        // Each batch's results are appended as they come back, while the
+        // executors run the next batches.
+        let mut joiner = join::Joiner::new(&returns.wire, columns.rows);
         scheduler.run_batches(
             columns.rows,
-            |s, rows| columns.send(s, rows, &returns.wire),
+            |s, rows| {
+                columns.send(s, rows, &returns.wire);
+                for a in s.take_arrays() {
+                    joiner.push(a);
+                }
+            },
             |v| match v {
                 Err(e) => error(e),
                 Ok(_) => Err(RunError::Arrow(ArrowError::Internal(
@@ -144,7 +153,11 @@ impl Runner {
                 ))),
             },
         )?;
-        returns.join(scheduler.take_arrays(), columns.rows)
+        for a in scheduler.take_arrays() {
+            joiner.push(a);
+        }
+        let arrays = joiner.finish().map_err(ArrowError::Join)?;
+        returns.join(arrays, columns.rows)
     }
 }
 
