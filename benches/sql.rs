@@ -69,6 +69,11 @@ fn options() -> PythonOptions {
     ] {
         c.set_pair(&pair).unwrap();
     }
+    // `COIL_BENCH_ARENA=0` measures the rings alone (no arena).
+    if let Ok(size) = std::env::var("COIL_BENCH_ARENA") {
+        c.set_pair(&format!("python.fn-execution.arena.size={size}"))
+            .unwrap();
+    }
     PythonOptions::new(c).with_worker(WorkerCommand::new(env!("CARGO_BIN_EXE_coil")).arg("worker"))
 }
 

@@ -39,6 +39,10 @@ impl<'r> Executors for &'r Runner {
         Runner::batch_size(self)
     }
 
+    fn column_batch_size(&self) -> usize {
+        Runner::column_batch_size(self)
+    }
+
     fn max_payload(&self) -> usize {
         self.active().max_payload
     }

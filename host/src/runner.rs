@@ -406,6 +406,25 @@ impl Runner {
 
     /// The rows in the next batch (see [`RowStream::batch_size`](crate::RowStream::batch_size)).
     pub(crate) fn batch_size(&self) -> usize {
+        self.batch_size_up_to(self.tuning.bundle_size)
+    }
+
+    /// Rows in the next column batch (Arrow input): as [`Runner::batch_size`],
+    /// bounded by `python.fn-execution.arrow.batch.size` unless
+    /// `bundle.size` was set. The caller already made its batch: a
+    /// DataFusion batch (8,192 rows) goes to one call whole, not cut into
+    /// row-sized pieces that each cost a round trip.
+    pub(crate) fn column_batch_size(&self) -> usize {
+        let t = &self.tuning;
+        let bound = if t.bundle_fixed {
+            t.bundle_size
+        } else {
+            t.arrow_batch_size
+        };
+        self.batch_size_up_to(bound)
+    }
+
+    fn batch_size_up_to(&self, bound: usize) -> usize {
         let t = &self.tuning;
         // Vectorized UDFs see the same batches run to run unless asked:
         // their answers may depend on which rows arrive together.
@@ -413,12 +432,7 @@ impl Runner {
             .bundle_adaptive
             .unwrap_or(self.spec.kind != coil_proto::UdfKind::Vectorized);
         let fixed = t.bundle_fixed || !adaptive;
-        let rows = batch_rows(
-            t.bundle_size,
-            fixed,
-            t.bundle_target_time,
-            self.counters.row_cost(),
-        );
+        let rows = batch_rows(bound, fixed, t.bundle_target_time, self.counters.row_cost());
         if self.signature.asynchronous && !fixed {
             // An awaiting row costs little time of its own: batches sized
             // by time alone could hold fewer rows than the executor keeps

@@ -140,6 +140,7 @@ impl Runner {
         let mut joiner = join::Joiner::new(&returns.wire, columns.rows);
         scheduler.run_batches(
             columns.rows,
+            true,
             |s, rows| {
                 columns.send(s, rows, &returns.wire);
                 for a in s.take_arrays() {

@@ -92,7 +92,7 @@ impl ArrowStream<'_> {
         let mut slices = 0;
         let mut at = 0;
         while at < columns.rows {
-            let n = self.runner.batch_size().min(columns.rows - at);
+            let n = self.runner.column_batch_size().min(columns.rows - at);
             columns.send(&mut self.scheduler, at..at + n, &returns.wire);
             at += n;
             slices += 1;

@@ -74,6 +74,8 @@ pub const EXECUTION_MODE_STRICT: &str = "python.execution-mode.strict";
 pub const WORKER_COUNT: &str = "python.worker-count";
 /// `python.fn-execution.bundle.size`.
 pub const BUNDLE_SIZE: &str = "python.fn-execution.bundle.size";
+/// `python.fn-execution.arrow.batch.size`.
+pub const ARROW_BATCH_SIZE: &str = "python.fn-execution.arrow.batch.size";
 /// `python.fn-execution.bundle.time`.
 pub const BUNDLE_TIME: &str = "python.fn-execution.bundle.time";
 /// `python.fn-execution.bundle.adaptive`.
@@ -193,7 +195,13 @@ pub const KEYS: &[Key] = &[
     Key {
         name: BUNDLE_SIZE,
         default: "1000",
-        doc: "the most rows per batch sent to a worker, a positive integer; unless set, batches are sized from the UDF's measured time per row (see bundle.target-time) up to this bound, except a vectorized UDF's, which hold this many (see bundle.adaptive); set, every batch holds this many rows",
+        doc: "the most rows per batch sent to a worker, a positive integer; unless set, batches are sized from the UDF's measured time per row (see bundle.target-time) up to this bound, except a vectorized UDF's, which hold this many (see bundle.adaptive); set, every batch holds this many rows (column batches too; unset, they are bounded by arrow.batch.size instead)",
+        check: check_count,
+    },
+    Key {
+        name: ARROW_BATCH_SIZE,
+        default: "65536",
+        doc: "the most rows per column batch (Arrow input: Runner::call_arrow, Arrow streams, SQL) while bundle.size is not set, a positive integer: a record batch up to this long goes to one call whole (a vectorized UDF's batches hold this many rows of the caller's batch; a scalar UDF's are sized from its measured time per row up to it)",
         check: check_count,
     },
     Key {
@@ -508,6 +516,11 @@ impl Config {
         self.typed(BUNDLE_SIZE, parse_count)
     }
 
+    /// `python.fn-execution.arrow.batch.size`.
+    pub fn arrow_batch_size(&self) -> usize {
+        self.typed(ARROW_BATCH_SIZE, parse_count)
+    }
+
     /// Whether `python.fn-execution.bundle.size` was set: then every batch
     /// holds that many rows; otherwise it is an upper bound and batches are
     /// sized from the measured time per row.
@@ -661,6 +674,9 @@ pub(crate) struct Tuning {
     pub strict: bool,
     pub workers: usize,
     pub bundle_size: usize,
+    /// `python.fn-execution.arrow.batch.size`: the bound of column
+    /// batches while `bundle.size` is not set.
+    pub arrow_batch_size: usize,
     pub bundle_fixed: bool,
     /// `python.fn-execution.bundle.adaptive`; `None`: auto.
     pub bundle_adaptive: Option<bool>,
@@ -689,6 +705,7 @@ impl Tuning {
             strict: c.strict(),
             workers: c.worker_count(),
             bundle_size: c.bundle_size(),
+            arrow_batch_size: c.arrow_batch_size(),
             bundle_fixed: c.bundle_size_is_fixed(),
             bundle_adaptive: c.bundle_adaptive(),
             bundle_target_time: c.bundle_target_time(),

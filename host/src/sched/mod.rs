@@ -55,6 +55,10 @@ pub(crate) trait Executors {
     fn kind(&self) -> UdfKind;
     /// Rows in the next batch.
     fn batch_size(&self) -> usize;
+    /// Rows in the next column batch.
+    fn column_batch_size(&self) -> usize {
+        self.batch_size()
+    }
     /// The largest batch, in bytes.
     fn max_payload(&self) -> usize;
     /// An idle executor of the active pool; waits for one if `wait`.
@@ -193,15 +197,22 @@ impl<E: Executors> Scheduler<E> {
         rows: &[Row],
         take: impl FnMut(Result<Value, RunError>) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
-        self.run_batches(rows.len(), |s, range| s.send_rows(&rows[range]), take)
+        self.run_batches(
+            rows.len(),
+            false,
+            |s, range| s.send_rows(&rows[range]),
+            take,
+        )
     }
 
-    /// Runs `total` rows, cut into batches of the current batch size that
-    /// `send` sends (rows `range` of the input), handing each result (or
-    /// error) to `take` in order; stops at the first error `take` returns.
+    /// Runs `total` rows, cut into batches of the current batch size (of a
+    /// column batch if `columnar`) that `send` sends (rows `range` of the
+    /// input), handing each result (or error) to `take` in order; stops at
+    /// the first error `take` returns.
     pub(crate) fn run_batches(
         &mut self,
         total: usize,
+        columnar: bool,
         mut send: impl FnMut(&mut Self, Range<usize>),
         mut take: impl FnMut(Result<Value, RunError>) -> Result<(), RunError>,
     ) -> Result<(), RunError> {
@@ -215,7 +226,12 @@ impl<E: Executors> Scheduler<E> {
                 _ => false,
             })
         {
-            let n = self.executors.batch_size().min(total - at);
+            let size = if columnar {
+                self.executors.column_batch_size()
+            } else {
+                self.executors.batch_size()
+            };
+            let n = size.min(total - at);
             send(self, at..at + n);
             at += n;
             while let Some(v) = self.ready.pop_front() {
