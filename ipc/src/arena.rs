@@ -27,11 +27,11 @@
 
 use std::os::fd::{OwnedFd, RawFd};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use crate::region::shared::SharedMemory;
 use crate::region::{Backing, RegionCreateError, RegionOpenError};
+use crate::sync::{ArenaOrdering as Ordering, ArenaWord as AtomicU32};
 
 /// The first eight bytes of an arena.
 const ARENA_MAGIC: u64 = u64::from_le_bytes(*b"coilarna");
