@@ -18,7 +18,7 @@ pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// A state word of an arena (`crate::arena`): a `u32` in memory another
+/// A state word of an arena (see the arena module): a `u32` in memory another
 /// process maps, taken with `from_ptr`, which loom's atomics cannot model;
 /// std's atomic under every cfg. Arenas are outside the ring's loom models.
 #[allow(clippy::disallowed_types)] // this module is the one place they are allowed
