@@ -477,14 +477,10 @@ mod tests {
             0,
             "freed through the other mapping"
         );
-        // A ring region's memfd is not an arena.
-        let region = crate::Region::create_shared(&[4096]).unwrap();
-        let mut cmd = Command::new("true");
-        let _ = region.inherit_into(&mut cmd);
-        let e = crate::region::shared::SharedMemory::create(8192).map(|m| {
-            let fd = m.fd().unwrap().try_clone_to_owned().unwrap();
-            Arena::open_shared(fd).unwrap_err()
-        });
-        assert!(matches!(e, Ok(RegionOpenError::BadMagic { .. })), "{e:?}");
+        // A sealed memfd that is not an arena (zeros: no magic) is refused.
+        let other = crate::region::shared::SharedMemory::create(8192).unwrap();
+        let fd = other.fd().unwrap().try_clone_to_owned().unwrap();
+        let e = Arena::open_shared(fd).unwrap_err();
+        assert!(matches!(e, RegionOpenError::BadMagic { found: 0 }), "{e:?}");
     }
 }

@@ -460,7 +460,7 @@ impl Columns {
     ///
     /// # Errors
     ///
-    /// As [`Columns::encode`] (nothing stays placed then).
+    /// As [`Columns::encode`] (nothing is placed then).
     pub fn encode_body_placed(
         rows: usize,
         columns: &[ArrayRef],
@@ -472,41 +472,23 @@ impl Columns {
             half,
             placed: Vec::new(),
         });
-        let written = Columns::put_body(rows, columns, out, &mut placer);
-        let placed = placer.map(|p| p.placed).unwrap_or_default();
-        match written {
-            Ok(()) => Ok(placed),
-            Err(e) => {
-                if let Some((arena, half)) = arena {
-                    for (at, len) in placed {
-                        arena.unplace(half, at, len);
-                    }
-                }
-                Err(e)
-            }
-        }
+        Columns::put_body(rows, columns, out, &mut placer)?;
+        Ok(placer.map(|p| p.placed).unwrap_or_default())
     }
 
+    /// Writes a body after [`Columns::check`]: once the columns pass, no
+    /// write fails, so nothing is placed for a frame that is refused.
     fn put_body(
         rows: usize,
         columns: &[ArrayRef],
         out: &mut Vec<u8>,
         arena: Place<'_, '_>,
     ) -> Result<(), ColumnError> {
+        Columns::check(rows, columns)?;
         out.extend(count(rows)?.to_le_bytes());
         out.extend(count(columns.len())?.to_le_bytes());
-        for (i, column) in columns.iter().enumerate() {
-            if column.len() != rows {
-                return Err(ColumnError::Length {
-                    column: i,
-                    len: column.len(),
-                    rows,
-                });
-            }
-            put_type(column.data_type(), out, 0).ok_or_else(|| ColumnError::Unsupported {
-                column: i,
-                data_type: column.data_type().clone(),
-            })?;
+        for column in columns {
+            put_type(column.data_type(), out, 0).expect("checked: a type with an encoding");
             put_data(column.as_ref(), out, arena);
         }
         Ok(())
