@@ -232,9 +232,13 @@
 //!
 //! How a side of a ring waits: spin briefly, then park on a futex.
 //!
-//! A waiter first spins for a bounded *time* ([`WaitStrategy::spin`]),
-//! because on a 2-core machine a bound in iterations lets two spinners starve
-//! each other, and the cost of a `pause` differs between CPUs. Measured on
+//! A waiter first spins for a bounded *time*, because on a 2-core machine a
+//! bound in iterations lets two spinners starve each other, and the cost of
+//! a `pause` differs between CPUs. The bound learns from the end's recent
+//! waits: [`WaitStrategy::spin`] when they were long (an idle peer), up to
+//! twice their average, at most [`WaitStrategy::spin_max`], when the peer
+//! answers in a steady rhythm, since waking a parked thread costs more than
+//! spinning through a short wait. Measured on
 //! this project's machines: a spin-then-park round trip with a ready peer
 //! costs about 0.12 µs, a futex wait/wake round trip about 11 µs (see
 //! `docs/benchmarks.md`). If the condition still does not hold, the waiter

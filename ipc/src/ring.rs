@@ -129,6 +129,8 @@ struct Endpoint {
     data: *mut u8,
     capacity: u64,
     wait: WaitStrategy,
+    /// How long this end's recent waits took: its next spin's budget.
+    learned: spin::Learned,
     watch: Option<Box<dyn PeerWatch>>,
     broken: Option<FrameError>,
     /// Pending bytes that trigger a publication on their own: a quarter of
@@ -146,10 +148,17 @@ impl Endpoint {
             data: ptrs.data,
             capacity: ptrs.capacity,
             wait: WaitStrategy::DEFAULT,
+            learned: spin::Learned::default(),
             watch: None,
             broken: None,
             publish_batch: ptrs.capacity / 4,
         }
+    }
+
+    /// Records a wait that began at `started` and just ended, for the
+    /// next spin's budget.
+    fn learn(&mut self, started: Instant) {
+        self.learned.record(&self.wait, started.elapsed());
     }
 
     #[inline]
@@ -408,13 +417,15 @@ impl Producer {
         }
         // Hand the consumer what we have before we wait for it.
         self.flush();
-        let spin_for = self.end.wait.spin;
+        let started = Instant::now();
+        let spin_for = self.end.learned.budget(&self.end.wait);
         let mut bad = None;
         let ready = spin::spin_until(spin_for, || self.check_room(need, &mut bad));
         if let Some(e) = bad {
             return Err(e.into());
         }
         if ready {
+            self.end.learn(started);
             return self.room_or_closed(need);
         }
         loop {
@@ -435,6 +446,7 @@ impl Producer {
                 return Err(e.into());
             }
             if self.free() >= need || self.is_peer_closed() {
+                self.end.learn(started);
                 return self.room_or_closed(need);
             }
             if !self.end.peer_alive() {
@@ -878,14 +890,16 @@ impl Consumer {
             return Ok(false);
         }
         self.flush();
+        let started = Instant::now();
         let mut bad = None;
-        let spin_for = self.end.wait.spin;
+        let spin_for = self.end.learned.budget(&self.end.wait);
         let mut ready = spin::spin_until(spin_for, || self.check_data(&mut bad));
         loop {
             if let Some(e) = bad.take() {
                 return Err(e.into());
             }
             if ready {
+                self.end.learn(started);
                 if self.head != self.tail {
                     return Ok(true);
                 }

@@ -2,6 +2,37 @@
 
 use std::time::{Duration, Instant};
 
+use super::WaitStrategy;
+
+/// What one end of a ring learned about its waits: an average of how long
+/// the recent ones took, from which the next spin's budget follows.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Learned {
+    /// Moving average (weight 1/4) of recent waits, a wait longer than
+    /// [`WaitStrategy::spin_max`] counted as zero.
+    average: Duration,
+}
+
+impl Learned {
+    /// How long to spin before parking: twice the recent average, at least
+    /// `wait.spin`, at most `wait.spin_max`.
+    pub(crate) fn budget(&self, wait: &WaitStrategy) -> Duration {
+        (self.average * 2).clamp(wait.spin, wait.spin_max.max(wait.spin))
+    }
+
+    /// Records a wait that ended (spun or parked) after `waited`. A wait
+    /// past `spin_max` means the peer was idle, not busy: it pulls the
+    /// average down, so that an idle peer is not spun for.
+    pub(crate) fn record(&mut self, wait: &WaitStrategy, waited: Duration) {
+        let sample = if waited <= wait.spin_max {
+            waited
+        } else {
+            Duration::ZERO
+        };
+        self.average = (self.average * 3 + sample) / 4;
+    }
+}
+
 /// Calls `ready` until it returns true or `budget` has passed; returns
 /// whether it became ready. The clock is read only every 64 polls so the
 /// spin itself stays cheap, and the spinner yields its core between
@@ -37,4 +68,75 @@ pub(crate) fn spin_until(budget: Duration, mut ready: impl FnMut() -> bool) -> b
 pub(crate) fn spin_until(_budget: Duration, mut ready: impl FnMut() -> bool) -> bool {
     let _ = Instant::now;
     ready()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    #[test]
+    fn the_budget_starts_at_the_base_spin() {
+        let w = WaitStrategy::DEFAULT;
+        assert_eq!(Learned::default().budget(&w), w.spin);
+    }
+
+    #[test]
+    fn steady_short_waits_are_spun_through() {
+        let w = WaitStrategy::DEFAULT;
+        let mut l = Learned::default();
+        for _ in 0..20 {
+            l.record(&w, us(60));
+        }
+        // Twice the rhythm, so a wait a little longer than usual is caught.
+        let b = l.budget(&w);
+        assert!(b > us(110) && b <= us(120), "{b:?}");
+        // Waits longer than spin_max never raise the budget past it.
+        for _ in 0..20 {
+            l.record(&w, us(190));
+        }
+        assert_eq!(l.budget(&w), w.spin_max);
+    }
+
+    #[test]
+    fn an_idle_peer_brings_the_spin_back_down() {
+        let w = WaitStrategy::DEFAULT;
+        let mut l = Learned::default();
+        for _ in 0..20 {
+            l.record(&w, us(150));
+        }
+        assert_eq!(l.budget(&w), w.spin_max);
+        // Each wait of 10 ms (an idle peer) cuts the average by a quarter.
+        for _ in 0..12 {
+            l.record(&w, Duration::from_millis(10));
+        }
+        assert_eq!(l.budget(&w), w.spin);
+    }
+
+    #[test]
+    fn park_immediately_never_spins() {
+        let w = WaitStrategy::park_immediately();
+        let mut l = Learned::default();
+        for _ in 0..20 {
+            l.record(&w, Duration::ZERO);
+        }
+        assert_eq!(l.budget(&w), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_spin_max_below_the_spin_keeps_the_spin() {
+        let w = WaitStrategy {
+            spin: us(50),
+            spin_max: us(10),
+            ..WaitStrategy::DEFAULT
+        };
+        let mut l = Learned::default();
+        for _ in 0..20 {
+            l.record(&w, us(5));
+        }
+        assert_eq!(l.budget(&w), us(50));
+    }
 }
