@@ -35,9 +35,9 @@ pub struct WaitStrategy {
     pub spin: Duration,
     /// The longest a learned spin may grow to. A wake-up of a parked thread
     /// on a VM costs tens of µs of latency on each side (measured: see
-    /// `docs/benchmarks.md`, "Wake-ups"), so spinning through a short wait
-    /// is cheaper than parking for it; past this bound a wait counts as the
-    /// peer being idle.
+    /// `docs/benchmarks.md`, "Wake-ups that learn"), so spinning through a
+    /// short wait is cheaper than parking for it; past this bound a wait
+    /// counts as the peer being idle.
     pub spin_max: Duration,
     /// Longest single sleep while parked. Bounds how late a peer's death,
     /// seen through its [`PeerWatch`](crate::PeerWatch), is noticed when no
