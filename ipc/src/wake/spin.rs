@@ -78,6 +78,13 @@ mod tests {
         Duration::from_micros(n)
     }
 
+    /// Records `times` waits of `waited` each.
+    fn waits(l: &mut Learned, w: &WaitStrategy, waited: Duration, times: usize) {
+        for _ in 0..times {
+            l.record(w, waited);
+        }
+    }
+
     #[test]
     fn the_budget_starts_at_the_base_spin() {
         let w = WaitStrategy::DEFAULT;
@@ -88,16 +95,12 @@ mod tests {
     fn steady_short_waits_are_spun_through() {
         let w = WaitStrategy::DEFAULT;
         let mut l = Learned::default();
-        for _ in 0..20 {
-            l.record(&w, us(60));
-        }
+        waits(&mut l, &w, us(60), 20);
         // Twice the rhythm, so a wait a little longer than usual is caught.
         let b = l.budget(&w);
         assert!(b > us(110) && b <= us(120), "{b:?}");
         // Waits longer than spin_max never raise the budget past it.
-        for _ in 0..20 {
-            l.record(&w, us(190));
-        }
+        waits(&mut l, &w, us(190), 20);
         assert_eq!(l.budget(&w), w.spin_max);
     }
 
@@ -105,14 +108,10 @@ mod tests {
     fn an_idle_peer_brings_the_spin_back_down() {
         let w = WaitStrategy::DEFAULT;
         let mut l = Learned::default();
-        for _ in 0..20 {
-            l.record(&w, us(150));
-        }
+        waits(&mut l, &w, us(150), 20);
         assert_eq!(l.budget(&w), w.spin_max);
         // Each wait of 10 ms (an idle peer) cuts the average by a quarter.
-        for _ in 0..12 {
-            l.record(&w, Duration::from_millis(10));
-        }
+        waits(&mut l, &w, Duration::from_millis(10), 12);
         assert_eq!(l.budget(&w), w.spin);
     }
 
@@ -120,9 +119,7 @@ mod tests {
     fn park_immediately_never_spins() {
         let w = WaitStrategy::park_immediately();
         let mut l = Learned::default();
-        for _ in 0..20 {
-            l.record(&w, Duration::ZERO);
-        }
+        waits(&mut l, &w, Duration::ZERO, 20);
         assert_eq!(l.budget(&w), Duration::ZERO);
     }
 
@@ -134,9 +131,7 @@ mod tests {
             ..WaitStrategy::DEFAULT
         };
         let mut l = Learned::default();
-        for _ in 0..20 {
-            l.record(&w, us(5));
-        }
+        waits(&mut l, &w, us(5), 20);
         assert_eq!(l.budget(&w), us(50));
     }
 }
