@@ -334,9 +334,17 @@ impl Region {
     /// host can name it when the worker hangs). Memory the peer can write:
     /// treat what you load as untrusted.
     pub fn user_word(&self, index: usize) -> Option<UserWord> {
-        (index < USER_WORDS).then(|| UserWord {
-            region: self.clone(),
-            index,
+        if index >= USER_WORDS {
+            return None;
+        }
+        let h = self.inner.backing.base().cast::<Header>().cast_const();
+        // SAFETY: the region's mapping starts with a header (validated when
+        // it was created or opened) and `index < USER_WORDS` (checked
+        // above), so the address is in bounds; nothing is read here.
+        let word = unsafe { std::ptr::addr_of!((*h).user[index]) };
+        Some(UserWord {
+            _region: self.clone(),
+            word,
         })
     }
 
@@ -461,26 +469,27 @@ fn validate(backing: &dyn Backing) -> Result<Vec<RingEntry>, RegionOpenError> {
 /// One application word of a region's header; see [`Region::user_word`].
 #[derive(Debug, Clone)]
 pub struct UserWord {
-    region: Region,
-    index: usize,
+    /// Keeps the mapping `word` points into alive.
+    _region: Region,
+    /// The word, found once (the executor stores to it on every row).
+    word: *const crate::sync::AtomicU64,
 }
+
+// SAFETY: `word` points at an atomic in a mapping that `_region` (itself
+// `Send` and `Sync`) keeps alive; the pointer is only ever turned into a
+// shared reference to that atomic, which any thread may use.
+unsafe impl Send for UserWord {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for UserWord {}
 
 impl UserWord {
     #[inline]
     fn atomic(&self) -> &crate::sync::AtomicU64 {
-        let h = self
-            .region
-            .inner
-            .backing
-            .base()
-            .cast::<Header>()
-            .cast_const();
-        // SAFETY: the region's mapping starts with a header (validated when
-        // it was created or opened) and lives as long as `self.region`;
-        // `index < USER_WORDS` (checked in `user_word`); the field is an
-        // atomic, so a shared reference to it is sound even while another
-        // process writes it.
-        unsafe { &(*h).user[self.index] }
+        // SAFETY: `word` is a header word of the mapping that `self._region`
+        // keeps alive (see `Region::user_word`); the field is an atomic, so
+        // a shared reference to it is sound even while another process
+        // writes it.
+        unsafe { &*self.word }
     }
 
     /// Loads the word.
