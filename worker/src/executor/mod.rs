@@ -571,6 +571,7 @@ impl Executor {
         self.progress = Some(word);
     }
 
+    #[inline]
     fn mark(&self, row: Option<u32>) {
         if let Some(w) = &self.progress {
             w.store(row.map_or(0, |r| u64::from(r) + 1));

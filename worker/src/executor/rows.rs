@@ -60,28 +60,63 @@ impl Executor {
                 ))
             }
             UdfKind::Scalar | UdfKind::Table | UdfKind::Aggregate => {
-                // Row by row, so each Python object is freed (and its memory
-                // reused, still in cache) before the next is made. Every
-                // SAMPLE-th row is timed in three parts; the batch's measured
-                // total is split in their proportions.
-                let mut sampler = Sampler::new();
-                for row in 0..rows {
-                    sampler.start(row);
-                    let args = self.read_args(py, &mut dec, row)?;
-                    sampler.mark();
-                    let mark = enc.written();
-                    match self.run_row(py, args, row, &mut enc, &mut sampler) {
-                        Ok(()) => {}
-                        Err(e) if per_row => self.fail_row(&mut enc, mark, row, e)?,
-                        Err(e) => return Err(e),
-                    }
-                    sampler.finish();
-                }
-                self.times = sampler.times();
+                self.run_rows(py, &mut dec, &mut enc, rows, per_row)?
             }
             UdfKind::Vectorized => self.run_vectorized(py, &mut dec, &mut enc, rows, per_row)?,
         }
         dec.finish().map_err(|e| decode_err(None, e))
+    }
+
+    /// Runs the rows of a scalar, table or aggregate UDF one by one, so
+    /// each Python object is freed (and its memory reused, still in cache)
+    /// before the next is made. One argument buffer serves every row and
+    /// no row's arguments or result are moved about: this loop is what a
+    /// row costs beyond the call itself. Every `SAMPLE`-th row is timed in
+    /// three parts; the batch's measured total is split in their
+    /// proportions.
+    fn run_rows<S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'_>,
+        dec: &mut BatchDecoder<'_, S>,
+        enc: &mut BatchEncoder<'_, Vec<u8>>,
+        rows: u32,
+        per_row: bool,
+    ) -> Result<(), BatchError> {
+        let func = self.func.bind(py).clone();
+        let table = self.kind == UdfKind::Table;
+        let mut args = Args::new();
+        let mut sampler = Sampler::new();
+        for row in 0..rows {
+            sampler.start(row);
+            self.read_args_into(py, dec, row, &mut args)?;
+            sampler.mark();
+            self.mark(Some(row));
+            let called = crate::interp::call_vectored(&func, &args);
+            args.clear();
+            let called = match called {
+                Ok(result) if table => self.run_table(py, &result, row).map(Returned::Rows),
+                Ok(result) => Ok(Returned::One(result)),
+                Err(e) => Err(self.raised(py, row, e)),
+            };
+            sampler.mark();
+            let mark = enc.written();
+            let done = called.and_then(|result| {
+                enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                match result {
+                    Returned::One(one) => crate::convert::put_py(enc, &one, 0)
+                        .map_err(|m| bad_row(row, format!("result: {m}"))),
+                    Returned::Rows(emitted) => crate::convert::put_emitted(enc, &emitted, row),
+                }
+            });
+            match done {
+                Ok(()) => {}
+                Err(e) if per_row => self.fail_row(enc, mark, row, e)?,
+                Err(e) => return Err(e),
+            }
+            sampler.finish();
+        }
+        self.times = sampler.times();
+        Ok(())
     }
 
     pub(super) fn read_args<'py, S: ByteSource + ?Sized>(
@@ -90,44 +125,28 @@ impl Executor {
         dec: &mut BatchDecoder<'_, S>,
         row: u32,
     ) -> Result<Args<'py>, BatchError> {
-        let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))?;
         let mut args = Args::new();
+        self.read_args_into(py, dec, row, &mut args)?;
+        Ok(args)
+    }
+
+    /// Reads row `row`'s arguments into `args`, which must be empty.
+    #[inline]
+    fn read_args_into<'py, S: ByteSource + ?Sized>(
+        &mut self,
+        py: Python<'py>,
+        dec: &mut BatchDecoder<'_, S>,
+        row: u32,
+        args: &mut Args<'py>,
+    ) -> Result<(), BatchError> {
+        let n = dec.begin_row().map_err(|e| decode_err(Some(row), e))?;
         for _ in 0..n {
             args.push(
                 crate::convert::read_py(py, dec, &mut self.scratch, 0)
                     .map_err(|e| decode_err(Some(row), e))?,
             );
         }
-        Ok(args)
-    }
-
-    /// Calls the UDF on one row's arguments (running a table UDF's
-    /// generator) and encodes its result; marks in `sampler` when the
-    /// Python part ended.
-    fn run_row<'py>(
-        &self,
-        py: Python<'py>,
-        args: Args<'py>,
-        row: u32,
-        enc: &mut BatchEncoder<'_, Vec<u8>>,
-        sampler: &mut Sampler,
-    ) -> Result<(), BatchError> {
-        self.mark(Some(row));
-        let result = crate::interp::call_vectored(self.func.bind(py), &args)
-            .map_err(|e| self.raised(py, row, e))?;
-        drop(args);
-        let emitted = if self.kind == UdfKind::Table {
-            Some(self.run_table(py, &result, row)?)
-        } else {
-            None
-        };
-        sampler.mark();
-        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-        match &emitted {
-            None => crate::convert::put_py(enc, &result, 0)
-                .map_err(|m| bad_row(row, format!("result: {m}"))),
-            Some(items) => crate::convert::put_emitted(enc, items, row),
-        }
+        Ok(())
     }
 
     /// Runs a table UDF's result (a generator or iterable) to the end.
@@ -152,4 +171,11 @@ impl Executor {
         }
         Ok(emitted)
     }
+}
+
+/// What one row's call gave: a scalar or aggregate UDF's result, or the
+/// rows a table UDF emitted.
+enum Returned<'py> {
+    One(Bound<'py, PyAny>),
+    Rows(Vec<Bound<'py, PyAny>>),
 }
