@@ -2,12 +2,19 @@
 //!
 //! - `process/direct/<udf>`: a pyo3 call loop in this process over the same
 //!   rows (convert, call, convert back): the floor.
+//! - `process/executor/<udf>`: the worker's executor in this process, over
+//!   the same rows encoded as batches of 1,000 (decode, call, encode each
+//!   row): the floor plus the executor's own work, without a ring, a
+//!   wake-up or the host's codec.
 //! - `process/w<workers>/b<bundle>/<udf>`: `Runner::call` over the rows,
 //!   `python.worker-count` = 1 or 2, `python.fn-execution.bundle.size` = 1,
 //!   100 or 1000.
 //! - `process/w1/adaptive/<udf>`: the same with the default configuration
 //!   (bundle.size not set: batches sized from the measured time per row, at
 //!   most 1,000 rows).
+//! - Paired, not timed by criterion: 40 rounds of one direct loop and one
+//!   `w1/b1000` call each, the median ratio and its quartiles printed and
+//!   written to `target/criterion/process-paired.json`.
 //! - `process/latency/{row,socketpair}`: one single-row call; one 64-byte
 //!   ping-pong over a Unix socketpair to a peer process (this bench's own
 //!   executable, run again with `COIL_BENCH_SOCKET_ECHO` set). The p50 and
@@ -157,6 +164,34 @@ fn throughput(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("direct", udf), |b| {
                 b.iter(|| direct(py, &func, black_box(&data)))
             });
+            let spec = UdfSpec::new(format!("{}:{udf}", udf_file())).kind(UdfKind::Scalar);
+            let mut exec = coil_worker::Executor::load(py, &spec).unwrap();
+            let batches: Vec<Vec<u8>> = data
+                .chunks(1000)
+                .map(|rows| {
+                    let mut bytes = Vec::new();
+                    coil_ipc::encode_batch(rows, &mut bytes).unwrap();
+                    bytes
+                })
+                .collect();
+            let mut out = Vec::new();
+            let run = |exec: &mut coil_worker::Executor, out: &mut Vec<u8>| {
+                let mut answers = 0;
+                for batch in &batches {
+                    out.clear();
+                    exec.run_batch(py, &batch[..], out, false).unwrap();
+                    answers += out.len();
+                }
+                answers
+            };
+            run(&mut exec, &mut out);
+            assert_eq!(
+                coil_ipc::decode_batch(&out[..]).unwrap().concat(),
+                want[ROWS - 1000..]
+            );
+            g.bench_function(BenchmarkId::new("executor", udf), |b| {
+                b.iter(|| run(&mut exec, &mut out))
+            });
         });
         for workers in [1, 2] {
             for bundle in [1, 100, 1000] {
@@ -301,7 +336,52 @@ fn memory(_: &mut Criterion) {
     let _ = std::fs::write(dir.join("process-memory.json"), report);
 }
 
-criterion_group!(benches, throughput, latency, memory);
+/// Not timed by criterion: `x + 1` and `s.upper()` with one worker and
+/// batches of 1,000 against the direct floor, paired: each of 40 rounds
+/// times one direct loop and then one `Runner::call` over the same 100,000
+/// rows, so both sides of every ratio see the same moment of this shared
+/// machine. The median ratio and its quartiles are printed and written to
+/// `target/criterion/process-paired.json`.
+fn paired(_: &mut Criterion) {
+    Python::initialize();
+    let mut report = Vec::new();
+    for udf in ["inc", "upper"] {
+        let data = rows(udf, ROWS);
+        let r = runner(udf, 1, 1000);
+        let mut ratios: Vec<f64> = Python::attach(|py| {
+            let func = bench_udf(py, udf);
+            assert_eq!(direct(py, &func, &data), r.call(&data).unwrap());
+            for _ in 0..3 {
+                py.detach(|| black_box(r.call(&data).unwrap()));
+            }
+            (0..40)
+                .map(|_| {
+                    let started = Instant::now();
+                    black_box(direct(py, &func, &data));
+                    let floor = started.elapsed();
+                    let started = Instant::now();
+                    py.detach(|| black_box(r.call(&data).unwrap()));
+                    floor.as_secs_f64() / started.elapsed().as_secs_f64()
+                })
+                .collect()
+        });
+        ratios.sort_by(f64::total_cmp);
+        let at = |p: f64| ratios[((ratios.len() - 1) as f64 * p).round() as usize];
+        report.push(format!(
+            "\"{udf}\": {{\"median\": {:.3}, \"p25\": {:.3}, \"p75\": {:.3}}}",
+            at(0.5),
+            at(0.25),
+            at(0.75)
+        ));
+    }
+    let report = format!("{{{}}}\n", report.join(", "));
+    eprintln!("process paired (direct / w1/b1000, per round): {report}");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion");
+    let _ = std::fs::create_dir_all(&dir);
+    let _ = std::fs::write(dir.join("process-paired.json"), report);
+}
+
+criterion_group!(benches, throughput, latency, memory, paired);
 
 /// `criterion_main!`, except that with [`SOCKET_ECHO`] set this executable
 /// is the socketpair baseline's peer process: it echoes every frame on the
