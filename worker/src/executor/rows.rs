@@ -93,21 +93,32 @@ impl Executor {
             self.mark(Some(row));
             let called = crate::interp::call_vectored(&func, &args);
             args.clear();
-            let called = match called {
-                Ok(result) if table => self.run_table(py, &result, row).map(Returned::Rows),
-                Ok(result) => Ok(Returned::One(result)),
-                Err(e) => Err(self.raised(py, row, e)),
-            };
-            sampler.mark();
             let mark = enc.written();
-            let done = called.and_then(|result| {
-                enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
-                match result {
-                    Returned::One(one) => crate::convert::put_py(enc, &one, 0)
-                        .map_err(|m| bad_row(row, format!("result: {m}"))),
-                    Returned::Rows(emitted) => crate::convert::put_emitted(enc, &emitted, row),
+            // The large error type is only built on a failure: each arm
+            // answers `Result<(), _>`, so nothing big is moved per row.
+            let done = match called {
+                Ok(result) if table => {
+                    let emitted = self.run_table(py, &result, row);
+                    sampler.mark();
+                    emitted.and_then(|items| {
+                        enc.begin_row(1).map_err(|e| enc_err(Some(row), e))?;
+                        crate::convert::put_emitted(enc, &items, row)
+                    })
                 }
-            });
+                Ok(result) => {
+                    sampler.mark();
+                    enc.begin_row(1)
+                        .map_err(|e| enc_err(Some(row), e))
+                        .and_then(|()| {
+                            crate::convert::put_py(enc, &result, 0)
+                                .map_err(|m| bad_row(row, format!("result: {m}")))
+                        })
+                }
+                Err(e) => {
+                    sampler.mark();
+                    Err(self.raised(py, row, e))
+                }
+            };
             match done {
                 Ok(()) => {}
                 Err(e) if per_row => self.fail_row(enc, mark, row, e)?,
@@ -171,11 +182,4 @@ impl Executor {
         }
         Ok(emitted)
     }
-}
-
-/// What one row's call gave: a scalar or aggregate UDF's result, or the
-/// rows a table UDF emitted.
-enum Returned<'py> {
-    One(Bound<'py, PyAny>),
-    Rows(Vec<Bound<'py, PyAny>>),
 }
