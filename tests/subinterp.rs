@@ -72,6 +72,54 @@ fn issue_10_stdlib_modules_in_concurrent_subinterpreters_never_crash_or_answer_w
 
 /// The command line of issue 10, which died with `munmap_chunk(): invalid
 /// pointer` after writing every row: now exit 0 and every row right.
+/// `coil run` of `target` (`FILE.py:NAME`) over JSON Lines `input` in two
+/// sub-interpreters, with batches of `bundle` rows.
+fn coil_run_in_two_subinterpreters(
+    target: &str,
+    bundle: usize,
+    input: &str,
+) -> std::process::Output {
+    let bundle = format!("python.fn-execution.bundle.size={bundle}");
+    coil(
+        &[
+            "run",
+            "--udf",
+            target,
+            "--mode",
+            "sub-interpreter",
+            "--workers",
+            "2",
+            "--conf",
+            &bundle,
+        ],
+        input,
+    )
+}
+
+/// `runs` runs of [`coil_run_in_two_subinterpreters`], each of which must
+/// exit 0 with the output `want`.
+fn exits_cleanly_in_two_subinterpreters(
+    target: &str,
+    bundle: usize,
+    input: &str,
+    want: &str,
+    runs: usize,
+) {
+    for run in 0..runs {
+        let out = coil_run_in_two_subinterpreters(target, bundle, input);
+        assert!(
+            out.status.success(),
+            "run {run}: {:?}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout) == want,
+            "run {run}: wrong output"
+        );
+    }
+}
+
 #[test]
 fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
     let udf = udfs().join("stdlib_mix.py");
@@ -88,33 +136,8 @@ fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
         .iter()
         .map(|v| format!("{v}\n"))
         .collect();
-    for run in 0..3 {
-        let target = format!("{}:dt_only", udf.display());
-        let out = coil(
-            &[
-                "run",
-                "--udf",
-                &target,
-                "--mode",
-                "sub-interpreter",
-                "--workers",
-                "2",
-                "--conf",
-                "python.fn-execution.bundle.size=100",
-            ],
-            &input,
-        );
-        assert!(
-            out.status.success(),
-            "run {run}: {:?}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stdout) == want,
-            "run {run}: wrong output"
-        );
-    }
+    let target = format!("{}:dt_only", udf.display());
+    exits_cleanly_in_two_subinterpreters(&target, 100, &input, &want, 3);
 }
 
 /// Rows of the call-time fallback tests.
@@ -202,20 +225,7 @@ fn coil_run_falls_back_at_call_time_with_one_warning() {
     let udf = udfs().join("lazy_import.py");
     let input: String = (0..LAZY_ROWS).map(|i| format!("[{i}]\n")).collect();
     let target = format!("{}:lazy_some", udf.display());
-    let out = coil(
-        &[
-            "run",
-            "--udf",
-            &target,
-            "--mode",
-            "sub-interpreter",
-            "--workers",
-            "2",
-            "--conf",
-            "python.fn-execution.bundle.size=10",
-        ],
-        &input,
-    );
+    let out = coil_run_in_two_subinterpreters(&target, 10, &input);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let want: String = (0..LAZY_ROWS).map(|x| format!("{}\n", 2 * x)).collect();
@@ -268,4 +278,40 @@ fn coil_bench_reports_a_call_time_incompatibility_and_never_advises_that_mode() 
         .unwrap();
     assert_eq!(sub["ran_as"], "process");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `coil run`s of the readline test: before coil serialised extension
+/// inits, 19 runs of 60 crashed a free-threaded 3.14 host.
+const READLINE_RUNS: usize = 16;
+
+#[test]
+fn extension_inits_in_concurrent_subinterpreters_run_one_at_a_time_and_never_crash() {
+    // Every sub-interpreter's extension loader takes coil's lock.
+    let runner = start(
+        "lazy_import.py",
+        "extension_loader_serialised",
+        UdfKind::Scalar,
+        &[
+            "python.execution-mode=sub-interpreter",
+            "python.worker-count=2",
+            "python.fn-execution.bundle.size=10",
+        ],
+    );
+    assert_eq!(runner.mode(), ExecutionMode::SubInterpreter);
+    assert_eq!(
+        runner.call(&ints(0..100)).unwrap(),
+        vec![Value::Int(1); 100]
+    );
+    drop(runner);
+
+    // Two sub-interpreters importing readline on their first batch: its
+    // single-phase init runs before CPython refuses the module, and two of
+    // them at once crashed the host about one run in three on 3.14t. Each
+    // run falls back to process mode (or, where readline loads, stays) and
+    // answers every row.
+    let udf = udfs().join("lazy_import.py");
+    let target = format!("{}:readline_first", udf.display());
+    let input: String = (0..1000).map(|i| format!("[{i}]\n")).collect();
+    let want: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    exits_cleanly_in_two_subinterpreters(&target, 10, &input, &want, READLINE_RUNS);
 }

@@ -583,6 +583,27 @@ class _LogWriter:
         return True
 
 
+def serialise_extension_imports(locked):
+    """Makes this interpreter run every extension module's init through
+    LOCKED(f, *args), which calls f under a process-wide lock
+    (sub-interpreter mode). CPython runs a single-phase module's init before
+    it refuses the module in an isolated interpreter, and inits such as GNU
+    readline's are not safe to run in two interpreters at once."""
+    import importlib.machinery
+
+    loader = importlib.machinery.ExtensionFileLoader
+    create, execute = loader.create_module, loader.exec_module
+
+    def create_module(self, spec):
+        return locked(create, self, spec)
+
+    def exec_module(self, module):
+        return locked(execute, self, module)
+
+    create_module.coil_serialised = exec_module.coil_serialised = True
+    loader.create_module, loader.exec_module = create_module, exec_module
+
+
 def route_output(sink):
     """Sends this interpreter's stdout and stderr to SINK, once; and, since
     this interpreter runs inside the host process, makes os._exit refuse to

@@ -96,6 +96,123 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
     DONE.store(true, Ordering::Release);
 }
 
+/// The lock under which every sub-interpreter coil creates runs an
+/// extension module's init (`udf.py`'s `serialise_extension_imports` wraps
+/// `ExtensionFileLoader.create_module` and `exec_module` in it). CPython
+/// runs a single-phase module's init *before* it refuses the module in an
+/// isolated interpreter, and some inits are not safe to run in two
+/// interpreters at once: two sub-interpreters importing `readline` on their
+/// first batch crashed a free-threaded 3.14 host (`malloc_consolidate():
+/// invalid chunk size`, 19 runs of 60 here). Loading UDFs is already
+/// serialised by the life-cycle lock; this covers imports made later, from
+/// inside a UDF.
+///
+/// Re-entrant on the thread that holds it (an extension's init may import
+/// another extension); a thread waits for it with its interpreter detached,
+/// so the holder's interpreter never waits for a waiter's.
+#[cfg(Py_3_13)]
+struct ExtensionInits {
+    /// The holder and how many times it took the lock.
+    holder: std::sync::Mutex<(Option<std::thread::ThreadId>, usize)>,
+    /// Signalled when the holder lets go.
+    freed: std::sync::Condvar,
+}
+
+#[cfg(Py_3_13)]
+static EXTENSION_INITS: ExtensionInits = ExtensionInits {
+    holder: std::sync::Mutex::new((None, 0)),
+    freed: std::sync::Condvar::new(),
+};
+
+#[cfg(Py_3_13)]
+impl ExtensionInits {
+    fn holder(&self) -> std::sync::MutexGuard<'_, (Option<std::thread::ThreadId>, usize)> {
+        // Nothing is left half-done under this mutex by a panic.
+        self.holder
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn acquire(&self) {
+        let me = std::thread::current().id();
+        let mut held = self.holder();
+        loop {
+            match held.0 {
+                None => {
+                    *held = (Some(me), 1);
+                    return;
+                }
+                Some(t) if t == me => {
+                    held.1 += 1;
+                    return;
+                }
+                Some(_) => {
+                    held = self
+                        .freed
+                        .wait(held)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                }
+            }
+        }
+    }
+
+    fn release(&self) {
+        let me = std::thread::current().id();
+        let mut held = self.holder();
+        if held.0 == Some(me) {
+            held.1 -= 1;
+            if held.1 == 0 {
+                held.0 = None;
+                self.freed.notify_one();
+            }
+        }
+    }
+}
+
+/// Holds [`EXTENSION_INITS`] until dropped.
+#[cfg(Py_3_13)]
+struct ExtensionInitHeld;
+
+#[cfg(Py_3_13)]
+impl Drop for ExtensionInitHeld {
+    fn drop(&mut self) {
+        EXTENSION_INITS.release();
+    }
+}
+
+/// Wraps this interpreter's extension-module loader in [`EXTENSION_INITS`].
+#[cfg(Py_3_13)]
+fn serialise_extension_imports(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
+    use pyo3::prelude::*;
+    use pyo3::types::{PyCFunction, PyDict, PyTuple};
+
+    let code = std::ffi::CString::new(include_str!("../udf.py")).expect("no NUL in udf.py");
+    let helper = PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf")?;
+    // `locked(f, *args)`: `f(*args)` under the lock. Taking the lock, the
+    // call and letting go are one call from Python, so an exception raised
+    // into the thread (a timeout) can never fall between taking the lock
+    // and the `try` that would let it go.
+    let locked = PyCFunction::new_closure(
+        py,
+        Some(c"coil_extension_init_locked"),
+        None,
+        |args: &Bound<'_, PyTuple>, _: Option<&Bound<'_, PyDict>>| -> PyResult<Py<PyAny>> {
+            let py = args.py();
+            let f = args.get_item(0)?;
+            let rest = args.get_slice(1, args.len());
+            // Detached while it waits: the holder may be in this very
+            // interpreter's import machinery on another thread.
+            py.detach(|| EXTENSION_INITS.acquire());
+            let _held = ExtensionInitHeld;
+            Ok(f.call1(rest)?.unbind())
+        },
+    )?;
+    helper
+        .getattr("serialise_extension_imports")?
+        .call1((locked,))?;
+    Ok(())
+}
+
 /// Serves `region` like [`serve_in_process`](super::serve_in_process), in a
 /// new own-GIL sub-interpreter owned by this thread; `started` receives the
 /// interpreter's [`InterruptTarget`] before the UDF loads.
@@ -137,6 +254,9 @@ pub fn serve_in_subinterpreter(
         job.shelf = shelf;
         job.sub_interpreter = true;
         let result = sub.with(|py| {
+            if let Err(e) = serialise_extension_imports(py) {
+                tracing::warn!("cannot serialise extension-module inits in a sub-interpreter: {e}");
+            }
             super::run_in_process(py, region, &job, &mut rx, &mut tx, || drop(starting.take()))
         });
         // Released when the UDF loaded; this covers a serve loop that ended
