@@ -40,6 +40,7 @@ mod arrow;
 mod convert;
 mod error;
 mod executor;
+mod helper;
 mod interp;
 mod log;
 mod serve;

@@ -1,8 +1,6 @@
 //! Python's output in the in-process modes: `sys.stdout` and `sys.stderr`
 //! of each interpreter go to `tracing`, never to the host's own stdout.
 
-use std::ffi::CString;
-
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -15,8 +13,7 @@ use pyo3::types::PyTuple;
 ///
 /// The Python error if the writers cannot be installed.
 pub fn route_output_to_log(py: Python<'_>) -> PyResult<()> {
-    let code = CString::new(include_str!("udf.py")).expect("no NUL in udf.py");
-    let helper = PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf")?;
+    let helper = crate::helper::udf_helper(py)?;
     let sink = pyo3::types::PyCFunction::new_closure(
         py,
         Some(c"coil_log_sink"),

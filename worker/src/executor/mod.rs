@@ -192,15 +192,11 @@ impl Executor {
         spec: &UdfSpec,
         limiter: Option<coil_ipc::RateLimiter>,
     ) -> Result<Executor, LoadError> {
-        let code = CString::new(include_str!("../udf.py")).expect("no NUL in udf.py");
-        let helper =
-            PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf").map_err(|e| {
-                LoadError {
-                    target: spec.target.clone(),
-                    error: bare_error_info(py, &e),
-                    blocker: None,
-                }
-            })?;
+        let helper = crate::helper::udf_helper(py).map_err(|e| LoadError {
+            target: spec.target.clone(),
+            error: bare_error_info(py, &e),
+            blocker: None,
+        })?;
         let fail = |e: PyErr| {
             let module = blocker(py, &helper, &e);
             let error = error_info(py, &helper, e);

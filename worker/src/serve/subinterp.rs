@@ -186,8 +186,7 @@ fn serialise_extension_imports(py: pyo3::Python<'_>) -> pyo3::PyResult<()> {
     use pyo3::prelude::*;
     use pyo3::types::{PyCFunction, PyDict, PyTuple};
 
-    let code = std::ffi::CString::new(include_str!("../udf.py")).expect("no NUL in udf.py");
-    let helper = PyModule::from_code(py, &code, c"<coil>/udf.py", c"_coil_udf")?;
+    let helper = crate::helper::udf_helper(py)?;
     // `locked(f, *args)`: `f(*args)` under the lock. Taking the lock, the
     // call and letting go are one call from Python, so an exception raised
     // into the thread (a timeout) can never fall between taking the lock
