@@ -70,8 +70,6 @@ fn issue_10_stdlib_modules_in_concurrent_subinterpreters_never_crash_or_answer_w
     }
 }
 
-/// The command line of issue 10, which died with `munmap_chunk(): invalid
-/// pointer` after writing every row: now exit 0 and every row right.
 /// `coil run` of `target` (`FILE.py:NAME`) over JSON Lines `input` in two
 /// sub-interpreters, with batches of `bundle` rows.
 fn coil_run_in_two_subinterpreters(
@@ -120,6 +118,8 @@ fn exits_cleanly_in_two_subinterpreters(
     }
 }
 
+/// The command line of issue 10, which died with `munmap_chunk(): invalid
+/// pointer` after writing every row: now exit 0 and every row right.
 #[test]
 fn issue_10_coil_run_with_datetime_in_two_subinterpreters_exits_cleanly() {
     let udf = udfs().join("stdlib_mix.py");

@@ -109,7 +109,9 @@ fn import_in_main_first(main: pyo3::Python<'_>) {
 ///
 /// Re-entrant on the thread that holds it (an extension's init may import
 /// another extension); a thread waits for it with its interpreter detached,
-/// so the holder's interpreter never waits for a waiter's.
+/// so the holder's interpreter never waits for a waiter's. (Not
+/// `parking_lot::ReentrantMutex`: its guard is not `Send`, so it cannot be
+/// taken inside pyo3's `detach` and held after it.)
 #[cfg(Py_3_13)]
 struct ExtensionInits {
     /// The holder and how many times it took the lock.
